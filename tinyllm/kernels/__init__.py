@@ -1,0 +1,155 @@
+"""Kernels: the hot loops, each written twice — a plain-NumPy reference and a numba kernel.
+
+The reference is what a reader should study first: a few NumPy lines per equation. The numba
+kernel computes the same thing in one pass over memory, rows in parallel, which NumPy cannot
+express without temporaries. Tests assert the two agree (tests/test_kernels.py).
+
+Ops in tinyllm/ops call the functions below, which pick the implementation:
+
+* `TINYLLM_KERNELS=numpy` in the environment (or `use_backend("numpy")`) runs every op on the
+  references — the whole framework then reads as plain NumPy;
+* otherwise the numba kernels run for float32/float64 arrays, and the references for any other
+  dtype (float16 storage computes in NumPy).
+
+numba compiles a kernel the first time it is called with a given signature and caches the
+machine code on disk (`cache=True`), so the cost is paid once per machine, not per process.
+`warmup()` compiles (or loads) every kernel up front; sim's launcher runs it on one rank before
+the others so that several ranks never compile the same kernel at once.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import numpy as np
+
+from tinyllm.kernels import cross_entropy as _ce
+from tinyllm.kernels import embedding as _emb
+from tinyllm.kernels import gelu as _gelu
+from tinyllm.kernels import layernorm as _ln
+from tinyllm.kernels import softmax as _sm
+from tinyllm.kernels import attention as _attn
+
+BACKENDS = ("numba", "numpy")
+_backend = os.environ.get("TINYLLM_KERNELS", "numba")
+if _backend not in BACKENDS:
+    raise ValueError(f"TINYLLM_KERNELS={_backend!r}: expected one of {BACKENDS}")
+
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def backend() -> str:
+    return _backend
+
+
+@contextmanager
+def use_backend(name: str):
+    """Run the block with the given kernel backend ("numba" or "numpy")."""
+    global _backend
+    if name not in BACKENDS:
+        raise ValueError(f"unknown kernel backend {name!r}; expected one of {BACKENDS}")
+    prev, _backend = _backend, name
+    try:
+        yield
+    finally:
+        _backend = prev
+
+
+def _fast(x) -> bool:
+    return _backend == "numba" and x.dtype in _FAST_DTYPES
+
+
+def _c(x):
+    return np.ascontiguousarray(x)
+
+
+# ---- dispatchers ----------------------------------------------------------------------------
+
+def softmax_forward(x):
+    return _sm.softmax_forward_numba(_c(x)) if _fast(x) else _sm.softmax_forward_reference(x)
+
+
+def softmax_backward(y, g):
+    if _fast(y):
+        return _sm.softmax_backward_numba(_c(y), _c(g.astype(y.dtype, copy=False)))
+    return _sm.softmax_backward_reference(y, g)
+
+
+def log_softmax_forward(x):
+    return _sm.log_softmax_forward_numba(_c(x)) if _fast(x) else _sm.log_softmax_forward_reference(x)
+
+
+def log_softmax_backward(y, g):
+    if _fast(y):
+        return _sm.log_softmax_backward_numba(_c(y), _c(g.astype(y.dtype, copy=False)))
+    return _sm.log_softmax_backward_reference(y, g)
+
+
+def cross_entropy_forward(logits, targets, ignore_index):
+    if _fast(logits):
+        return _ce.cross_entropy_forward_numba(_c(logits), _c(targets), ignore_index)
+    return _ce.cross_entropy_forward_reference(logits, targets, ignore_index)
+
+
+def cross_entropy_backward(logits, lse, targets, grad_rows, ignore_index):
+    if _fast(logits):
+        return _ce.cross_entropy_backward_numba(_c(logits), lse, _c(targets),
+                                                _c(grad_rows.astype(logits.dtype, copy=False)),
+                                                ignore_index)
+    return _ce.cross_entropy_backward_reference(logits, lse, targets, grad_rows, ignore_index)
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    if _fast(x):
+        return _ln.layer_norm_forward_numba(_c(x), weight, bias, eps)
+    return _ln.layer_norm_forward_reference(x, weight, bias, eps)
+
+
+def layer_norm_backward(x, weight, mean, rstd, g):
+    if _fast(x):
+        return _ln.layer_norm_backward_numba(_c(x), weight, mean, rstd, _c(g.astype(x.dtype, copy=False)))
+    return _ln.layer_norm_backward_reference(x, weight, mean, rstd, g)
+
+
+def gelu_forward(x, approximate):
+    return _gelu.gelu_forward_numba(x, approximate) if _fast(x) else _gelu.gelu_forward_reference(x, approximate)
+
+
+def gelu_backward(x, g, approximate):
+    if _fast(x):
+        return _gelu.gelu_backward_numba(x, g, approximate)
+    return _gelu.gelu_backward_reference(x, g, approximate)
+
+
+def embedding_backward(ids, g, num_embeddings):
+    if _fast(g):
+        return _emb.embedding_backward_numba(ids, g, num_embeddings)
+    return _emb.embedding_backward_reference(ids, g, num_embeddings)
+
+
+def warmup(dtypes=(np.float32,)) -> None:
+    """Compile (or load from the on-disk cache) every kernel for the given dtypes."""
+    if _backend != "numba":
+        return
+    for dt in dtypes:
+        x = np.linspace(-1, 1, 12, dtype=dt).reshape(3, 4)
+        g = np.ones_like(x)
+        softmax_backward(softmax_forward(x), g)
+        log_softmax_backward(log_softmax_forward(x), g)
+        t = np.array([0, 3, -100], dtype=np.int64)
+        loss, lse = cross_entropy_forward(x, t, -100)
+        cross_entropy_backward(x, lse, t, np.ones(3, dtype=dt), -100)
+        y, mu, r = layer_norm_forward(x, np.ones(4, dt), np.zeros(4, dt), 1e-5)
+        layer_norm_backward(x, np.ones(4, dt), mu, r, g)
+        for approx in ("none", "tanh"):
+            gelu_backward(x, g, approx)
+            gelu_forward(x, approx)
+        embedding_backward(np.array([0, 1, 1], dtype=np.int64), x, 5)
+
+
+def attention_forward(q, k, v, bias, scale):
+    return _attn.attention_forward_reference(q, k, v, bias, scale)
+
+
+def attention_backward(q, k, v, bias, scale, out, lse, dout):
+    return _attn.attention_backward_reference(q, k, v, bias, scale, out, lse, dout)

@@ -1,0 +1,83 @@
+"""Fused log-softmax + negative log-likelihood (cross-entropy) over rows of logits.
+
+For one row of logits z (C classes) and its target class t:
+
+    loss = −log softmax(z)ₜ = logsumexp(z) − zₜ,    logsumexp(z) = m + log Σⱼ e^(zⱼ − m)
+
+and its gradient with respect to the logits is the famous "probabilities minus one-hot":
+
+    ∂loss/∂zⱼ = softmax(z)ⱼ − [j = t]
+
+Fusing the two steps means the (N, C) log-probabilities are never stored: forward keeps only
+one number per row (the logsumexp), and backward recomputes softmax from the logits. Rows whose
+target equals `ignore_index` contribute zero loss and zero gradient.
+
+Signatures (N rows, C classes):
+    cross_entropy_forward(logits (N, C), targets (N,) int, ignore_index) -> (loss (N,), lse (N,))
+    cross_entropy_backward(logits, lse, targets, grad_rows (N,), ignore_index) -> (N, C)
+`grad_rows[n]` is the adjoint of row n's loss (e.g. 1/count for a mean).
+"""
+import numpy as np
+from numba import njit, prange
+
+# ---- reference (plain NumPy) ----------------------------------------------------------------
+
+
+def cross_entropy_forward_reference(logits, targets, ignore_index):
+    m = logits.max(axis=1, keepdims=True)
+    lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
+    valid = targets != ignore_index
+    safe = np.where(valid, targets, 0)
+    picked = logits[np.arange(len(targets)), safe]
+    loss = np.where(valid, lse - picked, 0).astype(logits.dtype)
+    return loss, lse.astype(logits.dtype)
+
+
+def cross_entropy_backward_reference(logits, lse, targets, grad_rows, ignore_index):
+    probs = np.exp(logits - lse[:, None])
+    valid = targets != ignore_index
+    rows = np.nonzero(valid)[0]
+    probs[rows, targets[rows]] -= 1
+    return (probs * np.where(valid, grad_rows, 0)[:, None]).astype(logits.dtype)
+
+
+# ---- numba kernels (same signatures) --------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def cross_entropy_forward_numba(logits, targets, ignore_index):
+    n, c = logits.shape
+    loss = np.zeros(n, dtype=logits.dtype)
+    lse = np.empty(n, dtype=logits.dtype)
+    for i in prange(n):
+        m = logits[i, 0]
+        for j in range(1, c):
+            if logits[i, j] > m:
+                m = logits[i, j]
+        s = 0.0
+        for j in range(c):
+            s += np.exp(logits[i, j] - m)
+        row_lse = m + np.log(s)
+        lse[i] = row_lse
+        t = targets[i]
+        if t != ignore_index:
+            loss[i] = row_lse - logits[i, t]
+    return loss, lse
+
+
+@njit(parallel=True, cache=True)
+def cross_entropy_backward_numba(logits, lse, targets, grad_rows, ignore_index):
+    n, c = logits.shape
+    out = np.empty_like(logits)
+    for i in prange(n):
+        t = targets[i]
+        if t == ignore_index:
+            for j in range(c):
+                out[i, j] = 0.0
+            continue
+        g = grad_rows[i]
+        l = lse[i]
+        for j in range(c):
+            out[i, j] = np.exp(logits[i, j] - l) * g
+        out[i, t] -= g
+    return out

@@ -1,0 +1,83 @@
+"""GELU, exact and tanh-approximated, forward and backward: reference, then numba.
+
+    exact:  GELU(x) = x·Φ(x) = ½x(1 + erf(x/√2))
+            GELU'(x) = Φ(x) + x·φ(x),            φ(x) = e^(−x²/2)/√(2π)
+    tanh:   GELU(x) ≈ ½x(1 + tanh u),           u = √(2/π)(x + 0.044715x³)
+            GELU'(x) ≈ ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)
+
+NumPy has no vectorized erf, so the reference maps the standard library's `math.erf` over the
+array — exact, readable and slow; the numba kernel calls the same libm function per element.
+Signatures (any shape; `approximate` is "none" or "tanh"):
+    gelu_forward(x, approximate) -> y
+    gelu_backward(x, g, approximate) -> x̄
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+COEF = 0.044715
+
+# ---- reference (plain NumPy) ----------------------------------------------------------------
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def gelu_forward_reference(x, approximate):
+    if approximate == "tanh":
+        u = SQRT_2_OVER_PI * (x + COEF * x ** 3)
+        return (0.5 * x * (1 + np.tanh(u))).astype(x.dtype, copy=False)
+    return (0.5 * x * (1 + _erf(x * INV_SQRT_2))).astype(x.dtype, copy=False)
+
+
+def gelu_backward_reference(x, g, approximate):
+    if approximate == "tanh":
+        t = np.tanh(SQRT_2_OVER_PI * (x + COEF * x ** 3))
+        d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * COEF * x * x)
+    else:
+        cdf = 0.5 * (1 + _erf(x * INV_SQRT_2))
+        d = cdf + x * INV_SQRT_2PI * np.exp(-0.5 * x * x)
+    return (g * d).astype(x.dtype, copy=False)
+
+
+# ---- numba kernels (same signatures; they work on the flattened array) ----------------------
+
+
+@njit(parallel=True, cache=True)
+def _gelu_forward(x, tanh_form):
+    out = np.empty_like(x)
+    for i in prange(x.size):
+        v = x[i]
+        if tanh_form:
+            out[i] = 0.5 * v * (1.0 + math.tanh(SQRT_2_OVER_PI * (v + COEF * v * v * v)))
+        else:
+            out[i] = 0.5 * v * (1.0 + math.erf(v * INV_SQRT_2))
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _gelu_backward(x, g, tanh_form):
+    out = np.empty_like(x)
+    for i in prange(x.size):
+        v = x[i]
+        if tanh_form:
+            t = math.tanh(SQRT_2_OVER_PI * (v + COEF * v * v * v))
+            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * COEF * v * v)
+        else:
+            d = 0.5 * (1.0 + math.erf(v * INV_SQRT_2)) + v * INV_SQRT_2PI * math.exp(-0.5 * v * v)
+        out[i] = g[i] * d
+    return out
+
+
+def gelu_forward_numba(x, approximate):
+    flat = np.ascontiguousarray(x).reshape(-1)
+    return _gelu_forward(flat, approximate == "tanh").reshape(x.shape)
+
+
+def gelu_backward_numba(x, g, approximate):
+    flat_x = np.ascontiguousarray(x).reshape(-1)
+    flat_g = np.ascontiguousarray(g, dtype=x.dtype).reshape(-1)
+    return _gelu_backward(flat_x, flat_g, approximate == "tanh").reshape(x.shape)

@@ -1,0 +1,121 @@
+"""scaled_dot_product_attention: Attention(Q, K, V) = softmax(QKᵀ/√d_k + mask) V.
+
+(Vaswani et al. 2017, eq. 1.) PyTorch semantics:
+
+* q (…, L, E), k (…, S, E), v (…, S, Ev) → (…, L, Ev); leading axes broadcast.
+* `attn_mask`: boolean (True = may attend, False = masked out) or a float mask added to the
+  scores; it broadcasts to (…, L, S).
+* `is_causal=True`: query i may attend to keys j ≤ i (the lower triangle, aligned at the top
+  left as in PyTorch — for a KV cache, where the L queries are the *last* L positions, pass an
+  explicit mask instead).
+* `scale` defaults to 1/√E. `dropout_p` drops attention probabilities (training only).
+
+Query rows with every key masked produce zeros (PyTorch's math path would produce NaN).
+The math and its backward live in tinyllm/kernels/attention.py.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinyllm import kernels
+from tinyllm.kernels import attention as _attn
+from tinyllm.random import generator_or_default
+from tinyllm.tensor import Function, Tensor, unbroadcast
+
+
+def causal_mask(l: int, s: int) -> np.ndarray:
+    """Boolean (L, S) mask, True on and below the diagonal (top-left aligned)."""
+    return np.tril(np.ones((l, s), dtype=bool))
+
+
+class ScaledDotProductAttention(Function):
+    @staticmethod
+    def forward(ctx, q, k, v, mask_bias=None, scale=1.0, dropout_p=0.0, generator=None):
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        qb = np.broadcast_to(q, batch + q.shape[-2:])
+        kb = np.broadcast_to(k, batch + k.shape[-2:])
+        vb = np.broadcast_to(v, batch + v.shape[-2:])
+        ctx.shapes = (q.shape, k.shape, v.shape, None if mask_bias is None else mask_bias.shape)
+        if dropout_p > 0.0:
+            # With dropout the probabilities themselves are perturbed: keep P and the mask.
+            out, lse = _attn.attention_forward_reference(qb, kb, vb, mask_bias, scale)
+            s = np.matmul(qb, np.swapaxes(kb, -1, -2)) * np.asarray(scale, dtype=q.dtype)
+            if mask_bias is not None:
+                s = s + mask_bias
+            p = np.exp(s - lse[..., None])
+            keep = generator.random(p.shape, dtype=np.float32) >= dropout_p
+            pd = p * keep / np.asarray(1 - dropout_p, dtype=q.dtype)
+            out = np.matmul(pd, vb)
+            ctx.save_for_backward(qb, kb, vb, p, keep)
+            ctx.meta = (scale, dropout_p)
+            return out
+        out, lse = kernels.attention_forward(qb, kb, vb, mask_bias, scale)
+        ctx.save_for_backward(qb, kb, vb, mask_bias, out, lse)
+        ctx.meta = (scale, 0.0)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q_shape, k_shape, v_shape, m_shape = ctx.shapes
+        scale, dropout_p = ctx.meta
+        if dropout_p > 0.0:
+            qb, kb, vb, p, keep = ctx.saved_tensors
+            sc = np.asarray(scale, dtype=qb.dtype)
+            inv = np.asarray(1 / (1 - dropout_p), dtype=qb.dtype)
+            pd = p * keep * inv
+            dv = np.matmul(np.swapaxes(pd, -1, -2), grad)
+            dpd = np.matmul(grad, np.swapaxes(vb, -1, -2))
+            dp = dpd * keep * inv
+            ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+            dq = np.matmul(ds, kb) * sc
+            dk = np.matmul(np.swapaxes(ds, -1, -2), qb) * sc
+        else:
+            qb, kb, vb, bias, out, lse = ctx.saved_tensors
+            dq, dk, dv, ds = kernels.attention_backward(qb, kb, vb, bias, scale, out, lse, grad)
+        nq, nk, nv, nm = ctx.needs_input_grad
+        return (unbroadcast(dq, q_shape) if nq else None,
+                unbroadcast(dk, k_shape) if nk else None,
+                unbroadcast(dv, v_shape) if nv else None,
+                unbroadcast(ds, m_shape) if nm and m_shape is not None else None)
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None, generator=None) -> Tensor:
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2 or q.shape[-1] != k.shape[-1] \
+            or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} "
+                         f"do not fit (need q (…, L, E), k (…, S, E), v (…, S, Ev))")
+    try:
+        np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except ValueError:
+        raise ValueError(f"scaled_dot_product_attention: batch axes of q {q.shape}, k {k.shape} "
+                         f"and v {v.shape} do not broadcast") from None
+    L, S = q.shape[-2], k.shape[-2]
+    bias = None
+    if is_causal:
+        bias = np.where(causal_mask(L, S), 0, -np.inf).astype(q.dtype)
+    if attn_mask is not None:
+        m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        try:
+            np.broadcast_shapes(m.shape, (L, S))
+            if np.broadcast_shapes(m.shape, (L, S))[-2:] != (L, S):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {m.shape} does "
+                             f"not broadcast to (…, {L}, {S})") from None
+        if m.dtype == np.bool_:
+            add = np.where(m, 0, -np.inf).astype(q.dtype)
+        else:
+            add = m.astype(q.dtype, copy=False)
+        if isinstance(attn_mask, Tensor) and attn_mask.requires_grad and bias is None:
+            bias = attn_mask  # a learned additive bias: keep it in the graph
+        else:
+            bias = add if bias is None else bias + add
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    gen = generator_or_default(generator) if dropout_p > 0 else None
+    return ScaledDotProductAttention.apply(q, k, v, bias, scale=scale, dropout_p=dropout_p,
+                                           generator=gen)

@@ -1,0 +1,473 @@
+"""Element-wise ops and their derivatives.
+
+An element-wise op applies a scalar function to every element (unary: y = f(x)) or to pairs of
+broadcast elements (binary: y = f(a, b)). Its Jacobian is diagonal, so the vector-Jacobian
+product is an element-wise product too:
+
+    unary:   x̄ = f'(x) · ȳ
+    binary:  ā = unbroadcast(∂f/∂a · ȳ),   b̄ = unbroadcast(∂f/∂b · ȳ)
+
+`unbroadcast` sums the gradient back to each input's shape (the adjoint of broadcasting).
+
+| op        | y                   | ∂y/∂a              | ∂y/∂b             |
+|-----------|---------------------|--------------------|-------------------|
+| add       | a + b               | 1                  | 1                 |
+| sub       | a − b               | 1                  | −1                |
+| mul       | a · b               | b                  | a                 |
+| div       | a / b               | 1/b                | −a/b²             |
+| pow       | a^b                 | b·a^(b−1)          | a^b · ln a        |
+| maximum   | max(a, b)           | [a > b] (+½ tie)   | [b > a] (+½ tie)  |
+| exp       | eˣ                  | eˣ                 |                   |
+| log       | ln x                | 1/x                |                   |
+| sqrt      | √x                  | 1/(2√x)            |                   |
+| tanh      | tanh x              | 1 − tanh²x         |                   |
+| sigmoid   | σ(x) = 1/(1+e^−x)   | σ(1−σ)             |                   |
+| relu      | max(x, 0)           | [x > 0]            |                   |
+| abs       | |x|                 | sign x             |                   |
+| gelu      | x·Φ(x)              | Φ(x) + x·φ(x)      |                   |
+
+A Python scalar operand (`x * 2`) is converted to the tensor's dtype, so it never upcasts
+float32 to float64.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from tinyllm.tensor import Function, Tensor, unbroadcast
+from tinyllm import kernels
+
+
+def _operand(x, like: Tensor):
+    """A non-Tensor operand as an array: scalars take the dtype of the tensor they meet."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (numbers.Number, np.generic)):
+        dtype = like.dtype
+        if not np.issubdtype(dtype, np.floating) and isinstance(x, (float, np.floating)):
+            dtype = np.float32
+        return np.asarray(x, dtype=dtype)
+    return np.asarray(x, dtype=np.float32)
+
+
+def _pair(a, b):
+    if isinstance(a, Tensor):
+        return a, _operand(b, a)
+    if isinstance(b, Tensor):
+        return _operand(a, b), b
+    raise TypeError(f"expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
+
+
+def _shape(x):
+    return x.shape
+
+
+def _check_broadcast(op, a, b):
+    try:
+        return np.broadcast_shapes(_shape(a), _shape(b))
+    except ValueError:
+        raise ValueError(f"{op}: shapes {tuple(_shape(a))} and {tuple(_shape(b))} cannot be "
+                         f"broadcast together") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary ops
+# ---------------------------------------------------------------------------------------------
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad
+        return (unbroadcast(grad, sa) if na else None, unbroadcast(grad, sb) if nb else None)
+
+
+def add(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("add", a, b)
+    return Add.apply(a, b)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad
+        return (unbroadcast(grad, sa) if na else None, unbroadcast(-grad, sb) if nb else None)
+
+
+def sub(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("sub", a, b)
+    return Sub.apply(a, b)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        return (unbroadcast(grad * b, a.shape) if na else None,
+                unbroadcast(grad * a, b.shape) if nb else None)
+
+
+def mul(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("mul", a, b)
+    return Mul.apply(a, b)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = unbroadcast(grad / b, a.shape) if na else None
+        gb = unbroadcast(-grad * a / (b * b), b.shape) if nb else None
+        return ga, gb
+
+
+def div(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("div", a, b)
+    return Div.apply(a, b)
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = a ** b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = gb = None
+        if na:
+            ga = unbroadcast(grad * b * a ** (b - 1), a.shape)
+        if nb:
+            # d(a^b)/db = a^b ln a; where a == 0 the limit is 0 (for b > 0).
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_a = np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0).astype(out.dtype)
+            gb = unbroadcast(grad * out * log_a, b.shape)
+        return ga, gb
+
+
+def pow(a, b) -> Tensor:  # noqa: A001 - PyTorch's name
+    a, b = _pair(a, b)
+    _check_broadcast("pow", a, b)
+    return Pow.apply(a, b)
+
+
+class Maximum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        # Ties split the gradient evenly between the two inputs (PyTorch's convention).
+        wa = (a > b) + 0.5 * (a == b)
+        ga = unbroadcast((grad * wa).astype(grad.dtype), a.shape) if na else None
+        gb = unbroadcast((grad * (1 - wa)).astype(grad.dtype), b.shape) if nb else None
+        return ga, gb
+
+
+def maximum(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("maximum", a, b)
+    return Maximum.apply(a, b)
+
+
+def minimum(a, b) -> Tensor:
+    """min(a, b) = −max(−a, −b)."""
+    return neg(maximum(neg(a) if isinstance(a, Tensor) else -np.asarray(a),
+                       neg(b) if isinstance(b, Tensor) else -np.asarray(b)))
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (cond,) = ctx.saved_tensors
+        _, na, nb = ctx.needs_input_grad
+        zero = np.zeros((), dtype=grad.dtype)
+        ga = unbroadcast(np.where(cond, grad, zero), ctx.shapes[0]) if na else None
+        gb = unbroadcast(np.where(cond, zero, grad), ctx.shapes[1]) if nb else None
+        return None, ga, gb
+
+
+def where(condition, a, b) -> Tensor:
+    """Elements of `a` where `condition` is true, else of `b` (all three broadcast)."""
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be boolean, got dtype {cond.dtype}")
+    a, b = _pair(a, b)
+    try:
+        np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
+    except ValueError:
+        raise ValueError(f"where: shapes {cond.shape}, {tuple(np.shape(a))} and "
+                         f"{tuple(np.shape(b))} cannot be broadcast together") from None
+    return Where.apply(cond, a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unary ops
+# ---------------------------------------------------------------------------------------------
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+def neg(x: Tensor) -> Tensor:
+    return Neg.apply(x)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out
+
+
+def exp(x: Tensor) -> Tensor:
+    return Exp.apply(x)
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / x
+
+
+def log(x: Tensor) -> Tensor:
+    return Log.apply(x)
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad / (2 * out)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return Sqrt.apply(x)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (1 - out * out)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return Tanh.apply(x)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        # σ(x) = 1/(1+e^−x) for x ≥ 0 and e^x/(1+e^x) for x < 0: never exponentiates a large
+        # positive number.
+        e = np.exp(-np.abs(x))
+        out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out * (1 - out)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return Sigmoid.apply(x)
+
+
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out > 0)
+
+
+def relu(x: Tensor) -> Tensor:
+    return ReLU.apply(x)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * np.sign(x)
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - PyTorch's name
+    return Abs.apply(x)
+
+
+class GELU(Function):
+    """GELU(x) = x·Φ(x), Φ the standard normal CDF (Hendrycks & Gimpel 2016).
+
+    exact:  Φ(x) = ½(1 + erf(x/√2));           d/dx = Φ(x) + x·φ(x),  φ(x) = e^(−x²/2)/√(2π)
+    tanh:   ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³);
+            d/dx = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)
+    The work is done by tinyllm.kernels.gelu (numba, with a NumPy reference beside it).
+    """
+
+    @staticmethod
+    def forward(ctx, x, approximate="none"):
+        ctx.approximate = approximate
+        ctx.save_for_backward(x)
+        return kernels.gelu_forward(x, approximate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return kernels.gelu_backward(x, grad, ctx.approximate)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU.apply(x, approximate=approximate)
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, x, lo=None, hi=None):
+        ctx.save_for_backward(x)
+        ctx.bounds = (lo, hi)
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        inside = np.ones(x.shape, dtype=bool)
+        if lo is not None:
+            inside &= x >= lo
+        if hi is not None:
+            inside &= x <= hi
+        return grad * inside
+
+
+def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
+    return Clamp.apply(x, lo=min, hi=max)
+
+
+# ---------------------------------------------------------------------------------------------
+# dtype and copies
+# ---------------------------------------------------------------------------------------------
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, x, dtype=None):
+        ctx.in_dtype = x.dtype
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.astype(ctx.in_dtype)
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    if x.requires_grad and not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"cast: cannot cast a tensor that requires grad to non-float {dtype}")
+    return Cast.apply(x, dtype=dtype)
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def clone(x: Tensor) -> Tensor:
+    return Clone.apply(x)
