@@ -25,7 +25,7 @@ def _normalize_axes(axis, ndim, op):
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -ndim <= a < (ndim or 1):  # (`max` is shadowed by the op below)
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
         out.append(a % ndim if ndim else 0)
     return tuple(sorted(set(out)))
