@@ -414,6 +414,10 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 class Clamp(Function):
     @staticmethod
     def forward(ctx, x, lo=None, hi=None):
+        # Bounds take x's dtype: a NumPy float64 bound must not upcast a float32 tensor.
+        dt = x.dtype if np.issubdtype(x.dtype, np.floating) else None
+        lo = None if lo is None else np.asarray(lo, dtype=dt)
+        hi = None if hi is None else np.asarray(hi, dtype=dt)
         ctx.save_for_backward(x)
         ctx.bounds = (lo, hi)
         return np.clip(x, lo, hi)
