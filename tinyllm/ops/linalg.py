@@ -102,6 +102,7 @@ class Linear(Function):
         ctx.save_for_backward(x2, weight)
         ctx.x_shape = x.shape
         ctx.flops = 2 * x2.shape[0] * weight.shape[0] * weight.shape[1]
+        ctx.has_bias = bias is not None  # the FLOP counter charges the bias add (N·out)
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
