@@ -28,6 +28,7 @@ from tinyllm.kernels import embedding as _emb
 from tinyllm.kernels import gelu as _gelu
 from tinyllm.kernels import layernorm as _ln
 from tinyllm.kernels import softmax as _sm
+from tinyllm.kernels import adam as _adam
 from tinyllm.kernels import attention as _attn
 
 BACKENDS = ("numba", "numpy")
@@ -153,3 +154,13 @@ def attention_forward(q, k, v, bias, scale):
 
 def attention_backward(q, k, v, bias, scale, out, lse, dout):
     return _attn.attention_backward_reference(q, k, v, bias, scale, out, lse, dout)
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+              decoupled):
+    """In-place Adam/AdamW update (tinyllm/kernels/adam.py)."""
+    if _fast(param) and param.flags.c_contiguous:
+        return _adam.adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
+                                     eps, weight_decay, decoupled)
+    return _adam.adam_step_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
+                                     eps, weight_decay, decoupled)

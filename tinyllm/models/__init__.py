@@ -1,0 +1,7 @@
+"""The three transformer families.
+
+    gpt.py    GPT — decoder-only, causal language modelling (next-token prediction)
+    bert.py   BERT-style encoder-only — masked language modelling, sequence classification
+    t5.py     T5-style encoder-decoder — span corruption, any sequence-to-sequence task
+"""
+from tinyllm.models.gpt import GPT, GPTConfig

@@ -1,0 +1,121 @@
+"""The basic layers: Linear, Embedding, LayerNorm, Dropout and activations.
+
+    Linear:     y = x Wᵀ + b,  W (out_features, in_features) — PyTorch's layout, so a state
+                dict transfers. Initialized as PyTorch does: W, b ~ U(−1/√in, 1/√in).
+    Embedding:  y = W[ids], W (num_embeddings, embedding_dim), W ~ N(0, 1).
+    LayerNorm:  y = (x − μ)/√(σ² + ε) · γ + β over the last dims, γ = 1, β = 0.
+    Dropout:    zero with probability p during training, scale by 1/(1−p); identity in eval.
+
+Random initialization draws from tinyllm.random's default generator (seed it with
+`tinyllm.manual_seed`) unless a `generator` is passed.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinyllm import ops
+from tinyllm.nn.module import Module, Parameter
+from tinyllm.random import generator_or_default
+from tinyllm.tensor import DEFAULT_DTYPE, Tensor
+
+
+class Linear(Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype=DEFAULT_DTYPE, generator=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        g = generator_or_default(generator)
+        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
+        self.weight = Parameter(g.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
+        if bias:
+            self.bias = Parameter(g.uniform(-bound, bound, out_features).astype(dtype))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Embedding(Module):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype=DEFAULT_DTYPE, generator=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx = padding_idx
+        g = generator_or_default(generator)
+        w = g.standard_normal((num_embeddings, embedding_dim)).astype(dtype)
+        if padding_idx is not None:
+            w[padding_idx] = 0
+        self.weight = Parameter(w)
+
+    def forward(self, ids) -> Tensor:
+        return ops.embedding(ids, self.weight, padding_idx=self.padding_idx)
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class LayerNorm(Module):
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, dtype=DEFAULT_DTYPE):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(shape, dtype=dtype))
+            if bias:
+                self.bias = Parameter(np.zeros(shape, dtype=dtype))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class Dropout(Module):
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: probability must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.gelu(x, self.approximate)
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.relu(x)
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.tanh(x)
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
