@@ -19,3 +19,5 @@ float32 = __import__("numpy").float32
 float64 = __import__("numpy").float64
 
 __version__ = "0.1.0"
+
+from tinyllm import nn, optim  # noqa: E402  (torch-style: tinyllm.nn, tinyllm.optim)

@@ -5,3 +5,6 @@
     t5.py     T5-style encoder-decoder — span corruption, any sequence-to-sequence task
 """
 from tinyllm.models.gpt import GPT, GPTConfig
+from tinyllm.models.bert import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
+                                 BertModel)
+from tinyllm.models.t5 import T5, T5Config, shift_right
