@@ -1,0 +1,137 @@
+"""Parameter counts: the 12H² formulas against published model sizes and against a model."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tinyllm.accounting import count_parameters, gpt_param_formula, layer_params, param_table
+from tinyllm.tensor import Tensor
+
+
+def config(**kw):
+    base = dict(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, bias=True)
+    return SimpleNamespace(**{**base, **kw})
+
+
+@pytest.mark.parametrize("n_layer,n_embd,published", [
+    (12, 768, 124_439_808),     # gpt2
+    (24, 1024, 354_823_168),    # gpt2-medium
+    (36, 1280, 774_030_080),    # gpt2-large
+    (48, 1600, 1_557_611_200),  # gpt2-xl
+])
+def test_formula_matches_published_gpt2_sizes(n_layer, n_embd, published):
+    """The parameter counts Hugging Face reports for the four GPT-2 checkpoints."""
+    count = gpt_param_formula(config(n_layer=n_layer, n_embd=n_embd))
+    assert count.total == published
+    assert count.lm_head == 0 and count.tied
+
+
+def test_nanogpt_non_embedding_count_for_gpt2():
+    """nanoGPT prints "number of parameters: 123.65M" for GPT-2 small (total minus wpe)."""
+    assert round(gpt_param_formula(config()).non_embedding / 1e6, 2) == 123.65
+
+
+def test_layer_formula_pieces():
+    h = 10
+    assert layer_params(h, bias=True) == 12 * h * h + 9 * h + 4 * h   # biases 9H + norms 4H
+    assert layer_params(h, bias=False) == 12 * h * h + 2 * h          # norm weights only
+    c = gpt_param_formula(config(vocab_size=7, block_size=5, n_layer=3, n_embd=h, bias=False))
+    assert c.attention == 3 * 4 * h * h and c.mlp == 3 * 8 * h * h
+    assert c.norms == (2 * 3 + 1) * h
+    assert c.embeddings == (7 + 5) * h
+    assert c.matmul == 3 * 12 * h * h + 7 * h
+
+
+def test_formula_rejects_bad_config():
+    with pytest.raises(ValueError, match="n_embd"):
+        gpt_param_formula(config(n_embd=0))
+    with pytest.raises(ValueError, match="vocab_size"):
+        gpt_param_formula(SimpleNamespace(block_size=4, n_layer=1, n_embd=4))
+
+
+class FakeGPT:
+    """Stands in for a GPT module: nanoGPT names, real arrays, lm_head tied to wte."""
+
+    def __init__(self, cfg, list_tied_twice=True, untied=False, extra=None, seed=0):
+        rng = np.random.default_rng(seed)
+        h, v = cfg.n_embd, cfg.vocab_size
+
+        def p(*shape):
+            return Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+
+        b = cfg.bias
+        self.params = [("transformer.wte.weight", p(v, h)), ("transformer.wpe.weight", p(cfg.block_size, h))]
+        for i in range(cfg.n_layer):
+            pre = f"transformer.h.{i}."
+            self.params += [(pre + "ln_1.weight", p(h))] + ([(pre + "ln_1.bias", p(h))] if b else [])
+            self.params += [(pre + "attn.c_attn.weight", p(3 * h, h)), (pre + "attn.c_proj.weight", p(h, h))]
+            if b:
+                self.params += [(pre + "attn.c_attn.bias", p(3 * h)), (pre + "attn.c_proj.bias", p(h))]
+            self.params += [(pre + "ln_2.weight", p(h))] + ([(pre + "ln_2.bias", p(h))] if b else [])
+            self.params += [(pre + "mlp.c_fc.weight", p(4 * h, h)), (pre + "mlp.c_proj.weight", p(h, 4 * h))]
+            if b:
+                self.params += [(pre + "mlp.c_fc.bias", p(4 * h)), (pre + "mlp.c_proj.bias", p(h))]
+        self.params += [("transformer.ln_f.weight", p(h))] + ([("transformer.ln_f.bias", p(h))] if b else [])
+        if untied:
+            self.params.append(("lm_head.weight", p(v, h)))
+        elif list_tied_twice:  # same Parameter object under a second name
+            self.params.append(("lm_head.weight", self.params[0][1]))
+        if extra:
+            self.params.append(extra)
+
+    def named_parameters(self):
+        return iter(self.params)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("list_tied_twice", [True, False])
+def test_count_parameters_matches_formula(bias, list_tied_twice):
+    cfg = config(vocab_size=23, block_size=9, n_layer=2, n_embd=8, bias=bias)
+    counted = count_parameters(FakeGPT(cfg, list_tied_twice=list_tied_twice))
+    formula = gpt_param_formula(cfg)
+    assert counted.as_dict() == formula.as_dict()
+    assert counted.tied
+    assert (counted.attention_weights, counted.mlp_weights) == (formula.attention_weights,
+                                                                formula.mlp_weights)
+    assert counted.matmul == formula.matmul
+    # and by brute force: every distinct array once
+    model = FakeGPT(cfg, list_tied_twice=list_tied_twice)
+    distinct = {id(t): t.data.size for _, t in model.named_parameters()}
+    assert counted.total == sum(distinct.values())
+    assert "differs" not in param_table(counted, formula)
+
+
+def test_tie_through_a_shared_array_and_an_untied_head():
+    cfg = config(vocab_size=13, block_size=4, n_layer=1, n_embd=4)
+    model = FakeGPT(cfg, list_tied_twice=False)
+    wte = model.params[0][1]
+    model.params.append(("lm_head.weight", Tensor(wte.data)))  # new Tensor, same array
+    assert count_parameters(model).lm_head == 0
+    untied = count_parameters(FakeGPT(cfg, untied=True))
+    assert untied.lm_head == 13 * 4 and not untied.tied
+    assert untied.total == gpt_param_formula(cfg).total + 13 * 4
+    assert untied.matmul == gpt_param_formula(cfg).matmul  # lm_head replaces wte in matmuls
+
+
+def test_unknown_names_are_counted_as_other_not_dropped():
+    cfg = config(vocab_size=13, block_size=4, n_layer=1, n_embd=4)
+    counted = count_parameters(FakeGPT(cfg, extra=("rotary.freqs", Tensor(np.zeros(6)))))
+    assert counted.other == 6
+    assert counted.names["other"] == ["rotary.freqs"]
+    assert "differs" in param_table(counted, gpt_param_formula(cfg))
+    with pytest.raises(TypeError, match="named_parameters"):
+        count_parameters(object())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_count_parameters_of_tinyllm_gpt(bias):
+    """The real model: nanoGPT names, lm_head tied to wte by sharing one Parameter."""
+    from tinyllm.models import GPT, GPTConfig
+
+    cfg = GPTConfig(vocab_size=29, block_size=12, n_layer=2, n_head=2, n_embd=8, bias=bias)
+    model = GPT(cfg)
+    counted, formula = count_parameters(model), gpt_param_formula(cfg)
+    assert counted.as_dict() == formula.as_dict(), param_table(counted, formula)
+    assert counted.matmul == formula.matmul
+    assert counted.total == model.get_num_params(non_embedding=False)
+    assert counted.non_embedding == model.get_num_params()

@@ -1,0 +1,109 @@
+"""Compute-optimal scaling: the 20-tokens rule against Chinchilla's Table 3, the fitted law's
+closed form against a brute-force minimization, and the power-law fit; plus MFU."""
+import math
+
+import numpy as np
+import pytest
+
+from tinyllm.accounting import (CHINCHILLA, CHINCHILLA_TABLE3, ChinchillaLaw,
+                                compute_optimal_by_rule, fit_power_law, measure_matmul_peak, mfu,
+                                model_flops_per_second, scaling_rows, training_flops)
+
+
+def test_rule_reproduces_chinchilla_table3_within_10_percent():
+    """Hoffmann et al. 2022, Table 3 (typed in): for each row's FLOPs the rule's N and D are
+    within 10% of the printed parameters and tokens, and 6·N·D of the printed row is within
+    10% of its FLOPs."""
+    assert len(CHINCHILLA_TABLE3) == 9
+    for params, flops, tokens in CHINCHILLA_TABLE3:
+        n, d = compute_optimal_by_rule(flops)
+        assert n == pytest.approx(params, rel=0.10)
+        assert d == pytest.approx(tokens, rel=0.10)
+        assert training_flops(params, tokens) == pytest.approx(flops, rel=0.10)
+
+
+def test_rule_definition():
+    n, d = compute_optimal_by_rule(1.2e21)
+    assert d == pytest.approx(20 * n) and 6 * n * d == pytest.approx(1.2e21)
+    assert n == pytest.approx(math.sqrt(1.2e21 / 120))
+    with pytest.raises(ValueError):
+        compute_optimal_by_rule(0)
+
+
+@pytest.mark.parametrize("flops", [1e18, 3e21, 1e26])
+def test_closed_form_is_the_minimum(flops):
+    """Brute force: the loss along 6ND = C on a fine log grid is lowest at the closed form."""
+    n_opt, d_opt = CHINCHILLA.compute_optimal(flops)
+    assert 6 * n_opt * d_opt == pytest.approx(flops)
+    grid = np.exp(np.linspace(math.log(n_opt) - 3, math.log(n_opt) + 3, 200_001))
+    losses = CHINCHILLA.loss(grid, flops / (6 * grid))
+    assert grid[np.argmin(losses)] == pytest.approx(n_opt, rel=1e-3)
+    n_num, _ = CHINCHILLA.compute_optimal_numeric(flops)
+    assert n_num == pytest.approx(n_opt, rel=1e-5)
+    # first-order condition: αA·N^−α = βB·D^−β
+    law = CHINCHILLA
+    assert law.alpha * law.A * n_opt ** -law.alpha == pytest.approx(law.beta * law.B * d_opt ** -law.beta)
+
+
+def test_fitted_law_does_not_give_20_tokens_per_parameter():
+    """With α > β the ratio D/N grows with the budget: (α−β)/(α+β) ≈ 0.097 per decade in log."""
+    rows = scaling_rows([1e18, 1e22, 1e26])
+    ratios = [r["tokens_per_param_law"] for r in rows]
+    assert ratios[0] < ratios[1] < ratios[2]
+    slope = math.log10(ratios[2] / ratios[0]) / 8
+    assert slope == pytest.approx((0.34 - 0.28) / (0.34 + 0.28))
+    assert all(r > 20 for r in ratios)
+    # at equal exponents the ratio would be constant
+    flat = ChinchillaLaw(alpha=0.3, beta=0.3)
+    r1, r2 = (flat.compute_optimal(c) for c in (1e18, 1e24))
+    assert r1[1] / r1[0] == pytest.approx(r2[1] / r2[0])
+    # the law's own optimum is never worse than the rule's split, by the law's measure
+    assert all(r["loss_law"] <= r["loss_rule"] for r in rows)
+
+
+def test_fit_power_law_recovers_exponents():
+    rng = np.random.default_rng(0)
+    x = np.logspace(15, 20, 12)
+    y = 3.0 * x ** 0.45 * np.exp(rng.normal(0, 0.01, x.size))
+    fit = fit_power_law(x, y)
+    assert fit.exponent == pytest.approx(0.45, abs=0.01)
+    assert fit.coefficient == pytest.approx(3.0, rel=0.3)
+    assert fit.r2 > 0.99
+    exact = fit_power_law([1, 10, 100], [2, 20, 200])
+    assert (exact.exponent, exact.coefficient, exact.r2) == pytest.approx((1.0, 2.0, 1.0))
+    assert exact(1000) == pytest.approx(2000)
+    for bad in (([1], [1]), ([1, 2], [1, -1]), ([5, 5], [1, 2]), ([1, 2, 3], [1, 2])):
+        with pytest.raises(ValueError):
+            fit_power_law(*bad)
+
+
+def test_mfu_and_peak():
+    assert mfu(model_flops_per_second(1000, 6e6), 1.2e10) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        mfu(1.0, 0)
+    peak = measure_matmul_peak(np.float32, n=64, repeats=2)
+    assert np.isfinite(peak) and peak > 0
+    with pytest.raises(TypeError):
+        measure_matmul_peak(np.int32, n=8)
+    with pytest.raises(ValueError):
+        measure_matmul_peak(n=0)
+
+
+def test_scaling_example_table_and_sweep_hook(capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[1] / "examples" / "scaling.py")
+    argv = sys.argv
+    try:
+        sys.argv = [script, "--table", "--min-exp", "20", "--max-exp", "21"]
+        runpy.run_path(script, run_name="__main__")
+        out = capsys.readouterr().out
+        assert "1e+20" in out and "1e+21" in out and "1e+22" not in out
+        assert "Table 3" in out
+        sys.argv = [script, "--sweep", "--min-exp", "20", "--max-exp", "20"]
+        with pytest.raises(SystemExit, match="not implemented"):
+            runpy.run_path(script, run_name="__main__")
+    finally:
+        sys.argv = argv
