@@ -216,6 +216,7 @@ class Function:
         result.grad = None
         result.requires_grad = record
         result._retains_grad = False
+        result._post_hooks = None
         if record:
             ctx.function = cls
             ctx.parents = args
@@ -272,18 +273,32 @@ def backpropagate(root: "Tensor", grad: np.ndarray, retain_graph: bool = False) 
     Adjoints of intermediate tensors live in a dict only while needed; leaves (tensors created
     by the user with requires_grad=True, e.g. parameters) and tensors that called
     `retain_grad()` receive theirs in `.grad`, adding to what is already there.
+
+    A leaf's gradient is final as soon as every node that consumed it has run its backward, so
+    each leaf counts its pending consumers and is written (and its post-accumulate hooks run)
+    the moment that count reaches zero — not when the reversed order happens to reach it. This
+    is what lets data parallelism start communicating the last layer's gradients while the
+    earlier layers are still being differentiated (sim/ddp.py).
     """
     order = topological_sort(root)
+    pending: dict[int, int] = {}  # leaf id → number of consumers that have not yet run
+    for node in order:
+        ctx = node._ctx
+        if ctx is not None:
+            for parent in ctx.parents:
+                if isinstance(parent, Tensor) and parent.requires_grad and parent._ctx is None:
+                    pending[id(parent)] = pending.get(id(parent), 0) + 1
     adjoints: dict[int, np.ndarray] = {id(root): grad}
     for node in reversed(order):
         g = adjoints.pop(id(node), None)
         if g is None:
             continue
         ctx = node._ctx
-        if ctx is None or node._retains_grad:
-            node._accumulate_grad(g)
-        if ctx is None:
+        if ctx is None:              # a leaf nobody else consumed (backward() on the leaf itself)
+            node._finalize_grad(g)
             continue
+        if node._retains_grad:
+            node._accumulate_grad(g)
         if ctx.released:
             raise RuntimeError(
                 "backward through a graph whose saved arrays were already freed: a previous "
@@ -305,14 +320,19 @@ def backpropagate(root: "Tensor", grad: np.ndarray, retain_graph: bool = False) 
             raise RuntimeError(f"{fn.__name__}.backward returned {len(grads)} gradients for "
                                f"{len(parents)} inputs")
         for parent, pg in zip(parents, grads):
-            if pg is None or not isinstance(parent, Tensor) or not parent.requires_grad:
+            if not isinstance(parent, Tensor) or not parent.requires_grad:
                 continue
-            if pg.shape != parent.data.shape:
-                raise RuntimeError(f"{fn.__name__}.backward produced a gradient of shape "
-                                   f"{pg.shape} for an input of shape {parent.data.shape}")
             key = id(parent)
-            prev = adjoints.get(key)
-            adjoints[key] = pg if prev is None else prev + pg
+            if pg is not None:
+                if pg.shape != parent.data.shape:
+                    raise RuntimeError(f"{fn.__name__}.backward produced a gradient of shape "
+                                       f"{pg.shape} for an input of shape {parent.data.shape}")
+                prev = adjoints.get(key)
+                adjoints[key] = pg if prev is None else prev + pg
+            if parent._ctx is None:
+                pending[key] -= 1
+                if pending[key] == 0 and key in adjoints:
+                    parent._finalize_grad(adjoints.pop(key))
         if not retain_graph:
             ctx.release()
 
@@ -362,7 +382,8 @@ class Tensor:
     array), `.grad` (an array or None), `.requires_grad`, `.shape`, `.dtype`, `.ndim`.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "_post_hooks",
+                 "__weakref__")
     __array_priority__ = 1000  # ndarray ∘ Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -370,6 +391,7 @@ class Tensor:
         self.grad = None
         self._ctx = None
         self._retains_grad = False
+        self._post_hooks = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -468,6 +490,24 @@ class Tensor:
                 raise RuntimeError(f"backward(): gradient of shape {grad.shape} does not match "
                                    f"tensor of shape {self.shape}")
         backpropagate(self, grad, retain_graph=retain_graph)
+
+    def register_post_accumulate_grad_hook(self, hook) -> None:
+        """Call `hook(tensor)` each time backward has finished adding into this leaf's `.grad`
+        (PyTorch's name). Data-parallel training uses it to launch gradient communication."""
+        if self._ctx is not None:
+            raise RuntimeError("post-accumulate-grad hooks can only be registered on leaf tensors")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+
+    def clear_post_accumulate_grad_hooks(self) -> None:
+        self._post_hooks = None
+
+    def _finalize_grad(self, g: np.ndarray) -> None:
+        self._accumulate_grad(g)
+        if self._post_hooks:
+            for hook in self._post_hooks:
+                hook(self)
 
     def _accumulate_grad(self, g: np.ndarray) -> None:
         if g.dtype != self.data.dtype:
