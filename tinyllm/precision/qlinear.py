@@ -65,8 +65,9 @@ def vectorwise_quantize(a):
     """
     a = np.asarray(a, np.float32)
     scale = np.maximum(np.abs(a).max(axis=1) / np.float32(127), FP32_EPS)  # (R,)
-    q = np.clip(np.rint(a / scale[:, None]), -127, 127).astype(np.int8)
-    return q, scale.astype(np.float32)
+    scale = scale.astype(np.float32)
+    q = quantize(a, scale, np.zeros(scale.shape, np.int32), quant_min=-127, quant_max=127, axis=0)
+    return q, scale
 
 
 def outlier_columns(x2d, threshold: float = LLM_INT8_THRESHOLD) -> np.ndarray:
