@@ -1,0 +1,13 @@
+"""Data: the byte-level BPE tokenizer, corpora and batch builders.
+
+Read in this order: pretokenize.py (cutting text into word-like chunks), bpe_train.py (learning
+merges), bpe.py (the tokenizer: encode, decode, special tokens, files), corpus.py (the Python
+standard library as a corpus that every machine has), batches.py (causal LM, masked LM and
+span-corruption batches).
+"""
+from tinyllm.data.bpe import (CLS, ENDOFTEXT, MASK, PAD, SEP, ByteLevelBPE, TokenizerFileError,
+                              sentinel, standard_special_tokens)
+from tinyllm.data.bpe_train import learn_merges, learn_merges_reference
+from tinyllm.data.pretokenize import pre_split, pre_split_reference
+
+BPETokenizer = ByteLevelBPE

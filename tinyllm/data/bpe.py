@@ -1,0 +1,479 @@
+"""A byte-level BPE tokenizer: text -> token ids -> text (GPT-2, Radford et al. 2019).
+
+Vocabulary, in id order:
+
+    0 .. 255                 the 256 single bytes -- so every string has an encoding
+    256 .. 256 + k - 1       the tokens learned by k merges, in the order they were learned
+    after those              special tokens ("<|endoftext|>", "[MASK]", "<extra_id_0>", ...)
+
+Encoding a string:
+
+1. (special tokens) cut the text at the special tokens the caller allows; each becomes its id;
+2. pre-split each remaining piece into GPT-2 chunks (pretokenize.py);
+3. turn each chunk into its UTF-8 bytes, start from one token per byte, and replay the merges:
+   repeatedly merge the adjacent pair with the lowest merge rank (the earliest learned) until no
+   adjacent pair is a learned merge. This reproduces exactly what training did to that chunk,
+   because training applied the merges to every word in the same order.
+
+Decoding concatenates the tokens' bytes and decodes them as UTF-8.
+
+Round trips, and the choices they force:
+
+* `decode(encode(s)) == s` for EVERY Python str. A str may hold lone surrogates ("\\ud800",
+  e.g. from `os.fsdecode`), which strict UTF-8 cannot encode; we encode them with the
+  "surrogatepass" rule (the 3-byte pattern UTF-8 would use) and decode them back the same way.
+* `decode_bytes(encode_bytes(b)) == b` for every bytes object, valid UTF-8 or not.
+* An arbitrary id sequence need not spell valid UTF-8 (a model can emit half of a multi-byte
+  character). `decode` never raises on that: invalid bytes become U+FFFD "\\ufffd", as in GPT-2
+  and tiktoken (errors="replace"); `decode_bytes` returns the exact bytes.
+
+Special tokens (tiktoken's rules): text is encoded as ordinary text unless the caller lists
+specials in `allowed_special` (or passes "all"); by default, text that *contains* a special
+token's string raises an error (`disallowed_special="all"`), so user text can never smuggle in
+a control token by accident. Pass `disallowed_special=()` to encode such text as plain bytes.
+Normal text therefore never produces a special id, and a special token is never split.
+
+Files: `save` writes a plain-text file (format in `save`'s docstring), atomically; `load`
+names the file and line of any problem. No pickle.
+"""
+from __future__ import annotations
+
+import codecs
+import heapq
+import os
+import re
+import tempfile
+from collections import Counter
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from tinyllm.data.bpe_train import learn_merges
+from tinyllm.data.pretokenize import pre_split
+
+ENDOFTEXT = "<|endoftext|>"
+PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
+
+
+def sentinel(i: int) -> str:
+    """T5's i-th sentinel token, "<extra_id_{i}>" (Raffel et al. 2020)."""
+    return f"<extra_id_{i}>"
+
+
+def standard_special_tokens(n_sentinels: int = 100) -> list[str]:
+    """The special tokens GPT, BERT and T5 style models need, in a fixed order."""
+    return [ENDOFTEXT, PAD, CLS, SEP, MASK] + [sentinel(i) for i in range(n_sentinels)]
+
+
+def _lossless_then_replace(error: UnicodeDecodeError):
+    """UTF-8 decoding error handler: surrogates encoded by "surrogatepass" come back; any other
+    invalid bytes become U+FFFD (the "replace" rule)."""
+    try:
+        return codecs.lookup_error("surrogatepass")(error)
+    except UnicodeDecodeError:
+        return codecs.lookup_error("replace")(error)
+
+
+codecs.register_error("tinyllm.bpe", _lossless_then_replace)
+
+
+# ---- replaying merges on one chunk ---------------------------------------------------------
+
+def bpe_merge_reference(ids: Sequence[int], ranks: dict) -> list[int]:
+    """Apply learned merges to one chunk's byte ids (readable, O(n^2)).
+
+    ranks: (id_a, id_b) -> (rank, id_merged). Repeat: take the adjacent pair of lowest rank,
+    merge all its occurrences left to right; stop when no adjacent pair has a rank.
+    """
+    ids = list(ids)
+    while len(ids) >= 2:
+        best = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, (float("inf"),))[0])
+        if best not in ranks:
+            break
+        merged, out, i = ranks[best][1], [], 0
+        while i < len(ids):
+            if i + 1 < len(ids) and (ids[i], ids[i + 1]) == best:
+                out.append(merged)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        ids = out
+    return ids
+
+
+def bpe_merge(ids: Sequence[int], ranks: dict) -> list[int]:
+    """The same result as `bpe_merge_reference` in O(n log n), for arbitrarily long chunks.
+
+    Tokens sit in a doubly linked list (nxt/prv index arrays); a heap holds (rank, position) of
+    every mergeable adjacent pair, so the lowest rank -- and among equal ranks the leftmost --
+    comes out first. After a merge at position i only the pairs (prev, i) and (i, next) are new;
+    heap entries made stale by a merge are recognised on pop (dead position or rank mismatch).
+    """
+    n = len(ids)
+    if n < 2:
+        return list(ids)
+    tok = list(ids)
+    nxt = list(range(1, n + 1))   # nxt[i] == n: i is the last token
+    prv = list(range(-1, n - 1))  # prv[i] == -1: i is the first token
+    alive = [True] * n
+    heap = [(ranks[p][0], i) for i, p in enumerate(zip(tok, tok[1:])) if p in ranks]
+    heapq.heapify(heap)
+    while heap:
+        rank, i = heapq.heappop(heap)
+        j = nxt[i]
+        if not alive[i] or j == n:
+            continue
+        entry = ranks.get((tok[i], tok[j]))
+        if entry is None or entry[0] != rank:
+            continue  # stale: the pair at i changed since this entry was pushed
+        tok[i], alive[j] = entry[1], False  # merge j into i and unlink j
+        nxt[i] = nxt[j]
+        if nxt[j] < n:
+            prv[nxt[j]] = i
+        if prv[i] >= 0 and (left := ranks.get((tok[prv[i]], tok[i]))) is not None:
+            heapq.heappush(heap, (left[0], prv[i]))
+        if nxt[i] < n and (right := ranks.get((tok[i], tok[nxt[i]]))) is not None:
+            heapq.heappush(heap, (right[0], i))
+    out, i = [], 0
+    while i < n:
+        out.append(tok[i])
+        i = nxt[i]
+    return out
+
+
+# ---- the tokenizer ------------------------------------------------------------------------
+
+class TokenizerFileError(ValueError):
+    """A tokenizer file is malformed; the message names the file and the line."""
+
+
+class ByteLevelBPE:
+    """Byte-level BPE tokenizer with GPT-2 pre-splitting and special tokens.
+
+    >>> tok = ByteLevelBPE().train(text, vocab_size=2048, special_tokens=["<|endoftext|>"])
+    >>> ids = tok.encode("def f(x):\\n    return x")
+    >>> tok.decode(ids)
+    'def f(x):\\n    return x'
+    """
+
+    CACHE_SIZE = 200_000  # chunk -> ids entries kept before the encoding cache is cleared
+
+    def __init__(self, merges: Iterable[tuple[bytes, bytes]] = (),
+                 special_tokens: Iterable[str] = ()):
+        self._set_merges(merges)
+        self._special_to_id: dict[str, int] = {}
+        self.add_special_tokens(special_tokens)
+
+    # -- building --
+
+    def _set_merges(self, merges: Iterable[tuple[bytes, bytes]]) -> None:
+        self._id_to_bytes = [bytes([i]) for i in range(256)]
+        self._bytes_to_id = {b: i for i, b in enumerate(self._id_to_bytes)}
+        self._ranks: dict[tuple[int, int], tuple[int, int]] = {}
+        self.merges: list[tuple[bytes, bytes]] = []
+        for rank, (a, b) in enumerate(merges):
+            for part in (a, b):
+                if part not in self._bytes_to_id:
+                    raise ValueError(f"merge {rank} ({a!r}, {b!r}): token {part!r} is not in the "
+                                     "vocabulary built by the merges before it")
+            pair = (self._bytes_to_id[a], self._bytes_to_id[b])
+            if pair in self._ranks:
+                raise ValueError(f"merge {rank} ({a!r}, {b!r}) repeats merge {self._ranks[pair][0]}")
+            merged = a + b
+            if merged not in self._bytes_to_id:  # two pairs may spell the same bytes: one token
+                self._bytes_to_id[merged] = len(self._id_to_bytes)
+                self._id_to_bytes.append(merged)
+            self._ranks[pair] = (rank, self._bytes_to_id[merged])
+            self.merges.append((a, b))
+        self._cache: dict[bytes, list[int]] = {}
+
+    def train(self, text: str | Iterable[str], vocab_size: int,
+              special_tokens: Iterable[str] = (), progress=None) -> "ByteLevelBPE":
+        """Learn merges from `text` (a str or an iterable of str, e.g. one per document).
+
+        vocab_size counts everything: 256 bytes + learned tokens + special tokens. Training stops
+        early if the corpus runs out of pairs (then `self.vocab_size` is smaller). Occurrences of
+        the special tokens' strings in the text are cut out and not learned from. Replaces any
+        previous merges and special tokens. Returns self.
+        """
+        special_tokens = list(dict.fromkeys(special_tokens))
+        n_new = vocab_size - 256 - len(special_tokens)
+        if n_new < 0:
+            raise ValueError(f"vocab_size={vocab_size} is smaller than 256 bytes + "
+                             f"{len(special_tokens)} special tokens")
+        texts = [text] if isinstance(text, str) else text
+        splitter = _special_splitter(special_tokens)
+        chunk_counts: Counter = Counter()
+        for document in texts:
+            pieces = [document] if splitter is None else splitter.split(document)[::2]
+            for piece in pieces:
+                chunk_counts.update(pre_split(piece))
+        word_counts = {c.encode("utf-8", "surrogatepass"): f for c, f in chunk_counts.items()}
+        self._set_merges(learn_merges(word_counts, n_new, progress=progress))
+        self._special_to_id = {}
+        self.add_special_tokens(special_tokens)
+        return self
+
+    def add_special_tokens(self, tokens: Iterable[str]) -> list[int]:
+        """Register special tokens (new ones get the next ids); return the ids of all given."""
+        ids = []
+        for token in tokens:
+            if not isinstance(token, str) or not token:
+                raise ValueError(f"a special token must be a non-empty str, got {token!r}")
+            if token not in self._special_to_id:
+                self._special_to_id[token] = self.vocab_size
+            ids.append(self._special_to_id[token])
+        self._id_to_special = {i: s for s, i in self._special_to_id.items()}
+        return ids
+
+    # -- vocabulary --
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._id_to_bytes) + len(self._special_to_id)
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token string -> id (a copy)."""
+        return dict(self._special_to_id)
+
+    def is_special_id(self, i: int) -> bool:
+        return i in self._id_to_special
+
+    def token_to_id(self, token: str | bytes) -> int:
+        """Id of a special token (str), or of a learned/byte token given as bytes or str."""
+        if isinstance(token, str) and token in self._special_to_id:
+            return self._special_to_id[token]
+        key = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else token
+        if key not in self._bytes_to_id:
+            raise KeyError(f"{token!r} is neither a special token nor a token of this vocabulary")
+        return self._bytes_to_id[key]
+
+    def id_to_bytes(self, i: int) -> bytes:
+        """The exact bytes of token `i` (a special token's UTF-8 spelling)."""
+        self._check_ids([i])
+        if i in self._id_to_special:
+            return self._id_to_special[i].encode("utf-8")
+        return self._id_to_bytes[i]
+
+    def id_to_token(self, i: int) -> str:
+        """Token `i` as text (bytes that are not whole UTF-8 characters show as U+FFFD)."""
+        return self.id_to_bytes(i).decode("utf-8", "tinyllm.bpe")
+
+    # -- encoding --
+
+    def _encode_chunk(self, chunk: bytes) -> list[int]:
+        ids = self._cache.get(chunk)
+        if ids is None:
+            ids = bpe_merge(chunk, self._ranks)  # iterating bytes gives the byte ids 0..255
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.clear()
+            self._cache[chunk] = ids
+        return ids
+
+    def _encode_text(self, text: str, errors: str) -> list[int]:
+        ids: list[int] = []
+        for chunk in pre_split(text):
+            ids.extend(self._encode_chunk(chunk.encode("utf-8", errors)))
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode `text` ignoring special tokens entirely (their strings become plain bytes)."""
+        return self._encode_text(text, "surrogatepass")
+
+    def encode(self, text: str, allowed_special: str | Iterable[str] = (),
+               disallowed_special: str | Iterable[str] = "all") -> list[int]:
+        """Encode `text` to token ids.
+
+        allowed_special: special tokens that, where their string occurs, become their id
+            ("all" for every registered one).
+        disallowed_special: special tokens whose presence in the text is an error ("all": every
+            registered one not allowed); pass () to encode them as ordinary text instead.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects str, got {type(text).__name__} (use encode_bytes)")
+        allowed = self._special_set(allowed_special, "allowed_special")
+        disallowed = (set(self._special_to_id) - allowed if disallowed_special == "all"
+                      else self._special_set(disallowed_special, "disallowed_special"))
+        present = [(text.find(token), token) for token in disallowed if token in text]
+        if present:
+            token = min(present)[1]  # name the first one in the text
+            raise ValueError(
+                f"encode: the text contains the special token {token!r}; pass "
+                f"allowed_special={{{token!r}}} to encode it as a special token, or "
+                "disallowed_special=() to encode it as ordinary text")
+        splitter = _special_splitter(allowed)
+        if splitter is None:
+            return self.encode_ordinary(text)
+        ids: list[int] = []
+        for k, piece in enumerate(splitter.split(text)):
+            if k % 2:  # re.split with one group: odd pieces are the separators
+                ids.append(self._special_to_id[piece])
+            elif piece:
+                ids.extend(self.encode_ordinary(piece))
+        return ids
+
+    def _special_set(self, value, name: str) -> set[str]:
+        tokens = set(self._special_to_id) if value == "all" else set(value)
+        unknown = tokens - set(self._special_to_id)
+        if unknown:
+            raise ValueError(f"{name}: {sorted(unknown)} are not special tokens of this "
+                             f"tokenizer (registered: {sorted(self._special_to_id)})")
+        return tokens
+
+    def encode_bytes(self, data: bytes) -> list[int]:
+        """Encode raw bytes (valid UTF-8 or not); `decode_bytes` gives them back exactly.
+
+        Invalid bytes are carried through pre-splitting as the "surrogateescape" code points
+        U+DC80..U+DCFF (they split like punctuation) and turned back into the same bytes.
+        """
+        return self._encode_text(bytes(data).decode("utf-8", "surrogateescape"), "surrogateescape")
+
+    def encode_batch(self, texts: Iterable[str], **kwargs) -> list[list[int]]:
+        """`encode` each text (same keyword arguments)."""
+        return [self.encode(text, **kwargs) for text in texts]
+
+    # -- decoding --
+
+    def _check_ids(self, ids) -> list[int]:
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+        if ids and (min(ids) < 0 or max(ids) >= self.vocab_size):
+            bad = next(i for i in ids if not 0 <= i < self.vocab_size)
+            raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.vocab_size})")
+        return ids
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The exact bytes the ids spell (special tokens as their UTF-8 spelling)."""
+        table, special = self._id_to_bytes, self._id_to_special
+        return b"".join(special[i].encode("utf-8") if i in special else table[i]
+                        for i in self._check_ids(ids))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Decode ids to text; never raises on invalid UTF-8 (those bytes become U+FFFD)."""
+        return self.decode_bytes(ids).decode("utf-8", "tinyllm.bpe")
+
+    # -- files --
+
+    FORMAT = "tinyllm-bpe v1"
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer as plain text, atomically (temp file + os.replace).
+
+        Format (ASCII, one item per line; tokens as hex of their bytes):
+
+            tinyllm-bpe v1
+            merges <N>
+            <hex a> <hex b>        N lines, in rank order; e.g. "20 74" merges b" " + b"t"
+            specials <K>
+            <hex>                  K lines, the UTF-8 of each special token, in id order
+            end
+        """
+        lines = [self.FORMAT, f"merges {len(self.merges)}"]
+        lines += [f"{a.hex()} {b.hex()}" for a, b in self.merges]
+        specials = sorted(self._special_to_id, key=self._special_to_id.get)
+        lines += [f"specials {len(specials)}"] + [s.encode("utf-8").hex() for s in specials]
+        lines.append("end")
+        _write_atomic(path, ("\n".join(lines) + "\n").encode("ascii"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ByteLevelBPE":
+        """Read a file written by `save`; any malformation raises TokenizerFileError(file:line)."""
+        merges, specials = _parse_tokenizer_file(path, cls.FORMAT)
+        return cls(merges, specials)
+
+
+def _special_splitter(tokens: Iterable[str]) -> re.Pattern | None:
+    """A pattern whose re.split keeps the given special tokens as separate pieces."""
+    tokens = sorted(tokens, key=len, reverse=True)  # longest first: "<a><b>" before "<a>"
+    return re.compile("(" + "|".join(map(re.escape, tokens)) + ")") if tokens else None
+
+
+def _write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same directory, then rename over `path`."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                               prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _parse_tokenizer_file(path, header: str) -> tuple[list[tuple[bytes, bytes]], list[str]]:
+    name = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        lines = raw.decode("ascii").split("\n")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise TokenizerFileError(f"{name}, line {line}: non-ASCII byte; not a tokenizer file")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    pos = 0
+
+    def next_line(what: str) -> str:
+        nonlocal pos
+        if pos >= len(lines):
+            raise TokenizerFileError(f"{name}, line {pos + 1}: file ends where {what} was "
+                                     "expected (truncated?)")
+        pos += 1
+        return lines[pos - 1]
+
+    def fail(message: str):
+        raise TokenizerFileError(f"{name}, line {pos}: {message}")
+
+    def hex_token(field: str, what: str) -> bytes:
+        try:
+            token = bytes.fromhex(field)
+        except ValueError:
+            fail(f"{what} {field!r} is not hexadecimal bytes")
+        if not token:
+            fail(f"{what} is empty")
+        return token
+
+    def count_line(keyword: str) -> int:
+        fields = next_line(f"'{keyword} <count>'").split(" ")
+        if len(fields) != 2 or fields[0] != keyword or not fields[1].isdigit():
+            fail(f"expected '{keyword} <count>', got {' '.join(fields)!r}")
+        return int(fields[1])
+
+    if next_line("the header") != header:
+        fail(f"expected the header {header!r}; not a tokenizer file or another version")
+    merges, seen = [], set()
+    known = {bytes([i]) for i in range(256)}  # the vocabulary so far, to check each merge
+    for _ in range(count_line("merges")):
+        fields = next_line("a merge line").split(" ")
+        if len(fields) != 2:
+            fail(f"a merge line holds two hex tokens, got {len(fields)} fields")
+        a, b = hex_token(fields[0], "token"), hex_token(fields[1], "token")
+        for part in (a, b):
+            if part not in known:
+                fail(f"token {part.hex()} is not made by the merges above it")
+        if (a, b) in seen:
+            fail(f"merge {fields[0]} {fields[1]} appears twice")
+        seen.add((a, b))
+        known.add(a + b)
+        merges.append((a, b))
+    specials = []
+    for _ in range(count_line("specials")):
+        token = hex_token(next_line("a special token line"), "special token")
+        try:
+            specials.append(token.decode("utf-8"))
+        except UnicodeDecodeError:
+            fail("special token is not valid UTF-8")
+        if specials[-1] in specials[:-1]:
+            fail(f"special token {specials[-1]!r} appears twice")
+    if next_line("'end'") != "end":
+        fail("expected 'end' after the special tokens")
+    if pos != len(lines):
+        pos += 1
+        fail("unexpected content after 'end'")
+    return merges, specials
