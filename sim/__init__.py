@@ -1,0 +1,35 @@
+"""sim: MPI ranks as simulated GPUs.
+
+One MPI rank plays one GPU. What a real cluster would do in hardware is written out here, so it
+can be read and measured:
+
+    sim.launch       init(): thread limits, numba warm-up in order, abort-on-exception
+    sim.comm         Communicator: ranks, sub-groups, send/recv, collectives, byte counters
+    sim.collectives  ring reduce-scatter / all-gather / all-reduce and tree broadcast / reduce,
+                     message by message, beside MPI's built-in versions
+    sim.device       Device / Host memory ledgers (tagged, with peaks and out-of-memory),
+                     activations measured from the autograd graph
+    sim.cost         hardware profiles and a per-rank timeline: simulated seconds of a step
+
+A script starts with `world = sim.init()` and runs the same under `python script.py` (world size
+1) and `mpirun -n 4 python script.py`.
+"""
+# Thread variables must be set before NumPy loads BLAS: this comes before every other import.
+from sim.launch import set_thread_env_defaults as _set_thread_env_defaults
+
+_set_thread_env_defaults()
+
+from sim.comm import (  # noqa: E402
+    CollectiveMismatchError, CollectiveTimeoutError, CommRecord, CommStats, Communicator)
+from sim.cost import PROFILES, Event, HardwareProfile, Link, Timeline, get_profile  # noqa: E402
+from sim.device import (  # noqa: E402
+    TAGS, ActivationTracker, Device, Host, MemoryLedger, OutOfMemoryError, bytes_per_parameter,
+    format_bytes_per_parameter)
+from sim.launch import init, world  # noqa: E402
+
+__all__ = [
+    "init", "world", "Communicator", "CommRecord", "CommStats", "CollectiveMismatchError",
+    "CollectiveTimeoutError", "Device", "Host", "MemoryLedger", "OutOfMemoryError", "TAGS",
+    "ActivationTracker", "bytes_per_parameter", "format_bytes_per_parameter", "Link",
+    "HardwareProfile", "PROFILES", "get_profile", "Timeline", "Event",
+]

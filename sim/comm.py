@@ -1,0 +1,480 @@
+"""The communicator: how one simulated GPU (one MPI rank) talks to the others.
+
+A `Communicator` is a group of n ranks, numbered 0 … n−1, over an MPI communicator. It offers
+
+* point-to-point messages of NumPy arrays: `send`, `recv`, `sendrecv` (MPI's buffer interface —
+  the bytes of the array go on the wire as they are; nothing is pickled);
+* the collectives of sim/collectives.py — `broadcast`, `reduce`, `reduce_scatter`,
+  `all_gather`, `all_reduce` — run either by the explicit point-to-point algorithms
+  (backend "explicit", the default) or by MPI's built-in ones (backend "mpi");
+* `split(color, key)`: sub-groups, e.g. the sharding groups and replica groups of hybrid
+  sharding (ranks with the same color form a new communicator, ordered by key);
+* `barrier`, `print0` (print on rank 0 only), and `gather_json` / `bcast_json` for reports.
+
+Counting. Every collective returns a `CommRecord`: bytes and messages this rank sent and received.
+`comm.stats` accumulates them per collective (`stats.by_op`, `stats.total`) until
+`stats.reset()` — call it once per training step. A sub-communicator's traffic is also added to
+its parent's stats, so the world communicator's stats hold everything the rank did. With the
+"explicit" backend the counts are the real messages; with the "mpi" backend MPI hides its
+algorithm (it switches between trees, rings and recursive halving by size), so the traffic is
+*counted as the explicit algorithm would send it*: the ring volume for reduce-scatter, all-gather
+and all-reduce, the binomial-tree volume for broadcast and reduce. Both backends therefore
+report the same numbers, and the numbers are the textbook volumes.
+
+Safety. In checked mode (the default; `SIM_CHECKED=0` turns it off) every collective first
+makes sure all ranks entered the same call: each rank contributes the signature
+(call number, collective, element count, dtype, root, reduction op, "my buffers are valid") to
+one non-blocking MPI all-reduce of 2×7 int64 (max and −min). Equal max and min means everyone
+agrees; otherwise every rank gathers all signatures and raises `CollectiveMismatchError` with a
+table, so the mistake is named instead of corrupting data or deadlocking in the middle of a
+ring. The cost is one extra small-message latency per collective, not counted in the stats
+(a simulated GPU would not pay it). While waiting there, a rank gives up after `timeout`
+seconds (`SIM_TIMEOUT`, default 300) with `CollectiveTimeoutError`: a rank that never arrives
+(it left the loop early, or is stuck) then ends the job instead of hanging it. What cannot be
+detected: mismatched point-to-point `send`/`recv` pairs, and everything with checks off.
+
+Verbose mode (`SIM_VERBOSE=1` or `verbose=True`) prints every message to stderr:
+
+    [sim 1 | 1/4] all_reduce#3 step 2/3: send 1024 B → 2, recv 1024 B ← 0
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from mpi4py import MPI
+
+from sim import collectives as algo
+
+BACKENDS = ("explicit", "mpi")
+_DTYPES = {np.dtype(t): code for code, t in enumerate(
+    (np.float32, np.float64, np.int32, np.int64), start=1)}
+_REDUCIBLE = (np.dtype(np.float32), np.dtype(np.float64))
+_OPS = {name: code for code, name in enumerate(
+    ("broadcast", "reduce", "reduce_scatter", "all_gather", "all_reduce"), start=1)}
+_REDUCE_OPS = {"": 0, "sum": 1, "avg": 2}
+
+
+class CollectiveMismatchError(RuntimeError):
+    """The ranks called different collectives, or the same one with different sizes."""
+
+
+class CollectiveTimeoutError(RuntimeError):
+    """A rank waited too long for the others to enter a collective."""
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").lower() not in ("0", "", "false", "no")
+
+
+# ---- what was sent ----------------------------------------------------------------------------
+
+@dataclass
+class CommRecord:
+    """One call on one rank: which collective, how big, and what this rank put on the wire."""
+
+    op: str
+    count: int  # elements in the (full) buffer
+    itemsize: int
+    backend: str
+    group: tuple  # world ranks of the communicator (the cost model picks the link from them)
+    seq: int = 0  # call number on this communicator
+    bytes_sent: int = 0
+    bytes_recv: int = 0
+    messages_sent: int = 0
+    messages_recv: int = 0
+    seconds: float = 0.0  # wall time of the call on this machine
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * self.itemsize
+
+
+@dataclass
+class Traffic:
+    calls: int = 0
+    bytes_sent: int = 0
+    bytes_recv: int = 0
+    messages_sent: int = 0
+    messages_recv: int = 0
+
+    def add(self, rec: CommRecord) -> None:
+        self.calls += 1
+        self.bytes_sent += rec.bytes_sent
+        self.bytes_recv += rec.bytes_recv
+        self.messages_sent += rec.messages_sent
+        self.messages_recv += rec.messages_recv
+
+
+class CommStats:
+    """Cumulative traffic of one rank, per collective, since the last `reset()`."""
+
+    def __init__(self, parent: "CommStats | None" = None):
+        self.parent = parent
+        self.reset()
+
+    def reset(self) -> None:
+        self.by_op: dict[str, Traffic] = {}
+        self.records: list[CommRecord] = []
+
+    def add(self, rec: CommRecord) -> None:
+        self.by_op.setdefault(rec.op, Traffic()).add(rec)
+        self.records.append(rec)
+        if self.parent is not None:
+            self.parent.add(rec)
+
+    @property
+    def total(self) -> Traffic:
+        t = Traffic()
+        for part in self.by_op.values():
+            for name in asdict(t):
+                setattr(t, name, getattr(t, name) + getattr(part, name))
+        return t
+
+    def as_dict(self) -> dict:
+        return {"total": asdict(self.total),
+                "by_op": {op: asdict(t) for op, t in self.by_op.items()}}
+
+
+# ---- the communicator -------------------------------------------------------------------------
+
+class Communicator:
+    """A group of ranks over an mpi4py communicator (default: all ranks, MPI.COMM_WORLD)."""
+
+    def __init__(self, mpi_comm=None, *, backend: str | None = None, checked: bool | None = None,
+                 verbose: bool | None = None, timeout: float | None = None,
+                 parent_stats: CommStats | None = None):
+        self.mpi = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
+        # Collectives run on a duplicate, so their messages never match a user's send/recv.
+        self._coll = self.mpi.Dup()
+        self.rank = self.mpi.Get_rank()
+        self.size = self.mpi.Get_size()
+        self.world_rank = MPI.COMM_WORLD.Get_rank()
+        self.world_ranks = tuple(int(r) for r in self.mpi.Get_group().Translate_ranks(
+            list(range(self.size)), MPI.COMM_WORLD.Get_group()))
+        self.backend = backend or os.environ.get("SIM_BACKEND", "explicit")
+        self.checked = _env_flag("SIM_CHECKED", True) if checked is None else checked
+        self.verbose = _env_flag("SIM_VERBOSE", False) if verbose is None else verbose
+        self.timeout = float(os.environ.get("SIM_TIMEOUT", 300)) if timeout is None else timeout
+        self.stats = CommStats(parent_stats)
+        self._seq = 0
+        self._record: CommRecord | None = None
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        if name not in BACKENDS:
+            raise ValueError(f"unknown collective backend {name!r}; expected one of {BACKENDS}")
+        self._backend = name
+
+    def __repr__(self):
+        return (f"Communicator(rank={self.rank}, size={self.size}, world_ranks={self.world_ranks},"
+                f" backend={self.backend!r}, checked={self.checked})")
+
+    # ---- groups, printing, barrier ------------------------------------------------------------
+    def split(self, color: int | None, key: int | None = None) -> "Communicator | None":
+        """Ranks passing the same `color` form a new communicator, ranked by `key` (then rank).
+
+        Every rank of this communicator must call it. `color=None` opts out (returns None).
+        Example (hybrid sharding, F ranks per shard group): shard = comm.split(rank // F),
+        replicas = comm.split(rank % F).
+        """
+        sub = self.mpi.Split(MPI.UNDEFINED if color is None else color,
+                             self.rank if key is None else key)
+        if sub == MPI.COMM_NULL:
+            return None
+        return Communicator(sub, backend=self.backend, checked=self.checked,
+                            verbose=self.verbose, timeout=self.timeout, parent_stats=self.stats)
+
+    def print0(self, *args, **kwargs) -> None:
+        """print() on rank 0 only (flushed, so lines from ranks do not interleave mid-line)."""
+        if self.rank == 0:
+            print(*args, **kwargs, flush=True)
+
+    def barrier(self) -> None:
+        self._wait(self._coll.Ibarrier(), "barrier")
+
+    def _wait(self, request, what: str) -> None:
+        """Wait for a non-blocking MPI request, but give up after `self.timeout` seconds."""
+        deadline = time.monotonic() + self.timeout
+        pause = 1e-6
+        while not request.Test():
+            if time.monotonic() > deadline:
+                raise CollectiveTimeoutError(
+                    f"rank {self.rank} of {self.size} (world rank {self.world_rank}) waited "
+                    f"{self.timeout:g} s for the other ranks to enter {what}; some rank took "
+                    f"another code path, left early, or is stuck (SIM_TIMEOUT sets the limit)")
+            time.sleep(pause)
+            pause = min(2 * pause, 1e-3)
+
+    # ---- point-to-point ---------------------------------------------------------------------
+    def send(self, array: np.ndarray, dest: int, tag: int = 0) -> CommRecord:
+        """Send a contiguous array to `dest` (blocking; pair it with a `recv` there)."""
+        array = self._buffer(array, "send")
+        rec = self._begin("send", array.size, array.dtype)
+        self._send(array, dest, f"tag {tag}", tag, self.mpi)
+        return self._end(rec)
+
+    def recv(self, out: np.ndarray, source: int, tag: int = 0) -> CommRecord:
+        """Receive into the preallocated `out`; the message must have exactly out.nbytes bytes."""
+        out = self._buffer(out, "recv", writeable=True)
+        rec = self._begin("recv", out.size, out.dtype)
+        self._recv(out, source, f"tag {tag}", tag, self.mpi)
+        return self._end(rec)
+
+    def sendrecv(self, array: np.ndarray, dest: int, out: np.ndarray, source: int,
+                 tag: int = 0) -> CommRecord:
+        """Send `array` to `dest` while receiving `out` from `source` (no deadlock in a ring)."""
+        array = self._buffer(array, "sendrecv")
+        out = self._buffer(out, "sendrecv", writeable=True)
+        rec = self._begin("sendrecv", array.size, array.dtype)
+        self._sendrecv(array, dest, out, source, f"tag {tag}", tag, self.mpi)
+        return self._end(rec)
+
+    # The three primitives every explicit collective is made of. They count and trace.
+    def _send(self, array, dest, note="", tag=0, mpi_comm=None):
+        if self.verbose:
+            self._trace(f"{note}: send {array.nbytes} B → {dest}")
+        (mpi_comm or self._coll).Send(array, dest=dest, tag=tag)
+        self._record.bytes_sent += array.nbytes
+        self._record.messages_sent += 1
+
+    def _recv(self, out, source, note="", tag=0, mpi_comm=None):
+        status = MPI.Status()
+        (mpi_comm or self._coll).Recv(out, source=source, tag=tag, status=status)
+        got = status.Get_count(MPI.BYTE)
+        if got != out.nbytes:
+            raise ValueError(f"rank {self.rank}: recv from rank {source} expected {out.nbytes} "
+                             f"bytes ({out.size} × {out.dtype}) but the message had {got} bytes")
+        if self.verbose:
+            self._trace(f"{note}: recv {out.nbytes} B ← {source}")
+        self._record.bytes_recv += out.nbytes
+        self._record.messages_recv += 1
+
+    def _sendrecv(self, array, dest, out, source, note="", tag=0, mpi_comm=None):
+        if self.verbose:
+            self._trace(f"{note}: send {array.nbytes} B → {dest}, recv {out.nbytes} B ← {source}")
+        (mpi_comm or self._coll).Sendrecv(array, dest, tag, out, source, tag)
+        rec = self._record
+        rec.bytes_sent += array.nbytes
+        rec.bytes_recv += out.nbytes
+        rec.messages_sent += 1
+        rec.messages_recv += 1
+
+    def _trace(self, text: str) -> None:
+        rec = self._record
+        print(f"[sim {self.world_rank} | {self.rank}/{self.size}] {rec.op}#{rec.seq} {text}",
+              file=sys.stderr, flush=True)
+
+    # ---- collectives ------------------------------------------------------------------------
+    def all_reduce(self, buf: np.ndarray, op: str = "sum") -> CommRecord:
+        """In place: every rank's `buf` becomes the sum (or average, op="avg") over ranks."""
+        buf = self._buffer(buf, "all_reduce", writeable=True, reduce_op=op)
+        self._agree("all_reduce", buf.size, buf.dtype, reduce_op=op)
+        rec = self._begin("all_reduce", buf.size, buf.dtype)
+        if self.backend == "explicit":
+            algo.ring_all_reduce(self, buf, op)
+        else:
+            algo.mpi_all_reduce(self._coll, buf, op)
+            self._count_as(rec, algo.ring_volume("all_reduce", buf.size, buf.itemsize,
+                                                 self.rank, self.size))
+        return self._end(rec)
+
+    def reduce_scatter(self, send: np.ndarray, recv: np.ndarray, op: str = "sum") -> CommRecord:
+        """`recv` ← this rank's chunk of the sum (or average) over ranks of the flat `send`.
+
+        Chunk sizes follow `collectives.chunk_sizes(send.size, n)`; when send.size is a
+        multiple of n (ZeRO's padded flat buffers) every recv has send.size / n elements.
+        """
+        send = self._buffer(send, "reduce_scatter", reduce_op=op)
+        recv = self._buffer(recv, "reduce_scatter", writeable=True, reduce_op=op)
+        want = algo.chunk_sizes(send.size, self.size)
+        problem = None
+        if recv.size != want[self.rank] or recv.dtype != send.dtype:
+            problem = (f"recv buffer has {recv.size} × {recv.dtype} but rank {self.rank}'s chunk "
+                       f"of {send.size} × {send.dtype} over {self.size} ranks has "
+                       f"{want[self.rank]} elements (chunk sizes {want})")
+        self._agree("reduce_scatter", send.size, send.dtype, reduce_op=op, problem=problem)
+        rec = self._begin("reduce_scatter", send.size, send.dtype)
+        if self.backend == "explicit":
+            algo.explicit_reduce_scatter(self, send, recv, op)
+        else:
+            algo.mpi_reduce_scatter(self._coll, send, recv, op)
+            self._count_as(rec, algo.ring_volume("reduce_scatter", send.size, send.itemsize,
+                                                 self.rank, self.size))
+        return self._end(rec)
+
+    def all_gather(self, send: np.ndarray, recv: np.ndarray) -> CommRecord:
+        """Every rank's flat `recv` ← the concatenation of all ranks' `send` chunks, in rank order.
+
+        Rank r's `send` must have `collectives.chunk_sizes(recv.size, n)[r]` elements.
+        """
+        send = self._buffer(send, "all_gather")
+        recv = self._buffer(recv, "all_gather", writeable=True)
+        want = algo.chunk_sizes(recv.size, self.size)
+        problem = None
+        if send.size != want[self.rank] or recv.dtype != send.dtype:
+            problem = (f"send buffer has {send.size} × {send.dtype} but rank {self.rank}'s chunk "
+                       f"of the {recv.size} × {recv.dtype} result over {self.size} ranks has "
+                       f"{want[self.rank]} elements (chunk sizes {want})")
+        self._agree("all_gather", recv.size, recv.dtype, problem=problem)
+        rec = self._begin("all_gather", recv.size, recv.dtype)
+        if self.backend == "explicit":
+            algo.explicit_all_gather(self, send, recv)
+        else:
+            algo.mpi_all_gather(self._coll, send, recv)
+            self._count_as(rec, algo.ring_volume("all_gather", recv.size, recv.itemsize,
+                                                 self.rank, self.size))
+        return self._end(rec)
+
+    def broadcast(self, buf: np.ndarray, root: int = 0) -> CommRecord:
+        """In place: every rank's `buf` becomes root's (binomial tree, ⌈log₂ n⌉ rounds)."""
+        buf = self._buffer(buf, "broadcast", writeable=True)
+        self._agree("broadcast", buf.size, buf.dtype, root=root,
+                    problem=self._root_problem(root))
+        rec = self._begin("broadcast", buf.size, buf.dtype)
+        if self.backend == "explicit":
+            algo.tree_broadcast(self, buf, root)
+        else:
+            algo.mpi_broadcast(self._coll, buf, root)
+            self._count_as(rec, algo.tree_volume("broadcast", buf.nbytes, self.rank, root,
+                                                 self.size))
+        return self._end(rec)
+
+    def reduce(self, buf: np.ndarray, root: int = 0, op: str = "sum") -> CommRecord:
+        """In place on `root`: its `buf` becomes the sum (or average) over ranks; others unchanged."""
+        buf = self._buffer(buf, "reduce", writeable=True, reduce_op=op)
+        self._agree("reduce", buf.size, buf.dtype, root=root, reduce_op=op,
+                    problem=self._root_problem(root))
+        rec = self._begin("reduce", buf.size, buf.dtype)
+        if self.backend == "explicit":
+            algo.tree_reduce(self, buf, root, op)
+        else:
+            algo.mpi_reduce(self._coll, buf, root, op)
+            self._count_as(rec, algo.tree_volume("reduce", buf.nbytes, self.rank, root,
+                                                 self.size))
+        return self._end(rec)
+
+    # ---- JSON exchange for reports (host-side bookkeeping, not simulated GPU traffic) ---------
+    def gather_json(self, obj, root: int = 0) -> list | None:
+        """Gather one JSON-serializable object per rank to `root` (a list there, None elsewhere)."""
+        data = np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
+        sizes = np.empty(self.size, np.int64) if self.rank == root else None
+        self._coll.Gather(np.array([data.size], np.int64), sizes, root=root)
+        if self.rank != root:
+            self._coll.Gatherv(data, None, root=root)
+            return None
+        out = np.empty(int(sizes.sum()), np.uint8)
+        self._coll.Gatherv(data, [out, sizes.tolist()], root=root)
+        return _split_json(out, sizes)
+
+    def bcast_json(self, obj, root: int = 0):
+        """Root's JSON-serializable object, on every rank."""
+        data = json.dumps(obj).encode() if self.rank == root else b""
+        size = np.array([len(data)], np.int64)
+        self._coll.Bcast(size, root=root)
+        buf = np.frombuffer(data, np.uint8).copy() if self.rank == root else np.empty(size[0], np.uint8)
+        self._coll.Bcast(buf, root=root)
+        return json.loads(buf.tobytes())
+
+    # ---- bookkeeping shared by the collectives ----------------------------------------------
+    def _buffer(self, arr, what: str, writeable: bool = False, reduce_op: str | None = None):
+        """Check a buffer argument and return it as a flat view (collectives work on flat data)."""
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"{what}: expected a NumPy array, got {type(arr).__name__} "
+                            f"(pass tensor.data for a Tensor)")
+        if not arr.flags.c_contiguous:
+            raise ValueError(f"{what}: the buffer of shape {arr.shape} is not C-contiguous; "
+                             f"collectives send memory as it is (np.ascontiguousarray first)")
+        if writeable and not arr.flags.writeable:
+            raise ValueError(f"{what}: the buffer of shape {arr.shape} is read-only")
+        if arr.dtype not in _DTYPES:
+            raise TypeError(f"{what}: dtype {arr.dtype} is not supported "
+                            f"(supported: {', '.join(str(d) for d in _DTYPES)})")
+        if reduce_op is not None:
+            if reduce_op not in algo.REDUCE_OPS:
+                raise ValueError(f"{what}: unknown reduction op {reduce_op!r}; "
+                                 f"expected one of {algo.REDUCE_OPS}")
+            if arr.dtype not in _REDUCIBLE:
+                raise TypeError(f"{what}: reductions need float32 or float64, got {arr.dtype}")
+        return arr.reshape(-1)
+
+    def _root_problem(self, root: int) -> str | None:
+        if not 0 <= root < self.size:
+            return f"root {root} is not a rank of this communicator of {self.size} ranks"
+        return None
+
+    def _agree(self, op: str, count: int, dtype, root: int = -1, reduce_op: str = "",
+               problem: str | None = None) -> None:
+        """Checked mode: raise on every rank unless every rank entered this same collective."""
+        self._seq += 1
+        if not self.checked:
+            if problem:
+                raise ValueError(f"{op}: {problem}")
+            return
+        sig = np.array([self._seq, _OPS[op], count, _DTYPES[np.dtype(dtype)], root,
+                        _REDUCE_OPS[reduce_op], problem is None], dtype=np.int64)
+        both = np.concatenate([sig, -sig])  # one MAX-reduction gives max and −min
+        self._wait(self._coll.Iallreduce(MPI.IN_PLACE, both, op=MPI.MAX), f"{op}#{self._seq}")
+        if np.array_equal(both[:sig.size], -both[sig.size:]) and sig[-1]:
+            return
+        everyone = self.allgather_json({"sig": sig.tolist(), "problem": problem})
+        raise CollectiveMismatchError(_mismatch_table(everyone, self))
+
+    def allgather_json(self, obj) -> list:
+        """One JSON-serializable object per rank, on every rank (host-side, not counted)."""
+        data = np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
+        sizes = np.empty(self.size, np.int64)
+        self._coll.Allgather(np.array([data.size], np.int64), sizes)
+        out = np.empty(int(sizes.sum()), np.uint8)
+        self._coll.Allgatherv(data, [out, sizes.tolist()])
+        return _split_json(out, sizes)
+
+    def _begin(self, op: str, count: int, dtype) -> CommRecord:
+        self._record = CommRecord(op=op, count=int(count), itemsize=np.dtype(dtype).itemsize,
+                                  backend=self.backend, group=self.world_ranks, seq=self._seq)
+        self._record.seconds = time.perf_counter()
+        return self._record
+
+    def _end(self, rec: CommRecord) -> CommRecord:
+        rec.seconds = time.perf_counter() - rec.seconds
+        self._record = None
+        self.stats.add(rec)
+        return rec
+
+    def _count_as(self, rec: CommRecord, volume: dict) -> None:
+        """MPI backend: count the traffic the explicit algorithm would have had."""
+        for name, value in volume.items():
+            setattr(rec, name, value)
+        if self.verbose:
+            self._trace(f"MPI built-in; counted as the explicit algorithm: {volume}")
+
+
+def _split_json(data: np.ndarray, sizes) -> list:
+    """Cut the concatenated UTF-8 JSON texts of each rank apart and parse them."""
+    bounds = np.cumsum([0] + [int(s) for s in sizes])
+    return [json.loads(data[bounds[i]:bounds[i + 1]].tobytes()) for i in range(len(sizes))]
+
+
+def _mismatch_table(everyone: list[dict], comm: Communicator) -> str:
+    names = {code: name for name, code in _OPS.items()}
+    dtypes = {code: str(dt) for dt, code in _DTYPES.items()}
+    ops = {code: name for name, code in _REDUCE_OPS.items()}
+    lines = [f"ranks {list(comm.world_ranks)} (world ranks) did not enter the same collective "
+             f"with the same arguments:"]
+    for r, entry in enumerate(everyone):
+        seq, op, count, dt, root, rop, ok = entry["sig"]
+        line = (f"  rank {r}: call #{seq} {names[op]}(count={count}, dtype={dtypes[dt]}"
+                + (f", root={root}" if root >= 0 else "") + (f", op={ops[rop]}" if rop else "")
+                + ")")
+        if entry["problem"]:
+            line += f" — invalid here: {entry['problem']}"
+        lines.append(line)
+    return "\n".join(lines)
