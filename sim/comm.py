@@ -202,17 +202,24 @@ class Communicator:
         self._wait(self._coll.Ibarrier(), "barrier")
 
     def _wait(self, request, what: str) -> None:
-        """Wait for a non-blocking MPI request, but give up after `self.timeout` seconds."""
-        deadline = time.monotonic() + self.timeout
-        pause = 1e-6
+        """Wait for a non-blocking MPI request, but give up after `self.timeout` seconds.
+
+        Poll without pausing for the first ~200 µs (the common case: the others are already
+        there), then sleep between polls, up to 1 ms, so that a waiting rank leaves the CPU to
+        ranks still computing on the same cores.
+        """
+        start = time.monotonic()
+        pause = 0.0
         while not request.Test():
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - start
+            if waited > self.timeout:
                 raise CollectiveTimeoutError(
                     f"rank {self.rank} of {self.size} (world rank {self.world_rank}) waited "
                     f"{self.timeout:g} s for the other ranks to enter {what}; some rank took "
                     f"another code path, left early, or is stuck (SIM_TIMEOUT sets the limit)")
-            time.sleep(pause)
-            pause = min(2 * pause, 1e-3)
+            if waited > 2e-4:
+                time.sleep(pause)
+                pause = min(2 * pause + 1e-5, 1e-3)
 
     # ---- point-to-point ---------------------------------------------------------------------
     def send(self, array: np.ndarray, dest: int, tag: int = 0) -> CommRecord:

@@ -20,6 +20,8 @@ into a well-behaved rank:
      (`scipy_openblas_set_num_threads64_`, what threadpoolctl does) and reports whether it could.
    - numba: `numba.set_num_threads`, which works at any time (NUMBA_NUM_THREADS, the pool's
      size, is also set early when possible).
+   - More ranks than cores (4 ranks on a 2-core laptop): MPICH is asked to yield the CPU while
+     it waits for a message instead of spinning (see `set_thread_env_defaults`).
 
 3. Cold start. numba compiles each kernel on first use and caches the machine code on disk.
    Four ranks compiling at once would do the work four times and race on the cache files.
@@ -48,16 +50,24 @@ def threads_per_rank(local_size: int) -> int:
 
 
 def set_thread_env_defaults() -> int | None:
-    """Before NumPy loads: default the thread variables from the launcher's local rank count.
+    """Before NumPy and MPI load: default the thread variables from the local rank count.
 
     Returns the thread count chosen, or None when not started by a known launcher (plain
-    `python`: nothing is changed). Variables the user set are kept.
+    `python`: nothing is changed). Variables the user set are kept. When there are more ranks
+    than cores, MPICH is also told to yield the CPU while it waits
+    (MPIR_CVAR_ENABLE_HEAVY_YIELD=1; other MPIs ignore it): its default busy-polling makes a
+    waiting rank steal the core from the rank it is waiting for. Measured with 4 ranks on 2
+    cores: a 1 KiB all-reduce drops from ~12 ms to ~1.3 ms. Not set otherwise, as it adds
+    latency (~0.1 → 0.5 ms at 2 ranks on 2 cores).
     """
     for name in _LOCAL_SIZE_VARIABLES:
         if os.environ.get(name, "").isdigit():
-            threads = threads_per_rank(int(os.environ[name]))
+            local_size = int(os.environ[name])
+            threads = threads_per_rank(local_size)
             for var in _THREAD_VARIABLES:
                 os.environ.setdefault(var, str(threads))
+            if local_size > available_cores():
+                os.environ.setdefault("MPIR_CVAR_ENABLE_HEAVY_YIELD", "1")
             return threads
     return None
 

@@ -26,7 +26,8 @@ def main():
     sim.init()  # a second call must not warm up again
     mine = {"rank": world.rank, "warmups": ran, **sim.launch.threads_report,
             "env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                   "NUMBA_NUM_THREADS")}}
+                                                   "NUMBA_NUM_THREADS",
+                                                   "MPIR_CVAR_ENABLE_HEAVY_YIELD")}}
     everyone = world.gather_json(mine)
     if world.rank == 0:
         print("RESULTS " + json.dumps(everyone), flush=True)

@@ -1,0 +1,266 @@
+"""What every data-parallel strategy shares: the training-loop API, the ledgers and the clock.
+
+DDP and the ZeRO stages differ only in *where* parameters, gradients and optimizer states live
+and *which* collectives move them. Everything else is here, so that the training loop reads the
+same for all of them:
+
+    strategy = ZeRO3(model, world, lr=..., device_memory=...)
+    for step in range(steps):
+        strategy.zero_grad()                       # a new step: counters reset
+        for micro in range(accum):
+            with strategy.no_sync(micro < accum - 1):
+                _, loss = strategy(x, y)           # forward (the model's own signature)
+                strategy.backward(loss / accum)
+        strategy.clip_grad_norm_(1.0)
+        strategy.step()                            # optimizer; parameters up to date after it
+        stats = strategy.step_stats()              # bytes sent, simulated seconds, memory
+
+Measured per rank (the "simulated GPU"):
+
+* memory — a `sim.device.Device` ledger: each strategy registers its parameter, gradient and
+  optimizer-state buffers under their tags; `ActivationTracker` charges what autograd saves
+  for backward; a `Host` ledger holds what is offloaded;
+* communication — the world communicator's byte counters (sim.comm);
+* time — a `sim.cost.Timeline` on a hardware profile: compute from the FLOPs that actually ran
+  (tinyllm.accounting.FlopCounter), each collective on a communication stream that overlaps
+  compute, host↔device copies on a copy stream.
+
+The optimizer is AdamW (decoupled weight decay on parameters with ≥ 2 dims, nanoGPT's
+grouping), applied by the one pure update function tinyllm.kernels.adam_step to whatever
+arrays the strategy owns: whole parameters, shards, or host copies.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+
+from sim.cost import Timeline, get_profile
+from sim.device import ActivationTracker, Device, Host
+from sim.flat import FlatLayout
+from tinyllm import kernels
+from tinyllm.accounting import FlopCounter
+from tinyllm.optim.clip import clip_coefficient
+
+# Adam reads param, grad, m, v and writes param, m, v: 7 accesses of 4 bytes per element.
+ADAM_BYTES_PER_ELEMENT = 28
+
+
+class ShardOptimizer:
+    """AdamW state for one flat buffer's shard, and the update applied to it segment by segment.
+
+    `params` is the fp32 shard being optimized (a view into a device buffer, or a host copy);
+    `m`, `v` are allocated in `ledger` under "optimizer_states". `segments` say which elements
+    belong to which parameter, so weight decay applies only to matrices.
+    """
+
+    def __init__(self, params: np.ndarray, layout: FlatLayout, shard: int, decay_flags,
+                 ledger, label: str):
+        self.params = params
+        self.m = ledger.allocate(params.shape, params.dtype, "optimizer_states", f"{label} exp_avg")
+        self.v = ledger.allocate(params.shape, params.dtype, "optimizer_states", f"{label} exp_avg_sq")
+        self.segments = [(seg.lo, seg.hi, bool(decay_flags[seg.index]))
+                         for seg in layout.segments(shard)]
+
+    def step(self, grads: np.ndarray, step: int, lr, betas, eps, weight_decay) -> None:
+        for lo, hi, decay in self.segments:
+            kernels.adam_step(self.params[lo:hi], grads[lo:hi], self.m[lo:hi], self.v[lo:hi],
+                              step, lr, betas[0], betas[1], eps,
+                              weight_decay if decay else 0.0, True)
+
+    def state(self) -> dict:
+        return {"exp_avg": self.m, "exp_avg_sq": self.v}
+
+
+class Strategy:
+    """Base class: see the module docstring. Subclasses set `name`, `stage` and the hooks."""
+
+    name = "base"
+    stage = None
+
+    def __init__(self, model, world, *, lr: float = 1e-3, betas=(0.9, 0.95), eps: float = 1e-8,
+                 weight_decay: float = 0.0, device_memory: int | None = None,
+                 profile: str = "A100-80GB", broadcast_init: bool = True):
+        self.model = model
+        self.world = world
+        self.rank, self.size = world.rank, world.size
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.profile = get_profile(profile)
+        capacity = self.profile.memory_bytes if device_memory is None else int(device_memory)
+        self.device = Device(capacity, rank=self.rank)
+        self.host = Host(rank=self.rank)
+        self.timeline = Timeline(self.profile)
+        self.named_params = list(model.named_parameters())
+        self.n_params = sum(p.size for _, p in self.named_params)
+        self.decay_flag = {id(p): p.ndim >= 2 for _, p in self.named_params}
+        self.flops = FlopCounter()
+        self._flops_placed = self._step_flops_start = 0   # cumulative FLOP counts
+        self._pending_comm = []         # timeline events the optimizer must wait for
+        self._step_wall = 0.0
+        self.step_count = 0
+        self._sync = True
+        self.host_transfer_bytes = 0
+        self._last_stats = {}
+        if broadcast_init:
+            # Every rank starts from rank 0's parameters (DDP's constructor does the same).
+            for _, p in self.named_params:
+                self.world.broadcast(p.data, root=0)
+            self.world.stats.reset()
+        self._setup()
+        self.activations = ActivationTracker(self.device)
+        self._observers = contextlib.ExitStack()
+        self._observers.enter_context(self.flops)
+        self._observers.enter_context(self.activations)
+
+    # ---- to be provided by each strategy ----------------------------------------------------
+    def _setup(self) -> None:
+        raise NotImplementedError
+
+    def _forward(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def _after_backward(self) -> None:
+        pass
+
+    def _grad_shards(self):
+        """(array, counts_once) pairs whose squares sum to this rank's part of ‖g‖²."""
+        raise NotImplementedError
+
+    def _optimizer_step(self) -> None:
+        raise NotImplementedError
+
+    def _zero_grad(self) -> None:
+        raise NotImplementedError
+
+    # ---- the training-loop API --------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self._forward(*args, **kwargs)
+
+    def backward(self, loss) -> None:
+        loss.backward()
+        self._after_backward()
+        self._place_compute("backward")
+
+    @contextlib.contextmanager
+    def no_sync(self, active: bool = True):
+        """Inside, backward accumulates gradients locally without communicating (gradient
+        accumulation); strategies that must reduce every micro-step ignore it."""
+        prev = self._sync
+        self._sync = not active
+        try:
+            yield
+        finally:
+            self._sync = prev
+
+    def zero_grad(self) -> None:
+        """Start a new step: clear gradients, counters, the timeline."""
+        self._zero_grad()
+        self.world.stats.reset()
+        self.timeline.reset()
+        self._flops_placed = self._step_flops_start = self.flops.total()
+        self._pending_comm = []
+        self.host_transfer_bytes = 0
+        self._step_wall = time.perf_counter()
+
+    def clip_grad_norm_(self, max_norm: float) -> float:
+        """Global-norm clipping across all shards: each rank sums the squares of the gradient
+        elements it owns, one all-reduce adds them up, every rank scales by the same factor."""
+        sq = np.zeros(1, dtype=np.float64)
+        for g, _ in self._grad_shards():
+            g64 = g.astype(np.float64, copy=False).reshape(-1)
+            sq[0] += float(np.dot(g64, g64))
+        group = self._norm_group()
+        if group is not None and group.size > 1:
+            self._comm(group.all_reduce(sq), "grad-norm all-reduce", wait=True)
+        norm = float(np.sqrt(sq[0]))
+        coef = clip_coefficient(norm, max_norm) if np.isfinite(norm) else 1.0
+        if coef < 1.0:
+            for g, _ in self._grad_shards():
+                g *= coef
+        self.last_grad_norm = norm
+        return norm
+
+    def _norm_group(self):
+        """The ranks whose gradient shards together make up the whole gradient (None: this
+        rank holds all of it)."""
+        return self.world
+
+    def step(self) -> None:
+        self._place_compute("backward")
+        self.timeline.wait(self._pending_comm)
+        self.step_count += 1
+        self._optimizer_step()
+        self.timeline.synchronize()
+        self._step_wall = time.perf_counter() - self._step_wall
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = lr
+
+    # ---- clock ------------------------------------------------------------------------------
+    def _place_compute(self, label: str):
+        """Put the FLOPs counted since the last call on the compute stream."""
+        total = self.flops.total()
+        delta = total - self._flops_placed
+        if delta > 0:
+            self.timeline.compute(delta, label)
+            self._flops_placed = total
+
+    def _comm(self, record, label: str, wait: bool = False):
+        """Place a collective on the comm stream after the compute so far; optionally make the
+        compute stream wait for it (data needed right away, e.g. gathered parameters)."""
+        self._place_compute("compute")
+        ev = self.timeline.communicate(record, label)
+        if wait:
+            self.timeline.wait([ev])
+        else:
+            self._pending_comm.append(ev)
+        return ev
+
+    def _transfer(self, nbytes: int, label: str, wait: bool = True):
+        self._place_compute("compute")
+        self.host_transfer_bytes += int(nbytes)
+        ev = self.timeline.transfer(nbytes, label)
+        if wait:
+            self.timeline.wait([ev])
+        return ev
+
+    def _adam_time(self, n_elements: int, label: str = "adam"):
+        bw = getattr(self.profile, "memory_bandwidth", None)
+        if bw:
+            self.timeline.add("compute", n_elements * ADAM_BYTES_PER_ELEMENT / bw, label)
+        else:  # no bandwidth in the profile: count ~12 FLOPs per element
+            self.timeline.compute(12 * n_elements, label)
+
+    # ---- reports ------------------------------------------------------------------------------
+    def theory(self) -> dict:
+        """The ZeRO paper's model-state bytes for this strategy (fp32 Adam, K = 8)."""
+        raise NotImplementedError
+
+    def memory_report(self) -> dict:
+        """Peak bytes per tag on the device ledger, plus its peak total and the host's bytes."""
+        d = dict(self.device.peak)
+        d["peak"] = self.device.peak_total
+        d["host"] = self.host.peak_total
+        return d
+
+    def step_stats(self) -> dict:
+        total = self.world.stats.total
+        return {
+            "bytes_sent": int(total.bytes_sent),
+            "bytes_recv": int(total.bytes_recv),
+            "messages_sent": int(total.messages_sent),
+            "host_transfer_bytes": self.host_transfer_bytes,
+            "flops": self.flops.total() - self._step_flops_start,
+            "simulated_seconds": self.timeline.elapsed,
+            "timeline": self.timeline.summary(),
+            "wall_seconds": self._step_wall,
+        }
+
+    def full_state_dict(self) -> dict:
+        """The single-process state dict (parameters gathered if sharded)."""
+        return {k: np.array(v) for k, v in self.model.state_dict().items()}
+
+    def close(self) -> None:
+        """Remove the graph observers (FLOP counter, activation tracker)."""
+        self._observers.close()
