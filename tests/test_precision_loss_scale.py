@@ -77,6 +77,12 @@ def test_scale_backward_unscale_with_tinyllm_tensors():
     np.testing.assert_allclose(opt.seen_grads[0], x, rtol=1e-6)
     scaler.update()
     assert scaler.scale(3.0) == 3.0 * 2 ** 16
+    half = Tensor(np.float16(0.5), requires_grad=True)
+    scaled_half = scaler.scale(half)  # 2^16 is inf in fp16: scaled in fp32
+    assert scaled_half.dtype == np.float32 and scaled_half.item() == 2.0 ** 15
+    with np.errstate(over="ignore"):  # the cast back to fp16 overflows: that is the point
+        scaled_half.backward()
+    assert half.grad.dtype == np.float16 and half.grad == np.float16(np.inf)  # S overflows fp16
     assert scaler.scale([1.0, 2.0]) == [2.0 ** 16, 2.0 ** 17]
 
 

@@ -105,6 +105,9 @@ def test_quantize_bad_input_names_the_problem():
         quantize(x, 0.0, 0)
     with pytest.raises(TypeError, match="integer"):
         dequantize(x, 1.0, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        quantize(np.float32([1.0, np.nan]), 1.0, 0)
+    np.testing.assert_array_equal(quantize(np.float32([np.inf, -np.inf]), 1.0, 0), [127, -128])
 
 
 # ---- observers -----------------------------------------------------------------------------

@@ -97,11 +97,17 @@ class GradScaler:
     # ---- the four calls of an iteration ------------------------------------------------------
 
     def scale(self, outputs):
-        """outputs · S: a tinyllm Tensor, a float, an array, or a list/tuple of those."""
+        """outputs · S: a tinyllm Tensor, a float, an array, or a list/tuple of those.
+
+        An fp16 output is cast up to fp32 first (differentiably, for a Tensor): S = 2^16 is
+        itself beyond fp16's largest value, 65504.
+        """
         if not self._enabled:
             return outputs
         if isinstance(outputs, (list, tuple)):
             return type(outputs)(self.scale(o) for o in outputs)
+        if getattr(outputs, "dtype", None) == np.float16:
+            outputs = outputs.astype(np.float32)
         return outputs * float(self._scale)
 
     def _state(self, optimizer) -> dict:

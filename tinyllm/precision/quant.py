@@ -127,6 +127,9 @@ def quantize(x, scale, zero_point, quant_min: int = -128, quant_max: int = 127,
     _check_range(quant_min, quant_max)
     x = _array(x)
     _check_params("quantize", x, scale, zero_point, axis)
+    if np.issubdtype(x.dtype, np.floating) and np.isnan(x).any():
+        raise ValueError(f"quantize: the input of shape {x.shape} contains NaN (±inf clip to "
+                         f"the range ends; NaN has no integer)")
     q = np.clip(rounded_levels(x, scale, zero_point, axis), quant_min, quant_max)
     return q.astype(storage_dtype(quant_min, quant_max))
 
