@@ -247,6 +247,17 @@ def test_quantized_matmul_equals_float_matmul_of_dequantized(m, k, n, per_channe
     assert np.all(np.abs(y - expected) <= 8 * F32_EPS * scale_of_terms + 1e-30)
 
 
+def test_int8_kernel_runs_as_plain_python():
+    # What NUMBA_DISABLE_JIT=1 runs: the kernel's Python source, loop by loop.
+    from tinyllm.precision.int8_matmul import _int8_matmul_rows
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, (3, 5), dtype=np.int8)
+    w = rng.integers(-128, 128, (4, 5), dtype=np.int8)
+    zx, zw = np.int32([1, -3, 0]), np.int32([0, 2, -128, 127])
+    np.testing.assert_array_equal(_int8_matmul_rows.py_func(x, np.ascontiguousarray(w.T), zx, zw),
+                                  int8_matmul_reference(x, w, zx, zw))
+
+
 def test_int8_matmul_refuses_what_could_overflow_int32():
     k = 33_026  # affine × affine: 255 · 255 · 33026 ≥ 2^31
     x = np.zeros((1, k), np.int8)
