@@ -126,11 +126,19 @@ def expand(x: Tensor, *shape) -> Tensor:
     return Expand.apply(x, shape=target)
 
 
+def _axis(axis: int, ndim: int, op: str, shape) -> int:
+    """`axis` in [−ndim, ndim) as a non-negative index, or a ValueError naming the op."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} out of range for a tensor of shape {shape}")
+    return axis % ndim
+
+
 def squeeze(x: Tensor, axis=None) -> Tensor:
     if axis is None:
         shape = tuple(s for s in x.shape if s != 1)
     else:
-        axes = {a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+        axes = {_axis(a, x.ndim, "squeeze", x.shape)
+                for a in ((axis,) if isinstance(axis, int) else axis)}
         for a in axes:
             if x.shape[a] != 1:
                 raise ValueError(f"squeeze: axis {a} of shape {x.shape} has size {x.shape[a]}, not 1")
@@ -139,7 +147,7 @@ def squeeze(x: Tensor, axis=None) -> Tensor:
 
 
 def unsqueeze(x: Tensor, axis: int) -> Tensor:
-    axis = axis % (x.ndim + 1)
+    axis = _axis(axis, x.ndim + 1, "unsqueeze", x.shape)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
@@ -202,13 +210,14 @@ def stack(tensors, axis: int = 0) -> Tensor:
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
-    axis %= tensors[0].ndim + 1
+    axis = _axis(axis, tensors[0].ndim + 1, "stack", tensors[0].shape)
     return concatenate([unsqueeze(t, axis) for t in tensors], axis=axis)
 
 
 def split(x: Tensor, split_size_or_sections, axis: int = 0) -> list[Tensor]:
     """PyTorch's split: an int gives pieces of that size (the last may be smaller); a list
     gives the size of each piece."""
+    axis = _axis(axis, x.ndim, "split", x.shape)
     n = x.shape[axis]
     if isinstance(split_size_or_sections, (int, np.integer)):
         step = int(split_size_or_sections)
@@ -230,7 +239,9 @@ def split(x: Tensor, split_size_or_sections, axis: int = 0) -> list[Tensor]:
 
 
 def chunk(x: Tensor, chunks: int, axis: int = 0) -> list[Tensor]:
-    n = x.shape[axis]
+    if chunks <= 0:
+        raise ValueError(f"chunk: number of chunks must be positive, got {chunks}")
+    n = x.shape[_axis(axis, x.ndim, "chunk", x.shape)]
     return split(x, -(-n // chunks), axis)
 
 
