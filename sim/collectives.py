@@ -34,7 +34,8 @@ byte counts per rank (`ring_volume`). ZeRO pads its flat buffers to a multiple o
 chunks — its shards — are equal and each rank sends exactly (n−1)/n · S.
 
 Ops: "sum", and "avg" (the sum divided by n after the reduction, how data parallelism averages
-gradients). The explicit functions take a `sim.comm.Communicator` and move data only through its
+gradients), on float16/32/64; each partial sum is rounded to the buffer's dtype at every step,
+as NCCL does. Collectives that only move data take integer dtypes too. The explicit functions take a `sim.comm.Communicator` and move data only through its
 `_sendrecv` / `_send` / `_recv`, which count every byte; the `mpi_*` functions beside them call
 MPI's built-in collective, which is faster but hides its algorithm.
 """
@@ -54,9 +55,23 @@ def chunk_sizes(count: int, n: int) -> list[int]:
     return [base + 1 if c < extra else base for c in range(n)]
 
 
+def chunk_offsets(count: int, n: int) -> list[int]:
+    """The n+1 boundaries of the chunks: chunk c is elements [offsets[c], offsets[c+1])."""
+    offsets = [0]
+    for size in chunk_sizes(count, n):
+        offsets.append(offsets[-1] + size)
+    return offsets
+
+
+def padded_count(count: int, n: int) -> int:
+    """The smallest multiple of n that holds `count` elements: ZeRO's flat, padded buffer,
+    whose n chunks (shards) are then equal: padded_count(count, n) // n elements each."""
+    return -(-count // n) * n
+
+
 def chunk_views(buf: np.ndarray, n: int) -> list[np.ndarray]:
     """The n chunks of a flat buffer as views (writing to a chunk writes to `buf`)."""
-    bounds = np.cumsum([0] + chunk_sizes(buf.size, n))
+    bounds = chunk_offsets(buf.size, n)
     return [buf[bounds[c]:bounds[c + 1]] for c in range(n)]
 
 

@@ -51,9 +51,12 @@ from mpi4py import MPI
 from sim import collectives as algo
 
 BACKENDS = ("explicit", "mpi")
+# Dtypes a collective can move: floats, and integers for token ids, int8 weights and the
+# uint16 bit patterns tinyllm uses for bf16 (NumPy has no bfloat16). Only floats are reduced.
 _DTYPES = {np.dtype(t): code for code, t in enumerate(
-    (np.float32, np.float64, np.int32, np.int64), start=1)}
-_REDUCIBLE = (np.dtype(np.float32), np.dtype(np.float64))
+    (np.float16, np.float32, np.float64, np.int8, np.uint8, np.uint16, np.int32, np.int64),
+    start=1)}
+_REDUCIBLE = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _OPS = {name: code for code, name in enumerate(
     ("broadcast", "reduce", "reduce_scatter", "all_gather", "all_reduce"), start=1)}
 _REDUCE_OPS = {"": 0, "sum": 1, "avg": 2}
@@ -302,13 +305,8 @@ class Communicator:
         """
         send = self._buffer(send, "reduce_scatter", reduce_op=op)
         recv = self._buffer(recv, "reduce_scatter", writeable=True, reduce_op=op)
-        want = algo.chunk_sizes(send.size, self.size)
-        problem = None
-        if recv.size != want[self.rank] or recv.dtype != send.dtype:
-            problem = (f"recv buffer has {recv.size} × {recv.dtype} but rank {self.rank}'s chunk "
-                       f"of {send.size} × {send.dtype} over {self.size} ranks has "
-                       f"{want[self.rank]} elements (chunk sizes {want})")
-        self._agree("reduce_scatter", send.size, send.dtype, reduce_op=op, problem=problem)
+        self._agree("reduce_scatter", send.size, send.dtype, reduce_op=op,
+                    problem=self._chunk_problem("recv", recv, send))
         rec = self._begin("reduce_scatter", send.size, send.dtype)
         if self.backend == "explicit":
             algo.explicit_reduce_scatter(self, send, recv, op)
@@ -325,13 +323,8 @@ class Communicator:
         """
         send = self._buffer(send, "all_gather")
         recv = self._buffer(recv, "all_gather", writeable=True)
-        want = algo.chunk_sizes(recv.size, self.size)
-        problem = None
-        if send.size != want[self.rank] or recv.dtype != send.dtype:
-            problem = (f"send buffer has {send.size} × {send.dtype} but rank {self.rank}'s chunk "
-                       f"of the {recv.size} × {recv.dtype} result over {self.size} ranks has "
-                       f"{want[self.rank]} elements (chunk sizes {want})")
-        self._agree("all_gather", recv.size, recv.dtype, problem=problem)
+        self._agree("all_gather", recv.size, recv.dtype,
+                    problem=self._chunk_problem("send", send, recv))
         rec = self._begin("all_gather", recv.size, recv.dtype)
         if self.backend == "explicit":
             algo.explicit_all_gather(self, send, recv)
@@ -410,8 +403,18 @@ class Communicator:
                 raise ValueError(f"{what}: unknown reduction op {reduce_op!r}; "
                                  f"expected one of {algo.REDUCE_OPS}")
             if arr.dtype not in _REDUCIBLE:
-                raise TypeError(f"{what}: reductions need float32 or float64, got {arr.dtype}")
+                raise TypeError(f"{what}: reductions need float16, float32 or float64, got "
+                                f"{arr.dtype} (bf16 bit patterns cannot be summed as integers)")
         return arr.reshape(-1)
+
+    def _chunk_problem(self, which: str, chunk: np.ndarray, full: np.ndarray) -> str | None:
+        """None if `chunk` is this rank's share of the flat `full` buffer, else what is wrong."""
+        want = algo.chunk_sizes(full.size, self.size)
+        if chunk.size == want[self.rank] and chunk.dtype == full.dtype:
+            return None
+        return (f"{which} buffer has {chunk.size} × {chunk.dtype} but rank {self.rank}'s chunk of "
+                f"{full.size} × {full.dtype} over {self.size} ranks has {want[self.rank]} "
+                f"elements (chunk sizes {want})")
 
     def _root_problem(self, root: int) -> str | None:
         if not 0 <= root < self.size:

@@ -120,6 +120,9 @@ def dtype_name(dtype) -> str:
 TFLOPS = 1e12
 us = 1e-6
 
+_A100_PEAKS = {"fp64": 9.7 * TFLOPS, "fp32": 19.5 * TFLOPS, "tf32": 156 * TFLOPS,
+               "fp16": 312 * TFLOPS, "bf16": 312 * TFLOPS}  # SXM and PCIe cards alike
+
 PROFILES = {
     "V100-32GB": HardwareProfile(
         "V100-32GB", 32 * GiB,
@@ -128,9 +131,7 @@ PROFILES = {
         intra_node=Link(2 * us, 150 * GB), inter_node=Link(5 * us, 6.25 * GB),
         host=Link(10 * us, 16 * GB), notes="SXM2, NVLink (DGX-1)"),
     "A100-80GB": HardwareProfile(
-        "A100-80GB", 80 * GiB,
-        {"fp64": 9.7 * TFLOPS, "fp32": 19.5 * TFLOPS, "tf32": 156 * TFLOPS,
-         "fp16": 312 * TFLOPS, "bf16": 312 * TFLOPS},
+        "A100-80GB", 80 * GiB, _A100_PEAKS,
         intra_node=Link(2 * us, 300 * GB), inter_node=Link(5 * us, 25 * GB),
         host=Link(10 * us, 32 * GB), notes="SXM4, NVLink/NVSwitch (DGX A100)"),
     "H100-80GB": HardwareProfile(
@@ -140,9 +141,7 @@ PROFILES = {
         intra_node=Link(2 * us, 450 * GB), inter_node=Link(5 * us, 50 * GB),
         host=Link(10 * us, 64 * GB), notes="SXM5, NVLink/NVSwitch (DGX H100)"),
     "A100-80GB-PCIe": HardwareProfile(
-        "A100-80GB-PCIe", 80 * GiB,
-        {"fp64": 9.7 * TFLOPS, "fp32": 19.5 * TFLOPS, "tf32": 156 * TFLOPS,
-         "fp16": 312 * TFLOPS, "bf16": 312 * TFLOPS},
+        "A100-80GB-PCIe", 80 * GiB, _A100_PEAKS,
         # GPU ↔ GPU peer traffic crosses PCIe Gen4 (32 GB/s each way); the node shares one
         # 200 Gb/s NIC among 8 GPUs (3.125 GB/s per GPU).
         intra_node=Link(5 * us, 32 * GB), inter_node=Link(5 * us, 3.125 * GB),

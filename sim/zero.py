@@ -169,11 +169,15 @@ class ZeRO1(Strategy):
 
     # ---- backward: reduce gradients ---------------------------------------------------------
     def _grad_ready(self, p):
+        self._on_grad(p)
         st = self._unit_of[id(p)]
         st.ready += 1
         if st.ready == len(st.unit.params):
             st.ready = 0
             self._unit_grads_ready(st)
+
+    def _on_grad(self, p):
+        """A parameter's gradient is complete (stage 1: it is a view into the flat buffer)."""
 
     def _unit_grads_ready(self, st):
         if self._sync:
@@ -255,6 +259,11 @@ class ZeRO1(Strategy):
         if self.shard_comm.size == 1:
             full[...] = shard
             return
+        if not np.shares_memory(shard, full):
+            self._comm(self.shard_comm.all_gather(shard, full), f"all-gather {st.name}", wait=wait)
+            return
+        # The shard is a slice of the full buffer: MPI forbids sending from the buffer being
+        # received into, so stage it in a temporary.
         send = self._alloc(self.device, st.layout.shard_size, "buffers", "all-gather in")
         send[...] = shard
         self._comm(self.shard_comm.all_gather(send, full), f"all-gather {st.name}", wait=wait)
@@ -309,9 +318,8 @@ class ZeRO2(ZeRO1):
         st.host_grad = st.grad_shard if self.offload != "none" else None
         for p in st.unit.params:
             p.grad = None  # backward allocates them; we reduce and drop them unit by unit
-            p.register_post_accumulate_grad_hook(self._charge_bucket_grad)
 
-    def _charge_bucket_grad(self, p):
+    def _on_grad(self, p):
         # A full-size gradient waiting for its unit's reduce-scatter: the bucket in flight.
         if not self.device.holds(p.grad):
             self.device.register(p.grad, "buffers", "gradient bucket")
@@ -481,19 +489,20 @@ class ZeRO3(ZeRO2):
         return 4 * (root + sum(sorted(sizes)[-k:]))
 
     def full_state_dict(self) -> dict:
-        """Gather every unit once and copy the parameters out (for checkpoints and reports)."""
-        out = {}
+        """The single-process state dict: each unit gathered in turn, its parameters copied
+        out under every name they have in the state dict (tied weights included)."""
+        sd = self.model.state_dict()
+        out = {k: np.array(v) for k, v in sd.items()}       # buffers; parameters overwritten
         for st in self.units:
             was = st.gathered
             self._gather(st, "state dict")
-            for name, p in zip(st.unit.names, st.unit.params):
-                out[name] = np.array(p.data)
+            ids = {id(p.data) for p in st.unit.params}
+            for k, v in sd.items():
+                if id(v) in ids:
+                    out[k] = np.array(v)
             if not was:
                 self._free(st)
-        sd = self.model.state_dict()
-        by_id = {id(p.data): n for n, p in self.model.named_parameters()}
-        return {k: out.get(k, out.get(by_id.get(id(v)), None)) if k in out or id(v) in by_id
-                else np.array(v) for k, v in sd.items()}
+        return out
 
 
 STRATEGIES = {0: None, 1: ZeRO1, 2: ZeRO2, 3: ZeRO3}

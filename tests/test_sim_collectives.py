@@ -16,17 +16,30 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from mpi_helpers import run_mpi
+from sim.collectives import binomial_tree, chunk_offsets, chunk_sizes, padded_count
 
 OPS = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "reduce")
+
+ITEMSIZE = {"float16": 2, "uint16": 2, "float32": 4, "float64": 8}
+# Relative to the sum of |inputs|: float16 rounds every partial sum (up to n steps of 2^-11).
+TOLERANCE = {"float16": 4e-3, "uint16": 0.0, "float32": 1e-5, "float64": 1e-12}
+
+
+def movable(case):
+    """uint16 (bf16 bit patterns) can be moved but not summed: reductions get float16."""
+    if case["dtype"] == "uint16" and case["op"] in ("all_reduce", "reduce_scatter", "reduce"):
+        case["dtype"] = "float16"
+    return case
+
 
 case_strategy = st.fixed_dictionaries({
     "op": st.sampled_from(OPS),
     "count": st.one_of(st.integers(0, 9), st.integers(10, 600), st.integers(2000, 30000)),
-    "dtype": st.sampled_from(["float32", "float64"]),
+    "dtype": st.sampled_from(["float32", "float64", "float16", "uint16"]),
     "root": st.integers(0, 3),
     "reduce": st.sampled_from(["sum", "avg"]),
     "seed": st.integers(0, 2**31 - 1),
-})
+}).map(movable)
 
 
 def edge_cases(n):
@@ -36,6 +49,10 @@ def edge_cases(n):
         for count in (0, 1, n - 1, n + 1, 4 * n, 1000 * n):
             cases.append({"op": op, "count": count, "dtype": "float32" if count % 2 else "float64",
                           "root": count % 4, "reduce": "avg" if i % 2 else "sum", "seed": count})
+    for dtype in ("float16", "uint16"):
+        for op in OPS:
+            cases.append(movable({"op": op, "count": 3 * n + 1, "dtype": dtype, "root": 1,
+                                  "reduce": "sum", "seed": 7}))
     return cases
 
 
@@ -51,7 +68,7 @@ def run_cases(tmp_path, n, cases, misc=False):
 
 def check_values(case, rows, n):
     """Both backends agree with the NumPy reference; replicated results agree bitwise."""
-    tol = 1e-5 if case["dtype"] == "float32" else 1e-12
+    tol = TOLERANCE[case["dtype"]]
     for backend in ("explicit", "mpi"):
         for rank, row in enumerate(rows):
             got = row[backend]
@@ -64,7 +81,7 @@ def check_values(case, rows, n):
 
 def check_traffic(case, rows, n):
     """Counted bytes and messages equal the textbook volumes, for both backends."""
-    itemsize = 4 if case["dtype"] == "float32" else 8
+    itemsize = ITEMSIZE[case["dtype"]]
     S = case["count"] * itemsize  # the full buffer, in bytes
     root = case["root"] % n
     explicit = [row["explicit"]["traffic"] for row in rows]
@@ -96,6 +113,30 @@ def check_traffic(case, rows, n):
         else:
             assert sent == [0 if r == root else S for r in range(n)]
             assert recv[root] == math.ceil(math.log2(n)) * S
+
+
+@given(count=st.integers(0, 10_000), n=st.integers(1, 64))
+def test_chunks_cover_the_buffer_and_padding_makes_them_equal(count, n):
+    sizes = chunk_sizes(count, n)
+    assert sum(sizes) == count and max(sizes) - min(sizes) <= 1
+    assert chunk_offsets(count, n) == [sum(sizes[:c]) for c in range(n + 1)]
+    padded = padded_count(count, n)
+    assert padded % n == 0 and count <= padded < count + n
+    assert set(chunk_sizes(padded, n)) == {padded // n}
+
+
+@given(n=st.integers(1, 70))
+def test_binomial_tree_reaches_every_rank_once_in_log2_rounds(n):
+    parents = {v: binomial_tree(v, n)[0] for v in range(n)}
+    assert parents[0] is None
+    for v in range(n):
+        parent, children = binomial_tree(v, n)
+        for c in children:
+            assert parents[c] == v  # children and parents agree
+        depth, u = 0, v  # the path to the root has at most ⌈log₂ n⌉ hops
+        while parents[u] is not None:
+            u, depth = parents[u], depth + 1
+        assert depth <= math.ceil(math.log2(n)) if n > 1 else depth == 0
 
 
 @pytest.mark.mpi

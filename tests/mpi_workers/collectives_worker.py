@@ -22,6 +22,8 @@ from sim.collectives import chunk_sizes
 
 def rank_input(case, rank):
     rng = np.random.default_rng([case["seed"], rank])
+    if case["dtype"] == "uint16":  # e.g. bf16 bit patterns: moved, never summed
+        return rng.integers(0, 2**16, case["count"]).astype(np.uint16)
     return rng.standard_normal(case["count"]).astype(case["dtype"])
 
 
