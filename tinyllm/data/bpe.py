@@ -44,6 +44,7 @@ import os
 import re
 import tempfile
 from collections import Counter
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -179,14 +180,17 @@ class ByteLevelBPE:
                                      "vocabulary built by the merges before it")
             pair = (self._bytes_to_id[a], self._bytes_to_id[b])
             if pair in self._ranks:
-                raise ValueError(f"merge {rank} ({a!r}, {b!r}) repeats merge {self._ranks[pair][0]}")
+                raise ValueError(f"merge {rank} ({a!r}, {b!r}) repeats merge "
+                                 f"{self._ranks[pair][0]}")
             merged = a + b
             if merged not in self._bytes_to_id:  # two pairs may spell the same bytes: one token
                 self._bytes_to_id[merged] = len(self._id_to_bytes)
                 self._id_to_bytes.append(merged)
             self._ranks[pair] = (rank, self._bytes_to_id[merged])
             self.merges.append((a, b))
-        self._cache: dict[bytes, list[int]] = {}
+        # chunk -> ids, one cache per way of turning str into bytes (they differ on surrogates)
+        self._caches: dict[str, dict[str, list[int]]] = {"surrogatepass": {},
+                                                          "surrogateescape": {}}
 
     def train(self, text: str | Iterable[str], vocab_size: int,
               special_tokens: Iterable[str] = (), progress=None) -> "ByteLevelBPE":
@@ -203,7 +207,7 @@ class ByteLevelBPE:
             raise ValueError(f"vocab_size={vocab_size} is smaller than 256 bytes + "
                              f"{len(special_tokens)} special tokens")
         texts = [text] if isinstance(text, str) else text
-        splitter = _special_splitter(special_tokens)
+        splitter = _special_splitter(frozenset(special_tokens)) if special_tokens else None
         chunk_counts: Counter = Counter()
         for document in texts:
             pieces = [document] if splitter is None else splitter.split(document)[::2]
@@ -221,6 +225,10 @@ class ByteLevelBPE:
         for token in tokens:
             if not isinstance(token, str) or not token:
                 raise ValueError(f"a special token must be a non-empty str, got {token!r}")
+            try:
+                token.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"special token {token!r} is not valid Unicode text") from None
             if token not in self._special_to_id:
                 self._special_to_id[token] = self.vocab_size
             ids.append(self._special_to_id[token])
@@ -263,19 +271,20 @@ class ByteLevelBPE:
 
     # -- encoding --
 
-    def _encode_chunk(self, chunk: bytes) -> list[int]:
-        ids = self._cache.get(chunk)
-        if ids is None:
-            ids = bpe_merge(chunk, self._ranks)  # iterating bytes gives the byte ids 0..255
-            if len(self._cache) >= self.CACHE_SIZE:
-                self._cache.clear()
-            self._cache[chunk] = ids
-        return ids
-
     def _encode_text(self, text: str, errors: str) -> list[int]:
+        """Pre-split, then replay the merges on each chunk's bytes (cached per chunk: text
+        repeats the same chunks -- " self", "    " -- over and over)."""
         ids: list[int] = []
+        cache = self._caches[errors]
         for chunk in pre_split(text):
-            ids.extend(self._encode_chunk(chunk.encode("utf-8", errors)))
+            chunk_ids = cache.get(chunk)
+            if chunk_ids is None:
+                # iterating over bytes gives the byte values, which are the byte tokens' ids
+                chunk_ids = bpe_merge(chunk.encode("utf-8", errors), self._ranks)
+                if len(cache) >= self.CACHE_SIZE:
+                    cache.clear()
+                cache[chunk] = chunk_ids
+            ids.extend(chunk_ids)
         return ids
 
     def encode_ordinary(self, text: str) -> list[int]:
@@ -296,18 +305,17 @@ class ByteLevelBPE:
         allowed = self._special_set(allowed_special, "allowed_special")
         disallowed = (set(self._special_to_id) - allowed if disallowed_special == "all"
                       else self._special_set(disallowed_special, "disallowed_special"))
-        present = [(text.find(token), token) for token in disallowed if token in text]
-        if present:
-            token = min(present)[1]  # name the first one in the text
+        found = disallowed and _special_splitter(frozenset(disallowed)).search(text)
+        if found:  # name the first one in the text
+            token = found.group()
             raise ValueError(
                 f"encode: the text contains the special token {token!r}; pass "
                 f"allowed_special={{{token!r}}} to encode it as a special token, or "
                 "disallowed_special=() to encode it as ordinary text")
-        splitter = _special_splitter(allowed)
-        if splitter is None:
+        if not allowed:
             return self.encode_ordinary(text)
         ids: list[int] = []
-        for k, piece in enumerate(splitter.split(text)):
+        for k, piece in enumerate(_special_splitter(frozenset(allowed)).split(text)):
             if k % 2:  # re.split with one group: odd pieces are the separators
                 ids.append(self._special_to_id[piece])
             elif piece:
@@ -383,10 +391,12 @@ class ByteLevelBPE:
         return cls(merges, specials)
 
 
-def _special_splitter(tokens: Iterable[str]) -> re.Pattern | None:
-    """A pattern whose re.split keeps the given special tokens as separate pieces."""
-    tokens = sorted(tokens, key=len, reverse=True)  # longest first: "<a><b>" before "<a>"
-    return re.compile("(" + "|".join(map(re.escape, tokens)) + ")") if tokens else None
+@lru_cache(maxsize=16)
+def _special_splitter(tokens: frozenset[str]) -> re.Pattern:
+    """A pattern matching any of the (non-empty set of) special tokens, longest first; its
+    re.split keeps them as separate pieces."""
+    ordered = sorted(tokens, key=lambda t: (-len(t), t))  # "<a><b>" must win over "<a>"
+    return re.compile("(" + "|".join(map(re.escape, ordered)) + ")")
 
 
 def _write_atomic(path: str | os.PathLike, data: bytes) -> None:
