@@ -53,11 +53,21 @@ def _operand(x, like: Tensor):
     return np.asarray(x, dtype=np.float32)
 
 
+def _float_like(t: Tensor, other):
+    """An integer tensor meeting a float operand becomes that float dtype first, so that
+    int64 ∘ float32 gives float32 (as in PyTorch), not NumPy's float64."""
+    if not np.issubdtype(t.dtype, np.floating) and np.issubdtype(np.result_type(other), np.floating):
+        return Tensor(t.data.astype(np.result_type(other)))
+    return t
+
+
 def _pair(a, b):
     if isinstance(a, Tensor):
-        return a, _operand(b, a)
+        b = _operand(b, a)
+        return _float_like(a, b), b
     if isinstance(b, Tensor):
-        return _operand(a, b), b
+        a = _operand(a, b)
+        return a, _float_like(b, a)
     raise TypeError(f"expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
 
 
@@ -153,6 +163,10 @@ class Div(Function):
 
 def div(a, b) -> Tensor:
     a, b = _pair(a, b)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(b.dtype, np.floating)):
+        # true division of integers gives the default float dtype (float32), as in PyTorch
+        a, b = (Tensor(np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32))
+                for x in (a, b))
     _check_broadcast("div", a, b)
     return Div.apply(a, b)
 
