@@ -110,8 +110,9 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
             add = np.where(m, 0, -np.inf).astype(q.dtype)
         else:
             add = m.astype(q.dtype, copy=False)
-        if isinstance(attn_mask, Tensor) and attn_mask.requires_grad and bias is None:
-            bias = attn_mask  # a learned additive bias: keep it in the graph
+        if isinstance(attn_mask, Tensor) and attn_mask.requires_grad:
+            # a learned additive bias: keep it in the graph (plus the causal −∞, if any)
+            bias = attn_mask if bias is None else attn_mask + bias
         else:
             bias = add if bias is None else bias + add
     if scale is None:
