@@ -676,14 +676,18 @@ def test_attention_fully_masked_rows_are_zero_with_zero_gradient():
     assert np.isfinite(k.grad).all() and np.isfinite(v.grad).all()
 
 
-@given(data=st.data(), l=st.integers(1, 3), s=st.integers(1, 3))
-def test_attention_learned_additive_mask_gets_a_gradient(data, l, s):
+@given(data=st.data(), l=st.integers(1, 3), s=st.integers(1, 3), causal=st.booleans())
+def test_attention_learned_additive_mask_gets_a_gradient(data, l, s, causal):
     q = data.draw(arrays((2, l, 2)))
     k = data.draw(arrays((2, s, 2)))
     v = data.draw(arrays((2, s, 3)))
     m = data.draw(arrays((l, s)))
-    gradcheck(lambda q, k, v, m: ops.scaled_dot_product_attention(q, k, v, attn_mask=m),
-              [leaf(q), leaf(k), leaf(v), leaf(m)])
+    fn = lambda q, k, v, m: ops.scaled_dot_product_attention(q, k, v, attn_mask=m,  # noqa: E731
+                                                             is_causal=causal)
+    gradcheck(fn, [leaf(q), leaf(k), leaf(v), leaf(m)])
+    mask = leaf(m)
+    fn(Tensor(q), Tensor(k), Tensor(v), mask).sum().backward()
+    assert mask.grad is not None and mask.grad.shape == (l, s)   # never silently dropped
 
 
 @settings(max_examples=15)

@@ -286,6 +286,16 @@ def test_scalars_never_upcast_float32(name, scalar):
         assert x.grad.dtype == np.float32
 
 
+def test_integer_tensors_meet_floats_in_float32():
+    i = Tensor(np.arange(3))
+    for out in (i * 0.5, 0.5 - i, i + np.float64(0.5), i / 2, 2 / (i + 1), i / i[np.array([2])],
+                i + Tensor(np.ones(3, dtype=np.float32)), ops.where(i.data > 0, i, 0.5)):
+        assert out.dtype == np.float32, out.dtype   # PyTorch's rule; NumPy would give float64
+    close = np.testing.assert_allclose
+    close((i / 2).data, [0, 0.5, 1.0])
+    assert (i * 2).dtype == np.int64
+
+
 def _f32(*shape, seed=0, positive=False):
     a = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     return Tensor(np.abs(a) + 0.1 if positive else a, requires_grad=True)
