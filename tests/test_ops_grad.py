@@ -382,6 +382,14 @@ def test_getitem_integer_arrays_with_repeats(data, shape):
         close(Tensor(x)[mixed].data, x[mixed])
 
 
+@given(data=st.data(), shape=shapes(max_dims=3))
+def test_getitem_boolean_mask(data, shape):
+    x = data.draw(arrays(shape))
+    mask = data.draw(arrays(shape[:1]), label="mask") > 0
+    close(Tensor(x)[mask].data, x[mask])
+    gradcheck(lambda t: t[mask] * 1.0, [leaf(x)])
+
+
 def test_repeated_index_accumulates_by_hand():
     x = leaf(np.array([10.0, 20.0, 30.0]))
     x[np.array([0, 2, 0, 0])].sum().backward()
@@ -713,6 +721,41 @@ def test_attention_dropout_seeded(data, l, s, p, seed, causal):
                           if causal else None, 1 / math.sqrt(3))
     dropped = np.isclose(w, 0)
     close(w[~dropped], p_full[~dropped] / (1 - p), rtol=1e-12)
+
+
+# ============================================================================================
+# float32: the kernels' float32 paths, through the ops, against the same ops in float64
+# ============================================================================================
+
+KERNEL_OPS = {
+    "gelu": lambda x, w: ops.gelu(x) * w,
+    "gelu_tanh": lambda x, w: ops.gelu(x, approximate="tanh") * w,
+    "softmax": lambda x, w: x.softmax(0) * w,
+    "log_softmax": lambda x, w: x.log_softmax(-1) * w,
+    "layer_norm": lambda x, w: ops.layer_norm(x, x.shape[-1], w, w * 0.5),
+    "cross_entropy": lambda x, w: ops.cross_entropy(x * w, np.arange(x.shape[0]) % x.shape[1],
+                                                    reduction="sum"),
+    "embedding": lambda x, w: ops.embedding(np.array([[0, 2], [2, 2]]), x * w),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", KERNEL_OPS)
+@settings(max_examples=10)
+@given(data=st.data(), rows=st.integers(3, 6), cols=st.integers(1, 7))
+def test_float32_matches_float64(backend, name, data, rows, cols):
+    x = data.draw(arrays((rows, cols), smooth(-3, 3)), label="x")     # possibly non-contiguous
+    w = data.draw(arrays((cols,), smooth(0.5, 2)), label="w")
+    results = {}
+    with kernels.use_backend(backend):
+        for dt in (np.float32, np.float64):
+            xt, wt = Tensor(x.astype(dt), requires_grad=True), Tensor(w.astype(dt), requires_grad=True)
+            out = KERNEL_OPS[name](xt, wt)
+            out.backward(np.ones(out.shape, dtype=dt))
+            assert out.dtype == xt.grad.dtype == wt.grad.dtype == dt
+            results[dt] = (out.data, xt.grad, wt.grad)
+    for got, want in zip(results[np.float32], results[np.float64]):
+        close(got, want, rtol=2e-4, atol=2e-4 * max(1.0, np.abs(want).max()))
 
 
 # ============================================================================================
