@@ -15,8 +15,9 @@ from tinyllm.data.batches import (IGNORE_INDEX, get_batch, get_mlm_batch,
                                   get_span_corruption_batch, make_mlm_batch, mask_tokens,
                                   random_segmentation, random_spans_noise_mask, span_corrupt,
                                   span_corruption_lengths, span_counts)
-from tinyllm.data.corpus import (SKIP_DIRS, load_corpus, split_train_val, stdlib_dir,
-                                 stdlib_files, stdlib_text)
+from tinyllm.data.bpe import ENDOFTEXT, ByteLevelBPE
+from tinyllm.data.corpus import (SKIP_DIRS, Corpus, load_corpus, split_train_val, stdlib_dir,
+                                 stdlib_files, stdlib_text, tokenize_corpus)
 
 
 def within(observed, expected, n, sigmas=5.0):
@@ -75,6 +76,16 @@ def test_load_corpus_errors(tmp_path):
         load_corpus(bad)
     with pytest.raises(ValueError, match="val_fraction"):
         split_train_val("abc", 1.0)
+
+
+def test_tokenize_corpus_round_trips():
+    corpus = load_corpus(max_bytes=50_000)
+    tok = ByteLevelBPE().train(corpus.train, 300, special_tokens=[ENDOFTEXT])
+    train_ids, val_ids = tokenize_corpus(Corpus("t", corpus.train + ENDOFTEXT, corpus.val), tok)
+    assert train_ids.dtype == val_ids.dtype == np.int64 and train_ids.ndim == 1
+    assert tok.decode(train_ids) == corpus.train + ENDOFTEXT  # special strings stay plain text
+    assert tok.token_to_id(ENDOFTEXT) not in train_ids
+    assert tok.decode(val_ids) == corpus.val
 
 
 # ---- causal LM --------------------------------------------------------------------------------
