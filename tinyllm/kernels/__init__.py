@@ -23,6 +23,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from tinyllm.threads import blas_threads
+
 from tinyllm.kernels import cross_entropy as _ce
 from tinyllm.kernels import embedding as _emb
 from tinyllm.kernels import gelu as _gelu
@@ -149,11 +151,13 @@ def warmup(dtypes=(np.float32,)) -> None:
 
 
 def attention_forward(q, k, v, bias, scale):
-    return _attn.attention_forward_reference(q, k, v, bias, scale)
+    with blas_threads(1):  # one small product per (batch, head): see tinyllm/threads.py
+        return _attn.attention_forward_reference(q, k, v, bias, scale)
 
 
 def attention_backward(q, k, v, bias, scale, out, lse, dout):
-    return _attn.attention_backward_reference(q, k, v, bias, scale, out, lse, dout)
+    with blas_threads(1):
+        return _attn.attention_backward_reference(q, k, v, bias, scale, out, lse, dout)
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,

@@ -1,0 +1,212 @@
+"""What every training script shares: flags, data, evaluation, progress lines, the JSON report.
+
+The examples (examples/train_*.py) are the experiments of the book; this module keeps them
+short and alike. Every training example accepts the same core flags —
+
+    --steps --batch-size --lr --seed --data --report PATH
+
+— where `--batch-size` is the *global* batch (split across data-parallel ranks, so the same flags
+give the same losses on any number of ranks), and writes the same JSON report: `losses` (global
+loss per step), `val_losses`, `params`, `tokens_per_second`, plus what the script adds.
+
+Data: `prepare_text_data` loads the corpus (the Python standard library's source by default, or
+any UTF-8 file), trains a byte-level BPE tokenizer on its training part, and encodes both parts.
+The result is cached under `--cache-dir` (default runs/cache), keyed by a hash of the corpus
+text and the tokenizer settings, so a second run — or the other MPI ranks — start in seconds.
+
+MFU (model FLOPs utilization, PaLM appendix B): model FLOPs per second ÷ peak FLOP/s, where the
+model FLOPs of a token are 6N + 12·L·H·Q·T and the peak is measured on this machine by a BLAS
+matmul benchmark (tinyllm.accounting.measure_matmul_peak).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from tinyllm.tensor import no_grad
+
+
+# ---- flags ----------------------------------------------------------------------------------
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, steps: int, batch_size: int, lr: float,
+                    seed: int = 1337) -> argparse.ArgumentParser:
+    g = parser.add_argument_group("training (shared by every example)")
+    g.add_argument("--steps", type=int, default=steps, help="optimizer steps")
+    g.add_argument("--batch-size", type=int, default=batch_size,
+                   help="global batch (sequences per step, split across data-parallel ranks)")
+    g.add_argument("--lr", type=float, default=lr, help="peak learning rate")
+    g.add_argument("--seed", type=int, default=seed)
+    g.add_argument("--data", default=None,
+                   help="UTF-8 text file to train on (default: the Python standard library)")
+    g.add_argument("--data-bytes", type=int, default=2_000_000,
+                   help="bytes of the corpus to read (default 2 MB)")
+    g.add_argument("--report", default=None, metavar="PATH", help="write a JSON report here")
+    g.add_argument("--cache-dir", default=os.path.join("runs", "cache"),
+                   help="where tokenizers and encoded corpora are cached")
+    g.add_argument("--eval-interval", type=int, default=50, help="steps between validations")
+    g.add_argument("--eval-iters", type=int, default=4, help="batches per validation")
+    g.add_argument("--log-interval", type=int, default=10, help="steps between progress lines")
+    g.add_argument("--warmup", type=int, default=None, help="warmup steps (default: steps/20)")
+    g.add_argument("--weight-decay", type=float, default=0.1)
+    g.add_argument("--grad-clip", type=float, default=1.0)
+    return parser
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, n_layer: int, n_head: int, n_embd: int,
+                   block_size: int, vocab_size: int, dropout: float = 0.0):
+    g = parser.add_argument_group("model size")
+    g.add_argument("--n-layer", type=int, default=n_layer)
+    g.add_argument("--n-head", type=int, default=n_head)
+    g.add_argument("--n-embd", type=int, default=n_embd)
+    g.add_argument("--block-size", type=int, default=block_size)
+    g.add_argument("--vocab-size", type=int, default=vocab_size,
+                   help="BPE vocabulary size (256 bytes + merges + special tokens)")
+    g.add_argument("--dropout", type=float, default=dropout)
+    return parser
+
+
+def check_args(args) -> None:
+    for name in ("steps", "batch_size"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.lr <= 0:
+        raise SystemExit(f"--lr must be positive, got {args.lr}")
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def data_cache_key(text: str, vocab_size: int, special_tokens) -> str:
+    h = hashlib.sha256()
+    h.update(text.encode("utf-8", errors="surrogatepass"))
+    h.update(json.dumps({"vocab_size": vocab_size, "special": list(special_tokens),
+                         "format": 1}).encode())
+    return h.hexdigest()[:16]
+
+
+def prepare_text_data(data: str | None, vocab_size: int, max_bytes: int,
+                      cache_dir: str | None = os.path.join("runs", "cache"),
+                      special_tokens=("<|endoftext|>",), log=print, only_load: bool = False):
+    """(tokenizer, train_ids, val_ids) for the corpus, trained/encoded once and cached.
+
+    With `only_load=True` the cache must already exist (the non-zero MPI ranks wait for rank 0
+    to build it, then load)."""
+    from tinyllm.data import ByteLevelBPE, load_corpus, tokenize_corpus
+
+    corpus = load_corpus(data, max_bytes=max_bytes)
+    key = data_cache_key(corpus.train + "\x00" + corpus.val, vocab_size, special_tokens)
+    tok_path = ids_path = None
+    if cache_dir:
+        tok_path = os.path.join(cache_dir, f"tokenizer-{key}.txt")
+        ids_path = os.path.join(cache_dir, f"ids-{key}.npz")
+        if os.path.exists(tok_path) and os.path.exists(ids_path):
+            tok = ByteLevelBPE.load(tok_path)
+            with np.load(ids_path, allow_pickle=False) as z:
+                return tok, z["train"], z["val"]
+    if only_load:
+        raise FileNotFoundError(f"prepare_text_data: cache {tok_path} / {ids_path} missing")
+    t0 = time.perf_counter()
+    tok = ByteLevelBPE().train(corpus.train, vocab_size=vocab_size,
+                               special_tokens=list(special_tokens))
+    t1 = time.perf_counter()
+    train_ids, val_ids = tokenize_corpus(corpus, tok)
+    t2 = time.perf_counter()
+    log(f"data: {corpus!r}; BPE vocab {tok.vocab_size} trained in {t1 - t0:.1f} s, "
+        f"encoded {len(train_ids):,} + {len(val_ids):,} tokens in {t2 - t1:.1f} s "
+        f"({len(corpus.train.encode()) / max(1, len(train_ids)):.2f} bytes/token)")
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        tok.save(tok_path)
+        import io
+        buf = io.BytesIO()
+        np.savez(buf, train=train_ids, val=val_ids)
+        _atomic_write_bytes(ids_path, buf.getvalue())
+    return tok, train_ids, val_ids
+
+
+# ---- evaluation, progress, report -----------------------------------------------------------
+
+
+def estimate_loss(forward, data: np.ndarray, batch_size: int, block_size: int, iters: int,
+                  rng: np.random.Generator) -> float:
+    """Mean loss of `forward(x, y) -> (logits, loss)` over `iters` random batches, no grad."""
+    from tinyllm.data import get_batch
+
+    losses = []
+    with no_grad():
+        for _ in range(iters):
+            x, y = get_batch(data, batch_size, block_size, rng)
+            _, loss = forward(x, y)
+            losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+class Throughput:
+    """Tokens per second and MFU over the last interval."""
+
+    def __init__(self, flops_per_token: float | None = None, peak_flops: float | None = None):
+        self.flops_per_token = flops_per_token
+        self.peak = peak_flops
+        self.t = time.perf_counter()
+        self.tokens = 0
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def read(self) -> tuple[float, float | None]:
+        now = time.perf_counter()
+        dt = max(now - self.t, 1e-9)
+        tps = self.tokens / dt
+        mfu = None
+        if self.flops_per_token and self.peak:
+            mfu = tps * self.flops_per_token / self.peak
+        self.t, self.tokens = now, 0
+        return tps, mfu
+
+
+def write_report(path: str | None, report: dict) -> None:
+    """Write the JSON report atomically (nothing is written when path is None)."""
+    if not path:
+        return
+    _atomic_write_bytes(path, (json.dumps(report, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def lr_at(step: int, args) -> float:
+    """Warmup then cosine decay to 10% of the peak (tinyllm.optim.warmup_cosine)."""
+    from tinyllm.optim import warmup_cosine
+
+    warmup = args.warmup if args.warmup is not None else max(1, args.steps // 20)
+    return warmup_cosine(step, args.lr, warmup, args.steps, args.lr * 0.1)
