@@ -36,6 +36,7 @@ from tinyllm.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleDict, ModuleList
 from tinyllm.nn.transformer import FeedForward
 from tinyllm.random import generator_or_default
+from tinyllm.recompute import checkpoint
 from tinyllm.tensor import Tensor
 
 
@@ -126,6 +127,10 @@ class GPT(Module):
         ))
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight   # tied: one Parameter, two names
+        # Activation checkpointing (tinyllm/recompute.py): keep only each block's input for
+        # backward and recompute the block then. A plain attribute (Hugging Face's name), so
+        # neither GPTConfig nor the state dict change.
+        self.gradient_checkpointing = False
         self.init_weights(generator)
 
     def init_weights(self, generator=None) -> None:
@@ -191,7 +196,10 @@ class GPT(Module):
             pos = np.maximum(np.cumsum(keep, axis=1) - 1, 0)[:, past:]  # (B, T)
         x = tr.drop(tr.wte(idx) + tr.wpe(pos))                  # (B, T, E)
         for i, block in enumerate(tr.h):
-            x = block(x, None if caches is None else caches[i], keep)
+            if self.gradient_checkpointing and caches is None:
+                x = checkpoint(block, x, None, keep)
+            else:
+                x = block(x, None if caches is None else caches[i], keep)
         x = tr.ln_f(x)
         logits = self.lm_head(x)                                # (B, T, V)
         loss = None
