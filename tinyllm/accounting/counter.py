@@ -298,6 +298,10 @@ def _register_tinyllm_ops():
                 shape.GetItem, shape.MaskedFill, ew.Cast, ew.Clone):
         register_flop_rule(cls, "data movement", _free, _free)
     register_flop_rule(shape.Expand, "data movement", _free, _expand_backward)
+    # Activation checkpointing's wrapper node costs nothing itself: the ops it runs (the block's
+    # forward, and in backward its recomputation and backward) are observed and counted one by one.
+    from tinyllm.recompute import CheckpointFunction
+    register_flop_rule(CheckpointFunction, "data movement", _free, _free)
 
 
 _register_tinyllm_ops()
