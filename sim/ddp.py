@@ -76,11 +76,28 @@ class NaiveDDP(Strategy):
 
     def theory(self) -> dict:
         psi = self.n_params
-        return {"parameters": 4 * psi, "gradients": 4 * psi, "optimizer_states": 8 * psi}
+        b = self.itemsize
+        return {"parameters": b * psi, "gradients": b * psi, "optimizer_states": 2 * b * psi}
+
+    # ---- checkpoints (sim/checkpoint.py): every rank holds everything; rank 0 writes ---------
+    def writes_checkpoint(self) -> bool:
+        return self.rank == 0
+
+    def shard_state(self) -> list:
+        """(name, layout, shard index, param, exp_avg, exp_avg_sq) per flat group."""
+        return [(name, FlatLayout([name], [p.shape], 1), 0, p.data.reshape(-1), opt.m, opt.v)
+                for (name, _), (p, opt) in zip(self.named_params, self._opt)]
+
+    def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
+        for (name, _), (p, opt) in zip(self.named_params, self._opt):
+            p.data[...] = params[name]
+            opt.m[...] = exp_avg[name].reshape(-1)
+            opt.v[...] = exp_avg_sq[name].reshape(-1)
+        self.step_count = step
 
     def theory_comm_bytes(self, accum_steps: int = 1) -> float:
         n = self.size
-        return 4 * 2 * self.n_params * (n - 1) / n
+        return self.itemsize * 2 * self.n_params * (n - 1) / n
 
 
 class Bucket:
@@ -175,3 +192,15 @@ class DDP(Strategy):
 
     theory = NaiveDDP.theory
     theory_comm_bytes = NaiveDDP.theory_comm_bytes
+    writes_checkpoint = NaiveDDP.writes_checkpoint
+
+    def shard_state(self) -> list:
+        return [(f"bucket{b.index}", b.layout, 0, b.param_flat, b.opt.m, b.opt.v)
+                for b in self.buckets]
+
+    def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
+        for b in self.buckets:
+            b.layout.pack([params[n] for n in b.names], b.param_flat)
+            b.layout.pack([exp_avg[n] for n in b.names], b.opt.m)
+            b.layout.pack([exp_avg_sq[n] for n in b.names], b.opt.v)
+        self.step_count = step

@@ -93,6 +93,7 @@ class Strategy:
         self.timeline = Timeline(self.profile)
         self.named_params = list(model.named_parameters())
         self.n_params = sum(p.size for _, p in self.named_params)
+        self.itemsize = self.named_params[0][1].data.itemsize   # bytes per element
         self.decay_flag = {id(p): p.ndim >= 2 for _, p in self.named_params}
         self.flops = FlopCounter()
         self._flops_placed = self._step_flops_start = 0   # cumulative FLOP counts
@@ -234,7 +235,7 @@ class Strategy:
 
     # ---- reports ------------------------------------------------------------------------------
     def theory(self) -> dict:
-        """The ZeRO paper's model-state bytes for this strategy (fp32 Adam, K = 8)."""
+        """The ZeRO paper's model-state bytes for this strategy (fp32 Adam: 4 + 4 + 8 bytes)."""
         raise NotImplementedError
 
     def memory_report(self) -> dict:

@@ -275,16 +275,43 @@ class ZeRO1(Strategy):
             for p, view in zip(st.unit.params, st.layout.views(st.grad_flat)):
                 p.grad = view
 
+    # ---- checkpoints (sim/checkpoint.py): each shard written once, by the first replica ------
+    def writes_checkpoint(self) -> bool:
+        return self.replica_comm.rank == 0
+
+    def shard_state(self) -> list:
+        """(name, layout, shard index, fp32 param shard, exp_avg, exp_avg_sq) per unit."""
+        return [(st.name, st.layout, self.shard_rank, st.opt.params, st.opt.m, st.opt.v)
+                for st in self.units]
+
+    def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
+        """Take this rank's shard of a full (consolidated) state — any saving world size."""
+        for st in self.units:
+            lo, hi = st.layout.shard_range(self.shard_rank)
+            full = np.zeros(st.layout.padded, dtype=self.dtype)
+            st.layout.pack([params[n] for n in st.unit.names], full)
+            self._load_params(st, full)
+            st.opt.params[...] = full[lo:hi]
+            st.layout.pack([exp_avg[n] for n in st.unit.names], full)
+            st.opt.m[...] = full[lo:hi]
+            st.layout.pack([exp_avg_sq[n] for n in st.unit.names], full)
+            st.opt.v[...] = full[lo:hi]
+        self.step_count = step
+
+    def _load_params(self, st, full):
+        st.param_flat[...] = full
+
     # ---- theory -------------------------------------------------------------------------------
     def _gathered_theory(self) -> int:
         return 0
 
     def theory(self) -> dict:
-        """Model-state bytes per rank from the ZeRO paper's formulas (fp32, K = 8), N → F."""
-        psi, f = self.n_params, self.factor
-        p = 4 * psi / f + self._gathered_theory() if self.shards_parameters else 4 * psi
-        g = 4 * psi / f if self.shards_gradients else 4 * psi
-        o = 8 * psi / f
+        """Model-state bytes per rank from the ZeRO paper's formulas, N → F: with b bytes per
+        element (4 in fp32), parameters bΨ, gradients bΨ, Adam's two moments K = 2b."""
+        psi, f, b = self.n_params, self.factor, self.itemsize
+        p = b * psi / f + self._gathered_theory() if self.shards_parameters else b * psi
+        g = b * psi / f if self.shards_gradients else b * psi
+        o = 2 * b * psi / f
         if self.offload != "none":
             o = 0
             if self.shards_gradients:
@@ -294,14 +321,14 @@ class ZeRO1(Strategy):
         return {"parameters": p, "gradients": g, "optimizer_states": o}
 
     def theory_comm_bytes(self, accum_steps: int = 1) -> float:
-        """Bytes sent per rank per optimizer step (paper: elements; ×4 for fp32)."""
+        """Bytes sent per rank per optimizer step (the paper counts elements; × bytes each)."""
         psi, f, r = self.n_params, self.factor, self.size // self.factor
         rs = psi * (f - 1) / f                 # one reduce-scatter in the shard group
         ag = psi * (f - 1) / f                 # one all-gather in the shard group
         ar = 2 * (psi / f) * (r - 1) / r       # all-reduce of a shard across replicas
         reductions = accum_steps if self.shards_gradients else 1
         gathers = self._gathers_per_micro_step() * accum_steps if self.shards_parameters else 1
-        return 4 * (reductions * (rs + ar) + gathers * ag)
+        return self.itemsize * (reductions * (rs + ar) + gathers * ag)
 
 
 class ZeRO2(ZeRO1):
@@ -474,6 +501,10 @@ class ZeRO3(ZeRO2):
             return                       # the shards stay on the host
         super()._params_to_device()
 
+    def _load_params(self, st, full):
+        lo, hi = st.layout.shard_range(self.shard_rank)
+        st.param_shard[...] = full[lo:hi]
+
     def _gathers_per_micro_step(self) -> int:
         return 2 if self.reshard_after_forward else 1
 
@@ -484,9 +515,9 @@ class ZeRO3(ZeRO2):
         sizes = [st.layout.numel for st in self.units[1:]] or [0]
         root = self.units[0].layout.numel
         if not self.reshard_after_forward:
-            return 4 * (root + sum(sizes))
+            return self.itemsize * (root + sum(sizes))
         k = 2 if self.prefetch else 1
-        return 4 * (root + sum(sorted(sizes)[-k:]))
+        return self.itemsize * (root + sum(sorted(sizes)[-k:]))
 
     def full_state_dict(self) -> dict:
         """The single-process state dict: each unit gathered in turn, its parameters copied

@@ -1,0 +1,148 @@
+"""Worker: DDP and every ZeRO configuration against one process with the same global batch.
+
+Every rank also computes the single-process reference itself (plain tinyllm.optim.AdamW on the
+whole global batch), so the comparison needs no files. Rank 0 prints one RESULTS line with,
+per configuration: losses, the largest parameter difference from the reference, measured
+memory per tag and the theory, bytes sent in the last step and the theory.
+
+    mpirun -n 4 python strategies_worker.py [float32|float64]
+"""
+import sim  # noqa: I001 — before NumPy (thread settings)
+
+import json
+import sys
+
+import numpy as np
+
+import tinyllm
+from sim.ddp import DDP, NaiveDDP
+from sim.device import OutOfMemoryError
+from sim.zero import ZeRO1, ZeRO2, ZeRO3
+from tinyllm.models import GPT, GPTConfig
+from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
+
+world = sim.init()
+DTYPE = np.dtype(sys.argv[1] if len(sys.argv) > 1 else "float32")
+B, T, V, STEPS, LR, WD = 8, 8, 48, 3, 3e-2, 0.1
+CFG = GPTConfig(block_size=T, vocab_size=V, n_layer=2, n_head=2, n_embd=16)
+
+
+def make_model():
+    tinyllm.manual_seed(0)
+    model = GPT(CFG)
+    for p in model.parameters():
+        p.data = p.data.astype(DTYPE)
+    return model
+
+
+def batches():
+    rng = np.random.default_rng(1)
+    for _ in range(STEPS):
+        x = rng.integers(0, V, (B, T))
+        yield x, np.roll(x, -1, axis=1)
+
+
+def reference():
+    model = make_model()
+    opt = AdamW(param_groups_for_weight_decay(model, WD), lr=LR, betas=(0.9, 0.95))
+    losses = []
+    for x, y in batches():
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+    return losses, {k: np.array(v) for k, v in model.state_dict().items()}
+
+
+def run(make, accum, capacity=None):
+    model = make_model()
+    strategy = make(model, capacity)
+    try:
+        return _train(strategy, accum)
+    finally:
+        strategy.close()
+
+
+def _train(strategy, accum):
+    b = B // world.size
+    losses = []
+    for x, y in batches():
+        xs, ys = x[world.rank * b:(world.rank + 1) * b], y[world.rank * b:(world.rank + 1) * b]
+        mb = b // accum
+        strategy.zero_grad()
+        local = 0.0
+        for a in range(accum):
+            with strategy.no_sync(a < accum - 1):
+                _, loss = strategy(xs[a * mb:(a + 1) * mb], ys[a * mb:(a + 1) * mb])
+                strategy.backward(loss * (1.0 / accum))
+            local += loss.item() / accum
+        strategy.clip_grad_norm_(1.0)
+        strategy.step()
+        losses.append(float(np.mean(world.allgather_json(local))))
+    stats = strategy.step_stats()
+    memory = strategy.memory_report()
+    out = {"losses": losses, "memory": memory, "theory": strategy.theory(),
+           "bytes_sent": stats["bytes_sent"],
+           "theory_bytes": strategy.theory_comm_bytes(accum),
+           "simulated_seconds": stats["simulated_seconds"],
+           "compute_seconds": stats["timeline"]["compute_seconds"],
+           "step_flops": stats["flops"]}
+    return out, strategy.full_state_dict()
+
+
+def main():
+    ref_losses, ref_state = reference()
+    kw = dict(lr=LR, betas=(0.9, 0.95), weight_decay=WD)
+    configs = {
+        "naive": lambda m, c: NaiveDDP(m, world, device_memory=c, **kw),
+        "ddp": lambda m, c: DDP(m, world, bucket_cap_mb=0.004, device_memory=c, **kw),
+        "zero1": lambda m, c: ZeRO1(m, world, device_memory=c, **kw),
+        "zero2": lambda m, c: ZeRO2(m, world, device_memory=c, **kw),
+        "zero3": lambda m, c: ZeRO3(m, world, device_memory=c, **kw),
+        "zero3-keep": lambda m, c: ZeRO3(m, world, reshard_after_forward=False, device_memory=c, **kw),
+        "zero3-prefetch": lambda m, c: ZeRO3(m, world, prefetch=True, device_memory=c, **kw),
+        "zero1-offload": lambda m, c: ZeRO1(m, world, offload="optimizer", device_memory=c, **kw),
+        "zero2-offload": lambda m, c: ZeRO2(m, world, offload="optimizer", device_memory=c, **kw),
+        "zero3-offload-params": lambda m, c: ZeRO3(m, world, offload="params", device_memory=c, **kw),
+    }
+    if world.size == 4:
+        configs["zero2-F2"] = lambda m, c: ZeRO2(m, world, sharding_factor=2, device_memory=c, **kw)
+        configs["zero3-F2"] = lambda m, c: ZeRO3(m, world, sharding_factor=2, device_memory=c, **kw)
+        configs["zero3-F1"] = lambda m, c: ZeRO3(m, world, sharding_factor=1, device_memory=c, **kw)
+    named = list(make_model().named_parameters())
+    blocks = [sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
+              for i in range(CFG.n_layer)]
+    results = {"reference_losses": ref_losses, "world_size": world.size,
+               "n_params": sum(p.size for _, p in named), "block_sizes": blocks,
+               "root_size": sum(p.size for _, p in named) - sum(blocks), "runs": {}}
+    for name, make in configs.items():
+        for accum in (1, 2):
+            out, state = run(make, accum)
+            out["max_param_diff"] = max(float(np.max(np.abs(state[k] - ref_state[k])))
+                                        for k in ref_state)
+            out["max_param"] = max(float(np.max(np.abs(v))) for v in ref_state.values())
+            results["runs"][f"{name}/accum{accum}"] = out
+    # Out of memory: a capacity between ZeRO-3's peak and DDP's (only sharding makes a gap).
+    if world.size == 1:
+        results["oom"] = None
+        if world.rank == 0:
+            print("RESULTS " + json.dumps(results))
+        return
+    z3 = results["runs"]["zero3/accum1"]["memory"]["peak"]
+    ddp = results["runs"]["ddp/accum1"]["memory"]["peak"]
+    capacity = (z3 + ddp) // 2
+    oom = {}
+    for name in ("ddp", "zero3"):
+        try:
+            out, _ = run(configs[name], 1, capacity)
+            oom[name] = {"trained": True, "losses": out["losses"]}
+        except OutOfMemoryError as e:
+            oom[name] = {"trained": False, "message": str(e)}
+    results["oom"] = {"capacity": capacity, **oom}
+    if world.rank == 0:
+        print("RESULTS " + json.dumps(results))
+
+
+main()
