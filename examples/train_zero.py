@@ -28,7 +28,7 @@ import numpy as np
 
 import tinyllm
 from sim.checkpoint import load_sharded, save_sharded
-from sim.device import OutOfMemoryError
+from sim.device import OutOfMemoryError, format_bytes_per_parameter
 from tinyllm import training
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
@@ -120,7 +120,11 @@ def train_steps(strategy, world, args, train_ids, data_rng, start, end, log=None
         raise SystemExit(f"--batch-size {args.batch_size} must divide by world size × "
                          f"accum steps = {world.size * args.accum_steps}")
     losses, all_stats = [], []
-    meter = training.Throughput()
+    from tinyllm.accounting import palm_flops_per_token_for
+    flops_per_token = palm_flops_per_token_for(strategy.model.config, args.block_size)
+    meter = training.Throughput(flops_per_token, getattr(args, "machine_peak", None))
+    gpu_peak = strategy.profile.peak_flops["fp32"]
+    tokens_per_rank = args.batch_size * args.block_size / world.size
     for step in range(start, end):
         lr = training.lr_at(step, args)
         strategy.set_lr(lr)
@@ -142,10 +146,16 @@ def train_steps(strategy, world, args, train_ids, data_rng, start, end, log=None
         losses.append(global_loss)
         all_stats.append(stats)
         meter.add(args.batch_size * args.block_size)
+        # MFU (PaLM appendix B): model FLOPs / time / peak — here on this machine (all ranks
+        # share its cores) and in simulation (one rank's FLOPs on one simulated GPU).
+        stats["simulated_mfu"] = (tokens_per_rank * flops_per_token
+                                  / max(stats["simulated_seconds"], 1e-30) / gpu_peak)
         if log and (step % args.log_interval == 0 or step == end - 1):
-            tps, _ = meter.read()
+            tps, mfu = meter.read()
+            mfu_text = f"MFU {100 * mfu:4.1f}% | " if mfu is not None else ""
             log(f"step {step:4d} | loss {global_loss:.4f} | lr {lr:.2e} | {tps:7.0f} tok/s | "
-                f"simulated {1e3 * stats['simulated_seconds']:.3f} ms/step on {args.profile} | "
+                f"{mfu_text}simulated {1e3 * stats['simulated_seconds']:.3f} ms/step on "
+                f"{args.profile} (MFU {100 * stats['simulated_mfu']:.1f}%) | "
                 f"sent {stats['bytes_sent'] / 1e6:.2f} MB")
     return losses, all_stats
 
@@ -247,8 +257,10 @@ def memory_bars(rows, width=50):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, **defaults):
+    parser = build_parser()
+    parser.set_defaults(**defaults)
+    args = parser.parse_args(argv)
     training.check_args(args)
     world = sim.init(backend=args.backend)
     log = world.print0
@@ -263,6 +275,15 @@ def main(argv=None):
         tok, train_ids, val_ids = training.prepare_text_data(args.data, args.vocab_size,
                                                              args.data_bytes, args.cache_dir,
                                                              only_load=True)
+    # This machine's matmul peak: one core's, measured by rank 0 (the others wait in a yielding
+    # barrier), times the cores — the ranks share the machine's cores.
+    if world.rank == 0:
+        from sim.launch import available_cores
+        from tinyllm.accounting import measure_matmul_peak
+        from tinyllm.threads import blas_threads
+        with blas_threads(1):
+            peak = measure_matmul_peak(np.float32, n=512, repeats=5) * available_cores()
+    args.machine_peak = world.bcast_json(peak if world.rank == 0 else None)
     if args.compare:
         rows, table = compare(world, args, tok, train_ids)
         log(table)
@@ -315,6 +336,8 @@ def main(argv=None):
     theory_bytes = strategy.theory_comm_bytes(args.accum_steps)
     log(memory_table(per_rank, theory, f"memory per rank at peak ({label}, Ψ = "
                                        f"{strategy.n_params:,}, fp32 Adam: K = 8)"))
+    log("bytes per parameter on rank 0 beside the course notes' rule of thumb:\n"
+        + format_bytes_per_parameter(strategy.device, strategy.n_params))
     log(f"bytes sent per rank in the last step: "
         f"{[f'{b / 1e6:.3f} MB' for b in sent_per_rank]}; the paper's volume: "
         f"{theory_bytes / 1e6:.3f} MB")
@@ -324,13 +347,17 @@ def main(argv=None):
             f"{1e3 * stats['timeline']['comm_seconds']:.3f} ms of which exposed "
             f"{1e3 * stats['timeline']['exposed_comm_seconds']:.3f} ms); this machine: "
             f"{elapsed / trained:.3f} s/step wall")
+    from tinyllm.accounting import palm_flops_per_token_for
+    tokens_per_second = trained * args.batch_size * args.block_size / max(elapsed, 1e-9)
     report.update({
         "params": strategy.n_params,
-        "tokens_per_second": trained * args.batch_size * args.block_size / max(elapsed, 1e-9),
+        "tokens_per_second": tokens_per_second,
+        "mfu": tokens_per_second * palm_flops_per_token_for(cfg, args.block_size) / args.machine_peak,
+        "machine_peak_flops": args.machine_peak,
         "memory": {"per_rank": per_rank, "theory": theory},
         "comm": {"bytes_per_step": sent_per_rank, "theory_bytes_per_step": theory_bytes},
         "simulated": {"step_seconds": stats.get("simulated_seconds"), "profile": args.profile,
-                      "timeline": stats.get("timeline")},
+                      "mfu": stats.get("simulated_mfu"), "timeline": stats.get("timeline")},
     })
     save_sharded(strategy, args.checkpoint_dir, end,
                  extra={"data_rng": data_rng.bit_generator.state, "report": report})
