@@ -1,0 +1,95 @@
+"""MPI worker for tests/test_sim_tp.py: Megatron tensor parallelism over all ranks.
+
+Usage: mpirun -n N python tp_worker.py      (N divides the 4 heads: 2 or 4)
+
+Measures, on every rank, against the single-process GPT built from the same seed (float64):
+forward logits and loss, every gradient (vs this rank's shard of the reference gradient), the
+bytes and number of all-reduces in forward and in backward (with and without activation
+checkpointing), the state-dict round trip (gather → load into a plain GPT → same logits), and
+three training steps (losses and parameters), also in float32.
+"""
+import sim  # first, so the thread variables are set before NumPy loads
+
+import json
+
+import numpy as np
+
+from parallel_common import (batches, local_param_error, make_model, parallel_run,
+                             reference_run, relative_errors)
+from sim.parallel3d import Parallel3D
+from sim.tensor_parallel import (TPGroup, gather_state_dict, parallelize_gpt, shard_state_dict)
+from tinyllm.models import GPTConfig
+
+CONFIG = GPTConfig(block_size=8, vocab_size=32, n_layer=2, n_head=4, n_embd=16)
+BATCH = 4
+
+
+def forward_backward(model, tp, x, y, world):
+    """(logits, loss, forward traffic, backward traffic) of one forward + backward."""
+    world.stats.reset()
+    tp.records.clear()
+    logits, loss = model(x, y)
+    fwd = {"bytes": world.stats.total.bytes_sent, "all_reduces": len(tp.records)}
+    loss.backward()
+    bwd = {"bytes": world.stats.total.bytes_sent - fwd["bytes"],
+           "all_reduces": len(tp.records) - fwd["all_reduces"]}
+    return logits, loss, fwd, bwd
+
+
+def main():
+    world = sim.init()
+    n = world.size
+    out = {"rank": world.rank, "itemsize": 8, "batch": BATCH, **CONFIG.to_dict()}
+    x, y = batches(CONFIG, BATCH, 1)[0]
+
+    ref = make_model(CONFIG)
+    ref_state = {k: np.array(v) for k, v in ref.state_dict().items()}
+    ref_logits, ref_loss = ref(x, y)
+    ref_loss.backward()
+    ref_grads = {name: p.grad for name, p in ref.named_parameters()}
+    ref_grads["lm_head.weight"] = ref_grads["transformer.wte.weight"]
+
+    for checkpointing in (False, True):
+        tp = TPGroup(world)
+        model = parallelize_gpt(make_model(CONFIG), tp)
+        model.gradient_checkpointing = checkpointing
+        logits, loss, fwd, bwd = forward_backward(model, tp, x, y, world)
+        expected = shard_state_dict(ref_grads, CONFIG.n_head, tp.rank, n)
+        key = "ckpt" if checkpointing else "plain"
+        out[key] = {
+            "logits_err": float(np.max(np.abs(logits.data - ref_logits.data))),
+            "loss_err": abs(loss.item() - ref_loss.item()),
+            "grad_err": max(float(np.max(np.abs(p.grad - expected[name])))
+                            for name, p in model.named_parameters()),
+            "param_shapes": {name: list(p.shape) for name, p in model.named_parameters()},
+            "forward": fwd, "backward": bwd}
+
+    # State dicts: this rank's shard, the gathered full dict, and back into a plain GPT.
+    full = gather_state_dict(model, tp, CONFIG.n_head)
+    out["gathered_equal"] = (list(full) == list(ref_state)
+                             and all(np.array_equal(full[k], ref_state[k]) for k in ref_state))
+    out["shard_equal"] = all(np.array_equal(v, model.state_dict()[k]) for k, v in
+                             shard_state_dict(full, CONFIG.n_head, tp.rank, n).items())
+    single = make_model(CONFIG, seed=123)          # different weights until loaded
+    single.load_state_dict(full)
+    out["reloaded_logits_equal"] = bool(np.array_equal(single(x)[0].data, ref_logits.data))
+
+    # Training: three steps of AdamW with clipping, float64 and float32.
+    data = batches(CONFIG, BATCH, 3, seed=2)
+    for dtype, key in ((np.float64, "train64"), (np.float32, "train32")):
+        ref_losses, ref_final = reference_run(CONFIG, data, dtype)
+        strategy = Parallel3D(make_model(CONFIG, dtype), world, tp=n, lr=1e-2, weight_decay=0.1)
+        losses = parallel_run(strategy, world, data)
+        out[key] = {"losses": losses, "ref_losses": ref_losses,
+                    "loss_rel_err": max(relative_errors(losses, ref_losses)),
+                    "param_err": local_param_error(strategy, ref_final, CONFIG.n_head),
+                    "memory": strategy.memory_report(), "theory": strategy.theory(),
+                    "bytes_by_axis": strategy.step_stats()["bytes_by_axis"]}
+        strategy.close()
+    everyone = world.gather_json(out)
+    if world.rank == 0:
+        print("RESULTS " + json.dumps(everyone), flush=True)
+
+
+if __name__ == "__main__":
+    main()
