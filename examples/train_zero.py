@@ -48,9 +48,9 @@ def parse_bytes(text: str) -> int:
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    training.add_common_args(p, steps=150, batch_size=16, lr=3e-3)
+    training.add_common_args(p, steps=300, batch_size=16, lr=3e-3)
     training.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=512)
-    p.set_defaults(data_bytes=1_000_000, eval_interval=50, log_interval=10)
+    p.set_defaults(data_bytes=1_000_000, eval_interval=100, log_interval=20)
     g = p.add_argument_group("parallelism")
     g.add_argument("--stage", type=int, choices=(0, 1, 2, 3), default=3, help="0 = DDP")
     g.add_argument("--offload", choices=("none", "optimizer", "params"), default="none")
