@@ -28,7 +28,7 @@ import numpy as np
 
 from sim.flat import FlatLayout
 from tinyllm.checkpoint import CheckpointError, load_arrays, save_arrays
-from tinyllm.training import _atomic_write_bytes
+from tinyllm.fileio import atomic_write_bytes
 
 INDEX = "index.json"
 FORMAT = "tinyllm-sharded-checkpoint"
@@ -66,7 +66,7 @@ def save_sharded(strategy, directory: str, step: int, extra: dict | None = None)
                  "files": [shard_file(i, n_shards) for i in range(n_shards)],
                  "strategy": strategy.name, "world_size": world.size,
                  "groups": [g[0] for g in groups], "extra": extra or {}}
-        _atomic_write_bytes(os.path.join(directory, INDEX),
+        atomic_write_bytes(os.path.join(directory, INDEX),
                             (json.dumps(index, indent=1) + "\n").encode())
     world.barrier()
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from tinyllm.fileio import atomic_write
 
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
@@ -39,24 +40,11 @@ class CheckpointError(Exception):
 
 def save_arrays(path: str, arrays: dict, meta: dict) -> None:
     """Write {name: array} and a JSON-able `meta` dict to `path` atomically."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     payload = dict(arrays)
     if "__meta__" in payload:
         raise ValueError("save_arrays: '__meta__' is a reserved array name")
     payload["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **payload))
 
 
 def load_arrays(path: str) -> tuple[dict, dict]:

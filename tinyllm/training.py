@@ -24,11 +24,11 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
 import time
 
 import numpy as np
 
+from tinyllm.fileio import atomic_write_bytes
 from tinyllm.tensor import no_grad
 
 
@@ -83,22 +83,6 @@ def check_args(args) -> None:
 # ---- data -----------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def data_cache_key(text: str, vocab_size: int, special_tokens) -> str:
     h = hashlib.sha256()
     h.update(text.encode("utf-8", errors="surrogatepass"))
@@ -143,7 +127,7 @@ def prepare_text_data(data: str | None, vocab_size: int, max_bytes: int,
         import io
         buf = io.BytesIO()
         np.savez(buf, train=train_ids, val=val_ids)
-        _atomic_write_bytes(ids_path, buf.getvalue())
+        atomic_write_bytes(ids_path, buf.getvalue())
     return tok, train_ids, val_ids
 
 
@@ -191,7 +175,7 @@ def write_report(path: str | None, report: dict) -> None:
     """Write the JSON report atomically (nothing is written when path is None)."""
     if not path:
         return
-    _atomic_write_bytes(path, (json.dumps(report, indent=2, default=_json_default) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(report, indent=2, default=_json_default) + "\n").encode())
 
 
 def _json_default(o):

@@ -42,13 +42,13 @@ import codecs
 import heapq
 import os
 import re
-import tempfile
 from collections import Counter
 from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from tinyllm.fileio import atomic_write_bytes
 from tinyllm.data.bpe_train import learn_merges
 from tinyllm.data.pretokenize import pre_split
 
@@ -382,7 +382,7 @@ class ByteLevelBPE:
         specials = sorted(self._special_to_id, key=self._special_to_id.get)
         lines += [f"specials {len(specials)}"] + [s.encode("utf-8").hex() for s in specials]
         lines.append("end")
-        _write_atomic(path, ("\n".join(lines) + "\n").encode("ascii"))
+        atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("ascii"))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ByteLevelBPE":
@@ -397,23 +397,6 @@ def _special_splitter(tokens: frozenset[str]) -> re.Pattern:
     re.split keeps them as separate pieces."""
     ordered = sorted(tokens, key=lambda t: (-len(t), t))  # "<a><b>" must win over "<a>"
     return re.compile("(" + "|".join(map(re.escape, ordered)) + ")")
-
-
-def _write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same directory, then rename over `path`."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                               prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _parse_tokenizer_file(path, header: str) -> tuple[list[tuple[bytes, bytes]], list[str]]:
