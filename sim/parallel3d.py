@@ -48,6 +48,7 @@ import dataclasses
 import numpy as np
 
 from sim.cost import Link, Timeline
+from sim.device import OutOfMemoryError
 from sim.flat import FlatLayout
 from sim.pipeline import SCHEDULES, GPTStage, PipelineEngine, bubble_fraction, stage_layers
 from sim.strategy import ShardOptimizer, Strategy
@@ -67,7 +68,8 @@ def free_links_profile(profile):
 def gpt_params_per_rank(config, tp: int = 1, pp: int = 1, stage: int = 0) -> int:
     """Parameters held by one rank of stage `stage` (the formula of the module docstring)."""
     e, v, t, bias = config.n_embd, config.vocab_size, config.block_size, bool(config.bias)
-    split = 12 * e * e + (7 * e if bias else 0)        # c_attn 3E² + 3E, c_proj E², c_fc 4E² + 4E, c_proj 4E²
+    # c_attn 3E² (+ 3E), attn c_proj E², c_fc 4E² (+ 4E), mlp c_proj 4E²: split over tp
+    split = 12 * e * e + (7 * e if bias else 0)
     replicated = 2 * e + (4 * e if bias else 0)        # ln_1, ln_2 (+ their biases, + 2 row biases)
     lo, hi = stage_layers(config.n_layer, pp)[stage]
     n = (hi - lo) * (split // tp + replicated)
@@ -311,7 +313,8 @@ class Parallel3D(Strategy):
 
 
 def _describe(dp, tp, pp, schedule, m, ckpt) -> str:
-    parts = [f"{axis}{n}" for axis, n in (("dp", dp), ("tp", tp), ("pp", pp)) if n > 1] or ["1 rank"]
+    parts = [f"{axis}{n}" for axis, n in (("dp", dp), ("tp", tp), ("pp", pp)) if n > 1]
+    parts = parts or ["1 rank"]
     text = "×".join(parts)
     if pp > 1:
         text += f" {schedule} m={m}"
@@ -332,7 +335,11 @@ def compare_rows(world, make_model, get_batch, *, steps: int = 3, lr=1e-3,
     (x, y) of that step (with dp = 1 every rank trains on all of it). lr: a number or a function
     of the step. micro_batches: default = world size (the pipeline's stages). Other keywords go
     to the strategy (weight_decay, betas, profile, device_memory, ...). A configuration the model
-    cannot take (heads or layers not divisible) gives {"strategy", "skipped": reason}.
+    cannot take (heads or layers not divisible) gives {"strategy", "skipped": reason}; one whose
+    model states exceed `device_memory` gives {"strategy", "oom": message}, as train_zero.py's
+    rows do. (Activations overflowing during a step end the job instead: the out-of-memory error
+    may strike one pipeline stage while the others wait for its message, and sim's excepthook
+    then aborts every rank.)
     Collective: every rank calls it and gets the same rows.
     """
     n = world.size
@@ -345,8 +352,18 @@ def compare_rows(world, make_model, get_batch, *, steps: int = 3, lr=1e-3,
         if problem:
             rows.append({"strategy": label, "skipped": problem})
             continue
-        strategy = Parallel3D(model, world, lr=lr if not callable(lr) else lr(0), **dims,
-                              **strategy_kwargs)
+        strategy, error = None, None
+        try:
+            strategy = Parallel3D(model, world, lr=lr if not callable(lr) else lr(0), **dims,
+                                  **strategy_kwargs)
+        except OutOfMemoryError as e:      # the parameters, gradients or Adam states do not fit
+            error = str(e).splitlines()[0]
+        errors = [e for e in world.allgather_json(error) if e]   # agree before communicating
+        if errors:
+            rows.append({"strategy": label, "oom": errors[0]})
+            if strategy is not None:
+                strategy.close()
+            continue
         losses = []
         for step in range(steps):
             if callable(lr):
@@ -360,9 +377,11 @@ def compare_rows(world, make_model, get_batch, *, steps: int = 3, lr=1e-3,
             losses.append(loss.item())
         stats = strategy.step_stats()
         mem = world.allgather_json(strategy.memory_report())
-        theory_axes = world.allgather_json(strategy.theory_comm_bytes_by_axis(x.shape[0], x.shape[1]))
+        theory_axes = world.allgather_json(
+            strategy.theory_comm_bytes_by_axis(x.shape[0], x.shape[1]))
         rows.append({"strategy": label, "loss": losses[-1], "memory": mem[0],
-                     "max_peak": max(r["peak"] for r in mem), "theory": world.bcast_json(strategy.theory()),
+                     "max_peak": max(r["peak"] for r in mem),
+                     "theory": world.bcast_json(strategy.theory()),
                      "bytes_per_step": world.bcast_json(stats["bytes_sent"]),
                      "theory_bytes": sum(theory_axes[0].values()),
                      "simulated_seconds": max(world.allgather_json(stats["simulated_seconds"])),

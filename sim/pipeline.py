@@ -257,7 +257,8 @@ class PipelineEngine:
             actions = [("F", i) for i in range(m)]
         else:
             actions = SCHEDULES[schedule](m, self.p, self.s)
-        self._act_shape, self._dtype, self._forward_only = tuple(act_shape or ()), dtype, forward_only
+        self._act_shape, self._dtype = tuple(act_shape or ()), dtype
+        self._forward_only = forward_only
         self._inputs, self._outputs, self._losses = {}, {}, {}
         self._early_input = self._early_grad = None   # received by a combined sendrecv
         for k, (kind, i) in enumerate(actions):

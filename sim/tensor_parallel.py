@@ -177,7 +177,8 @@ class ColumnParallelLinear(Module):
         return cls(w, b, group, label)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.linear(copy_to_tensor_parallel(x, self.group, self.label), self.weight, self.bias)
+        x = copy_to_tensor_parallel(x, self.group, self.label)
+        return ops.linear(x, self.weight, self.bias)
 
 
 class RowParallelLinear(Module):

@@ -69,7 +69,8 @@ class Grid:
 
     def coords(self, rank: int) -> Coord:
         if not 0 <= rank < self.size:
-            raise ValueError(f"rank {rank} is outside a {self.describe()} grid of {self.size} ranks")
+            raise ValueError(f"rank {rank} is outside a {self.describe()} grid of "
+                             f"{self.size} ranks")
         tp, rest = rank % self.tp, rank // self.tp
         return Coord(dp=rest % self.dp, pp=rest // self.dp, tp=tp)
 
@@ -90,10 +91,12 @@ class Grid:
 
     def table(self) -> str:
         """One line per pipeline stage: the ranks of each replica, tp ranks side by side."""
-        lines = [f"{self.describe()} = {self.size} ranks (rank = tp + {self.tp}·(dp + {self.dp}·pp))"]
+        lines = [f"{self.describe()} = {self.size} ranks "
+                 f"(rank = tp + {self.tp}·(dp + {self.dp}·pp))"]
         for pp in range(self.pp):
-            row = "   ".join("[" + " ".join(str(self.rank_of(dp, pp, tp)) for tp in range(self.tp)) + "]"
-                           for dp in range(self.dp))
+            replicas = [" ".join(str(self.rank_of(dp, pp, tp)) for tp in range(self.tp))
+                        for dp in range(self.dp)]
+            row = "   ".join(f"[{r}]" for r in replicas)
             lines.append(f"  stage {pp}:  {row}")
         return "\n".join(lines)
 

@@ -27,7 +27,8 @@ def test_each_micro_batch_forward_then_backward_once(name):
     for p, m in CASES:
         for s in range(p):
             actions = SCHEDULES[name](m, p, s)
-            assert sorted(actions) == sorted([("F", i) for i in range(m)] + [("B", i) for i in range(m)])
+            every = [("F", i) for i in range(m)] + [("B", i) for i in range(m)]
+            assert sorted(actions) == sorted(every)
             for i in range(m):
                 assert actions.index(("F", i)) < actions.index(("B", i))
             # backwards run in micro-batch order, as the next stage sends their gradients
@@ -123,7 +124,8 @@ def test_pipeline_bytes_and_memory(pp_run):
             axes = r[schedule]["bytes_by_axis"]
             assert axes["pp"] == m * message * ((s < p - 1) + (s > 0))
             ends = s in (0, p - 1)
-            assert axes["embedding"] == (r["vocab_size"] * r["n_embd"] * r["itemsize"] if ends else 0)
+            table = r["vocab_size"] * r["n_embd"] * r["itemsize"]
+            assert axes["embedding"] == (table if ends else 0)
             assert axes["tp"] == axes["dp"] == 0
             mem, psi = r[schedule]["memory"], stage_params(r, p, s)
             assert mem["parameters"] == mem["gradients"] == r["itemsize"] * psi

@@ -56,8 +56,8 @@ def test_mlp_split_sums_to_the_dense_mlp(n):
     cfg, state = dense_state()
     x = np.random.default_rng(1).standard_normal((2, 8, cfg.n_embd))
     p = "transformer.h.0.mlp."
-    dense = gelu(x @ state[p + "c_fc.weight"].T + state[p + "c_fc.bias"]) @ state[p + "c_proj.weight"].T
-    dense += state[p + "c_proj.bias"]
+    hidden = gelu(x @ state[p + "c_fc.weight"].T + state[p + "c_fc.bias"])
+    dense = hidden @ state[p + "c_proj.weight"].T + state[p + "c_proj.bias"]
     total = 0
     for r in range(n):
         s = shard_state_dict(state, cfg.n_head, r, n)
@@ -122,7 +122,8 @@ def test_heads_must_divide():
 def params_per_rank(c, n):
     """Parameters one tensor-parallel rank holds (GPT with biases, one pipeline stage)."""
     e = c["n_embd"]
-    split = 3 * e * e + 3 * e + e * e + 4 * e * e + 4 * e + 4 * e * e   # c_attn, c_proj, c_fc, c_proj
+    # c_attn weight and bias, attn c_proj weight, c_fc weight and bias, mlp c_proj weight
+    split = 3 * e * e + 3 * e + e * e + 4 * e * e + 4 * e + 4 * e * e
     whole = 4 * e + 2 * e                                               # ln_1, ln_2, 2 row biases
     embeddings = c["vocab_size"] * e + c["block_size"] * e + 2 * e      # wte, wpe, ln_f
     return c["n_layer"] * (split // n + whole) + embeddings
@@ -185,3 +186,19 @@ def test_tp_memory_per_rank(tp_run):
             assert mem["parameters"] == itemsize * psi
             assert mem["gradients"] == itemsize * psi
             assert mem["optimizer_states"] == 2 * itemsize * psi
+
+
+def test_compare_rows_for_train_zero(tp_run):
+    n, ranks = tp_run
+    rows = ranks[0]["compare"]
+    assert all(r["compare"] == rows for r in ranks)          # every rank gets the same rows
+    assert [r["strategy"] for r in rows] == [f"tp{n}", f"pp{n} 1f1b m={n}"]
+    if n > ranks[0]["n_layer"]:
+        assert "cannot fill" in rows[1]["skipped"]
+        rows = rows[:1]
+    for row in rows:
+        assert row["memory"]["parameters"] == row["theory"]["parameters"]
+        assert row["memory"]["optimizer_states"] == row["theory"]["optimizer_states"]
+        # everything rank 0 sent is the formulas' traffic plus the 8-byte gradient-norm sum
+        assert row["bytes_per_step"] == row["theory_bytes"] + row["bytes_by_axis"]["model_parallel"]
+        assert row["simulated_seconds"] > 0 and row["loss"] > 0

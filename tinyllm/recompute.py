@@ -50,7 +50,7 @@ from tinyllm.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_gr
 
 
 class CheckpointFunction(Function):
-    """forward: run `function` without a graph, keep its tensor inputs; backward: rerun, differentiate.
+    """forward: run `function` without a graph, keep its inputs; backward: rerun, differentiate.
 
     Positional inputs: the tensors passed to `function` (n_inputs of them), then the parameters
     the function uses (only so that this node is recorded; they receive no gradient from it —

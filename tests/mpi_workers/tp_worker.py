@@ -6,7 +6,8 @@ Measures, on every rank, against the single-process GPT built from the same seed
 forward logits and loss, every gradient (vs this rank's shard of the reference gradient), the
 bytes and number of all-reduces in forward and in backward (with and without activation
 checkpointing), the state-dict round trip (gather → load into a plain GPT → same logits), and
-three training steps (losses and parameters), also in float32.
+three training steps (losses and parameters), also in float32; and the TP / PP rows of
+sim.parallel3d.compare_rows.
 """
 import sim  # first, so the thread variables are set before NumPy loads
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from parallel_common import (batches, local_param_error, make_model, parallel_run,
                              reference_run, relative_errors)
-from sim.parallel3d import Parallel3D
+from sim.parallel3d import Parallel3D, compare_rows
 from sim.tensor_parallel import (TPGroup, gather_state_dict, parallelize_gpt, shard_state_dict)
 from tinyllm.models import GPTConfig
 
@@ -86,6 +87,9 @@ def main():
                     "memory": strategy.memory_report(), "theory": strategy.theory(),
                     "bytes_by_axis": strategy.step_stats()["bytes_by_axis"]}
         strategy.close()
+    # The rows examples/train_zero.py --compare adds: tp = N, and pp = N when N ≤ n_layer.
+    out["compare"] = compare_rows(world, lambda: make_model(CONFIG, np.float32),
+                                  lambda step: data[step], steps=2, lr=1e-2)
     everyone = world.gather_json(out)
     if world.rank == 0:
         print("RESULTS " + json.dumps(everyone), flush=True)
