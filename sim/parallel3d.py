@@ -30,9 +30,10 @@ all-reduces). Gradient accumulation is the pipeline's micro-batching: use more m
 Memory per rank, by formula (`theory()`, fp32 Adam: 4 + 4 + 8 bytes per parameter held): a
 block's split matrices count 1/tp, its LayerNorms and row-parallel biases fully; the stage holds
 n_layer/pp blocks; the first stage adds the embeddings, the last ln_f and (pp > 1) its copy of
-the tied head. Communication per rank and step, by axis (`theory_comm_bytes()`; q bytes per
-value, m micro-batches of b sequences of T tokens, L_s blocks on this stage, k = 4 all-reduces
-per block, 6 with activation checkpointing, whose recomputed forward all-reduces again):
+the tied head. Communication per rank and step, by axis (`theory_comm_bytes_by_axis`; q bytes
+per value, m micro-batches of b sequences of T tokens, L_s blocks on this stage, k = 4
+all-reduces per block, 6 with activation checkpointing, whose recomputed forward all-reduces
+again):
 
     tp         m · L_s · k · 2(tp−1)/tp · q·b·T·E
     pp         m · q·b·T·E · ([not last stage] + [not first stage])
@@ -40,6 +41,12 @@ per block, 6 with activation checkpointing, whose recomputed forward all-reduces
     dp         2(dp−1)/dp · q·Ψ_rank
 
 `compare_rows` produces the TP and PP rows of examples/train_zero.py --compare.
+
+Simplifications, said plainly: every rank builds the whole model before keeping its part (a real
+system initializes only its shard, or loads a checkpoint); the equivalence with one process
+holds for dropout = 0 — with dropout each stage and tensor-parallel rank draws its masks from
+its own generator, per micro-batch, a different (equally valid) random stream; the data-parallel
+all-reduce runs after the pipeline has flushed, without overlapping the backward.
 """
 from __future__ import annotations
 
@@ -84,7 +91,6 @@ class Parallel3D(Strategy):
     """Data × tensor × pipeline parallelism (see the module docstring)."""
 
     name = "3d"
-    stage = None
 
     def __init__(self, model, world, *, dp: int = 1, tp: int = 1, pp: int = 1,
                  micro_batches: int = 1, schedule: str = "1f1b",
@@ -152,6 +158,7 @@ class Parallel3D(Strategy):
     def forward_backward(self, x, y) -> Tensor:
         """Run the pipeline schedule on this replica's batch; the mean loss, on every rank."""
         xs, ys, shape = self._micro(x, y)
+        self._batch_shape = np.shape(x)
         loss = self.engine.run(xs, ys, self.schedule, act_shape=shape, dtype=self.dtype)
         self._measure_bubble()
         self._last_loss = Tensor(np.asarray(self._share_loss(loss), dtype=self.dtype))
@@ -289,6 +296,12 @@ class Parallel3D(Strategy):
             "embedding": q * c.vocab_size * c.n_embd if self.pp > 1 and (first or last) else 0,
             "dp": 2 * (self.dp - 1) / self.dp * q * psi,
         }
+
+    def theory_comm_bytes(self, accum_steps: int = 1) -> float:
+        """All axes together, for the batch shape of the last step (sim/strategy.py's API)."""
+        if not hasattr(self, "_batch_shape"):
+            raise RuntimeError("theory_comm_bytes: run a step first (it needs the batch shape)")
+        return float(sum(self.theory_comm_bytes_by_axis(*self._batch_shape).values()))
 
     def full_state_dict(self) -> dict | None:
         """The single-process state dict, on the ranks of the first stage (None elsewhere).

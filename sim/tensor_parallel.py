@@ -158,8 +158,8 @@ def qkv_rows(n_embd: int, n_head: int, rank: int, size: int) -> np.ndarray:
 
 # ---- layers ---------------------------------------------------------------------------------
 
-class ColumnParallelLinear(Module):
-    """y_r = f(x) W_rᵀ + b_r: this rank's slice of the output features. W_r (out/n, in)."""
+class _ParallelLinear(Module):
+    """A Linear's slice on one rank: `weight`, `bias` (or None), the group, a label for traces."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray | None, group: TPGroup, label: str):
         super().__init__()
@@ -169,6 +169,10 @@ class ColumnParallelLinear(Module):
         else:
             self.register_parameter("bias", None)
         self.group, self.label = group, label
+
+
+class ColumnParallelLinear(_ParallelLinear):
+    """y_r = f(x) W_rᵀ + b_r: this rank's slice of the output features. W_r (out/n, in)."""
 
     @classmethod
     def from_dense(cls, linear, rows, group: TPGroup, label: str) -> "ColumnParallelLinear":
@@ -181,18 +185,9 @@ class ColumnParallelLinear(Module):
         return ops.linear(x, self.weight, self.bias)
 
 
-class RowParallelLinear(Module):
+class RowParallelLinear(_ParallelLinear):
     """y = g(x_r W_rᵀ) + b: partial products summed over the group, the bias added once.
     W_r (out, in/n) takes this rank's slice of the input features; b (out,) is replicated."""
-
-    def __init__(self, weight: np.ndarray, bias: np.ndarray | None, group: TPGroup, label: str):
-        super().__init__()
-        self.weight = Parameter(weight)
-        if bias is not None:
-            self.bias = Parameter(bias)
-        else:
-            self.register_parameter("bias", None)
-        self.group, self.label = group, label
 
     @classmethod
     def from_dense(cls, linear, cols, group: TPGroup, label: str) -> "RowParallelLinear":
