@@ -36,6 +36,12 @@ a gradient back to the shape of the input it belongs to.
 dtypes. float32 is the default (Python lists and scalars become float32); float64 stays
 float64. Python scalars never change a tensor's dtype (NumPy 2 "weak scalar" rules), so
 `x * 0.5` of a float32 `x` is float32. Only floating-point tensors can require gradients.
+
+Half precision. A tensor may also be float16 or bfloat16 (`x.to(tinyllm.bfloat16)`); bf16 is
+stored as 16-bit patterns in a tagged uint16 array. Ops on half tensors compute in float32 and
+round their results back — emulated storage and rounding, not half-precision hardware. The
+rules live in tinyllm/precision/half.py; this file only calls its hooks through `_half`, which
+stays None (one `is None` test per op) until the first half tensor is made.
 """
 from __future__ import annotations
 
@@ -50,6 +56,7 @@ import numpy as np
 # --------------------------------------------------------------------------------------------
 
 _grad_enabled = True
+_half = None  # tinyllm.precision.half once a half tensor exists (see the module docstring)
 
 
 def is_grad_enabled() -> bool:
@@ -205,12 +212,17 @@ class Function:
                 needs.append(False)
         record = _grad_enabled and any(needs)
         ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
+        out_dtype = None
+        if _half is not None:  # fp16/bf16 inputs: compute in float32, round the output below
+            arrays, out_dtype = _half.upcast_inputs(cls, args, arrays)
         if _observers:
             t0 = _now()
             out = cls.forward(ctx, *arrays, **kwargs)
             seconds = _now() - t0
         else:
             out = cls.forward(ctx, *arrays, **kwargs)
+        if out_dtype is not None:
+            out = _half.store_output(out, out_dtype)
         result = Tensor.__new__(Tensor)
         result.data = out
         result.grad = None
@@ -293,6 +305,8 @@ def backpropagate(root: "Tensor", grad: np.ndarray, retain_graph: bool = False) 
         g = adjoints.pop(id(node), None)
         if g is None:
             continue
+        if _half is not None:  # the adjoint of a half tensor is rounded to its format
+            g = _half.round_grad(g, node)
         ctx = node._ctx
         if ctx is None:              # a leaf nobody else consumed (backward() on the leaf itself)
             node._finalize_grad(g)
@@ -366,6 +380,8 @@ def _to_array(data, dtype=None) -> np.ndarray:
     """NumPy array for `data`: lists and Python scalars become float32 (unless `dtype`)."""
     if isinstance(data, Tensor):
         data = data.data
+    if hasattr(dtype, "encode"):  # tinyllm.bfloat16: round float32 values into bit patterns
+        return dtype.encode(_to_array(data, np.float32))
     if isinstance(data, np.ndarray):
         return data if dtype is None else data.astype(dtype, copy=False)
     if isinstance(data, np.generic):
@@ -388,6 +404,8 @@ class Tensor:
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data = _to_array(data, dtype)
+        if _half is None and self.data.dtype == np.float16:
+            _activate_half()
         self.grad = None
         self._ctx = None
         self._retains_grad = False
@@ -403,7 +421,8 @@ class Tensor:
 
     @property
     def dtype(self):
-        return self.data.dtype
+        dt = self.data.dtype
+        return dt if dt.metadata is None else _logical_dtype(dt)  # bf16 storage → bfloat16
 
     @property
     def ndim(self) -> int:
@@ -428,15 +447,17 @@ class Tensor:
         return len(self.data)
 
     def numpy(self) -> np.ndarray:
-        return self.data
+        """The values as a NumPy array: `.data` itself, except for bf16 (decoded to float32)."""
+        dt = self.data.dtype
+        return self.data if dt.metadata is None else _logical_dtype(dt).decode(self.data)
 
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.item()
+        return self.numpy().item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.numpy().tolist()
 
     def __repr__(self):
         extra = ""
@@ -444,17 +465,17 @@ class Tensor:
             extra = f", grad_fn={self._ctx.function.__name__}"
         elif self.requires_grad:
             extra = ", requires_grad=True"
-        return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{extra})"
+        return f"Tensor({np.array2string(self.numpy(), precision=4, threshold=20)}, dtype={self.dtype}{extra})"
 
     def __bool__(self):
-        return bool(self.data)
+        return bool(self.numpy())
 
     def __hash__(self):
         return id(self)
 
     # ---- autograd ---------------------------------------------------------------------------
     def requires_grad_(self, flag: bool = True) -> "Tensor":
-        if flag and not np.issubdtype(self.data.dtype, np.floating):
+        if flag and not np.issubdtype(self.dtype, np.floating):
             raise TypeError(f"only floating-point tensors can require gradients; this tensor "
                             f"has dtype {self.data.dtype} and shape {self.shape}")
         if not flag and self._ctx is not None:
@@ -483,9 +504,9 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward() on a non-scalar tensor of shape {self.shape} "
                                    f"needs an explicit gradient of that shape")
-            grad = np.ones_like(self.data)
+            grad = np.ones(self.shape, dtype=self.dtype)
         else:
-            grad = _to_array(grad, self.data.dtype)
+            grad = _to_array(grad, np.dtype(self.dtype))  # (float32 values for bf16)
             if grad.shape != self.shape:
                 raise RuntimeError(f"backward(): gradient of shape {grad.shape} does not match "
                                    f"tensor of shape {self.shape}")
@@ -510,6 +531,8 @@ class Tensor:
                 hook(self)
 
     def _accumulate_grad(self, g: np.ndarray) -> None:
+        if _half is not None and _half.accumulate_grad(self, g):  # stored in fp16/bf16
+            return
         if g.dtype != self.data.dtype:
             g = g.astype(self.data.dtype)
         if self.grad is None:
@@ -569,8 +592,8 @@ class Tensor:
 
     # Comparisons give boolean arrays wrapped in Tensors (not differentiable), like PyTorch.
     def _compare(self, other, op):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor(op(self.data, other))
+        other = other.numpy() if isinstance(other, Tensor) else other
+        return Tensor(op(self.numpy(), other))
 
     def __lt__(self, other):
         return self._compare(other, np.less)
@@ -691,11 +714,21 @@ def tensor(data, requires_grad=False, dtype=None) -> Tensor:
     """`tinyllm.tensor(data)`: the same as `Tensor(data)` but always copies the data."""
     arr = np.array(data.data if isinstance(data, Tensor) else data,
                    dtype=dtype if dtype is not None else (None if isinstance(data, (np.ndarray, Tensor)) else DEFAULT_DTYPE))
-    return Tensor(arr, requires_grad=requires_grad)
+    return Tensor(arr, requires_grad=requires_grad, dtype=dtype)
 
 
 def is_scalar(x) -> bool:
     return isinstance(x, numbers.Number) and not isinstance(x, np.ndarray)
+
+
+def _logical_dtype(storage: np.dtype):
+    """The dtype object a tagged storage dtype stands for (tinyllm.bfloat16)."""
+    return storage.metadata["tinyllm.dtype"]
+
+
+def _activate_half() -> None:
+    from tinyllm.precision.half import activate
+    activate()
 
 
 from tinyllm import ops  # noqa: E402  (ops need Tensor defined above)

@@ -158,6 +158,27 @@ class Module:
             p.requires_grad_(flag)
         return self
 
+    def to(self, dtype) -> "Module":
+        """Cast every floating-point parameter (and its .grad) and buffer to `dtype`, in place,
+        as PyTorch's `module.to(dtype)`: float32, float64, float16 or tinyllm.bfloat16.
+
+        Narrowing rounds to nearest even; widening from a half format is exact. Parameters keep
+        their identity (optimizers and tied weights still point at them). Half formats are
+        emulated (tinyllm/precision/half.py): the model then computes in float32 and rounds
+        every result to `dtype`.
+        """
+        from tinyllm.precision.half import convert_array, is_float_storage
+        for p in self.parameters():
+            if is_float_storage(p.data.dtype):
+                p.data = convert_array(p.data, dtype)
+                if p.grad is not None:
+                    p.grad = convert_array(p.grad, dtype)
+        for module in self.modules():
+            for name, b in module._buffers.items():
+                if b is not None and is_float_storage(b.dtype):
+                    module._buffers[name] = convert_array(b, dtype)
+        return self
+
     def apply(self, fn: Callable[["Module"], None]) -> "Module":
         """Call fn on every submodule (children first) and on self, as in PyTorch."""
         for child in self.children():
@@ -214,14 +235,13 @@ class Module:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if problems:
             raise KeyError(f"load_state_dict into {type(self).__name__}: " + " | ".join(problems))
+        from tinyllm.precision.half import assign_  # rounds floats into a bf16 model's bits
         for k, (module, name, kind) in slots.items():
             if k in state_dict:
                 if kind == "param":
-                    p = module._parameters[name]
-                    p.data[...] = np.asarray(state_dict[k], dtype=p.data.dtype)
+                    assign_(module._parameters[name].data, state_dict[k])
                 else:
-                    buf = module._buffers[name]
-                    buf[...] = np.asarray(state_dict[k], dtype=buf.dtype)
+                    assign_(module._buffers[name], state_dict[k])
         return missing, unexpected
 
     # ---- printing ---------------------------------------------------------------------------

@@ -15,6 +15,12 @@ and testable, with pure functions on NumPy arrays that the engine builds on:
                  outlier decomposition.
 - fake_quant.py  fake quantization with the straight-through estimator, for QAT.
 - loss_scale.py  dynamic loss scaling for fp16 training (PyTorch's GradScaler).
+- half.py        fp16 / bf16 *tensors*: the dtype `tinyllm.bfloat16`, storage, type promotion,
+                 and the hooks through which the engine computes in fp32 and rounds.
+- mixed.py       mixed-precision training: fp32 master weights around an optimizer
+                 (MixedPrecisionOptimizer) and the pure master ↔ half conversions ZeRO uses.
+- model_quant.py whole models: quantize_model (PTQ), prepare_qat / convert_qat (QAT),
+                 model_nbytes.
 
 Half-precision values here are *emulated*: arithmetic runs in fp32 and results are rounded to
 the storage format, which reproduces what the format can represent, not half-precision speed.
@@ -29,6 +35,10 @@ from tinyllm.precision.qlinear import (QuantizedLinear, llm_int8_linear, outlier
                                        quantize_weight, vectorwise_quantize)
 from tinyllm.precision.fake_quant import FakeQuant, FakeQuantize, fake_quantize
 from tinyllm.precision.loss_scale import GradScaler, unscale_grads_, update_scale
+from tinyllm.precision.half import bfloat16, float16, to_float32, to_storage
+from tinyllm.precision.mixed import MixedPrecisionOptimizer, master_copy, write_model_params_
+from tinyllm.precision.model_quant import (QATLinear, QuantizedLinearModule, convert_qat,
+                                           model_nbytes, prepare_qat, quantize_model)
 
 __all__ = [
     "BF16", "FLOAT_FORMATS", "FP16", "FP32", "FP64", "INT8", "FloatFormat", "IntFormat",
@@ -38,4 +48,8 @@ __all__ = [
     "QuantizedLinear", "llm_int8_linear", "outlier_columns", "quantize_weight",
     "vectorwise_quantize", "FakeQuant", "FakeQuantize", "fake_quantize",
     "GradScaler", "unscale_grads_", "update_scale",
+    "bfloat16", "float16", "to_float32", "to_storage",
+    "MixedPrecisionOptimizer", "master_copy", "write_model_params_",
+    "QATLinear", "QuantizedLinearModule", "convert_qat", "model_nbytes", "prepare_qat",
+    "quantize_model",
 ]

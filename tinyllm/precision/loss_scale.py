@@ -70,6 +70,9 @@ def _gradients(source) -> list[np.ndarray]:
         if g.dtype == np.float16:
             raise ValueError("Attempting to unscale FP16 gradients. Keep fp32 master gradients "
                              "for the optimizer (fp16 cannot hold the unscaled values).")
+        if g.dtype.kind != "f":  # bf16 bit patterns (uint16): multiplying them is meaningless
+            raise ValueError(f"GradScaler: gradient {i} has dtype {g.dtype} (bf16 bit patterns?); "
+                             f"unscale fp32 master gradients (see MixedPrecisionOptimizer)")
         grads.append(g)
     return grads
 

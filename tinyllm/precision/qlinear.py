@@ -43,19 +43,22 @@ from tinyllm.precision.quant import (FP32_EPS, _array, dequantize, qparams_from_
 LLM_INT8_THRESHOLD = 6.0
 
 
-def quantize_weight(weight, per_channel: bool = True, symmetric: bool = True):
+def quantize_weight(weight, per_channel: bool = True, symmetric: bool = True,
+                    quant_min: int = -128, quant_max: int = 127):
     """int8 weight, scale, zero point for W (out, in): per output channel (axis 0) or per tensor.
 
-    The scales are those of PyTorch's MinMaxObserver / PerChannelMinMaxObserver on W.
+    The scales are those of PyTorch's MinMaxObserver / PerChannelMinMaxObserver on W. A
+    narrower [quant_min, quant_max] (e.g. [−8, 7], 4-bit levels) is stored in int8 all the same.
     """
     w = _array(weight).astype(np.float32, copy=False)
     if w.ndim != 2:
         raise ValueError(f"quantize_weight: expected a 2-D weight (out, in), got shape {w.shape}")
     if per_channel:
-        scale, zp = qparams_from_minmax(w.min(axis=1), w.max(axis=1), symmetric=symmetric)
-        return quantize(w, scale, zp, axis=0), scale, zp
-    scale, zp = qparams_from_minmax(w.min(), w.max(), symmetric=symmetric)
-    return quantize(w, scale, zp), scale, zp
+        scale, zp = qparams_from_minmax(w.min(axis=1), w.max(axis=1), quant_min, quant_max,
+                                        symmetric=symmetric)
+        return quantize(w, scale, zp, quant_min, quant_max, axis=0), scale, zp
+    scale, zp = qparams_from_minmax(w.min(), w.max(), quant_min, quant_max, symmetric=symmetric)
+    return quantize(w, scale, zp, quant_min, quant_max), scale, zp
 
 
 def vectorwise_quantize(a):
@@ -132,15 +135,17 @@ class QuantizedLinear:
 
     @classmethod
     def from_float(cls, weight, bias=None, mode: str = "weight_only", per_channel: bool = True,
-                   symmetric: bool = True, threshold: float = LLM_INT8_THRESHOLD):
-        """Quantize a float Linear weight (out, in). "llm_int8" always uses vector-wise absmax."""
+                   symmetric: bool = True, threshold: float = LLM_INT8_THRESHOLD,
+                   quant_min: int = -128, quant_max: int = 127):
+        """Quantize a float Linear weight (out, in). "llm_int8" always uses vector-wise absmax
+        over [−127, 127]; the other modes use [quant_min, quant_max] (int8 by default)."""
         w = _array(weight).astype(np.float32, copy=False)
         if mode == "llm_int8":
             w_q, scale = vectorwise_quantize(w)
             zp = np.zeros(scale.shape, np.int32)
             per_channel = True
         else:
-            w_q, scale, zp = quantize_weight(w, per_channel=per_channel, symmetric=symmetric)
+            w_q, scale, zp = quantize_weight(w, per_channel, symmetric, quant_min, quant_max)
         if bias is not None and np.shape(_array(bias)) != (w.shape[0],):
             raise ValueError(f"QuantizedLinear: bias of shape {np.shape(_array(bias))} does not "
                              f"match {w.shape[0]} output features")
