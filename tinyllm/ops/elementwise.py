@@ -469,6 +469,9 @@ class Cast(Function):
 
 
 def cast(x: Tensor, dtype) -> Tensor:
+    from tinyllm.precision import half
+    if half.is_half(dtype) or half.is_half(x.dtype):  # fp16/bf16 storage and rounding
+        return half.cast(x, dtype)
     dtype = np.dtype(dtype)
     if dtype == x.dtype:
         return x
