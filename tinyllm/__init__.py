@@ -21,3 +21,4 @@ float64 = __import__("numpy").float64
 __version__ = "0.1.0"
 
 from tinyllm import nn, optim  # noqa: E402  (torch-style: tinyllm.nn, tinyllm.optim)
+from tinyllm.precision.half import bfloat16  # noqa: E402  (bf16 is emulated: see that module)
