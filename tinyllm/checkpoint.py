@@ -41,9 +41,12 @@ class CheckpointError(Exception):
 def save_arrays(path: str, arrays: dict, meta: dict) -> None:
     """Write {name: array} and a JSON-able `meta` dict to `path` atomically."""
     payload = dict(arrays)
-    if "__meta__" in payload:
-        raise ValueError("save_arrays: '__meta__' is a reserved array name")
-    payload["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    if "__meta__" in payload or "__arrays__" in meta:
+        raise ValueError("save_arrays: '__meta__' (array) and '__arrays__' (meta key) are reserved")
+    # The metadata also lists the array names: a corrupt zip directory can hide a member
+    # without any checksum noticing, and load_arrays compares the two.
+    record = dict(meta, __arrays__=sorted(arrays))
+    payload["__meta__"] = np.frombuffer(json.dumps(record).encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **payload))
 
 
@@ -55,7 +58,9 @@ def load_arrays(path: str) -> tuple[dict, dict]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as e:
+    # a damaged zip header can also claim an unknown compression method or encryption
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError, NotImplementedError,
+            RuntimeError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
                               f"{type(e).__name__}: {e}") from None
     if "__meta__" not in arrays:
@@ -64,6 +69,11 @@ def load_arrays(path: str) -> tuple[dict, dict]:
         meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: metadata is not valid JSON: {e}") from None
+    names = meta.pop("__arrays__", None)          # absent in files written before it existed
+    if names is not None and set(names) != set(arrays):
+        lost, extra = sorted(set(names) - set(arrays)), sorted(set(arrays) - set(names))
+        raise CheckpointError(f"{path}: corrupt archive directory — arrays missing {lost}, "
+                              f"unexpected {extra}")
     return arrays, meta
 
 
