@@ -174,7 +174,8 @@ def convert_qat(model: Module, mode: str = "weight_only", inplace: bool = False)
                        axis=axis)
         bias = None if qat.bias is None else qat.bias.numpy()
         return QuantizedLinearModule(QuantizedLinear(w_q, fq.scale, fq.zero_point, bias,
-                                                     mode=mode, per_channel=axis is not None))
+                                                     mode=mode, per_channel=axis is not None,
+                                                     symmetric=fq.observer.symmetric))
 
     _replace_linears(model, make, include_tied=True, kinds=(QATLinear,))
     return model

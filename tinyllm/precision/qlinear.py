@@ -122,7 +122,7 @@ class QuantizedLinear:
 
     def __init__(self, weight_q, weight_scale, weight_zero_point, bias=None,
                  mode: str = "weight_only", per_channel: bool = True,
-                 threshold: float = LLM_INT8_THRESHOLD):
+                 threshold: float = LLM_INT8_THRESHOLD, symmetric: bool | None = None):
         if mode not in self.MODES:
             raise ValueError(f"QuantizedLinear: unknown mode {mode!r}; expected one of {self.MODES}")
         self.weight_q = weight_q                  # (out, in) int8
@@ -132,6 +132,9 @@ class QuantizedLinear:
         self.mode = mode
         self.per_channel = per_channel
         self.threshold = threshold
+        # Affine storage keeps its zero points even when they happen to be 0; without the
+        # flag, all-zero zero points mean symmetric.
+        self.symmetric = not np.any(weight_zero_point) if symmetric is None else bool(symmetric)
 
     @classmethod
     def from_float(cls, weight, bias=None, mode: str = "weight_only", per_channel: bool = True,
@@ -150,7 +153,7 @@ class QuantizedLinear:
             raise ValueError(f"QuantizedLinear: bias of shape {np.shape(_array(bias))} does not "
                              f"match {w.shape[0]} output features")
         return cls(w_q, scale, zp, None if bias is None else _array(bias), mode, per_channel,
-                   threshold)
+                   threshold, symmetric=symmetric or mode == "llm_int8")
 
     @property
     def in_features(self) -> int:
@@ -159,10 +162,6 @@ class QuantizedLinear:
     @property
     def out_features(self) -> int:
         return self.weight_q.shape[0]
-
-    @property
-    def symmetric(self) -> bool:
-        return not np.any(self.weight_zero_point)
 
     def dequantized_weight(self) -> np.ndarray:
         """Ŵ = s_w (q_w − z_w) as float32 (out, in)."""
