@@ -154,8 +154,8 @@ class T5(Module):
                         return self._logits(h).data[:, -1]
                     if "caches" not in state:
                         state["caches"] = [
-                            (KVCache(b, c.n_head, c.block_size, hd),
-                             KVCache(b, c.n_head, memory.shape[1], hd))
+                            (KVCache(b, c.n_head, c.block_size, hd, dtype=memory.dtype),
+                             KVCache(b, c.n_head, memory.shape[1], hd, dtype=memory.dtype))
                             for _ in range(c.n_decoder_layer)]
                     caches = state["caches"]
                     offset = caches[0][0].length
