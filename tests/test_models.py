@@ -15,6 +15,7 @@ from tinyllm.models import (GPT, T5, BertConfig, BertForMaskedLM, BertForSequenc
                             GPTConfig, T5Config, shift_right)
 from tinyllm.optim import AdamW
 from tinyllm.testing import gradcheck
+from torch_nanogpt import nanogpt_torch
 
 
 def to64(module):
@@ -140,73 +141,7 @@ def test_gpt_gradcheck_float64_fast(rng):
                   atol=1e-8)
 
 
-# ---- GPT vs nanoGPT re-written in PyTorch ----------------------------------------------------
-
-
-def nanogpt_torch(cfg):
-    """nanoGPT's model.py (Karpathy), condensed: same modules, names and forward."""
-    import torch
-    import torch.nn as tnn
-    import torch.nn.functional as F
-
-    class CausalSelfAttention(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn = tnn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
-            self.c_proj = tnn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-
-        def forward(self, x):
-            B, T, C = x.size()
-            q, k, v = self.c_attn(x).split(cfg.n_embd, dim=2)
-            q, k, v = (t.view(B, T, cfg.n_head, C // cfg.n_head).transpose(1, 2)
-                       for t in (q, k, v))                               # (B, nh, T, hs)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-
-    class MLP(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc = tnn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-            self.gelu = tnn.GELU()
-            self.c_proj = tnn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-
-        def forward(self, x):
-            return self.c_proj(self.gelu(self.c_fc(x)))
-
-    class Block(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1 = tnn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-            self.attn = CausalSelfAttention()
-            self.ln_2 = tnn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-            self.mlp = MLP()
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class NanoGPT(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = tnn.ModuleDict(dict(
-                wte=tnn.Embedding(cfg.vocab_size, cfg.n_embd),
-                wpe=tnn.Embedding(cfg.block_size, cfg.n_embd),
-                h=tnn.ModuleList([Block() for _ in range(cfg.n_layer)]),
-                ln_f=tnn.LayerNorm(cfg.n_embd, bias=cfg.bias)))
-            self.lm_head = tnn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-            self.transformer.wte.weight = self.lm_head.weight          # weight tying
-
-        def forward(self, idx, targets):
-            pos = torch.arange(idx.size(1))
-            x = self.transformer.wte(idx) + self.transformer.wpe(pos)
-            for block in self.transformer.h:
-                x = block(x)
-            logits = self.lm_head(self.transformer.ln_f(x))
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
-                                   ignore_index=-1)
-            return logits, loss
-
-    return NanoGPT()
+# ---- GPT vs nanoGPT re-written in PyTorch (tests/torch_nanogpt.py) --------------------------
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
@@ -387,6 +322,22 @@ def test_t5_generate_cache_equals_no_cache(rng, do_sample):
             logits, _ = m(src, decoder_input_ids=out, attention_mask=mask)
             out = np.concatenate([out, logits.data[:, -1].argmax(-1)[:, None]], axis=1)
         np.testing.assert_array_equal(with_cache, out)
+
+
+def test_t5_generate_cache_keeps_the_model_dtype(rng, monkeypatch):
+    """A float64 model's cached keys/values stay float64 (they were once stored in float32)."""
+    import tinyllm.models.t5 as t5_module
+    made = []
+
+    class RecordingCache(t5_module.KVCache):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(t5_module, "KVCache", RecordingCache)
+    m = to64(T5(t5_config(), generator=np.random.default_rng(2)))
+    m.generate(rng.integers(2, 20, (2, 5)), 3)
+    assert made and all(c.k.dtype == c.v.dtype == np.float64 for c in made)
 
 
 @pytest.mark.slow
