@@ -12,11 +12,14 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import tinyllm
 from tinyllm import Tensor, no_grad, ops
 from tinyllm.nn import functional as F
-from tinyllm.precision import GradScaler, half
+from tinyllm.precision import GradScaler, formats, half
 
 BF16, FP16, FP32 = tinyllm.bfloat16, np.dtype(np.float16), np.dtype(np.float32)
 engine = sys.modules["tinyllm.tensor"]
@@ -97,6 +100,22 @@ def test_load_state_dict_rounds_floats_into_a_bf16_model(rng):
     w = rng.standard_normal((3, 4)).astype(np.float32)
     lin.load_state_dict({"weight": w, "bias": np.zeros(3, np.float32)})
     np.testing.assert_array_equal(lin.weight.numpy(), ref_round_bf16(w))
+
+
+@settings(max_examples=20)
+@given(bits=hnp.arrays(np.uint32, st.integers(1, 300)))
+def test_bf16_rounding_kernel_agrees_with_the_reference(bits):
+    """The numba kernel (and its plain-Python body, what NUMBA_DISABLE_JIT runs) against the
+    NumPy reference, on arbitrary bit patterns: NaNs, infs, subnormals, ties included."""
+    specials = np.array([0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0xFF800000, 0x7F800001,
+                         0xFFFFFFFF, 0x7FC00000, 0x00008000, 0x00018000, 0x80008000, 0,
+                         0x80000000, 0x3F808000, 0x3F818000], np.uint32)
+    x = np.concatenate([bits, specials]).view(np.float32)
+    want = formats.fp32_to_bf16_bits_reference(x)
+    np.testing.assert_array_equal(formats.fp32_to_bf16_bits_numba(x), want)
+    out = np.empty(x.size, np.uint16)
+    formats._fp32_bits_to_bf16_bits.py_func(x.view(np.uint32), out)
+    np.testing.assert_array_equal(out, want)
 
 
 # ---- forward: compute in fp32, round the result ---------------------------------------------

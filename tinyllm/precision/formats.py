@@ -56,27 +56,57 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit, prange
+
+from tinyllm import kernels
 
 # ---- bf16 as uint16 bit patterns -----------------------------------------------------------
 
 BF16_QUIET_BIT = 0x0040  # the top fraction bit of a bf16 pattern: set = quiet NaN
 
 
-def fp32_to_bf16_bits(x) -> np.ndarray:
-    """bf16 bit patterns (uint16) of `x`, rounded to nearest, ties to even; NaN stays NaN.
-
-    `x` is converted to float32 first (see the module docstring about float64 inputs).
-    """
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"fp32_to_bf16_bits: expected a floating-point array, got dtype {x.dtype}")
-    x = x.astype(np.float32, copy=False)
+def fp32_to_bf16_bits_reference(x: np.ndarray) -> np.ndarray:
+    """bf16 patterns of a float32 array, in NumPy (the definition; the kernel below agrees)."""
     # uint64 so that the rounding carry can never wrap around (it could, for negative NaNs).
     bits = x.view(np.uint32).astype(np.uint64)
     lsb = (bits >> 16) & 1
     rounded = (bits + 0x7FFF + lsb) >> 16
     quiet_nan = (bits >> 16) | BF16_QUIET_BIT  # keeps the sign and the top of the payload
     return np.where(np.isnan(x), quiet_nan, rounded).astype(np.uint16)
+
+
+@njit(parallel=True, cache=True)
+def _fp32_bits_to_bf16_bits(bits, out):
+    # bits (n,) uint32 patterns of float32 values → out (n,) uint16, one pass.
+    for i in prange(bits.size):
+        b = np.int64(bits[i])  # int64: the carry below cannot wrap
+        if (b & 0x7FFFFFFF) > 0x7F800000:          # NaN: keep sign and payload top, quiet
+            out[i] = (b >> 16) | BF16_QUIET_BIT
+        else:
+            out[i] = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+
+
+def fp32_to_bf16_bits_numba(x: np.ndarray) -> np.ndarray:
+    """The same patterns from a numba kernel: one parallel pass instead of NumPy's eight."""
+    x = np.ascontiguousarray(x)
+    out = np.empty(x.shape, np.uint16)
+    _fp32_bits_to_bf16_bits(x.view(np.uint32).reshape(-1), out.reshape(-1))
+    return out
+
+
+def fp32_to_bf16_bits(x) -> np.ndarray:
+    """bf16 bit patterns (uint16) of `x`, rounded to nearest, ties to even; NaN stays NaN.
+
+    `x` is converted to float32 first (see the module docstring about float64 inputs).
+    Dispatches on tinyllm.kernels' backend (TINYLLM_KERNELS=numpy selects the reference).
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"fp32_to_bf16_bits: expected a floating-point array, got dtype {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    if kernels.backend() == "numba" and x.size >= 4096:  # small arrays: NumPy's setup is cheaper
+        return fp32_to_bf16_bits_numba(x)
+    return fp32_to_bf16_bits_reference(x)
 
 
 def bf16_bits_to_fp32(bits) -> np.ndarray:
