@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 
-import tinyllm
 from tinyllm.models import (GPT, T5, BertConfig, BertForMaskedLM, BertForSequenceClassification,
                             GPTConfig, T5Config, shift_right)
 from tinyllm.optim import AdamW
