@@ -42,6 +42,7 @@ class KVCache:
     """Keys and values of the positions seen so far, for one attention layer."""
 
     def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, dtype=DEFAULT_DTYPE):
+        dtype = getattr(dtype, "storage", dtype)  # bf16: hold bit patterns, as its tensors do
         self.k = np.zeros((batch, n_head, max_len, head_dim), dtype=dtype)
         self.v = np.zeros((batch, n_head, max_len, head_dim), dtype=dtype)
         self.length = 0
