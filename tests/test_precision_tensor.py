@@ -349,3 +349,15 @@ def test_dtype_helpers():
     t = Tensor([1.5, 2.5], dtype=BF16)
     assert t.dtype is BF16 and t.tolist() == [1.5, 2.5]
     assert tinyllm.tensor([1.0], dtype=BF16).dtype is BF16
+
+
+def test_bf16_gpt_generates_the_same_with_and_without_the_kv_cache():
+    """The KV cache of a bf16 model must hold bit patterns (a float32 cache would read them
+    as integers)."""
+    from tinyllm.models import GPT, GPTConfig
+    tinyllm.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=64, n_layer=2, n_head=2, n_embd=16))
+    model.to(tinyllm.bfloat16)
+    prompt = np.array([[1, 2, 3]])
+    np.testing.assert_array_equal(model.generate(prompt, 10, use_cache=True),
+                                  model.generate(prompt, 10, use_cache=False))
