@@ -1,0 +1,357 @@
+"""Pre-train a small BERT-style encoder by masked LM on the stdlib, then fine-tune a classifier.
+
+    python examples/train_bert.py                     # a few minutes on 2 cores
+    python examples/train_bert.py --steps 50 --report runs/bert.json
+
+Part 1, pre-training (tinyllm/models/bert.py). Random windows of the corpus become
+`[CLS] window [SEP]` rows. Of the ordinary tokens 15% are chosen (special tokens never are);
+of the chosen 80% become [MASK], 10% a random token, 10% stay as they were; the loss is the
+cross-entropy at the chosen positions only (tinyllm.data.get_mlm_batch builds all of this).
+Validation reports that loss and the masked-token accuracy — how often the argmax at a chosen
+position is the original token — beside the accuracy of always guessing the corpus's most
+frequent token. A checkpoint is saved, and `--resume` continues with the same losses as an
+uninterrupted run.
+
+Part 2, fine-tuning (BertForSequenceClassification.from_pretrained_mlm). The task is made from
+the corpus itself, so nothing is downloaded: *name the hidden keyword*. Every line that starts
+with one of the keywords def, class, return, if, for, raise, import becomes an example; the
+keyword is replaced by [MASK], and the classifier, reading the [CLS] position, must say which
+keyword it was:
+
+    [CLS] [MASK] _parse(self, argv): [SEP]        -> def
+    [CLS] [MASK] ValueError("bad value") [SEP]     -> raise
+    [CLS] [MASK] key in sorted(mapping): [SEP]     -> for
+
+The rest of the line usually decides it, but not always (`[MASK] x` may be `return x` or
+`import x`), so 100% is out of reach. Training lines come from the training part of the
+corpus; test lines from the held-out validation part (other modules), without any line whose
+text also occurs among the training lines. Both are sampled class-balanced and the reported
+accuracy is the balanced one (the mean of the per-class accuracies), so chance is 1/7. The same
+fine-tuning from a random initialization runs beside it (`--no-baseline` skips it) and shows
+what pre-training contributed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+import tinyllm
+from tinyllm import training
+from tinyllm.accounting import measure_matmul_peak
+from tinyllm.accounting.flops import palm_flops_per_token
+from tinyllm.checkpoint import load_checkpoint, save_checkpoint
+from tinyllm.data import (CLS, MASK, PAD, SEP, get_mlm_batch, load_corpus, mask_tokens,
+                          standard_special_tokens)
+from tinyllm.models import BertConfig, BertForMaskedLM, BertForSequenceClassification
+from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_linear
+from tinyllm.tensor import no_grad
+
+KEYWORDS = ("def", "class", "return", "if", "for", "raise", "import")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    training.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
+    training.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
+    p.add_argument("--checkpoint", default=os.path.join("runs", "bert.ckpt.npz"),
+                   help="where to save the pre-trained (masked-LM) checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="stop pre-training (and checkpoint) after this many steps of --steps; "
+                        "the fine-tuning part then does not run")
+    g = p.add_argument_group("fine-tuning: name the hidden keyword")
+    g.add_argument("--cls-steps", type=int, default=150, help="fine-tuning steps (0: skip)")
+    g.add_argument("--cls-batch-size", type=int, default=32)
+    g.add_argument("--cls-lr", type=float, default=1e-3)
+    g.add_argument("--cls-len", type=int, default=32,
+                   help="tokens per example, [CLS] and [SEP] included (longer lines are cut)")
+    g.add_argument("--cls-eval-per-class", type=int, default=60,
+                   help="test lines per keyword (fewer where the validation text has fewer)")
+    g.add_argument("--no-baseline", action="store_true",
+                   help="skip fine-tuning a randomly initialized encoder for comparison")
+    return p
+
+
+# ---- part 1: masked LM ----------------------------------------------------------------------
+
+
+def special_ids(tok) -> dict:
+    """The keyword arguments get_mlm_batch needs: [CLS]/[SEP]/[PAD]/[MASK] ids, vocab size and
+    every special id (none of them may be chosen or drawn as a random replacement)."""
+    return dict(cls_id=tok.token_to_id(CLS), sep_id=tok.token_to_id(SEP),
+                pad_id=tok.token_to_id(PAD), mask_id=tok.token_to_id(MASK),
+                vocab_size=tok.vocab_size, special_ids=sorted(tok.special_tokens.values()))
+
+
+def evaluate_mlm(model, ids, batch_size, block_size, iters, rng, special) -> tuple[float, float]:
+    """(mean masked-LM loss, accuracy of the argmax at the chosen positions), no grad."""
+    losses, correct, chosen_total = [], 0, 0
+    was_training = model.training
+    model.eval()
+    with no_grad():
+        for _ in range(iters):
+            x, labels, am = get_mlm_batch(ids, batch_size, block_size, rng, **special)
+            logits, loss = model(x, am, labels=labels)              # logits (B, T, V)
+            chosen = labels != -100
+            correct += int((logits.data.argmax(-1)[chosen] == labels[chosen]).sum())
+            chosen_total += int(chosen.sum())
+            losses.append(loss.item())
+    model.train(was_training)
+    return float(np.mean(losses)), correct / max(chosen_total, 1)
+
+
+def bert_flops_per_token(model, seq_len: int) -> float:
+    """PaLM's 6N + 12·L·H·Q·T with N = the weights that multiply each token: everything but the
+    position and segment tables (the tied token table counts once, as the output layer)."""
+    c, tr = model.config, model.bert.transformer
+    n = model.num_parameters() - tr.wpe.weight.size - tr.wtt.weight.size
+    return palm_flops_per_token(n, c.n_layer, c.n_head, c.n_embd // c.n_head, seq_len)
+
+
+def fill_in_sample(model, tok, ids, block_size, rng, special) -> dict:
+    """One validation window, masked as in training, and the model's guesses written in."""
+    start = int(rng.integers(0, len(ids) - block_size))
+    window = ids[start:start + block_size - 2]
+    row = np.concatenate([[special["cls_id"]], window, [special["sep_id"]]])[None]
+    x, labels = mask_tokens(row, rng, mask_id=special["mask_id"],
+                            vocab_size=special["vocab_size"], special_ids=special["special_ids"])
+    with no_grad():
+        model.eval()
+        logits, _ = model(x)
+        model.train()
+    chosen = labels[0] != -100
+    filled = np.where(chosen, logits.data[0].argmax(-1), x[0])
+    return {"original": tok.decode(row[0, 1:-1].tolist()),
+            "masked": tok.decode(x[0, 1:-1].tolist()),
+            "filled": tok.decode(filled[1:-1].tolist()),
+            "correct": int((filled[chosen] == labels[0][chosen]).sum()),
+            "chosen": int(chosen.sum())}
+
+
+# ---- part 2: sequence classification --------------------------------------------------------
+
+
+def keyword_examples(text: str, tok, max_tokens: int) -> dict[str, list[list[int]]]:
+    """{keyword: [token ids of the line after the keyword, ...]} for the lines of `text` that
+    start with `keyword + " "`; the ids are cut to `max_tokens`; repeated lines are kept once."""
+    found = {k: {} for k in KEYWORDS}
+    for line in text.splitlines():
+        s = line.strip()
+        for k in KEYWORDS:
+            if s.startswith(k + " "):
+                rest = s[len(k):]                                   # keeps the leading space
+                found[k].setdefault(rest, tok.encode(rest, disallowed_special=())[:max_tokens])
+                break
+    return {k: list(v.values()) for k, v in found.items()}
+
+
+def keyword_rows(examples: list[list[int]], special: dict, length: int):
+    """[CLS] [MASK] rest [SEP] [PAD]... → (input_ids, attention_mask), each (B, length)."""
+    ids = np.full((len(examples), length), special["pad_id"], dtype=np.int64)
+    am = np.zeros((len(examples), length), dtype=np.int64)
+    for b, rest in enumerate(examples):
+        row = [special["cls_id"], special["mask_id"], *rest, special["sep_id"]]
+        ids[b, :len(row)] = row
+        am[b, :len(row)] = 1
+    return ids, am
+
+
+def balanced_batch(train_sets, batch_size, rng):
+    """A keyword drawn uniformly for each row, then one of its lines uniformly."""
+    labels = rng.integers(0, len(train_sets), size=batch_size)
+    return [train_sets[k][rng.integers(len(train_sets[k]))] for k in labels], labels
+
+
+def classify(model, rows, am, batch=128) -> np.ndarray:
+    preds = []
+    model.eval()
+    with no_grad():
+        for i in range(0, len(rows), batch):
+            logits, _ = model(rows[i:i + batch], am[i:i + batch])
+            preds.append(logits.data.argmax(-1))
+    model.train()
+    return np.concatenate(preds)
+
+
+def balanced_accuracy(pred, labels, n_classes) -> float:
+    """Mean over classes of the fraction of that class's examples predicted right."""
+    return float(np.mean([np.mean(pred[labels == k] == k) for k in range(n_classes)
+                          if (labels == k).any()]))
+
+
+def finetune_classifier(model, train_sets, test, special, args, log) -> dict:
+    """AdamW with linear warmup/decay on class-balanced batches; returns losses and accuracy."""
+    opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.cls_lr)
+    rng = np.random.default_rng(args.seed + 3)       # the same batches for every model
+    losses = []
+    for step in range(args.cls_steps):
+        lr = warmup_linear(step, args.cls_lr, max(1, args.cls_steps // 10), args.cls_steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        examples, labels = balanced_batch(train_sets, args.cls_batch_size, rng)
+        x, am = keyword_rows(examples, special, args.cls_len)
+        _, loss = model(x, am, labels=labels)
+        opt.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+        if step % args.log_interval == 0 or step == args.cls_steps - 1:
+            log(f"cls step {step:4d} | loss {loss.item():.4f} | lr {lr:.2e}")
+    test_rows, test_am, test_labels = test
+    pred = classify(model, test_rows, test_am)
+    return {"losses": losses, "accuracy": balanced_accuracy(pred, test_labels, len(KEYWORDS)),
+            "predictions": pred}
+
+
+def keyword_task(args, tok, special, model, rng_seed) -> dict:
+    corpus = load_corpus(args.data, max_bytes=args.data_bytes)
+    max_rest = args.cls_len - 3                                 # room for [CLS] [MASK] … [SEP]
+    train = keyword_examples(corpus.train, tok, max_rest)
+    val = keyword_examples(corpus.val, tok, max_rest)
+    seen = {k: {tuple(e) for e in v} for k, v in train.items()}
+    rng = np.random.default_rng(rng_seed)
+    test_examples, test_labels = [], []
+    for k, kw in enumerate(KEYWORDS):
+        if not train[kw]:
+            raise SystemExit(f"train_bert: no training line starts with {kw!r}; the corpus "
+                             f"({corpus.name}, {args.data_bytes} bytes) is too small or not Python")
+        unseen = [e for e in val[kw] if tuple(e) not in seen[kw]]
+        pick = rng.permutation(len(unseen))[:args.cls_eval_per_class]
+        test_examples += [unseen[i] for i in pick]
+        test_labels += [k] * len(pick)
+    if not test_examples:
+        raise SystemExit("train_bert: the validation text holds no keyword lines to test on")
+    test_labels = np.array(test_labels)
+    test_rows, test_am = keyword_rows(test_examples, special, args.cls_len)
+    train_sets = [train[kw] for kw in KEYWORDS]
+    counts = {kw: [len(train[kw]), int((test_labels == k).sum())] for k, kw in enumerate(KEYWORDS)}
+    print(f"keyword task: lines per keyword [train, test] {counts}")
+
+    test = (test_rows, test_am, test_labels)
+    head_seed = args.seed + 2                                   # same head init for both runs
+    clf = BertForSequenceClassification.from_pretrained_mlm(
+        model, len(KEYWORDS), generator=np.random.default_rng(head_seed))
+    print("fine-tuning the pre-trained encoder:")
+    result = finetune_classifier(clf, train_sets, test, special, args, print)
+    out = {"task": "name the keyword hidden by [MASK] at the start of a line of code",
+           "labels": list(KEYWORDS), "lines": counts, "chance": 1 / len(KEYWORDS),
+           "losses": result["losses"], "accuracy": result["accuracy"]}
+    print(f"keyword task: balanced test accuracy {100 * result['accuracy']:.1f}% "
+          f"(chance {100 / len(KEYWORDS):.1f}%)")
+    for i in range(0, len(test_examples), max(1, len(test_examples) // 5))[:5]:
+        guess, truth = KEYWORDS[result["predictions"][i]], KEYWORDS[test_labels[i]]
+        print(f"  [MASK]{tok.decode(test_examples[i])!s:40.40}  -> {guess:6s} (truth {truth})")
+    if not args.no_baseline:
+        scratch = BertForSequenceClassification(
+            BertConfig(**{**model.config.to_dict(), "num_labels": len(KEYWORDS)}),
+            generator=np.random.default_rng(head_seed))
+        print("the same fine-tuning from a random initialization:")
+        base = finetune_classifier(scratch, train_sets, test, special, args, print)
+        out["scratch_losses"], out["scratch_accuracy"] = base["losses"], base["accuracy"]
+        print(f"keyword task: pre-trained {100 * result['accuracy']:.1f}% vs from scratch "
+              f"{100 * base['accuracy']:.1f}% balanced test accuracy")
+    return out
+
+
+# ---- the script ----------------------------------------------------------------------------
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    training.check_args(args)
+    if args.cls_len < 4 or args.cls_len > args.block_size:
+        raise SystemExit(f"--cls-len must be in [4, --block-size={args.block_size}], "
+                         f"got {args.cls_len}")
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    tinyllm.manual_seed(args.seed)
+    tok, train_ids, val_ids = training.prepare_text_data(
+        args.data, args.vocab_size, args.data_bytes, args.cache_dir,
+        special_tokens=standard_special_tokens())
+    special = special_ids(tok)
+    cfg = BertConfig(vocab_size=tok.vocab_size, block_size=args.block_size,
+                     n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                     dropout=args.dropout)
+    model = BertForMaskedLM(cfg)
+    opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr,
+                betas=(0.9, 0.98))
+    data_rng = np.random.default_rng(args.seed)
+    eval_seed = args.seed + 1
+    start = 0
+    # guessing the most frequent ordinary token: the accuracy to beat at masked positions
+    counts = np.bincount(train_ids, minlength=tok.vocab_size)
+    report = {"losses": [], "val_losses": [], "val_mlm_accuracy": [],
+              "params": model.num_parameters(), "config": cfg.to_dict(),
+              "mlm_unigram_baseline": float(counts.max() / counts.sum())}
+    if args.resume:
+        meta = load_checkpoint(args.checkpoint, model, opt)
+        start = meta["step"]
+        data_rng.bit_generator.state = meta["extra"]["data_rng"]
+        report = meta["extra"]["report"]
+        print(f"resumed from {args.checkpoint} at step {start}")
+
+    peak = measure_matmul_peak(np.float32, n=512, repeats=3)
+    flops_per_token = bert_flops_per_token(model, args.block_size)
+    print(f"BERT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
+          f"{cfg.vocab_size}: {model.num_parameters():,} parameters; measured fp32 matmul "
+          f"peak {peak / 1e9:.1f} GFLOP/s")
+    meter = training.Throughput(flops_per_token, peak)
+    end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
+    t_train, tokens_total = time.perf_counter(), 0
+    for step in range(start, end):
+        lr = training.lr_at(step, args)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, labels, am = get_mlm_batch(train_ids, args.batch_size, args.block_size, data_rng,
+                                      **special)
+        _, loss = model(x, am, labels=labels)
+        opt.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        report["losses"].append(loss.item())
+        meter.add(x.size)
+        tokens_total += x.size
+        if step % args.log_interval == 0 or step == end - 1:
+            tps, mfu = meter.read()
+            print(f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tps:8.0f} tok/s"
+                  f" | MFU {100 * mfu:5.1f}%", flush=True)
+        if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
+            val, acc = evaluate_mlm(model, val_ids, args.batch_size, args.block_size,
+                                    args.eval_iters, np.random.default_rng(eval_seed), special)
+            report["val_losses"].append([step + 1, val])
+            report["val_mlm_accuracy"].append([step + 1, acc])
+            print(f"step {step + 1:5d} | val loss {val:.4f} | masked-token accuracy "
+                  f"{100 * acc:.1f}% (most frequent token: "
+                  f"{100 * report['mlm_unigram_baseline']:.1f}%)", flush=True)
+    elapsed = time.perf_counter() - t_train
+    if end > start:     # a resumed run that had nothing left to do keeps the earlier figures
+        report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
+        report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
+    save_checkpoint(args.checkpoint, model, opt, step=end, config=cfg.to_dict(),
+                    extra={"data_rng": data_rng.bit_generator.state, "report": report})
+    print(f"checkpoint saved to {args.checkpoint}")
+    if end == args.steps:
+        if report["val_mlm_accuracy"]:
+            report["mlm_accuracy"] = report["val_mlm_accuracy"][-1][1]
+        sample = fill_in_sample(model, tok, val_ids, min(args.block_size, 48),
+                                np.random.default_rng(args.seed + 4), special)
+        report["sample"] = sample
+        print("---- fill in the masks ----")
+        print(f"masked: {sample['masked']!r}\nfilled: {sample['filled']!r}\n"
+              f"truth:  {sample['original']!r}\n({sample['correct']}/{sample['chosen']} "
+              "chosen tokens right)")
+        if args.cls_steps > 0:
+            report["classification"] = keyword_task(args, tok, special, model, args.seed + 5)
+            report["cls_accuracy"] = report["classification"]["accuracy"]
+    report["time"] = {"wall_seconds": time.perf_counter() - t0,
+                      "cpu_seconds": time.process_time() - cpu0}
+    training.write_report(args.report, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
