@@ -642,11 +642,12 @@ def np_attention(q, k, v, bias, scale):
     return np.einsum("...ls,...sv->...lv", p, v)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @given(data=st.data(), batch=broadcastable(num_shapes=3, max_dims=2, max_side=2),
        l=st.integers(1, 4), s=st.integers(1, 4), e=st.integers(1, 3), ev=st.integers(1, 3),
        mask_kind=st.sampled_from(["none", "causal", "bool", "additive", "causal+bool"]),
        scale=st.sampled_from([None, 0.7]))
-def test_scaled_dot_product_attention(data, batch, l, s, e, ev, mask_kind, scale):
+def test_scaled_dot_product_attention(backend, data, batch, l, s, e, ev, mask_kind, scale):
     bq, bk, bv = batch.input_shapes
     q = data.draw(arrays(bq + (l, e)), label="q")
     k = data.draw(arrays(bk + (s, e)), label="k")
@@ -667,20 +668,23 @@ def test_scaled_dot_product_attention(data, batch, l, s, e, ev, mask_kind, scale
         return ops.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                                 scale=scale)
 
-    out = fn(Tensor(q), Tensor(k), Tensor(v))
-    close(out.data, np_attention(q, k, v, bias, sc), rtol=1e-10, atol=1e-12)
-    gradcheck(fn, [leaf(q), leaf(k), leaf(v)])
+    with kernels.use_backend(backend):
+        out = fn(Tensor(q), Tensor(k), Tensor(v))
+        close(out.data, np_attention(q, k, v, bias, sc), rtol=1e-10, atol=1e-12)
+        gradcheck(fn, [leaf(q), leaf(k), leaf(v)])
 
 
-def test_attention_fully_masked_rows_are_zero_with_zero_gradient():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_attention_fully_masked_rows_are_zero_with_zero_gradient(backend):
     rng = np.random.default_rng(0)
     q, k, v = (leaf(rng.standard_normal(s)) for s in ((3, 2), (4, 2), (4, 5)))
     mask = np.ones((3, 4), bool)
     mask[1] = False                                  # query 1 may attend to nothing
-    out = ops.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    close(out.data[1], 0.0)
-    assert np.isfinite(out.data).all()
-    out.backward(rng.standard_normal(out.shape))
+    with kernels.use_backend(backend):
+        out = ops.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        close(out.data[1], 0.0)
+        assert np.isfinite(out.data).all()
+        out.backward(rng.standard_normal(out.shape))
     close(q.grad[1], 0.0)
     assert np.isfinite(k.grad).all() and np.isfinite(v.grad).all()
 
