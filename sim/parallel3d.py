@@ -61,7 +61,6 @@ from sim.pipeline import SCHEDULES, GPTStage, PipelineEngine, bubble_fraction, s
 from sim.strategy import ShardOptimizer, Strategy
 from sim.tensor_parallel import TPGroup, parallelize_gpt, split_rule
 from sim.topology import Topology
-from tinyllm.optim.clip import clip_coefficient
 from tinyllm.tensor import Tensor, is_grad_enabled
 
 
@@ -211,18 +210,7 @@ class Parallel3D(Strategy):
         return split_rule(name) is not None or self.tp_group.rank == 0
 
     def _grad_shards(self):
-        return [(p.grad, True) for name, p in self.named_params if self._counted(name, p)]
-
-    def clip_grad_norm_(self, max_norm: float) -> float:
-        """The base class sums the squares of `_grad_shards()` over the model-parallel group and
-        scales those arrays; the replicas of replicated parameters must be scaled too."""
-        norm = super().clip_grad_norm_(max_norm)
-        coef = clip_coefficient(norm, max_norm) if np.isfinite(norm) else 1.0
-        if coef < 1.0:
-            for name, p in self.named_params:
-                if not self._counted(name, p):
-                    p.grad *= coef
-        return norm
+        return [(p.grad, self._counted(name, p)) for name, p in self.named_params]
 
     def _norm_group(self):
         return self.topo.mp_comm if self.topo.mp_comm.size > 1 else None

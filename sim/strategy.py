@@ -125,7 +125,9 @@ class Strategy:
         pass
 
     def _grad_shards(self):
-        """(array, counts_once) pairs whose squares sum to this rank's part of ‖g‖²."""
+        """(array, counted) pairs: every gradient array this rank holds; the squares of those
+        with counted=True sum, over the norm group, to ‖g‖² (a replicated array is counted on
+        one rank only, but scaled on all)."""
         raise NotImplementedError
 
     def _optimizer_step(self) -> None:
@@ -168,16 +170,18 @@ class Strategy:
         """Global-norm clipping across all shards: each rank sums the squares of the gradient
         elements it owns, one all-reduce adds them up, every rank scales by the same factor."""
         sq = np.zeros(1, dtype=np.float64)
-        for g, _ in self._grad_shards():
-            g64 = g.astype(np.float64, copy=False).reshape(-1)
-            sq[0] += float(np.dot(g64, g64))
+        shards = self._grad_shards()
+        for g, counted in shards:
+            if counted:
+                g64 = g.astype(np.float64, copy=False).reshape(-1)
+                sq[0] += float(np.dot(g64, g64))
         group = self._norm_group()
         if group is not None and group.size > 1:
             self._comm(group.all_reduce(sq), "grad-norm all-reduce", wait=True)
         norm = float(np.sqrt(sq[0]))
         coef = clip_coefficient(norm, max_norm) if np.isfinite(norm) else 1.0
         if coef < 1.0:
-            for g, _ in self._grad_shards():
+            for g, _ in shards:
                 g *= coef
         self.last_grad_norm = norm
         return norm
