@@ -106,15 +106,7 @@ def main(argv=None):
     grid = grid_from_args(args, world.size)
     m = args.micro_batches or 2 * grid.pp
     t0 = time.perf_counter()
-    if world.rank == 0:
-        tok, train_ids, val_ids = training.prepare_text_data(args.data, args.vocab_size,
-                                                             args.data_bytes, args.cache_dir,
-                                                             log=log)
-    world.barrier()
-    if world.rank != 0:
-        tok, train_ids, val_ids = training.prepare_text_data(args.data, args.vocab_size,
-                                                             args.data_bytes, args.cache_dir,
-                                                             only_load=True)
+    tok, train_ids, val_ids = training.share_text_data(world, args, log)
     model, cfg = build_model(args, tok.vocab_size)
     n_params = model.num_parameters()
     strategy = Parallel3D(model, world, dp=grid.dp, tp=grid.tp, pp=grid.pp, micro_batches=m,

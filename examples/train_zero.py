@@ -184,27 +184,6 @@ def memory_table(per_rank, theory, title):
     return "\n".join(lines)
 
 
-def share_data(world, args, log):
-    """(tokenizer, train_ids, val_ids) on every rank, prepared once by rank 0."""
-    from tinyllm.data import ByteLevelBPE
-
-    payload = None
-    if world.rank == 0:
-        tok, train_ids, val_ids = training.prepare_text_data(args.data, args.vocab_size,
-                                                             args.data_bytes, args.cache_dir,
-                                                             log=log)
-        payload = {"merges": [[a.hex(), b.hex()] for a, b in tok.merges],
-                   "special": list(tok.special_tokens), "train": train_ids.tolist(),
-                   "val": val_ids.tolist()}
-    payload = world.bcast_json(payload)  # host-side setup, not simulated GPU traffic
-    if world.rank == 0:
-        return tok, train_ids, val_ids
-    tok = ByteLevelBPE([(bytes.fromhex(a), bytes.fromhex(b)) for a, b in payload["merges"]],
-                       payload["special"])
-    return (tok, np.array(payload["train"], dtype=np.int64),
-            np.array(payload["val"], dtype=np.int64))
-
-
 def build_model(args, vocab_size):
     tinyllm.manual_seed(args.seed)
     cfg = GPTConfig(block_size=args.block_size, vocab_size=vocab_size, n_layer=args.n_layer,
@@ -288,7 +267,7 @@ def main(argv=None, **defaults):
     t0 = time.perf_counter()
     # Data: rank 0 trains the tokenizer and encodes the corpus (or finds them in its cache) and
     # sends the result to the others over MPI — no files shared between ranks.
-    tok, train_ids, val_ids = share_data(world, args, log)
+    tok, train_ids, val_ids = training.share_text_data(world, args, log)
     # This machine's matmul peak: one core's, measured by rank 0 (the others wait in a yielding
     # barrier), times the cores — the ranks share the machine's cores.
     if world.rank == 0:

@@ -96,8 +96,7 @@ def prepare_text_data(data: str | None, vocab_size: int, max_bytes: int,
                       special_tokens=("<|endoftext|>",), log=print, only_load: bool = False):
     """(tokenizer, train_ids, val_ids) for the corpus, trained/encoded once and cached.
 
-    With `only_load=True` the cache must already exist (the non-zero MPI ranks wait for rank 0
-    to build it, then load)."""
+    With `only_load=True` the cache must already exist."""
     from tinyllm.data import ByteLevelBPE, load_corpus, tokenize_corpus
 
     corpus = load_corpus(data, max_bytes=max_bytes)
@@ -129,6 +128,29 @@ def prepare_text_data(data: str | None, vocab_size: int, max_bytes: int,
         np.savez(buf, train=train_ids, val=val_ids)
         atomic_write_bytes(ids_path, buf.getvalue())
     return tok, train_ids, val_ids
+
+
+def share_text_data(comm, args, log=print):
+    """`prepare_text_data` for several MPI ranks: rank 0 builds (or loads from its cache) the
+    tokenizer and the encoded corpus and sends them to the others over `comm` (anything with
+    `rank` and `bcast_json`, e.g. a sim.Communicator) — no files shared between ranks, so it
+    works across machines."""
+    from tinyllm.data import ByteLevelBPE
+
+    payload = None
+    if comm.rank == 0:
+        tok, train_ids, val_ids = prepare_text_data(args.data, args.vocab_size, args.data_bytes,
+                                                    args.cache_dir, log=log)
+        payload = {"merges": [[a.hex(), b.hex()] for a, b in tok.merges],
+                   "special": list(tok.special_tokens), "train": train_ids.tolist(),
+                   "val": val_ids.tolist()}
+    payload = comm.bcast_json(payload)
+    if comm.rank == 0:
+        return tok, train_ids, val_ids
+    tok = ByteLevelBPE([(bytes.fromhex(a), bytes.fromhex(b)) for a, b in payload["merges"]],
+                       payload["special"])
+    return (tok, np.array(payload["train"], dtype=np.int64),
+            np.array(payload["val"], dtype=np.int64))
 
 
 # ---- evaluation, progress, report -----------------------------------------------------------
