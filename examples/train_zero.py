@@ -218,15 +218,31 @@ def compare(world, args, tok, train_ids):
         except OutOfMemoryError as e:
             rows.append({"strategy": label, "oom": str(e).splitlines()[0]})
         world.barrier()
+    if world.size > 1 and args.accum_steps == 1:
+        # Beyond data parallelism (sim/parallel3d.py): the same model split by tensor
+        # parallelism (tp = N) and by pipeline stages (pp = N), on the same batches.
+        from sim.parallel3d import compare_rows
+        rng = np.random.default_rng(args.seed)
+        batches = [get_batch(train_ids, args.batch_size, args.block_size, rng) for _ in range(steps)]
+        rows += compare_rows(world, lambda: build_model(args, tok.vocab_size)[0],
+                             lambda step: batches[step], steps=steps,
+                             lr=lambda step: training.lr_at(step, args),
+                             grad_clip=args.grad_clip, betas=(0.9, 0.95),
+                             weight_decay=args.weight_decay, device_memory=args.device_memory,
+                             profile=args.profile)
     mb = 1e6
     head = (f"{'strategy':<32}{'params':>9}{'grads':>9}{'optim':>9}{'activ':>9}{'peak':>9}"
             f"{'host':>9}  {'sent/step':>10} {'theory':>10}  {'sim step':>10}  loss")
     lines = [f"--compare on {world.size} ranks, {args.compare_steps} steps each; memory of rank 0 in "
-             f"MB (measured peak per category; theory in brackets), bytes sent per rank per step",
+             f"MB (measured peak per category, the formula on the line below), bytes sent per "
+             f"rank per step",
              head, "-" * len(head)]
     for r in rows:
         if "oom" in r:
             lines.append(f"{r['strategy']:<32}  OUT OF MEMORY: {r['oom']}")
+            continue
+        if "skipped" in r:
+            lines.append(f"{r['strategy']:<32}  skipped: {r['skipped']}")
             continue
         m, t = r["memory"], r["theory"]
         lines.append(
@@ -242,7 +258,7 @@ def compare(world, args, tok, train_ids):
 
 def memory_bars(rows, width=50):
     """A text chart of each strategy's peak device memory split by category."""
-    ok = [r for r in rows if "oom" not in r]
+    ok = [r for r in rows if "oom" not in r and "skipped" not in r]
     if not ok:
         return ""
     top = max(r["memory"]["peak"] for r in ok) or 1
