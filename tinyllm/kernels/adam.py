@@ -28,6 +28,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from tinyllm.kernels.vecmath import FASTMATH
+
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
 
@@ -48,14 +50,20 @@ def adam_step_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2
 
 
 # ---- numba kernel (same signature; one fused pass over the elements) -------------------------
+# The arithmetic runs in the parameters' dtype, in the reference's order (NumPy casts the Python
+# scalars to float32 as well); the scalars that depend only on the step are computed once, in
+# float64, then cast.
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
                decoupled):
-    step_size = lr / (1.0 - beta1 ** step)
-    bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
-    shrink = 1.0 - lr * weight_decay
+    t = param.dtype.type
+    step_size = t(lr / (1.0 - beta1 ** step))
+    bc2_sqrt = t(math.sqrt(1.0 - beta2 ** step))
+    shrink = t(1.0 - lr * weight_decay)
+    one_minus_b1, b2, one_minus_b2 = t(1.0 - beta1), t(beta2), t(1.0 - beta2)
+    wd, eps_ = t(weight_decay), t(eps)
     for i in prange(param.size):
         p = param[i]
         g = grad[i]
@@ -63,12 +71,12 @@ def _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, we
             if decoupled:
                 p = p * shrink
             else:
-                g = g + weight_decay * p
-        m = exp_avg[i] + (1.0 - beta1) * (g - exp_avg[i])
-        v = beta2 * exp_avg_sq[i] + (1.0 - beta2) * g * g
+                g = g + wd * p
+        m = exp_avg[i] + one_minus_b1 * (g - exp_avg[i])
+        v = b2 * exp_avg_sq[i] + one_minus_b2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        param[i] = p - step_size * m / (math.sqrt(v) / bc2_sqrt + eps)
+        param[i] = p - step_size * m / (np.sqrt(v) / bc2_sqrt + eps_)
 
 
 def adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,

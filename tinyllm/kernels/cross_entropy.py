@@ -20,6 +20,8 @@ Signatures (N rows, C classes):
 import numpy as np
 from numba import njit, prange
 
+from tinyllm.kernels.vecmath import FASTMATH, vexp
+
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
 
@@ -42,42 +44,45 @@ def cross_entropy_backward_reference(logits, lse, targets, grad_rows, ignore_ind
 
 
 # ---- numba kernels (same signatures) --------------------------------------------------------
+# In the logits' dtype, with the vectorizable exp of tinyllm/kernels/vecmath.py.
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def cross_entropy_forward_numba(logits, targets, ignore_index):
     n, c = logits.shape
+    dt = logits.dtype.type
     loss = np.zeros(n, dtype=logits.dtype)
     lse = np.empty(n, dtype=logits.dtype)
     for i in prange(n):
-        m = logits[i, 0]
+        zi = logits[i]
+        m = zi[0]
         for j in range(1, c):
-            if logits[i, j] > m:
-                m = logits[i, j]
-        s = 0.0
+            m = max(m, zi[j])
+        s = dt(0)
         for j in range(c):
-            s += np.exp(logits[i, j] - m)
+            s += vexp(zi[j] - m)
         row_lse = m + np.log(s)
         lse[i] = row_lse
         t = targets[i]
         if t != ignore_index:
-            loss[i] = row_lse - logits[i, t]
+            loss[i] = row_lse - zi[t]
     return loss, lse
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def cross_entropy_backward_numba(logits, lse, targets, grad_rows, ignore_index):
     n, c = logits.shape
     out = np.empty_like(logits)
     for i in prange(n):
+        zi, oi = logits[i], out[i]
         t = targets[i]
         if t == ignore_index:
             for j in range(c):
-                out[i, j] = 0.0
+                oi[j] = 0
             continue
         g = grad_rows[i]
-        l = lse[i]
+        row_lse = lse[i]
         for j in range(c):
-            out[i, j] = np.exp(logits[i, j] - l) * g
-        out[i, t] -= g
+            oi[j] = vexp(zi[j] - row_lse) * g
+        oi[t] -= g
     return out

@@ -13,6 +13,8 @@ Signature: embedding_backward(ids (N,) int, g (N, D), num_embeddings) -> W̄ (nu
 import numpy as np
 from numba import njit, prange
 
+from tinyllm.kernels.vecmath import FASTMATH
+
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
 
@@ -25,7 +27,7 @@ def embedding_backward_reference(ids, g, num_embeddings):
 # ---- numba kernel ---------------------------------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _embedding_backward(ids, g, num_embeddings):
     n, d = g.shape
     out = np.zeros((num_embeddings, d), dtype=g.dtype)
@@ -36,9 +38,9 @@ def _embedding_backward(ids, g, num_embeddings):
         lo = c * d // nchunks
         hi = (c + 1) * d // nchunks
         for i in range(n):
-            row = ids[i]
+            dst, src = out[ids[i]], g[i]
             for j in range(lo, hi):
-                out[row, j] += g[i, j]
+                dst[j] += src[j]
     return out
 
 

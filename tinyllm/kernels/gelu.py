@@ -6,7 +6,8 @@
             GELU'(x) ≈ ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)
 
 NumPy has no vectorized erf, so the reference maps the standard library's `math.erf` over the
-array — exact, readable and slow; the numba kernel calls the same libm function per element.
+array — exact, readable and slow. The numba kernel computes in the input's dtype with the
+vectorizable erf and exp of tinyllm/kernels/vecmath.py (libm's for float64).
 Signatures (any shape; `approximate` is "none" or "tanh"):
     gelu_forward(x, approximate) -> y
     gelu_backward(x, g, approximate) -> x̄
@@ -15,6 +16,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from tinyllm.kernels.vecmath import FASTMATH, verf, vexp
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -44,30 +47,43 @@ def gelu_backward_reference(x, g, approximate):
 
 
 # ---- numba kernels (same signatures; they work on the flattened array) ----------------------
+#
+# One pass, element by element, in the input's dtype: for float32, erf and exp are the
+# vectorizable versions of tinyllm/kernels/vecmath.py, so the loop runs 8 elements per
+# instruction (1 M elements: ~20 ms with libm's erf in float64 → ~1 ms). tanh u is written as
+# 1 − 2/(e^(2u) + 1) for the same reason (exact at ±∞: e^(2u) → ∞ gives 1, → 0 gives −1).
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _gelu_forward(x, tanh_form):
     out = np.empty_like(x)
+    t = x.dtype.type
+    half, one = t(0.5), t(1.0)
+    c, k, inv_sqrt2 = t(SQRT_2_OVER_PI), t(COEF), t(INV_SQRT_2)
     for i in prange(x.size):
         v = x[i]
         if tanh_form:
-            out[i] = 0.5 * v * (1.0 + math.tanh(SQRT_2_OVER_PI * (v + COEF * v * v * v)))
+            u = c * (v + k * v * v * v)
+            out[i] = half * v * (one + (one - (one + one) / (vexp(u + u) + one)))  # 1 + tanh u
         else:
-            out[i] = 0.5 * v * (1.0 + math.erf(v * INV_SQRT_2))
+            out[i] = half * v * (one + verf(v * inv_sqrt2))
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _gelu_backward(x, g, tanh_form):
     out = np.empty_like(x)
+    t = x.dtype.type
+    half, one = t(0.5), t(1.0)
+    c, k, inv_sqrt2, inv_sqrt2pi = t(SQRT_2_OVER_PI), t(COEF), t(INV_SQRT_2), t(INV_SQRT_2PI)
     for i in prange(x.size):
         v = x[i]
         if tanh_form:
-            t = math.tanh(SQRT_2_OVER_PI * (v + COEF * v * v * v))
-            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * COEF * v * v)
+            u = c * (v + k * v * v * v)
+            th = one - (one + one) / (vexp(u + u) + one)                           # tanh u
+            d = half * (one + th) + half * v * (one - th * th) * c * (one + t(3.0) * k * v * v)
         else:
-            d = 0.5 * (1.0 + math.erf(v * INV_SQRT_2)) + v * INV_SQRT_2PI * math.exp(-0.5 * v * v)
+            d = half * (one + verf(v * inv_sqrt2)) + v * inv_sqrt2pi * vexp(-half * v * v)
         out[i] = g[i] * d
     return out
 

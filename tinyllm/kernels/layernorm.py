@@ -19,6 +19,8 @@ Signatures (N rows, D features; weight and bias may be None → γ = 1, β = 0):
 import numpy as np
 from numba import njit, prange
 
+from tinyllm.kernels.vecmath import FASTMATH
+
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
 
@@ -45,62 +47,79 @@ def layer_norm_backward_reference(x, weight, mean, rstd, g):
 
 
 # ---- numba kernels (same signatures; the None-able weight/bias handled in a wrapper) ---------
+#
+# Sums accumulate in the input's dtype (float32 for a float32 model, as PyTorch's CPU kernel
+# does): with fast-math reassociation each sum becomes 8 partial sums in one SIMD register.
+# Measured on (1024, 256): 0.6 ms with float64 accumulators and Python's division checks,
+# 0.08 ms like this.
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _layer_norm_forward(x, weight, bias, eps):
     n, d = x.shape
+    t = x.dtype.type
+    inv_d, eps_ = t(1.0 / d), t(eps)
     y = np.empty_like(x)
     mean = np.empty(n, dtype=x.dtype)
     rstd = np.empty(n, dtype=x.dtype)
     for i in prange(n):
-        s = 0.0
+        xi, yi = x[i], y[i]
+        s = t(0)
         for j in range(d):
-            s += x[i, j]
-        mu = s / d
-        v = 0.0
+            s += xi[j]
+        mu = s * inv_d
+        v = t(0)
         for j in range(d):
-            c = x[i, j] - mu
+            c = xi[j] - mu
             v += c * c
-        r = 1.0 / np.sqrt(v / d + eps)
+        r = t(1) / np.sqrt(v * inv_d + eps_)
         mean[i] = mu
         rstd[i] = r
         for j in range(d):
-            y[i, j] = (x[i, j] - mu) * r * weight[j] + bias[j]
+            yi[j] = (xi[j] - mu) * r * weight[j] + bias[j]
     return y, mean, rstd
 
 
-@njit(parallel=True, cache=True)
+# γ̄ and β̄ are sums over rows. Rows are split into a fixed number of chunks, each summing into
+# its own row of partial sums (no two threads add to the same element), then the chunks are
+# added: the same order — the same numbers — whatever the thread count.
+_CHUNKS = 16
+
+
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _layer_norm_backward(x, weight, mean, rstd, g):
     n, d = x.shape
+    t = x.dtype.type
+    inv_d = t(1.0 / d)
     dx = np.empty_like(x)
-    # Per-row work is independent; the column sums for γ̄ and β̄ are accumulated per thread
-    # chunk to avoid races, then added up.
-    nchunks = min(n, 64)
-    dw_part = np.zeros((nchunks, d), dtype=np.float64)
-    db_part = np.zeros((nchunks, d), dtype=np.float64)
+    nchunks = min(n, _CHUNKS)
+    dw_part = np.zeros((nchunks, d), dtype=x.dtype)
+    db_part = np.zeros((nchunks, d), dtype=x.dtype)
     for c in prange(nchunks):
-        lo = c * n // nchunks
-        hi = (c + 1) * n // nchunks
-        for i in range(lo, hi):
-            mu = mean[i]
-            r = rstd[i]
-            s1 = 0.0
-            s2 = 0.0
+        dw_c, db_c = dw_part[c], db_part[c]
+        for i in range(c * n // nchunks, (c + 1) * n // nchunks):
+            xi, gi, dxi = x[i], g[i], dx[i]
+            mu, r = mean[i], rstd[i]
+            s1 = t(0)
+            s2 = t(0)
             for j in range(d):
-                xh = (x[i, j] - mu) * r
-                gw = g[i, j] * weight[j]
+                xh = (xi[j] - mu) * r
+                gw = gi[j] * weight[j]
                 s1 += gw
                 s2 += gw * xh
-                dw_part[c, j] += g[i, j] * xh
-                db_part[c, j] += g[i, j]
-            s1 /= d
-            s2 /= d
+                dw_c[j] += gi[j] * xh
+                db_c[j] += gi[j]
+            s1 *= inv_d
+            s2 *= inv_d
             for j in range(d):
-                xh = (x[i, j] - mu) * r
-                dx[i, j] = r * (g[i, j] * weight[j] - s1 - xh * s2)
-    dweight = dw_part.sum(axis=0).astype(x.dtype)
-    dbias = db_part.sum(axis=0).astype(x.dtype)
+                xh = (xi[j] - mu) * r
+                dxi[j] = r * (gi[j] * weight[j] - s1 - xh * s2)
+    dweight = np.zeros(d, dtype=x.dtype)
+    dbias = np.zeros(d, dtype=x.dtype)
+    for c in range(nchunks):
+        for j in range(d):
+            dweight[j] += dw_part[c, j]
+            dbias[j] += db_part[c, j]
     return dx, dweight, dbias
 
 
@@ -108,9 +127,10 @@ def layer_norm_forward_numba(x, weight, bias, eps):
     d = x.shape[1]
     w = weight if weight is not None else np.ones(d, dtype=x.dtype)
     b = bias if bias is not None else np.zeros(d, dtype=x.dtype)
-    return _layer_norm_forward(x, w, b, eps)
+    return _layer_norm_forward(x, w.astype(x.dtype, copy=False), b.astype(x.dtype, copy=False),
+                               float(eps))
 
 
 def layer_norm_backward_numba(x, weight, mean, rstd, g):
     w = weight if weight is not None else np.ones(x.shape[1], dtype=x.dtype)
-    return _layer_norm_backward(x, w, mean, rstd, g)
+    return _layer_norm_backward(x, w.astype(x.dtype, copy=False), mean, rstd, g)

@@ -18,6 +18,8 @@ numba kernel does one row at a time while it sits in cache, rows in parallel.
 import numpy as np
 from numba import njit, prange
 
+from tinyllm.kernels.vecmath import FASTMATH, vexp
+
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
 
@@ -40,67 +42,74 @@ def log_softmax_backward_reference(y, g):
 
 
 # ---- numba kernels (same signatures) --------------------------------------------------------
+# In the input's dtype, with the vectorizable exp of tinyllm/kernels/vecmath.py.
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def softmax_forward_numba(x):
     n, d = x.shape
+    t = x.dtype.type
     out = np.empty_like(x)
     for i in prange(n):
-        m = x[i, 0]
+        xi, oi = x[i], out[i]
+        m = xi[0]
         for j in range(1, d):
-            if x[i, j] > m:
-                m = x[i, j]
-        s = 0.0
+            m = max(m, xi[j])
+        s = t(0)
         for j in range(d):
-            e = np.exp(x[i, j] - m)
-            out[i, j] = e
+            e = vexp(xi[j] - m)
+            oi[j] = e
             s += e
-        inv = 1.0 / s
+        inv = t(1) / s
         for j in range(d):
-            out[i, j] *= inv
+            oi[j] *= inv
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def softmax_backward_numba(y, g):
     n, d = y.shape
+    t = y.dtype.type
     out = np.empty_like(y)
     for i in prange(n):
-        dot = 0.0
+        yi, gi, oi = y[i], g[i], out[i]
+        dot = t(0)
         for j in range(d):
-            dot += g[i, j] * y[i, j]
+            dot += gi[j] * yi[j]
         for j in range(d):
-            out[i, j] = y[i, j] * (g[i, j] - dot)
+            oi[j] = yi[j] * (gi[j] - dot)
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def log_softmax_forward_numba(x):
     n, d = x.shape
+    t = x.dtype.type
     out = np.empty_like(x)
     for i in prange(n):
-        m = x[i, 0]
+        xi, oi = x[i], out[i]
+        m = xi[0]
         for j in range(1, d):
-            if x[i, j] > m:
-                m = x[i, j]
-        s = 0.0
+            m = max(m, xi[j])
+        s = t(0)
         for j in range(d):
-            s += np.exp(x[i, j] - m)
+            s += vexp(xi[j] - m)
         lse = m + np.log(s)
         for j in range(d):
-            out[i, j] = x[i, j] - lse
+            oi[j] = xi[j] - lse
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def log_softmax_backward_numba(y, g):
     n, d = y.shape
+    t = y.dtype.type
     out = np.empty_like(y)
     for i in prange(n):
-        s = 0.0
+        yi, gi, oi = y[i], g[i], out[i]
+        s = t(0)
         for j in range(d):
-            s += g[i, j]
+            s += gi[j]
         for j in range(d):
-            out[i, j] = g[i, j] - np.exp(y[i, j]) * s
+            oi[j] = gi[j] - vexp(yi[j]) * s
     return out

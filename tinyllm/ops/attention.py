@@ -30,16 +30,21 @@ def causal_mask(l: int, s: int) -> np.ndarray:
     return np.tril(np.ones((l, s), dtype=bool))
 
 
+def _broadcast(x, batch):
+    """x with its batch axes broadcast to `batch` (a read-only view), or x itself if they are."""
+    return x if x.shape[:-2] == batch else np.broadcast_to(x, batch + x.shape[-2:])
+
+
 class ScaledDotProductAttention(Function):
     @staticmethod
-    def forward(ctx, q, k, v, mask_bias=None, scale=1.0, dropout_p=0.0, generator=None):
+    def forward(ctx, q, k, v, mask_bias=None, scale=1.0, causal=False, dropout_p=0.0,
+                generator=None):
         batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-        qb = np.broadcast_to(q, batch + q.shape[-2:])
-        kb = np.broadcast_to(k, batch + k.shape[-2:])
-        vb = np.broadcast_to(v, batch + v.shape[-2:])
+        qb, kb, vb = _broadcast(q, batch), _broadcast(k, batch), _broadcast(v, batch)
         ctx.shapes = (q.shape, k.shape, v.shape, None if mask_bias is None else mask_bias.shape)
         if dropout_p > 0.0:
             # With dropout the probabilities themselves are perturbed: keep P and the mask.
+            mask_bias = _attn._with_causal(mask_bias, causal, q.shape[-2], k.shape[-2], q.dtype)
             out, lse = _attn.attention_forward_reference(qb, kb, vb, mask_bias, scale)
             s = np.matmul(qb, np.swapaxes(kb, -1, -2)) * np.asarray(scale, dtype=q.dtype)
             if mask_bias is not None:
@@ -50,10 +55,12 @@ class ScaledDotProductAttention(Function):
             out = np.matmul(pd, vb)
             ctx.save_for_backward(qb, kb, vb, p, keep)
             ctx.meta = (scale, dropout_p)
+            ctx.causal = False
             return out
-        out, lse = kernels.attention_forward(qb, kb, vb, mask_bias, scale)
+        out, lse = kernels.attention_forward(qb, kb, vb, mask_bias, scale, causal)
         ctx.save_for_backward(qb, kb, vb, mask_bias, out, lse)
-        ctx.meta = (scale, 0.0)
+        ctx.meta = (scale, 0.0)             # (accounting/counter.py reads dropout_p here)
+        ctx.causal = causal
         return out
 
     @staticmethod
@@ -73,7 +80,8 @@ class ScaledDotProductAttention(Function):
             dk = np.matmul(np.swapaxes(ds, -1, -2), qb) * sc
         else:
             qb, kb, vb, bias, out, lse = ctx.saved_tensors
-            dq, dk, dv, ds = kernels.attention_backward(qb, kb, vb, bias, scale, out, lse, grad)
+            dq, dk, dv, ds = kernels.attention_backward(qb, kb, vb, bias, scale, ctx.causal,
+                                                        out, lse, grad)
         nq, nk, nv, nm = ctx.needs_input_grad
         return (unbroadcast(dq, q_shape) if nq else None,
                 unbroadcast(dk, k_shape) if nk else None,
@@ -95,7 +103,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
                          f"and v {v.shape} do not broadcast") from None
     L, S = q.shape[-2], k.shape[-2]
     bias = None
-    if is_causal:
+    causal = is_causal and attn_mask is None   # the kernel masks by itself: no (L, S) array
+    if is_causal and attn_mask is not None:
         bias = np.where(causal_mask(L, S), 0, -np.inf).astype(q.dtype)
     if attn_mask is not None:
         m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
@@ -118,5 +127,5 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     gen = generator_or_default(generator) if dropout_p > 0 else None
-    return ScaledDotProductAttention.apply(q, k, v, bias, scale=scale, dropout_p=dropout_p,
-                                           generator=gen)
+    return ScaledDotProductAttention.apply(q, k, v, bias, scale=scale, causal=causal,
+                                           dropout_p=dropout_p, generator=gen)
