@@ -1,13 +1,14 @@
 """How much do the numba kernels buy over their NumPy references (and how far from PyTorch)?
 
-    python benchmarks/kernels.py [--quick] [--repeats 7] [--threads 2]
+    python benchmarks/kernels.py [--quick] [--repeats 7] [--threads 2] [--skip-startup]
 
 For each kernel of tinyllm/kernels and two or three sizes typical of a small GPT (rows = batch ×
 sequence positions, 1024 … 8192; width = n_embd, 4·n_embd, a sequence length or a vocabulary,
 256 … 8192), every implementation runs once to warm up (numba compiles or loads its cache;
 PyTorch allocates) and then `--repeats` times; the table shows the median wall time of
 
-    numba   the kernel the ops call                     (tinyllm/kernels/*_numba)
+    numba   what the ops call: tinyllm.kernels' dispatcher with the numba backend
+            (the *_numba kernel, with the dispatcher's choice of threads for that size)
     numpy   the reference written beside it             (tinyllm/kernels/*_reference)
     torch   PyTorch's CPU op, if PyTorch is installed   (forward op; backward via autograd.grad)
 
@@ -32,6 +33,7 @@ import time
 
 import numpy as np
 
+from tinyllm import kernels as K
 from tinyllm.kernels import cross_entropy as ce
 from tinyllm.kernels import embedding as emb
 from tinyllm.kernels import gelu
@@ -90,16 +92,16 @@ def cases(quick):
         y = sm.softmax_forward_reference(x)
         lp = sm.log_softmax_forward_reference(x)
         label = f"{n}x{d}"
-        yield ("softmax fwd", label, lambda x=x: sm.softmax_forward_numba(x),
+        yield ("softmax fwd", label, lambda x=x: K.softmax_forward(x),
                lambda x=x: sm.softmax_forward_reference(x),
                torch and (lambda t=T(x): torch.softmax(t, -1)))
-        yield ("softmax bwd", label, lambda y=y, g=g: sm.softmax_backward_numba(y, g),
+        yield ("softmax bwd", label, lambda y=y, g=g: K.softmax_backward(y, g),
                lambda y=y, g=g: sm.softmax_backward_reference(y, g),
                torch and torch_grad(lambda t: torch.softmax(t, -1), [T(x, True)], g))
-        yield ("log_softmax fwd", label, lambda x=x: sm.log_softmax_forward_numba(x),
+        yield ("log_softmax fwd", label, lambda x=x: K.log_softmax_forward(x),
                lambda x=x: sm.log_softmax_forward_reference(x),
                torch and (lambda t=T(x): F.log_softmax(t, -1)))
-        yield ("log_softmax bwd", label, lambda y=lp, g=g: sm.log_softmax_backward_numba(y, g),
+        yield ("log_softmax bwd", label, lambda y=lp, g=g: K.log_softmax_backward(y, g),
                lambda y=lp, g=g: sm.log_softmax_backward_reference(y, g),
                torch and torch_grad(lambda t: F.log_softmax(t, -1), [T(x, True)], g))
 
@@ -110,11 +112,11 @@ def cases(quick):
         _, lse = ce.cross_entropy_forward_reference(z, t, -100)
         rows = np.full(n, 1.0 / n, dtype=f32)
         label = f"{n}x{v}"
-        yield ("cross_entropy fwd", label, lambda z=z, t=t: ce.cross_entropy_forward_numba(z, t, -100),
+        yield ("cross_entropy fwd", label, lambda z=z, t=t: K.cross_entropy_forward(z, t, -100),
                lambda z=z, t=t: ce.cross_entropy_forward_reference(z, t, -100),
                torch and (lambda z=T(z), t=torch.from_numpy(t): F.cross_entropy(z, t)))
         yield ("cross_entropy bwd", label,
-               lambda z=z, l=lse, t=t, r=rows: ce.cross_entropy_backward_numba(z, l, t, r, -100),
+               lambda z=z, l=lse, t=t, r=rows: K.cross_entropy_backward(z, l, t, r, -100),
                lambda z=z, l=lse, t=t, r=rows: ce.cross_entropy_backward_reference(z, l, t, r, -100),
                torch and torch_grad(lambda z, t=torch.from_numpy(t): F.cross_entropy(z, t),
                                     [T(z, True)], None))
@@ -124,11 +126,11 @@ def cases(quick):
         w, b = randn(d), randn(d)
         _, mu, rs = ln.layer_norm_forward_reference(x, w, b, 1e-5)
         label = f"{n}x{d}"
-        yield ("layer_norm fwd", label, lambda x=x, w=w, b=b: ln.layer_norm_forward_numba(x, w, b, 1e-5),
+        yield ("layer_norm fwd", label, lambda x=x, w=w, b=b: K.layer_norm_forward(x, w, b, 1e-5),
                lambda x=x, w=w, b=b: ln.layer_norm_forward_reference(x, w, b, 1e-5),
                torch and (lambda x=T(x), w=T(w), b=T(b): F.layer_norm(x, (d,), w, b)))
         yield ("layer_norm bwd", label,
-               lambda x=x, w=w, m=mu, r=rs, g=g: ln.layer_norm_backward_numba(x, w, m, r, g),
+               lambda x=x, w=w, m=mu, r=rs, g=g: K.layer_norm_backward(x, w, m, r, g),
                lambda x=x, w=w, m=mu, r=rs, g=g: ln.layer_norm_backward_reference(x, w, m, r, g),
                torch and torch_grad(lambda x, w, b, d=d: F.layer_norm(x, (d,), w, b),
                                     [T(x, True), T(w, True), T(b, True)], g))
@@ -136,13 +138,13 @@ def cases(quick):
     for n, d in act:
         x, g = randn(n, d), randn(n, d)
         label = f"{n}x{d}"
-        yield ("gelu fwd", label, lambda x=x: gelu.gelu_forward_numba(x, "none"),
+        yield ("gelu fwd", label, lambda x=x: K.gelu_forward(x, "none"),
                lambda x=x: gelu.gelu_forward_reference(x, "none"),
                torch and (lambda x=T(x): F.gelu(x)))
-        yield ("gelu bwd", label, lambda x=x, g=g: gelu.gelu_backward_numba(x, g, "none"),
+        yield ("gelu bwd", label, lambda x=x, g=g: K.gelu_backward(x, g, "none"),
                lambda x=x, g=g: gelu.gelu_backward_reference(x, g, "none"),
                torch and torch_grad(F.gelu, [T(x, True)], g))
-        yield ("gelu_tanh fwd", label, lambda x=x: gelu.gelu_forward_numba(x, "tanh"),
+        yield ("gelu_tanh fwd", label, lambda x=x: K.gelu_forward(x, "tanh"),
                lambda x=x: gelu.gelu_forward_reference(x, "tanh"),
                torch and (lambda x=T(x): F.gelu(x, approximate="tanh")))
 
@@ -150,7 +152,7 @@ def cases(quick):
         ids = rng.integers(0, v, n)
         g = randn(n, d)
         label = f"{n} ids, {v}x{d}"
-        yield ("embedding bwd", label, lambda i=ids, g=g, v=v: emb.embedding_backward_numba(i, g, v),
+        yield ("embedding bwd", label, lambda i=ids, g=g, v=v: K.embedding_backward(i, g, v),
                lambda i=ids, g=g, v=v: emb.embedding_backward_reference(i, g, v),
                torch and torch_grad(lambda w, i=torch.from_numpy(ids): F.embedding(i, w),
                                     [T(randn(v, d), True)], g))
@@ -177,6 +179,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="only the two smaller sizes")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2, help="threads for numba and PyTorch")
+    parser.add_argument("--skip-startup", action="store_true",
+                        help="leave out the cold/warm start-up measurement (~1 min)")
     args = parser.parse_args()
 
     import numba
@@ -193,6 +197,15 @@ def main():
             f"{'numpy/numba':>12} {'torch/numba':>12}")
     print(head)
     print("-" * len(head))
+    with K.use_backend("numba"):
+        run_cases(args)
+    print(f"(numba threading layer: {numba.threading_layer()}; load average after: "
+          f"{os.getloadavg()[0]:.2f})")
+    if not args.skip_startup:
+        startup_table()
+
+
+def run_cases(args):
     for name, label, fast, ref, th in cases(args.quick):
         t_fast = median_seconds(fast, args.repeats)
         t_ref = median_seconds(ref, args.repeats)
@@ -202,8 +215,8 @@ def main():
         print(f"{name:<18} {label:<18} {t_fast * 1e3:9.2f} {t_ref * 1e3:9.2f} {th_ms} "
               f"{t_ref / t_fast:12.2f} {th_ratio}", flush=True)
 
-    print(f"(numba threading layer: {numba.threading_layer()}; load average after: "
-          f"{os.getloadavg()[0]:.2f})")
+
+def startup_table():
     print()
     print("start-up: `import tinyllm` + `tinyllm.kernels.warmup()` in a fresh process "
           "(float32 kernels)")
