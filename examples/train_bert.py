@@ -55,7 +55,7 @@ KEYWORDS = ("def", "class", "return", "if", "for", "raise", "import")
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     training.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
-    training.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
+    training.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
     p.add_argument("--checkpoint", default=os.path.join("runs", "bert.ckpt.npz"),
                    help="where to save the pre-trained (masked-LM) checkpoint")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -63,11 +63,12 @@ def build_parser():
                    help="stop pre-training (and checkpoint) after this many steps of --steps; "
                         "the fine-tuning part then does not run")
     g = p.add_argument_group("fine-tuning: name the hidden keyword")
-    g.add_argument("--cls-steps", type=int, default=150, help="fine-tuning steps (0: skip)")
+    g.add_argument("--cls-steps", type=int, default=100, help="fine-tuning steps (0: skip)")
     g.add_argument("--cls-batch-size", type=int, default=32)
     g.add_argument("--cls-lr", type=float, default=1e-3)
     g.add_argument("--cls-len", type=int, default=32,
-                   help="tokens per example, [CLS] and [SEP] included (longer lines are cut)")
+                   help="most tokens per example, [CLS] and [SEP] included (longer lines are "
+                        "cut)")
     g.add_argument("--cls-eval-per-class", type=int, default=60,
                    help="test lines per keyword (fewer where the validation text has fewer)")
     g.add_argument("--no-baseline", action="store_true",
@@ -148,8 +149,9 @@ def keyword_examples(text: str, tok, max_tokens: int) -> dict[str, list[list[int
     return {k: list(v.values()) for k, v in found.items()}
 
 
-def keyword_rows(examples: list[list[int]], special: dict, length: int):
-    """[CLS] [MASK] rest [SEP] [PAD]... → (input_ids, attention_mask), each (B, length)."""
+def keyword_rows(examples: list[list[int]], special: dict):
+    """[CLS] [MASK] rest [SEP] [PAD]... → (input_ids, attention_mask), each (B, longest + 3)."""
+    length = max(len(e) for e in examples) + 3
     ids = np.full((len(examples), length), special["pad_id"], dtype=np.int64)
     am = np.zeros((len(examples), length), dtype=np.int64)
     for b, rest in enumerate(examples):
@@ -192,7 +194,7 @@ def finetune_classifier(model, train_sets, test, special, args, log) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr
         examples, labels = balanced_batch(train_sets, args.cls_batch_size, rng)
-        x, am = keyword_rows(examples, special, args.cls_len)
+        x, am = keyword_rows(examples, special)
         _, loss = model(x, am, labels=labels)
         opt.zero_grad()
         loss.backward()
@@ -226,7 +228,7 @@ def keyword_task(args, tok, special, model, rng_seed) -> dict:
     if not test_examples:
         raise SystemExit("train_bert: the validation text holds no keyword lines to test on")
     test_labels = np.array(test_labels)
-    test_rows, test_am = keyword_rows(test_examples, special, args.cls_len)
+    test_rows, test_am = keyword_rows(test_examples, special)
     train_sets = [train[kw] for kw in KEYWORDS]
     counts = {kw: [len(train[kw]), int((test_labels == k).sum())] for k, kw in enumerate(KEYWORDS)}
     print(f"keyword task: lines per keyword [train, test] {counts}")

@@ -55,7 +55,7 @@ N_SENTINELS = 100
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     training.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
-    training.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=1024)
+    training.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
     p.add_argument("--n-decoder-layer", type=int, default=None,
                    help="decoder blocks (default: --n-layer)")
     p.add_argument("--noise-density", type=float, default=0.15)
@@ -67,7 +67,7 @@ def build_parser():
                    help="stop pre-training (and checkpoint) after this many steps of --steps; "
                         "the fine-tuning part then does not run")
     g = p.add_argument_group("fine-tuning: list a function's parameters")
-    g.add_argument("--ft-steps", type=int, default=200, help="fine-tuning steps (0: skip)")
+    g.add_argument("--ft-steps", type=int, default=150, help="fine-tuning steps (0: skip)")
     g.add_argument("--ft-batch-size", type=int, default=32)
     g.add_argument("--ft-lr", type=float, default=1e-3)
     g.add_argument("--ft-input-len", type=int, default=48,
