@@ -195,121 +195,135 @@ def _visible(causal, row, j0, nc):
     return max(0, min(nc, row + 1 - j0))
 
 
-# ---- numba: forward and backward over (batch, head) pairs -------------------------------------
+# ---- numba: one (batch, head) pair, then all pairs in parallel ---------------------------------
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def _flash_forward(q, k, v, scale, causal, out, lse):
-    nb, nh, L, E = q.shape
-    S, Ev = k.shape[2], v.shape[3]
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def _scaled_copy(x, scale):
+    out = np.empty_like(x)
+    c = x.dtype.type(scale)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i, j] = x[i, j] * c
+    return out
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def _flash_forward_head(q, k, v, scale, causal, out, lse):
+    """One head: q (L, E), k (S, E), v (S, Ev) → out (L, Ev), lse (L,), written in place."""
+    L, E = q.shape
+    S, Ev = v.shape
     dt = q.dtype
-    sc = dt.type(scale)
-    for bh in prange(nb * nh):
-        b, h = bh // nh, bh % nh
-        qs = np.empty((L, E), dt)                    # contiguous copies of this head's rows
-        for r in range(L):
-            for e in range(E):
-                qs[r, e] = q[b, h, r, e] * sc        # the scale folded into Q
-        ks = np.ascontiguousarray(k[b, h])
-        vs = np.ascontiguousarray(v[b, h])
-        s = np.empty((BLOCK, BLOCK), dt)
-        acc = np.empty((BLOCK, Ev), dt)
-        m = np.empty(BLOCK, dt)
-        ell = np.empty(BLOCK, dt)
-        for i0 in range(0, L, BLOCK):
-            nr = min(BLOCK, L - i0)
-            m[:] = -np.inf
-            ell[:] = 0
-            acc[:] = 0
-            j_end = min(S, i0 + nr) if causal else S   # key tiles right of the diagonal: skipped
-            for j0 in range(0, j_end, BLOCK):
-                nc = min(BLOCK, j_end - j0)
-                _dot_rows(qs, i0, nr, ks, j0, nc, s)              # S = Q Kᵀ·s on the tile
-                for i in range(nr):
-                    n = _visible(causal, i0 + i, j0, nc)
-                    if n == 0:                                    # no visible key in this tile
-                        s[i, :nc] = 0
-                        continue
-                    m_new = m[i]
-                    for j in range(n):
-                        m_new = max(m_new, s[i, j])
-                    alpha = vexp(m[i] - m_new)                    # rescales the old sums
-                    total = dt.type(0)
-                    for j in range(n):
-                        p = vexp(s[i, j] - m_new)
-                        s[i, j] = p
-                        total += p
-                    for j in range(n, nc):
-                        s[i, j] = 0
-                    ell[i] = ell[i] * alpha + total
-                    m[i] = m_new
-                    for e in range(Ev):
-                        acc[i, e] *= alpha
-                _axpy_rows(s, False, nr, nc, vs, j0, acc, 0)             # acc += P V on the tile
+    qs = _scaled_copy(q, scale)                      # the scale folded into Q
+    s = np.empty((BLOCK, BLOCK), dt)                 # scores, then probabilities, of a tile
+    acc = np.empty((BLOCK, Ev), dt)                  # Σ P V of the query tile so far
+    m = np.empty(BLOCK, dt)                          # running row max
+    ell = np.empty(BLOCK, dt)                        # running Σ e^(S − m)
+    for i0 in range(0, L, BLOCK):
+        nr = min(BLOCK, L - i0)
+        m[:] = -np.inf
+        ell[:] = 0
+        acc[:] = 0
+        j_end = min(S, i0 + nr) if causal else S     # key tiles right of the diagonal: skipped
+        for j0 in range(0, j_end, BLOCK):
+            nc = min(BLOCK, j_end - j0)
+            _dot_rows(qs, i0, nr, k, j0, nc, s)                   # S = Q Kᵀ·s on the tile
             for i in range(nr):
-                inv = dt.type(1) / ell[i]
+                n = _visible(causal, i0 + i, j0, nc)
+                if n == 0:                                        # no visible key in this tile
+                    s[i, :nc] = 0
+                    continue
+                m_new = m[i]
+                for j in range(n):
+                    m_new = max(m_new, s[i, j])
+                alpha = vexp(m[i] - m_new)                        # rescales the old sums
+                total = dt.type(0)
+                for j in range(n):
+                    p = vexp(s[i, j] - m_new)
+                    s[i, j] = p
+                    total += p
+                for j in range(n, nc):
+                    s[i, j] = 0
+                ell[i] = ell[i] * alpha + total
+                m[i] = m_new
                 for e in range(Ev):
-                    out[b, h, i0 + i, e] = acc[i, e] * inv
-                lse[b, h, i0 + i] = m[i] + np.log(ell[i])
+                    acc[i, e] *= alpha
+            _axpy_rows(s, False, nr, nc, v, j0, acc, 0)           # acc += P V on the tile
+        for i in range(nr):
+            inv = dt.type(1) / ell[i]
+            for e in range(Ev):
+                out[i0 + i, e] = acc[i, e] * inv
+            lse[i0 + i] = m[i] + np.log(ell[i])
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def _flash_backward(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
-    nb, nh, L, E = q.shape
-    S, Ev = k.shape[2], v.shape[3]
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def _flash_backward_head(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
+    """One head: the gradients dq (L, E), dk (S, E), dv (S, Ev), written in place."""
+    L, E = q.shape
+    S, Ev = v.shape
     dt = q.dtype
     sc = dt.type(scale)
-    for bh in prange(nb * nh):
-        b, h = bh // nh, bh % nh
-        qs = np.empty((L, E), dt)
-        for r in range(L):
+    qs = _scaled_copy(q, scale)
+    delta = np.empty(L, dt)                          # Δ = rowsum(Ō ⊙ O)
+    for r in range(L):
+        acc = dt.type(0)
+        for e in range(Ev):
+            acc += dout[r, e] * out[r, e]
+        delta[r] = acc
+    dqs = np.zeros((L, E), dt)
+    dk_tile = np.empty((BLOCK, E), dt)
+    dv_tile = np.empty((BLOCK, Ev), dt)
+    p = np.empty((BLOCK, BLOCK), dt)
+    dp = np.empty((BLOCK, BLOCK), dt)
+    for j0 in range(0, S, BLOCK):
+        nc = min(BLOCK, S - j0)
+        dk_tile[:] = 0
+        dv_tile[:] = 0
+        i_start = j0 if causal else 0                 # earlier queries see none of these keys
+        for i0 in range(i_start, L, BLOCK):
+            nr = min(BLOCK, L - i0)
+            _dot_rows(qs, i0, nr, k, j0, nc, p)
+            for i in range(nr):                                   # P = e^(S − lse)
+                n = _visible(causal, i0 + i, j0, nc)
+                row_lse = lse[i0 + i]
+                for j in range(n):
+                    p[i, j] = vexp(p[i, j] - row_lse)
+                for j in range(n, nc):
+                    p[i, j] = 0
+            _axpy_rows(p, True, nc, nr, dout, i0, dv_tile, 0)     # V̄ += Pᵀ Ō
+            _dot_rows(dout, i0, nr, v, j0, nc, dp)                # P̄ = Ō Vᵀ
+            for i in range(nr):                                   # S̄ = P ⊙ (P̄ − Δ), into p
+                d = delta[i0 + i]
+                for j in range(nc):
+                    p[i, j] = p[i, j] * (dp[i, j] - d)
+            _axpy_rows(p, False, nr, nc, k, j0, dqs, i0)          # Q̄ += S̄ K   (·s below)
+            _axpy_rows(p, True, nc, nr, qs, i0, dk_tile, 0)       # K̄ += S̄ᵀ (Q·s)
+        for j in range(nc):
             for e in range(E):
-                qs[r, e] = q[b, h, r, e] * sc
-        ks = np.ascontiguousarray(k[b, h])
-        vs = np.ascontiguousarray(v[b, h])
-        dos = np.ascontiguousarray(dout[b, h])
-        delta = np.empty(L, dt)                     # Δ = rowsum(Ō ⊙ O)
-        for r in range(L):
-            acc = dt.type(0)
+                dk[j0 + j, e] = dk_tile[j, e]
             for e in range(Ev):
-                acc += dos[r, e] * out[b, h, r, e]
-            delta[r] = acc
-        dqs = np.zeros((L, E), dt)
-        dk_tile = np.empty((BLOCK, E), dt)
-        dv_tile = np.empty((BLOCK, Ev), dt)
-        p = np.empty((BLOCK, BLOCK), dt)
-        dp = np.empty((BLOCK, BLOCK), dt)
-        for j0 in range(0, S, BLOCK):
-            nc = min(BLOCK, S - j0)
-            dk_tile[:] = 0
-            dv_tile[:] = 0
-            i_start = j0 if causal else 0             # earlier queries see none of these keys
-            for i0 in range(i_start, L, BLOCK):
-                nr = min(BLOCK, L - i0)
-                _dot_rows(qs, i0, nr, ks, j0, nc, p)
-                for i in range(nr):                           # P = e^(S − lse)
-                    n = _visible(causal, i0 + i, j0, nc)
-                    row_lse = lse[b, h, i0 + i]
-                    for j in range(n):
-                        p[i, j] = vexp(p[i, j] - row_lse)
-                    for j in range(n, nc):
-                        p[i, j] = 0
-                _axpy_rows(p, True, nc, nr, dos, i0, dv_tile, 0)   # V̄ += Pᵀ Ō
-                _dot_rows(dos, i0, nr, vs, j0, nc, dp)             # P̄ = Ō Vᵀ
-                for i in range(nr):                           # S̄ = P ⊙ (P̄ − Δ), into p
-                    d = delta[i0 + i]
-                    for j in range(nc):
-                        p[i, j] = p[i, j] * (dp[i, j] - d)
-                _axpy_rows(p, False, nr, nc, ks, j0, dqs, i0)      # Q̄ += S̄ K   (·s below)
-                _axpy_rows(p, True, nc, nr, qs, i0, dk_tile, 0)    # K̄ += S̄ᵀ (Q·s)
-            for j in range(nc):
-                for e in range(E):
-                    dk[b, h, j0 + j, e] = dk_tile[j, e]
-                for e in range(Ev):
-                    dv[b, h, j0 + j, e] = dv_tile[j, e]
-        for r in range(L):
-            for e in range(E):
-                dq[b, h, r, e] = dqs[r, e] * sc
+                dv[j0 + j, e] = dv_tile[j, e]
+    for r in range(L):
+        for e in range(E):
+            dq[r, e] = dqs[r, e] * sc
+
+
+@njit(parallel=True, cache=True)
+def _flash_forward(q, k, v, scale, causal, out, lse):
+    """q, k, v, out (B, H, ·, ·) and lse (B, H, L): every (batch, head) pair in parallel."""
+    nh = q.shape[1]
+    for bh in prange(q.shape[0] * nh):
+        b, h = bh // nh, bh % nh
+        _flash_forward_head(q[b, h], k[b, h], v[b, h], scale, causal, out[b, h], lse[b, h])
+
+
+@njit(parallel=True, cache=True)
+def _flash_backward(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
+    nh = q.shape[1]
+    for bh in prange(q.shape[0] * nh):
+        b, h = bh // nh, bh % nh
+        _flash_backward_head(q[b, h], k[b, h], v[b, h], scale, causal, out[b, h], lse[b, h],
+                             dout[b, h], dq[b, h], dk[b, h], dv[b, h])
 
 
 # ---- numba wrappers with the reference signatures -------------------------------------------
