@@ -291,6 +291,10 @@ def backpropagate(root: "Tensor", grad: np.ndarray, retain_graph: bool = False) 
     the moment that count reaches zero — not when the reversed order happens to reach it. This
     is what lets data parallelism start communicating the last layer's gradients while the
     earlier layers are still being differentiated (sim/ddp.py).
+
+    Summing the contributions (`_add_adjoint`) allocates as little as it can: the first sum
+    makes a new array, which this pass then owns and adds later contributions into in place;
+    a `ScatterGrad` (from indexing) is added into it slice by slice.
     """
     order = topological_sort(root)
     pending: dict[int, int] = {}  # leaf id → number of consumers that have not yet run
@@ -301,10 +305,12 @@ def backpropagate(root: "Tensor", grad: np.ndarray, retain_graph: bool = False) 
                 if isinstance(parent, Tensor) and parent.requires_grad and parent._ctx is None:
                     pending[id(parent)] = pending.get(id(parent), 0) + 1
     adjoints: dict[int, np.ndarray] = {id(root): grad}
+    owned: set[int] = set()  # adjoints this pass allocated itself: safe to add into in place
     for node in reversed(order):
         g = adjoints.pop(id(node), None)
         if g is None:
             continue
+        owned.discard(id(node))
         if _half is not None:  # the adjoint of a half tensor is rounded to its format
             g = _half.round_grad(g, node)
         ctx = node._ctx
@@ -341,14 +347,64 @@ def backpropagate(root: "Tensor", grad: np.ndarray, retain_graph: bool = False) 
                 if pg.shape != parent.data.shape:
                     raise RuntimeError(f"{fn.__name__}.backward produced a gradient of shape "
                                        f"{pg.shape} for an input of shape {parent.data.shape}")
-                prev = adjoints.get(key)
-                adjoints[key] = pg if prev is None else prev + pg
+                _add_adjoint(adjoints, owned, key, pg)
             if parent._ctx is None:
                 pending[key] -= 1
                 if pending[key] == 0 and key in adjoints:
+                    owned.discard(key)
                     parent._finalize_grad(adjoints.pop(key))
         if not retain_graph:
             ctx.release()
+
+
+class ScatterGrad:
+    """The gradient of indexing, x[index]: zero except for `values` at `index`.
+
+    Taking three slices q, k, v = x[0], x[1], x[2] would otherwise give x three full-size,
+    mostly-zero gradients and two full-size sums; the engine instead writes each slice into one
+    buffer (`add_to`). `accumulate=True` (integer-array indices, which may repeat an element)
+    adds with np.add.at, so repeated indices receive every contribution.
+    """
+
+    __slots__ = ("shape", "dtype", "index", "values", "accumulate")
+
+    def __init__(self, shape, dtype, index, values, accumulate=False):
+        self.shape, self.dtype = tuple(shape), dtype
+        self.index, self.values, self.accumulate = index, values, accumulate
+
+    def add_to(self, buf: np.ndarray) -> None:
+        if self.accumulate:
+            np.add.at(buf, self.index, self.values)
+        else:
+            buf[self.index] += self.values
+
+    def dense(self) -> np.ndarray:
+        buf = np.zeros(self.shape, dtype=self.dtype)
+        self.add_to(buf)
+        return buf
+
+
+def _add_adjoint(adjoints: dict, owned: set, key: int, contribution) -> None:
+    """adjoints[key] += contribution, in place where this pass owns the buffer (see above)."""
+    prev = adjoints.get(key)
+    if isinstance(contribution, ScatterGrad):
+        if prev is None:
+            buf = np.zeros(contribution.shape, dtype=contribution.dtype)
+        elif key in owned:
+            buf = prev
+        else:                        # someone else's array (e.g. passed through by an add)
+            buf = np.array(prev, dtype=np.result_type(prev, contribution.dtype), copy=True)
+        contribution.add_to(buf)
+        adjoints[key] = buf
+        owned.add(key)
+    elif prev is None:
+        adjoints[key] = contribution
+    elif key in owned and np.can_cast(contribution.dtype, prev.dtype, "same_kind") \
+            and np.result_type(prev, contribution) == prev.dtype:
+        prev += contribution
+    else:
+        adjoints[key] = prev + contribution
+        owned.add(key)
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:

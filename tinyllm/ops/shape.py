@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.tensor import Function, Tensor, unbroadcast
+from tinyllm.tensor import Function, ScatterGrad, Tensor, unbroadcast
 
 
 def _shape_arg(shape):
@@ -269,13 +269,12 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        # Zeros of x's shape with grad scattered in at `index` — handed to the engine as a
+        # ScatterGrad, which writes it straight into x's adjoint instead of allocating a zero
+        # array per slice (q, k, v = qkv[0], qkv[1], qkv[2] share one buffer).
         shape, dtype, index = ctx.meta
-        out = np.zeros(shape, dtype=dtype)
-        if _has_integer_array(index):
-            np.add.at(out, index, grad)  # repeated indices accumulate
-        else:
-            out[index] = grad
-        return out
+        return ScatterGrad(shape, dtype, index, grad,
+                           accumulate=_has_integer_array(index))  # repeated indices accumulate
 
 
 def getitem(x: Tensor, index) -> Tensor:
