@@ -62,7 +62,9 @@ import numpy as np
 from tinyllm.precision.formats import bf16_bits_to_fp32, fp32_to_bf16_bits, round_to_bf16
 from tinyllm.tensor import Function, Tensor
 
-METADATA_KEY = "tinyllm.dtype"  # the key, in a storage dtype's metadata, of the logical dtype
+# The key, in a storage dtype's metadata, of the dtype object it stands for (Tensor.dtype in
+# tinyllm/tensor.py reads the same key).
+METADATA_KEY = "tinyllm.dtype"
 
 
 class BFloat16:
@@ -103,9 +105,6 @@ class BFloat16:
     def __deepcopy__(self, memo):
         return self
 
-    def __reduce__(self):
-        return "bfloat16"  # the module-level name below
-
     def __repr__(self):
         return "tinyllm.bfloat16"
 
@@ -116,7 +115,6 @@ class BFloat16:
 bfloat16 = BFloat16()
 float16 = np.dtype(np.float16)
 float32 = np.dtype(np.float32)
-HALF_DTYPES = (float16, bfloat16)
 
 
 # ---- dtypes --------------------------------------------------------------------------------
