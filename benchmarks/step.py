@@ -372,29 +372,31 @@ def run_workload(name, args, have_torch):
 
 
 def start_up(args):
-    """Seconds from launch to the first training step of the main job, with a warm numba
-    cache and with an empty one (NUMBA_CACHE_DIR pointing at a fresh directory)."""
+    """Seconds from launch until the main job prints its first training step (`step    0 |`),
+    with an empty numba cache (NUMBA_CACHE_DIR pointing at a fresh directory: every kernel
+    compiles) and then with the cache that run left behind."""
+    import re
     import tempfile
 
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples",
                           "train_zero.py")
-    if os.path.exists(script):
-        cmd = ["mpirun", "-n", "4", sys.executable, script, "--steps", "1"]
-        what = "mpirun -n 4 python examples/train_zero.py --steps 1"
-    else:
-        code = ("import sim; sim.init(); import numpy as np; from tinyllm.models import GPT, "
-                "GPTConfig; m = GPT(GPTConfig(n_layer=4, n_embd=256, n_head=4, block_size=128, "
-                "vocab_size=512)); x = np.zeros((2, 128), dtype=np.int64); "
-                "_, loss = m(x, x); loss.backward()")
-        cmd = ["mpirun", "-n", "4", sys.executable, "-c", code]
-        what = "mpirun -n 4 python -c 'import sim; sim.init(); GPT R1 forward + backward'"
-    print(f"\nstart-up: {what}")
+    cmd = ["mpirun", "-n", "4", sys.executable, script, "--steps", "1"]
+    print(f"\nstart-up: mpirun -n 4 python examples/train_zero.py --steps 1, until 'step 0' "
+          f"is printed")
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
         for label in ("fresh numba cache", "warm numba cache"):
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
             t0 = time.perf_counter()
-            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-            print(f"  {label:<18} {time.perf_counter() - t0:6.1f} s  "
+            first = None
+            with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) as proc:
+                for line in proc.stdout:
+                    if first is None and re.match(r"\s*step\s+0\s*\|", line):
+                        first = time.perf_counter() - t0
+                total = time.perf_counter() - t0
+            if proc.returncode:
+                raise RuntimeError(f"the main job failed (exit status {proc.returncode})")
+            shown = f"{first:6.1f} s" if first is not None else "   n/a"
+            print(f"  {label:<18} first step at {shown}; whole run {total:6.1f} s  "
                   f"(load average {os.getloadavg()[0]:.2f})")
 
 

@@ -29,12 +29,12 @@ from hypothesis import given, settings, strategies as st
 
 from tinyllm import kernels
 from tinyllm.kernels import attention as attn
-from tinyllm.kernels import vecmath
+from tinyllm.kernels import jit, vecmath
 
 # ---- vecmath --------------------------------------------------------------------------------
 
 
-@numba.njit(fastmath=vecmath.FASTMATH, error_model="numpy")
+@numba.njit(fastmath=jit.FASTMATH, error_model="numpy")
 def _map_exp_erf(x, e, f):
     for i in range(x.size):
         e[i] = vecmath.vexp(x[i])
@@ -230,17 +230,55 @@ def test_gradients_never_share_memory():
 # ---- threads ----------------------------------------------------------------------------------
 
 
-def test_small_work_runs_on_one_numba_thread():
-    from tinyllm.threads import numba_threads
+def test_small_calls_take_the_serial_kernel_and_big_ones_the_parallel(monkeypatch):
+    from tinyllm.kernels import layernorm
 
-    before = numba.get_num_threads()
-    with kernels._threads(10):
-        assert numba.get_num_threads() == 1
-    assert numba.get_num_threads() == before
-    with kernels._threads(kernels.PARALLEL_MIN_WORK):
-        assert numba.get_num_threads() == before
-    with numba_threads(before + 5):                    # never raises the count
-        assert numba.get_num_threads() == before
+    k = layernorm._layer_norm_forward
+    x = np.ones((4, 8), np.float32)
+    w, b = np.ones(8, np.float32), np.zeros(8, np.float32)
+    assert not k.use_parallel(x, w, b, 1e-5)                  # 32 elements
+    monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", 32)
+    assert k.use_parallel(x, w, b, 1e-5) == (numba.get_num_threads() > 1)
+    assert not attn._flash_forward.use_parallel(np.ones((1, 1, 4, 2)), np.ones((1, 1, 4, 2)))
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_parallel_compilations_agree_with_the_serial_ones():
+    from tinyllm.kernels import adam, cross_entropy, embedding, gelu, layernorm, softmax
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((37, 19)).astype(np.float32)
+    g = rng.standard_normal((37, 19)).astype(np.float32)
+    w = rng.standard_normal(19).astype(np.float32)
+    t = rng.integers(0, 19, 37)
+    ids = rng.integers(0, 5, 37)
+    rows = rng.standard_normal(37).astype(np.float32)
+    q = rng.standard_normal((2, 3, 40, 8)).astype(np.float32)
+    out, lse = np.empty_like(q), np.empty((2, 3, 40), np.float32)
+    cases = [(softmax.softmax_forward_numba, (x,)), (softmax.softmax_backward_numba, (x, g)),
+             (softmax.log_softmax_forward_numba, (x,)),
+             (softmax.log_softmax_backward_numba, (x, g)),
+             (cross_entropy.cross_entropy_forward_numba, (x, t, 3)),
+             (cross_entropy.cross_entropy_backward_numba, (x, rows + 3, t, rows, 3)),
+             (layernorm._layer_norm_forward, (x, w, w, 1e-5)),
+             (layernorm._layer_norm_backward, (x, w, rows, np.abs(rows), g)),
+             (gelu._gelu_forward, (x.ravel(), False)),
+             (gelu._gelu_backward, (x.ravel(), g.ravel(), True)),
+             (embedding._embedding_backward, (ids, x, 5))]
+    for k, args in cases:
+        serial, parallel = k.serial(*args), k.parallel(*args)
+        for s_, p_ in zip(serial if isinstance(serial, tuple) else (serial,),
+                          parallel if isinstance(parallel, tuple) else (parallel,)):
+            np.testing.assert_allclose(p_, s_, rtol=1e-6, atol=1e-6, err_msg=k.__name__)
+    attn._flash_forward.serial(q, q, q, 0.3, True, out, lse)
+    out2, lse2 = np.empty_like(q), np.empty_like(lse)
+    attn._flash_forward.parallel(q, q, q, 0.3, True, out2, lse2)
+    np.testing.assert_array_equal(out, out2)
+    p1, p2 = x.ravel().copy(), x.ravel().copy()
+    m1, m2, v1, v2 = (np.zeros_like(p1) for _ in range(4))
+    adam._adam_step.serial(p1, g.ravel(), m1, v1, 1.0, 1e-2, 0.9, 0.99, 1e-8, 0.1, True)
+    adam._adam_step.parallel(p2, g.ravel(), m2, v2, 1.0, 1e-2, 0.9, 0.99, 1e-8, 0.1, True)
+    np.testing.assert_array_equal(p1, p2)
 
 
 # ---- the same numbers without the JIT ------------------------------------------------------------

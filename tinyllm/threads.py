@@ -16,12 +16,11 @@ library cannot be found the functions do nothing and report False.
 numba's parallel kernels have the same problem at a smaller scale: every call starts and joins
 its thread team. Measured on this 2-core machine under load: a layer norm of (1024, 256) takes
 0.12 ms on one thread and 5–16 ms with two (the second thread waits for a time slice), while
-on an idle machine two threads save ~0.05 ms. `numba_threads(1)` runs a parallel kernel on the
-calling thread alone — no team is started — and tinyllm/kernels uses it for calls whose work
-is too small to repay the start (kernels.PARALLEL_MIN_WORK).
+on an idle machine two threads save ~0.05 ms. So tinyllm's kernels run serially unless a call
+has enough work to repay the team (tinyllm/kernels/jit.py).
 
 Neither count ever goes *above* what the process was given: `sim.init()` gives each MPI rank
-cores // (ranks on this machine) threads for both, and these context managers only lower that.
+cores // (ranks on this machine) threads for both; `blas_threads` here only lowers it.
 """
 from __future__ import annotations
 
@@ -82,19 +81,3 @@ def blas_threads(n: int):
     finally:
         set_blas_threads(prev)
 
-
-@contextmanager
-def numba_threads(n: int):
-    """Run the block with at most `n` numba threads (numba.set_num_threads is per calling
-    thread and cheap, ~2 µs; never raises the count above the current one)."""
-    import numba
-
-    prev = numba.get_num_threads()
-    if n >= prev:
-        yield
-        return
-    numba.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(prev)

@@ -19,21 +19,20 @@ kernel is invalidated when *its* file changes, not when a helper it calls from a
 tinyllm/kernels/vecmath.py — does: after editing a helper, clear the cache, e.g.
 `find tinyllm -name "*.nbi" -delete`.)
 
-Threads. Every kernel is compiled `parallel=True` (its outer loop is split across numba's
-threads), but a call whose work is below PARALLEL_MIN_WORK runs on the calling thread alone:
-starting and joining a thread team costs tens of µs on an idle machine and whole scheduler
-time slices on a busy one (tinyllm/threads.py has the measurements). The thresholds are
-about 1 ms of one-thread work: all the row and element kernels of a small GPT (R1, R2 of
-benchmarks/step.py) run on one thread; attention, which does O(T²) work per row, uses all.
+Threads. Each kernel exists in a serial and a parallel compilation (tinyllm/kernels/jit.py);
+a call takes the parallel one only when its work repays starting a thread team, about 1 ms of
+one-thread work: the row and element kernels of a small GPT (R1, R2 of benchmarks/step.py) run
+on the calling thread, attention — O(T²) work per row — on all of numba's threads.
 """
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
 
+import numba
 import numpy as np
 
-from tinyllm.threads import blas_threads, numba_threads
+from tinyllm.threads import blas_threads
 
 from tinyllm.kernels import cross_entropy as _ce
 from tinyllm.kernels import embedding as _emb
@@ -76,99 +75,80 @@ def _c(x):
     return np.ascontiguousarray(x)
 
 
-PARALLEL_MIN_WORK = 1 << 21            # elements, for the row and element kernels (~1 ms)
-ATTENTION_PARALLEL_MIN_WORK = 1 << 24  # multiply-adds of QKᵀ, for attention (~1 ms)
-
-
-def _threads(work, threshold=PARALLEL_MIN_WORK):
-    """All numba threads for big work, the calling thread only for small (see the docstring)."""
-    return numba_threads(1 if work < threshold else 1 << 30)
-
-
 # ---- dispatchers ----------------------------------------------------------------------------
 
 def softmax_forward(x):
     if _fast(x):
-        with _threads(x.size):
-            return _sm.softmax_forward_numba(_c(x))
+        return _sm.softmax_forward_numba(_c(x))
     return _sm.softmax_forward_reference(x)
 
 
 def softmax_backward(y, g):
     if _fast(y):
-        with _threads(y.size):
-            return _sm.softmax_backward_numba(_c(y), _c(g.astype(y.dtype, copy=False)))
+        return _sm.softmax_backward_numba(_c(y), _c(g.astype(y.dtype, copy=False)))
     return _sm.softmax_backward_reference(y, g)
 
 
 def log_softmax_forward(x):
     if _fast(x):
-        with _threads(x.size):
-            return _sm.log_softmax_forward_numba(_c(x))
+        return _sm.log_softmax_forward_numba(_c(x))
     return _sm.log_softmax_forward_reference(x)
 
 
 def log_softmax_backward(y, g):
     if _fast(y):
-        with _threads(y.size):
-            return _sm.log_softmax_backward_numba(_c(y), _c(g.astype(y.dtype, copy=False)))
+        return _sm.log_softmax_backward_numba(_c(y), _c(g.astype(y.dtype, copy=False)))
     return _sm.log_softmax_backward_reference(y, g)
 
 
 def cross_entropy_forward(logits, targets, ignore_index):
     if _fast(logits):
-        with _threads(logits.size):
-            return _ce.cross_entropy_forward_numba(_c(logits), _c(targets), ignore_index)
+        return _ce.cross_entropy_forward_numba(_c(logits), _c(targets), ignore_index)
     return _ce.cross_entropy_forward_reference(logits, targets, ignore_index)
 
 
 def cross_entropy_backward(logits, lse, targets, grad_rows, ignore_index):
     if _fast(logits):
-        with _threads(logits.size):
-            return _ce.cross_entropy_backward_numba(
-                _c(logits), _c(lse), _c(targets), _c(grad_rows.astype(logits.dtype, copy=False)),
-                ignore_index)
+        return _ce.cross_entropy_backward_numba(
+            _c(logits), _c(lse), _c(targets), _c(grad_rows.astype(logits.dtype, copy=False)),
+            ignore_index)
     return _ce.cross_entropy_backward_reference(logits, lse, targets, grad_rows, ignore_index)
 
 
 def layer_norm_forward(x, weight, bias, eps):
     if _fast(x):
-        with _threads(x.size):
-            return _ln.layer_norm_forward_numba(_c(x), weight, bias, eps)
+        return _ln.layer_norm_forward_numba(_c(x), weight, bias, eps)
     return _ln.layer_norm_forward_reference(x, weight, bias, eps)
 
 
 def layer_norm_backward(x, weight, mean, rstd, g):
     if _fast(x):
-        with _threads(x.size):
-            return _ln.layer_norm_backward_numba(_c(x), weight, mean, rstd,
-                                                 _c(g.astype(x.dtype, copy=False)))
+        return _ln.layer_norm_backward_numba(_c(x), weight, mean, rstd,
+                                             _c(g.astype(x.dtype, copy=False)))
     return _ln.layer_norm_backward_reference(x, weight, mean, rstd, g)
 
 
 def gelu_forward(x, approximate):
     if _fast(x):
-        with _threads(x.size):
-            return _gelu.gelu_forward_numba(x, approximate)
+        return _gelu.gelu_forward_numba(x, approximate)
     return _gelu.gelu_forward_reference(x, approximate)
 
 
 def gelu_backward(x, g, approximate):
     if _fast(x):
-        with _threads(x.size):
-            return _gelu.gelu_backward_numba(x, g, approximate)
+        return _gelu.gelu_backward_numba(x, g, approximate)
     return _gelu.gelu_backward_reference(x, g, approximate)
 
 
 def embedding_backward(ids, g, num_embeddings):
     if _fast(g):
-        with _threads(g.size):
-            return _emb.embedding_backward_numba(ids, g, num_embeddings)
+        return _emb.embedding_backward_numba(ids, g, num_embeddings)
     return _emb.embedding_backward_reference(ids, g, num_embeddings)
 
 
 def warmup(dtypes=(np.float32,)) -> None:
-    """Compile (or load from the on-disk cache) every kernel for the given dtypes."""
+    """Compile (or load from the on-disk cache) every kernel for the given dtypes: the serial
+    versions, and the parallel attention loops if this process has more than one thread."""
     if _backend != "numba":
         return
     for dt in dtypes:
@@ -188,29 +168,28 @@ def warmup(dtypes=(np.float32,)) -> None:
         q = np.linspace(-1, 1, 24, dtype=dt).reshape(1, 2, 3, 4)
         out, lse = attention_forward(q, q, q, None, 0.5, True)
         attention_backward(q, q, q, None, 0.5, True, out, lse, q)
+        if numba.get_num_threads() > 1:   # a real attention call will take the parallel loop
+            dq, dk, dv = np.empty_like(q), np.empty_like(q), np.empty_like(q)
+            _attn._flash_forward.parallel(q, q, q, 0.5, True, out, lse.reshape(1, 2, 3))
+            _attn._flash_backward.parallel(q, q, q, 0.5, True, out, lse.reshape(1, 2, 3), q,
+                                           dq, dk, dv)
         p = np.ones(4, dtype=dt)
         adam_step(p, p.copy(), np.zeros_like(p), np.zeros_like(p), 1, 1e-3, 0.9, 0.999, 1e-8,
                   0.1, True)
-
-
-def _attention_work(q, k):
-    return int(np.prod(q.shape[:-1], dtype=np.int64)) * k.shape[-2] * q.shape[-1]
 
 
 def attention_forward(q, k, v, bias, scale, causal=False):
     """Tiled numba kernel when there is no mask beyond `causal`; otherwise the reference, its
     batched small matmuls on one BLAS thread (see tinyllm/threads.py)."""
     if _fast(q) and bias is None:
-        with _threads(_attention_work(q, k), ATTENTION_PARALLEL_MIN_WORK):
-            return _attn.attention_forward_numba(q, k, v, None, scale, causal)
+        return _attn.attention_forward_numba(q, k, v, None, scale, causal)
     with blas_threads(1):
         return _attn.attention_forward_reference(q, k, v, bias, scale, causal)
 
 
 def attention_backward(q, k, v, bias, scale, causal, out, lse, dout):
     if _fast(q) and bias is None:
-        with _threads(_attention_work(q, k), ATTENTION_PARALLEL_MIN_WORK):
-            return _attn.attention_backward_numba(q, k, v, None, scale, causal, out, lse, dout)
+        return _attn.attention_backward_numba(q, k, v, None, scale, causal, out, lse, dout)
     with blas_threads(1):
         return _attn.attention_backward_reference(q, k, v, bias, scale, causal, out, lse, dout)
 
@@ -219,8 +198,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
               decoupled):
     """In-place Adam/AdamW update (tinyllm/kernels/adam.py)."""
     if _fast(param) and param.flags.c_contiguous:
-        with _threads(param.size):
-            return _adam.adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1,
-                                         beta2, eps, weight_decay, decoupled)
+        return _adam.adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1,
+                                     beta2, eps, weight_decay, decoupled)
     return _adam.adam_step_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
                                      eps, weight_decay, decoupled)

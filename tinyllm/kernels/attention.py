@@ -46,9 +46,10 @@ against 10 and 16 ms for the reference with single-threaded OpenBLAS and 3.2 / 7
 PyTorch 2.13's flash kernel. The kernel covers bias=None (with or without causal); a mask goes to the reference.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from tinyllm.kernels.vecmath import FASTMATH, vexp
+from tinyllm.kernels.jit import jit, kernel
+from tinyllm.kernels.vecmath import vexp
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -97,7 +98,7 @@ def attention_backward_reference(q, k, v, bias, scale, causal, out, lse, dout):
 BLOCK = 32  # queries and keys per tile (measured: 32 beats 48 and 64 — less waste on the diagonal)
 
 
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+@jit
 def _dot_rows(a, a0, na, b, b0, nb, out):
     """out[i, j] = Σₑ a[a0 + i, e] · b[b0 + j, e]  for i < na, j < nb   (out = A Bᵀ on a tile).
 
@@ -144,7 +145,7 @@ def _dot_rows(a, a0, na, b, b0, nb, out):
             out[i, j] = s0
 
 
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+@jit
 def _axpy_rows(t, transposed, nt, nk, b, b0, acc, a0):
     """acc[a0 + i, :] += Σⱼ T[i, j] · b[b0 + j, :]  for i < nt, j < nk   (acc += T B on a tile),
 
@@ -187,7 +188,7 @@ def _axpy_rows(t, transposed, nt, nk, b, b0, acc, a0):
                 r[e] += c * y[e]
 
 
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+@jit
 def _visible(causal, row, j0, nc):
     """How many keys of the tile starting at key j0 (nc wide) query `row` may attend to."""
     if not causal:
@@ -198,7 +199,7 @@ def _visible(causal, row, j0, nc):
 # ---- numba: one (batch, head) pair, then all pairs in parallel ---------------------------------
 
 
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+@jit
 def _scaled_copy(x, scale):
     out = np.empty_like(x)
     c = x.dtype.type(scale)
@@ -208,7 +209,7 @@ def _scaled_copy(x, scale):
     return out
 
 
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+@jit
 def _flash_forward_head(q, k, v, scale, causal, out, lse):
     """One head: q (L, E), k (S, E), v (S, Ev) → out (L, Ev), lse (L,), written in place."""
     L, E = q.shape
@@ -256,7 +257,7 @@ def _flash_forward_head(q, k, v, scale, causal, out, lse):
             lse[i0 + i] = m[i] + np.log(ell[i])
 
 
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+@jit
 def _flash_backward_head(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
     """One head: the gradients dq (L, E), dk (S, E), dv (S, Ev), written in place."""
     L, E = q.shape
@@ -308,7 +309,11 @@ def _flash_backward_head(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
             dq[r, e] = dqs[r, e] * sc
 
 
-@njit(parallel=True, cache=True)
+# Parallel over (batch, head) pairs once QKᵀ has ATTENTION_MIN_WORK multiply-adds (~1 ms).
+ATTENTION_MIN_WORK = 1 << 24
+
+
+@kernel(work=lambda q, k, *rest: q.size * k.shape[2], min_work=ATTENTION_MIN_WORK)
 def _flash_forward(q, k, v, scale, causal, out, lse):
     """q, k, v, out (B, H, ·, ·) and lse (B, H, L): every (batch, head) pair in parallel."""
     nh = q.shape[1]
@@ -317,7 +322,7 @@ def _flash_forward(q, k, v, scale, causal, out, lse):
         _flash_forward_head(q[b, h], k[b, h], v[b, h], scale, causal, out[b, h], lse[b, h])
 
 
-@njit(parallel=True, cache=True)
+@kernel(work=lambda q, k, *rest: q.size * k.shape[2], min_work=ATTENTION_MIN_WORK)
 def _flash_backward(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
     nh = q.shape[1]
     for bh in prange(q.shape[0] * nh):

@@ -18,9 +18,10 @@ Signatures (N rows, C classes):
 `grad_rows[n]` is the adjoint of row n's loss (e.g. 1/count for a mean).
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from tinyllm.kernels.vecmath import FASTMATH, vexp
+from tinyllm.kernels.jit import kernel
+from tinyllm.kernels.vecmath import vexp
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -47,7 +48,7 @@ def cross_entropy_backward_reference(logits, lse, targets, grad_rows, ignore_ind
 # In the logits' dtype, with the vectorizable exp of tinyllm/kernels/vecmath.py.
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def cross_entropy_forward_numba(logits, targets, ignore_index):
     n, c = logits.shape
     dt = logits.dtype.type
@@ -69,7 +70,7 @@ def cross_entropy_forward_numba(logits, targets, ignore_index):
     return loss, lse
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def cross_entropy_backward_numba(logits, lse, targets, grad_rows, ignore_index):
     n, c = logits.shape
     out = np.empty_like(logits)

@@ -11,9 +11,9 @@ this is a scatter-*add*, not an assignment (`W̄[ids] = ȳ` would keep only the 
 Signature: embedding_backward(ids (N,) int, g (N, D), num_embeddings) -> W̄ (num_embeddings, D)
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from tinyllm.kernels.vecmath import FASTMATH
+from tinyllm.kernels.jit import kernel
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -27,7 +27,7 @@ def embedding_backward_reference(ids, g, num_embeddings):
 # ---- numba kernel ---------------------------------------------------------------------------
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel(work=lambda ids, g, num_embeddings: g.size)
 def _embedding_backward(ids, g, num_embeddings):
     n, d = g.shape
     out = np.zeros((num_embeddings, d), dtype=g.dtype)

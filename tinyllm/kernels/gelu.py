@@ -15,9 +15,10 @@ Signatures (any shape; `approximate` is "none" or "tanh"):
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from tinyllm.kernels.vecmath import FASTMATH, verf, vexp
+from tinyllm.kernels.jit import kernel
+from tinyllm.kernels.vecmath import verf, vexp
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -54,7 +55,7 @@ def gelu_backward_reference(x, g, approximate):
 # 1 − 2/(e^(2u) + 1) for the same reason (exact at ±∞: e^(2u) → ∞ gives 1, → 0 gives −1).
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def _gelu_forward(x, tanh_form):
     out = np.empty_like(x)
     t = x.dtype.type
@@ -70,7 +71,7 @@ def _gelu_forward(x, tanh_form):
     return out
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def _gelu_backward(x, g, tanh_form):
     out = np.empty_like(x)
     t = x.dtype.type

@@ -17,9 +17,9 @@ Signatures (N rows, D features; weight and bias may be None → γ = 1, β = 0):
     layer_norm_backward(x, weight, mean, rstd, g) -> (dx, dweight, dbias)
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from tinyllm.kernels.vecmath import FASTMATH
+from tinyllm.kernels.jit import kernel
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -54,7 +54,7 @@ def layer_norm_backward_reference(x, weight, mean, rstd, g):
 # 0.08 ms like this.
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def _layer_norm_forward(x, weight, bias, eps):
     n, d = x.shape
     t = x.dtype.type
@@ -86,7 +86,7 @@ def _layer_norm_forward(x, weight, bias, eps):
 _CHUNKS = 16
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def _layer_norm_backward(x, weight, mean, rstd, g):
     n, d = x.shape
     t = x.dtype.type

@@ -16,9 +16,10 @@ The NumPy reference makes several passes over memory (max, subtract, exp, sum, d
 numba kernel does one row at a time while it sits in cache, rows in parallel.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from tinyllm.kernels.vecmath import FASTMATH, vexp
+from tinyllm.kernels.jit import kernel
+from tinyllm.kernels.vecmath import vexp
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -45,7 +46,7 @@ def log_softmax_backward_reference(y, g):
 # In the input's dtype, with the vectorizable exp of tinyllm/kernels/vecmath.py.
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def softmax_forward_numba(x):
     n, d = x.shape
     t = x.dtype.type
@@ -66,7 +67,7 @@ def softmax_forward_numba(x):
     return out
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def softmax_backward_numba(y, g):
     n, d = y.shape
     t = y.dtype.type
@@ -81,7 +82,7 @@ def softmax_backward_numba(y, g):
     return out
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def log_softmax_forward_numba(x):
     n, d = x.shape
     t = x.dtype.type
@@ -100,7 +101,7 @@ def log_softmax_forward_numba(x):
     return out
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@kernel()
 def log_softmax_backward_numba(y, g):
     n, d = y.shape
     t = y.dtype.type

@@ -32,18 +32,15 @@ These approximations are for float32. `vexp(x)` / `verf(x)` pick them for float3
 and call libm (`math.exp` / `math.erf`) for float64 ones; with NUMBA_DISABLE_JIT=1 they run as
 plain Python. The references are `np.exp` and `math.erf` in float64 (tests/test_kernels_fast.py).
 
-FASTMATH is the set of LLVM fast-math flags every tinyllm kernel compiles with: reassociation
-(so sums vectorize), fused multiply-add, reciprocal and approximate functions — but not
-"no NaNs"/"no infinities", so −∞ masks and NaN inputs keep their IEEE meaning.
+They compile with tinyllm's kernel options (tinyllm/kernels/jit.py).
 """
 import math
 
-import numba
 import numpy as np
 from numba import types
 from numba.extending import intrinsic, overload
 
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from tinyllm.kernels.jit import jit
 
 # ---- reinterpreting bits: the one thing plain arithmetic cannot do --------------------------
 
@@ -108,7 +105,7 @@ _EXP_MIN = np.float32(-87.33)                # e^x < FLT_MIN (1.18e-38) below: f
 _EXP_MAX = np.float32(88.72283)              # ln FLT_MAX: e^x is +∞ above
 
 
-@numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+@jit
 def exp_f32(x):
     """eˣ for a float32 x, from 2ᵏ·eʳ (see the module docstring)."""
     c2, c3, c4, c5, c6 = _EXP_C
@@ -132,7 +129,7 @@ _ERF_Q = tuple(np.float32(c) for c in (1.0, 0.50725361755, 0.11647692273, 0.0154
                                        0.0012163461816, 3.7479272447e-05))
 
 
-@numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+@jit
 def erf_f32(x):
     """erf(x) for a float32 x: x·P(x²)/Q(x²) on [−4, 4] (see the module docstring)."""
     p0, p1, p2, p3, p4, p5 = _ERF_P
