@@ -17,8 +17,9 @@ How it is measured, and why this way:
   report its own peak memory: `ru_maxrss`, the high-water mark of the resident set.
 * The parent asks the workers in turn for `--steps` steps, alternating who goes first, for
   `--repeats` rounds: both frameworks see the same machine load, and the table reports the
-  median step time of all the steps. Both start from the same weights (PyTorch loads tinyllm's
-  state dict — the parameter names are nanoGPT's in both), so their first losses must agree.
+  median step time of all the steps. Both start from the same weights (PyTorch's model is
+  nanoGPT's, tests/torch_nanogpt.py, loaded with tinyllm's state dict — the parameter names
+  are the same), so their first losses must agree.
 * MFU (PaLM, appendix B) = tokens/s × model FLOPs per token / peak, with 6N + 12·L·H·Q·T model
   FLOPs per token and the peak measured here: the best 1024³ sgemm through NumPy's BLAS on the
   same thread count, sampled between rounds (the machine's load changes during a run).
@@ -41,6 +42,9 @@ import sys
 import time
 
 import numpy as np
+
+# tests/torch_nanogpt.py: nanoGPT in PyTorch, the same reference the tests use
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
 
 WORKLOADS = {
     "R1": dict(n_layer=4, n_embd=256, n_head=4, block_size=128, batch=8, vocab_size=512),
@@ -102,67 +106,17 @@ def tinyllm_step(w, seed):
 
 
 def torch_step(w, seed):
-    """The same model in PyTorch eager (nanoGPT's layout), loaded with tinyllm's weights."""
+    """The same model in PyTorch eager — nanoGPT's model.py (tests/torch_nanogpt.py, the
+    reference the tests use) — loaded with tinyllm's initial weights."""
     import torch
-    import torch.nn.functional as F
-    from torch import nn
 
     from tinyllm.models import GPT, GPTConfig
+    from torch_nanogpt import nanogpt_torch
 
-    e, h = w["n_embd"], w["n_head"]
-
-    class SelfAttention(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn, self.c_proj = nn.Linear(e, 3 * e), nn.Linear(e, e)
-
-        def forward(self, x):
-            b, t, _ = x.shape
-            q, k, v = (z.view(b, t, h, e // h).transpose(1, 2)
-                       for z in self.c_attn(x).split(e, dim=2))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, e))
-
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc, self.c_proj = nn.Linear(e, 4 * e), nn.Linear(4 * e, e)
-
-        def forward(self, x):
-            return self.c_proj(F.gelu(self.c_fc(x)))
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1, self.attn = nn.LayerNorm(e), SelfAttention()
-            self.ln_2, self.mlp = nn.LayerNorm(e), MLP()
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class TorchGPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = nn.ModuleDict(dict(
-                wte=nn.Embedding(w["vocab_size"], e), wpe=nn.Embedding(w["block_size"], e),
-                h=nn.ModuleList([Block() for _ in range(w["n_layer"])]), ln_f=nn.LayerNorm(e)))
-            self.lm_head = nn.Linear(e, w["vocab_size"], bias=False)
-            self.lm_head.weight = self.transformer.wte.weight
-
-        def forward(self, idx, targets):
-            tr = self.transformer
-            pos = torch.arange(idx.shape[1])
-            x = tr.wte(idx) + tr.wpe(pos)
-            for block in tr.h:
-                x = block(x)
-            logits = self.lm_head(tr.ln_f(x))
-            return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
-
-    cfg = GPTConfig(n_layer=w["n_layer"], n_embd=e, n_head=h, block_size=w["block_size"],
-                    vocab_size=w["vocab_size"], dropout=0.0)
+    cfg = GPTConfig(n_layer=w["n_layer"], n_embd=w["n_embd"], n_head=w["n_head"],
+                    block_size=w["block_size"], vocab_size=w["vocab_size"], dropout=0.0)
+    model = nanogpt_torch(cfg)
     reference = GPT(cfg, generator=np.random.default_rng(seed))
-    model = TorchGPT()
     model.load_state_dict({k: torch.from_numpy(v.copy())
                            for k, v in reference.state_dict().items()})
     del reference
@@ -173,7 +127,7 @@ def torch_step(w, seed):
     x, y = (torch.from_numpy(a) for a in batch(w, seed))
 
     def step():
-        loss = model(x, y)
+        _, loss = model(x, y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
