@@ -1,7 +1,7 @@
 """One training step of a small GPT: tinyllm beside PyTorch eager, on the same threads.
 
     python benchmarks/step.py [--workloads R1 R2] [--repeats 7] [--steps 3] [--threads 2]
-                              [--no-torch] [--no-profile] [--start-up]
+                              [--no-torch] [--no-profile] [--start-up] [--baseline DIR]
 
 A training step is forward, backward, AdamW step and zero_grad, on a fixed random batch, float32,
 dropout 0. The two reference workloads of issue 8:
@@ -27,6 +27,10 @@ How it is measured, and why this way:
   backward; ops are grouped into families, the optimizer is timed on its own, and what is left
   of the wall time is Python and graph overhead (Module calls, Function.apply, the backward
   loop). The observer's own timing calls inflate that last row slightly.
+
+* `--baseline DIR` adds a third worker running the tinyllm package found in DIR — an older
+  commit, `git archive REV tinyllm | tar -x -C DIR` — interleaved with the others: before and
+  after a change, measured under the same load.
 
 The machine is shared: the load average is printed at the start and the end of every run.
 """
@@ -224,11 +228,14 @@ def worker(framework, workload, threads, seed):
 
 
 class Worker:
-    def __init__(self, framework, workload, threads, seed):
+    def __init__(self, framework, workload, threads, seed, name=None, pythonpath=None):
         env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
-        self.name = framework
+        if pythonpath:           # another tinyllm (e.g. an older commit) ahead of this one
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath,
+                                                              env.get("PYTHONPATH")]))
+        self.name = name or framework
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--worker", framework, "--workloads", workload,
              "--threads", str(threads), "--seed", str(seed)],
@@ -279,6 +286,9 @@ def run_workload(name, args, have_torch):
           f"{n_params / 1e6:.2f} M params, {tokens} tokens/step, "
           f"{flops_per_token * tokens / 1e9:.2f} GFLOP/step (6N + 12·L·H·Q·T)")
     workers = [Worker("tinyllm", name, args.threads, args.seed)]
+    if args.baseline:
+        workers.append(Worker("tinyllm", name, args.threads, args.seed, name="baseline",
+                              pythonpath=args.baseline))
     if have_torch:
         workers.append(Worker("torch", name, args.threads, args.seed))
     losses = ", ".join(f"{wk.name} {wk.hello['first_loss']:.6f}" for wk in workers)
@@ -291,7 +301,8 @@ def run_workload(name, args, have_torch):
         peaks.append(sgemm_peak(args.threads))
     peak = max(peaks)
     rss = {wk.name: (wk.ask("rss")["peak_kib"], wk.hello["rss_before_kib"]) for wk in workers}
-    profile = None if args.no_profile else workers[0].ask(f"profile {args.steps}")
+    profiles = {} if args.no_profile else {wk.name: wk.ask(f"profile {args.steps}")
+                                           for wk in workers if wk.name != "torch"}
     for wk in workers:
         wk.close()
 
@@ -304,22 +315,22 @@ def run_workload(name, args, have_torch):
         t = times[wk.name]
         m = med[wk.name]
         mfu = flops_per_token * tokens / m / peak
-        ratio = f"{m / med['torch']:6.2f}" if "torch" in med and wk.name == "tinyllm" else ""
+        ratio = f"{m / med['torch']:6.2f}" if "torch" in med and wk.name != "torch" else ""
         peak_rss, before = rss[wk.name]
         print(f"  {wk.name:<8} {m:8.3f} {min(t):7.3f} {max(t):6.3f} {tokens / m:8.0f} "
               f"{mfu:6.1%} {peak_rss / 1024:7.0f}MB {before / 1024:9.0f}MB {ratio}")
     if "torch" in med:
+        (ours, ours0), (theirs, theirs0) = rss["tinyllm"], rss["torch"]
         print(f"  ratio tinyllm / torch (median step time): {med['tinyllm'] / med['torch']:.2f}; "
-              f"peak RSS ratio {rss['tinyllm'][0] / rss['torch'][0]:.2f}; step's own RSS "
-              f"(peak − before first step) ratio "
-              f"{(rss['tinyllm'][0] - rss['tinyllm'][1]) / max(1, rss['torch'][0] - rss['torch'][1]):.2f}")
-    if profile:
+              f"peak RSS ratio {ours / theirs:.2f}; step's own RSS (peak − before first step) "
+              f"ratio {(ours - ours0) / max(1, theirs - theirs0):.2f}")
+    for label, profile in profiles.items():
         ops = profile["forward_ops"] + profile["backward_ops"]
-        print(f"  tinyllm profile ({args.steps} steps under a timing observer, "
+        print(f"  {label} profile ({args.steps} steps under a timing observer, "
               f"{profile['wall']:.3f} s/step; {profile['forward_ops']} forward ops + "
               f"{profile['backward_ops']} backward nodes per step):")
-        for fam, s in sorted(profile["seconds"].items(), key=lambda kv: -kv[1]):
-            print(f"    {fam:<32} {s * 1e3:8.1f} ms  {s / profile['wall']:6.1%}")
+        for fam, sec in sorted(profile["seconds"].items(), key=lambda kv: -kv[1]):
+            print(f"    {fam:<32} {sec * 1e3:8.1f} ms  {sec / profile['wall']:6.1%}")
         over = profile["seconds"]["Python / graph overhead"]
         print(f"    overhead per op (forward op or backward node): {over / ops * 1e6:.0f} µs")
     return med
@@ -363,6 +374,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="tinyllm only")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also time the tinyllm package found in DIR (e.g. an older commit: "
+                             "git archive REV tinyllm | tar -x -C DIR), as 'baseline'")
     parser.add_argument("--start-up", action="store_true",
                         help="also time the main job's start (mpirun -n 4), cold and warm")
     parser.add_argument("--worker", choices=["tinyllm", "torch"], help=argparse.SUPPRESS)
