@@ -194,3 +194,34 @@ def test_gpt_trains_in_bf16_and_fp16_close_to_fp32():
     assert losses[None][-1] < losses[None][0] - 0.1        # it learns
     for dtype in (BF16, FP16):
         assert np.max(np.abs(losses[dtype] - losses[None])) < 0.05
+
+
+@pytest.mark.slow
+def test_mixed_precision_example_end_to_end(tmp_path):
+    """examples/mixed_precision.py as a user runs it (tiny settings): every format trains, and
+    the ledger's bytes per parameter are the layouts' 4+4+8 and 2+2+12."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "mixed.json"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "mixed_precision.py"), "--steps", "4",
+         "--formats", "fp32,bf16,fp16-nomaster", "--n-layer", "1", "--n-head", "2",
+         "--n-embd", "32", "--block-size", "16", "--batch-size", "4", "--vocab-size", "300",
+         "--data-bytes", "100000", "--eval-iters", "1", "--cache-dir", str(tmp_path / "cache"),
+         "--report", str(out)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = json.loads(out.read_text())
+    assert set(rep) >= {"losses", "val_losses", "params", "tokens_per_second", "formats"}
+    layouts = {"fp32": [4, 4, 8], "bf16": [2, 2, 12], "fp16-nomaster": [2, 2, 8]}
+    for name, want in layouts.items():
+        run = rep["formats"][name]
+        assert len(run["losses"]) == 4 and all(np.isfinite(run["losses"]))
+        b = run["bytes_per_param"]
+        assert [b["parameters"], b["gradients"], b["optimizer_states"]] == want
+        assert abs(run["losses"][0] - rep["formats"]["fp32"]["losses"][0]) < 0.05
+    assert rep["formats"]["fp16-nomaster"]["final_loss_scale"] > 0  # fp16 runs loss scaling

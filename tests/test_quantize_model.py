@@ -210,3 +210,35 @@ def test_convert_qat_computes_what_the_fake_quantized_model_computed(gpt, ids):
         real, _ = converted(ids)
     assert all(not isinstance(m, QATLinear) for m in converted.modules())
     np.testing.assert_allclose(real.data, fake.data, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_quantize_example_end_to_end(tmp_path):
+    """examples/quantize.py as a user runs it (tiny settings): trains through train_gpt.py,
+    prints the eight-format table and the PTQ/QAT comparison into its report."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "quantize.json"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "quantize.py"), "--steps", "4", "--n-layer",
+         "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "4",
+         "--vocab-size", "300", "--data-bytes", "100000", "--eval-interval", "4",
+         "--eval-iters", "1", "--eval-batches", "1", "--qat-steps", "2",
+         "--cache-dir", str(tmp_path / "cache"), "--save", str(tmp_path / "base.ckpt.npz"),
+         "--report", str(out)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = json.loads(out.read_text())
+    rows = {r["format"]: r for r in rep["table"]}
+    assert len(rows) == 8 and len(rep["losses"]) == 4
+    assert rows["fp32"]["bytes"] == 4 * rep["params"]
+    assert rows["bf16"]["bytes"] == rows["fp16"]["bytes"] == 2 * rep["params"]
+    int8 = [r for name, r in rows.items() if "int8" in name]
+    assert all(r["bytes"] < rows["fp32"]["bytes"] and np.isfinite(r["val_loss"]) for r in int8)
+    for key in ("fp32_loss", "ptq_loss", "qat_loss", "control_fp32_loss", "recovered_fraction"):
+        assert key in rep["qat"]
+    assert set(rep["ptq_sweep"]) == {"8", "4", "3", "2"}
