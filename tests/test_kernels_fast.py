@@ -8,7 +8,8 @@
   hypothesis: query and key lengths that are not multiples of the 32-row tile, L ≠ S, one
   row, 2- to 5-D batches; the tile products against `@`.
 * The dispatchers: the numba path and the reference path give the same numbers through the
-  op (`TINYLLM_KERNELS=numpy` vs numba), and a small-work call runs on one numba thread.
+  op (`TINYLLM_KERNELS=numpy` vs numba); a small call takes the serial compilation; products
+  and attention split across threads (tinyllm.threads.parallel_for) give the same numbers.
 * With NUMBA_DISABLE_JIT=1 the same Python source runs as plain Python and gives the same
   numbers (a subprocess, small shapes).
 * The engine's cheaper gradient sums (tinyllm/tensor.py: ScatterGrad for indexing, in-place
@@ -239,7 +240,6 @@ def test_small_calls_take_the_serial_kernel_and_big_ones_the_parallel(monkeypatc
     assert not k.use_parallel(x, w, b, 1e-5)                  # 32 elements
     monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", 32)
     assert k.use_parallel(x, w, b, 1e-5) == (numba.get_num_threads() > 1)
-    assert not attn._flash_forward.use_parallel(np.ones((1, 1, 4, 2)), np.ones((1, 1, 4, 2)))
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
@@ -253,8 +253,6 @@ def test_parallel_compilations_agree_with_the_serial_ones():
     t = rng.integers(0, 19, 37)
     ids = rng.integers(0, 5, 37)
     rows = rng.standard_normal(37).astype(np.float32)
-    q = rng.standard_normal((2, 3, 40, 8)).astype(np.float32)
-    out, lse = np.empty_like(q), np.empty((2, 3, 40), np.float32)
     cases = [(softmax.softmax_forward_numba, (x,)), (softmax.softmax_backward_numba, (x, g)),
              (softmax.log_softmax_forward_numba, (x,)),
              (softmax.log_softmax_backward_numba, (x, g)),
@@ -270,15 +268,53 @@ def test_parallel_compilations_agree_with_the_serial_ones():
         for s_, p_ in zip(serial if isinstance(serial, tuple) else (serial,),
                           parallel if isinstance(parallel, tuple) else (parallel,)):
             np.testing.assert_allclose(p_, s_, rtol=1e-6, atol=1e-6, err_msg=k.__name__)
-    attn._flash_forward.serial(q, q, q, 0.3, True, out, lse)
-    out2, lse2 = np.empty_like(q), np.empty_like(lse)
-    attn._flash_forward.parallel(q, q, q, 0.3, True, out2, lse2)
-    np.testing.assert_array_equal(out, out2)
     p1, p2 = x.ravel().copy(), x.ravel().copy()
     m1, m2, v1, v2 = (np.zeros_like(p1) for _ in range(4))
     adam._adam_step.serial(p1, g.ravel(), m1, v1, 1.0, 1e-2, 0.9, 0.99, 1e-8, 0.1, True)
     adam._adam_step.parallel(p2, g.ravel(), m2, v2, 1.0, 1e-2, 0.9, 0.99, 1e-8, 0.1, True)
     np.testing.assert_array_equal(p1, p2)
+
+
+def test_parallel_for_runs_every_task_once_and_reraises():
+    from tinyllm.threads import parallel_for
+
+    seen = []
+    parallel_for(50, seen.append, threads=3)
+    assert sorted(seen) == list(range(50))
+    inner = []
+    parallel_for(4, lambda i: parallel_for(3, lambda j: inner.append((i, j)), threads=3),
+                 threads=3)                               # a task's own loop runs serially
+    assert sorted(inner) == [(i, j) for i in range(4) for j in range(3)]
+
+    def fail(i):
+        if i == 7:
+            raise KeyError(i)
+    with pytest.raises(KeyError):
+        parallel_for(10, fail, threads=2)
+    parallel_for(5, seen.append, threads=2)               # the pool still works afterwards
+
+
+def test_matmul_and_attention_split_across_threads_give_the_same_numbers(monkeypatch):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((301, 70)).astype(np.float32)
+    b = rng.standard_normal((70, 90)).astype(np.float32)
+    q, k, v, g = (rng.standard_normal((3, 2, 45, 8)) for _ in range(4))
+    serial_mm = kernels.matmul(a, b)
+    out, lse = attn.attention_forward_numba(q, k, v, None, 0.4, True)
+    grads = attn.attention_backward_numba(q, k, v, None, 0.4, True, out, lse, g)
+    monkeypatch.setattr(kernels, "num_threads", lambda: 3)
+    monkeypatch.setattr(kernels, "GEMM_PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(kernels, "GEMM_MIN_ROWS", 16)
+    monkeypatch.setattr(attn, "num_threads", lambda: 3)
+    monkeypatch.setattr(attn, "ATTENTION_MIN_WORK", 0)
+    np.testing.assert_allclose(kernels.matmul(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(kernels.matmul(b.T, a.T), serial_mm.T, rtol=1e-5, atol=1e-5)
+    out2, lse2 = attn.attention_forward_numba(q, k, v, None, 0.4, True)
+    np.testing.assert_array_equal(out2, out)          # the same arithmetic, pair by pair
+    np.testing.assert_array_equal(lse2, lse)
+    for got, want in zip(attn.attention_backward_numba(q, k, v, None, 0.4, True, out, lse, g),
+                         grads):
+        np.testing.assert_array_equal(got, want)
 
 
 # ---- the same numbers without the JIT ------------------------------------------------------------

@@ -19,20 +19,20 @@ kernel is invalidated when *its* file changes, not when a helper it calls from a
 tinyllm/kernels/vecmath.py — does: after editing a helper, clear the cache, e.g.
 `find tinyllm -name "*.nbi" -delete`.)
 
-Threads. Each kernel exists in a serial and a parallel compilation (tinyllm/kernels/jit.py);
-a call takes the parallel one only when its work repays starting a thread team, about 1 ms of
+Threads. A call uses several threads only when its work repays starting them, about 1 ms of
 one-thread work: the row and element kernels of a small GPT (R1, R2 of benchmarks/step.py) run
-on the calling thread, attention — O(T²) work per row — on all of numba's threads.
+on the calling thread; attention — O(T²) work per row — and the linear layers' products
+(`matmul`) share their work out with tinyllm.threads.parallel_for, which a busy machine cannot
+stall; the row and element kernels, for big arrays, with a numba prange (tinyllm/kernels/jit.py).
 """
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
 
-import numba
 import numpy as np
 
-from tinyllm.threads import blas_threads
+from tinyllm.threads import blas_threads, num_threads, parallel_for
 
 from tinyllm.kernels import cross_entropy as _ce
 from tinyllm.kernels import embedding as _emb
@@ -146,9 +146,43 @@ def embedding_backward(ids, g, num_embeddings):
     return _emb.embedding_backward_reference(ids, g, num_embeddings)
 
 
+# ---- 2-D matrix products on tinyllm's threads ----------------------------------------------------
+
+GEMM_PARALLEL_MIN_FLOPS = 1 << 25   # ~0.4 ms on one core: below, one BLAS call on one thread
+GEMM_MIN_ROWS = 64                  # rows per block, so that each block is still a good GEMM
+
+
+def matmul(a, b):
+    """a @ b for 2-D arrays (the linear layers' products).
+
+    With the numba backend and more than one thread, a big product is split into row blocks of
+    `a` run by `tinyllm.threads.parallel_for` — each block one single-threaded BLAS call — so a
+    busy machine cannot stall it (tinyllm/threads.py); twice as many blocks as threads let the
+    fast threads take more. Small products, and the NumPy backend, make one BLAS call.
+    """
+    rows = a.shape[0]
+    threads = num_threads() if _backend == "numba" else 1
+    blocks = min(2 * threads, rows // GEMM_MIN_ROWS)
+    if threads <= 1 or blocks <= 1 or 2 * rows * a.shape[1] * b.shape[1] < GEMM_PARALLEL_MIN_FLOPS:
+        if _backend != "numba":
+            return a @ b
+        with blas_threads(1):
+            return a @ b
+    out = np.empty((rows, b.shape[1]), dtype=np.result_type(a, b))
+    bounds = [rows * i // blocks for i in range(blocks + 1)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        np.matmul(a[lo:hi], b, out=out[lo:hi])
+
+    with blas_threads(1):
+        parallel_for(blocks, block, threads)
+    return out
+
+
 def warmup(dtypes=(np.float32,)) -> None:
-    """Compile (or load from the on-disk cache) every kernel for the given dtypes: the serial
-    versions, and the parallel attention loops if this process has more than one thread."""
+    """Compile (or load from the on-disk cache) every kernel for the given dtypes (the serial
+    versions: the parallel ones compile when a call first needs them, tinyllm/kernels/jit.py)."""
     if _backend != "numba":
         return
     for dt in dtypes:
@@ -168,11 +202,6 @@ def warmup(dtypes=(np.float32,)) -> None:
         q = np.linspace(-1, 1, 24, dtype=dt).reshape(1, 2, 3, 4)
         out, lse = attention_forward(q, q, q, None, 0.5, True)
         attention_backward(q, q, q, None, 0.5, True, out, lse, q)
-        if numba.get_num_threads() > 1:   # a real attention call will take the parallel loop
-            dq, dk, dv = np.empty_like(q), np.empty_like(q), np.empty_like(q)
-            _attn._flash_forward.parallel(q, q, q, 0.5, True, out, lse.reshape(1, 2, 3))
-            _attn._flash_backward.parallel(q, q, q, 0.5, True, out, lse.reshape(1, 2, 3), q,
-                                           dq, dk, dv)
         p = np.ones(4, dtype=dt)
         adam_step(p, p.copy(), np.zeros_like(p), np.zeros_like(p), 1, 1e-3, 0.9, 0.999, 1e-8,
                   0.1, True)

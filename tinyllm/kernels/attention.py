@@ -26,8 +26,8 @@ Signatures (leading batch axes already broadcast to the same shape):
 `bias` is None or an array broadcastable to (…, L, S_) with −inf where attention is forbidden.
 
 The numba kernel (FlashAttention's algorithm, Dao et al. 2022; backward as in FlashAttention-2,
-Dao 2023) never forms the (L × S_) matrices. Each (batch, head) pair — one iteration of a
-parallel loop — walks tiles of 32 queries × 32 keys:
+Dao 2023) never forms the (L × S_) matrices. Each (batch, head) pair — the pairs are shared out
+among threads — walks tiles of 32 queries × 32 keys:
 
     forward, per query tile: for each key tile, Sₜ = Qₜ Kₜᵀ·s, then the *online softmax*:
         m' = max(m, rowmax Sₜ);   ℓ ← ℓ·e^(m − m') + rowsum e^(Sₜ − m');
@@ -49,10 +49,10 @@ The kernel covers bias=None, with or without `causal`; any other mask goes to th
 Its tiles are 32 × 32 (measured: 32 beats 48 and 64, which waste more work on the diagonal).
 """
 import numpy as np
-from numba import prange
 
-from tinyllm.kernels.jit import jit, kernel
+from tinyllm.kernels.jit import jit
 from tinyllm.kernels.vecmath import vexp
+from tinyllm.threads import num_threads, parallel_for
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -313,26 +313,35 @@ def _flash_backward_head(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
             dq[r, e] = dqs[r, e] * sc
 
 
-# Parallel over (batch, head) pairs once QKᵀ has ATTENTION_MIN_WORK multiply-adds (~1 ms).
-ATTENTION_MIN_WORK = 1 << 24
-
-
-@kernel(work=lambda q, k, *rest: q.size * k.shape[2], min_work=ATTENTION_MIN_WORK)
-def _flash_forward(q, k, v, scale, causal, out, lse):
-    """q, k, v, out (B, H, ·, ·) and lse (B, H, L): every (batch, head) pair in parallel."""
+@jit
+def _flash_forward(q, k, v, scale, causal, out, lse, lo, hi):
+    """q, k, v, out (B, H, ·, ·) and lse (B, H, L): the (batch, head) pairs lo … hi − 1."""
     nh = q.shape[1]
-    for bh in prange(q.shape[0] * nh):
+    for bh in range(lo, hi):
         b, h = bh // nh, bh % nh
         _flash_forward_head(q[b, h], k[b, h], v[b, h], scale, causal, out[b, h], lse[b, h])
 
 
-@kernel(work=lambda q, k, *rest: q.size * k.shape[2], min_work=ATTENTION_MIN_WORK)
-def _flash_backward(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
+@jit
+def _flash_backward(q, k, v, scale, causal, out, lse, dout, dq, dk, dv, lo, hi):
     nh = q.shape[1]
-    for bh in prange(q.shape[0] * nh):
+    for bh in range(lo, hi):
         b, h = bh // nh, bh % nh
         _flash_backward_head(q[b, h], k[b, h], v[b, h], scale, causal, out[b, h], lse[b, h],
                              dout[b, h], dq[b, h], dk[b, h], dv[b, h])
+
+
+# Split the pairs across threads (tinyllm.threads.parallel_for: help-first, so a busy machine
+# cannot stall the call) once QKᵀ has ATTENTION_MIN_WORK multiply-adds (~1 ms of work).
+ATTENTION_MIN_WORK = 1 << 24
+
+
+def _over_pairs(kernel, q, k, *args):
+    pairs = q.shape[0] * q.shape[1]
+    threads = num_threads() if q.size * k.shape[2] >= ATTENTION_MIN_WORK else 1
+    chunks = max(1, min(pairs, 2 * threads if threads > 1 else 1))
+    bounds = [pairs * i // chunks for i in range(chunks + 1)]
+    parallel_for(chunks, lambda i: kernel(q, k, *args, bounds[i], bounds[i + 1]), threads)
 
 
 # ---- numba wrappers with the reference signatures -------------------------------------------
@@ -354,7 +363,7 @@ def attention_forward_numba(q, k, v, bias, scale, causal=False):
     q4, k4, v4 = _as_4d(q), _as_4d(k), _as_4d(v)
     out = np.empty(q4.shape[:3] + (v4.shape[3],), dtype=q.dtype)
     lse = np.empty(q4.shape[:3], dtype=q.dtype)
-    _flash_forward(q4, k4, v4, float(scale), bool(causal), out, lse)
+    _over_pairs(_flash_forward, q4, k4, v4, float(scale), bool(causal), out, lse)
     return out.reshape(q.shape[:-1] + (v.shape[-1],)), lse.reshape(q.shape[:-1])
 
 
@@ -365,5 +374,6 @@ def attention_backward_numba(q, k, v, bias, scale, causal, out, lse, dout):
     out4, dout4 = _as_4d(out), _as_4d(dout.astype(q.dtype, copy=False))
     lse3 = np.require(lse.reshape(q4.shape[:3]), requirements=("C", "W"))
     dq, dk, dv = np.empty_like(q4), np.empty_like(k4), np.empty_like(v4)
-    _flash_backward(q4, k4, v4, float(scale), bool(causal), out4, lse3, dout4, dq, dk, dv)
+    _over_pairs(_flash_backward, q4, k4, v4, float(scale), bool(causal), out4, lse3, dout4,
+                dq, dk, dv)
     return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape), None

@@ -10,6 +10,8 @@ Options (every kernel and helper):
   from vectorizing the loop (a layer norm of (1024, 256): 0.6 ms → 0.15 ms without it).
 * cache=True — the machine code is kept on disk, so a process pays the compile only once per
   machine (`tinyllm.kernels.warmup`).
+* nogil=True — a running kernel releases Python's GIL, so several Python threads can run
+  kernels at the same time (tinyllm.threads.parallel_for).
 
 `jit(fn)` compiles a helper that kernels call (a tile product, exp): serial, inlined into its
 callers by LLVM.
@@ -36,7 +38,7 @@ import types
 import numba
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", cache=True)
+OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", cache=True, nogil=True)
 
 PARALLEL_MIN_WORK = 1 << 21   # elements: ~1 ms of one-thread work for a row or element kernel
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyllm import kernels
 from tinyllm.tensor import Function, Tensor, unbroadcast
 
 
@@ -96,7 +97,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         x2 = x.reshape(-1, x.shape[-1])  # (N, in): every leading axis folded into one
-        out = x2 @ weight.T              # (N, out)
+        out = kernels.matmul(x2, weight.T)   # (N, out), on tinyllm's threads
         if bias is not None:
             out += bias
         ctx.save_for_backward(x2, weight)
@@ -110,8 +111,8 @@ class Linear(Function):
         x2, weight = ctx.saved_tensors
         g2 = grad.reshape(-1, weight.shape[0])  # (N, out)
         nx, nw, nb = ctx.needs_input_grad
-        gx = (g2 @ weight).reshape(ctx.x_shape) if nx else None  # (N, in)
-        gw = g2.T @ x2 if nw else None                            # (out, in)
+        gx = kernels.matmul(g2, weight).reshape(ctx.x_shape) if nx else None  # (N, in)
+        gw = kernels.matmul(g2.T, x2) if nw else None                          # (out, in)
         gb = g2.sum(axis=0) if nb else None                       # (out,)
         return gx, gw, gb
 
