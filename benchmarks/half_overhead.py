@@ -15,8 +15,8 @@ times, side by side in one process,
 for ops small enough that the engine's bookkeeping, not the arithmetic, dominates: an add and a
 matmul of two (8, 8) tensors, and a forward+backward chain of five ops (time per op). The
 columns are measured in turns (inactive, active, bf16, fp16, inactive, …) and each reports the
-fastest of --repeats turns of --n calls, in µs per op: the minimum is the turn least disturbed
-by other processes on a shared machine.
+fastest of --repeats turns of --n calls, in µs of this thread's CPU time per op: CPU time leaves
+out the waits for a core, and the minimum is the turn least disturbed by other processes.
 
 To see the cost of the change to tinyllm/tensor.py itself, run the same script against the
 tree before the change (only the "inactive" column exists there), e.g.
@@ -54,11 +54,13 @@ def workloads(dtype):
 
 
 def turn_us(call, n):
+    """µs per call, in CPU time of this thread: time spent waiting for a core while other
+    processes run is not counted (wall-clock time on a shared machine mostly measures them)."""
     fn, *args = call
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     for _ in range(n):
         fn(*args)
-    return (time.perf_counter() - t0) / n * 1e6
+    return (time.thread_time() - t0) / n * 1e6
 
 
 def main(argv=None):
