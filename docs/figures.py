@@ -99,13 +99,9 @@ def text_chart(curves, width: int = 72, height: int = 18, title: str = "") -> st
 
 
 def png_curves(curves, path: str, title: str) -> str:
-    try:
-        import matplotlib
-    except ImportError:
-        return f"(matplotlib is not installed: no {path}; the text chart above is the figure)"
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
+    if plt is None:
+        return _NO_MATPLOTLIB.format(path=path)
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, xs, ys in curves:
         ax.plot(xs, ys, marker="o" if name.endswith("val") else None, label=name)
@@ -116,6 +112,20 @@ def png_curves(curves, path: str, title: str) -> str:
     fig.tight_layout()
     _save(fig, path)
     return f"wrote {path}"
+
+
+_NO_MATPLOTLIB = "(matplotlib is not installed: no {path}; the text chart above is the figure)"
+
+
+def _pyplot():
+    """matplotlib.pyplot with a file-only backend, or None where matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def _save(fig, path: str) -> None:
@@ -137,13 +147,9 @@ def compare_rows(report: dict) -> list:
 
 
 def png_memory(rows, path: str, title: str) -> str:
-    try:
-        import matplotlib
-    except ImportError:
-        return f"(matplotlib is not installed: no {path}; the text chart above is the figure)"
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
+    if plt is None:
+        return _NO_MATPLOTLIB.format(path=path)
     ok = [r for r in rows if "memory" in r]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(ok) + 1.5))
     left = [0.0] * len(ok)
@@ -247,13 +253,9 @@ def pipeline_step(world, args, schedule: str) -> str:
 
 
 def png_pipeline(timelines, path: str, title: str) -> str:
-    try:
-        import matplotlib
-    except ImportError:
-        return f"(matplotlib is not installed: no {path}; the text chart above is the figure)"
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
+    if plt is None:
+        return _NO_MATPLOTLIB.format(path=path)
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(timelines) + 1.5))
     for s, events in enumerate(timelines):
         for e in events:
