@@ -8,8 +8,8 @@
   hypothesis: query and key lengths that are not multiples of the 32-row tile, L ≠ S, one
   row, 2- to 5-D batches; the tile products against `@`.
 * The dispatchers: the numba path and the reference path give the same numbers through the
-  op (`TINYLLM_KERNELS=numpy` vs numba); a small call takes the serial compilation; products
-  and attention split across threads (tinyllm.threads.parallel_for) give the same numbers.
+  op (`TINYLLM_KERNELS=numpy` vs numba); kernels, products and attention split across
+  threads (tinyllm.threads.parallel_for) give the numbers one call gives.
 * With NUMBA_DISABLE_JIT=1 the same Python source runs as plain Python and gives the same
   numbers (a subprocess, small shapes).
 * The engine's cheaper gradient sums (tinyllm/tensor.py: ScatterGrad for indexing, in-place
@@ -231,19 +231,9 @@ def test_gradients_never_share_memory():
 # ---- threads ----------------------------------------------------------------------------------
 
 
-def test_small_calls_take_the_serial_kernel_and_big_ones_the_parallel(monkeypatch):
-    from tinyllm.kernels import layernorm
-
-    k = layernorm._layer_norm_forward
-    x = np.ones((4, 8), np.float32)
-    w, b = np.ones(8, np.float32), np.zeros(8, np.float32)
-    assert not k.use_parallel(x, w, b, 1e-5)                  # 32 elements
-    monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", 32)
-    assert k.use_parallel(x, w, b, 1e-5) == (numba.get_num_threads() > 1)
-
-
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
-def test_parallel_compilations_agree_with_the_serial_ones():
+def test_kernels_split_over_threads_give_the_serial_numbers(monkeypatch):
+    """Every row/element kernel, forced to split its range over 3 threads (thresholds at 0),
+    gives what one call over the whole range gives."""
     from tinyllm.kernels import adam, cross_entropy, embedding, gelu, layernorm, softmax
 
     rng = np.random.default_rng(4)
@@ -253,26 +243,32 @@ def test_parallel_compilations_agree_with_the_serial_ones():
     t = rng.integers(0, 19, 37)
     ids = rng.integers(0, 5, 37)
     rows = rng.standard_normal(37).astype(np.float32)
-    cases = [(softmax.softmax_forward_numba, (x,)), (softmax.softmax_backward_numba, (x, g)),
-             (softmax.log_softmax_forward_numba, (x,)),
-             (softmax.log_softmax_backward_numba, (x, g)),
-             (cross_entropy.cross_entropy_forward_numba, (x, t, 3)),
-             (cross_entropy.cross_entropy_backward_numba, (x, rows + 3, t, rows, 3)),
-             (layernorm._layer_norm_forward, (x, w, w, 1e-5)),
-             (layernorm._layer_norm_backward, (x, w, rows, np.abs(rows), g)),
-             (gelu._gelu_forward, (x.ravel(), False)),
-             (gelu._gelu_backward, (x.ravel(), g.ravel(), True)),
-             (embedding._embedding_backward, (ids, x, 5))]
-    for k, args in cases:
-        serial, parallel = k.serial(*args), k.parallel(*args)
-        for s_, p_ in zip(serial if isinstance(serial, tuple) else (serial,),
-                          parallel if isinstance(parallel, tuple) else (parallel,)):
-            np.testing.assert_allclose(p_, s_, rtol=1e-6, atol=1e-6, err_msg=k.__name__)
-    p1, p2 = x.ravel().copy(), x.ravel().copy()
-    m1, m2, v1, v2 = (np.zeros_like(p1) for _ in range(4))
-    adam._adam_step.serial(p1, g.ravel(), m1, v1, 1.0, 1e-2, 0.9, 0.99, 1e-8, 0.1, True)
-    adam._adam_step.parallel(p2, g.ravel(), m2, v2, 1.0, 1e-2, 0.9, 0.99, 1e-8, 0.1, True)
-    np.testing.assert_array_equal(p1, p2)
+    p, m, v = x.ravel().copy(), np.zeros(x.size, np.float32), np.zeros(x.size, np.float32)
+    cases = [lambda: softmax.softmax_forward_numba(x),
+             lambda: softmax.softmax_backward_numba(x, g),
+             lambda: softmax.log_softmax_forward_numba(x),
+             lambda: softmax.log_softmax_backward_numba(x, g),
+             lambda: cross_entropy.cross_entropy_forward_numba(x, t, 3),
+             lambda: cross_entropy.cross_entropy_backward_numba(x, rows + 3, t, rows, 3),
+             lambda: layernorm.layer_norm_forward_numba(x, w, w, 1e-5),
+             lambda: layernorm.layer_norm_backward_numba(x, w, rows, np.abs(rows), g),
+             lambda: gelu.gelu_forward_numba(x, "none"),
+             lambda: gelu.gelu_backward_numba(x, g, "tanh"),
+             lambda: embedding.embedding_backward_numba(ids, x, 5)]
+
+    def run_all():
+        results = [c() for c in cases]
+        p2, m2, v2 = p.copy(), m.copy(), v.copy()
+        adam.adam_step_numba(p2, g.ravel(), m2, v2, 1, 1e-2, 0.9, 0.99, 1e-8, 0.1, True)
+        return results + [(p2, m2, v2)]
+
+    serial = run_all()
+    monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(jit, "num_threads", lambda: 3)
+    for one, split in zip(serial, run_all()):
+        for a, b in zip(one if isinstance(one, tuple) else (one,),
+                        split if isinstance(split, tuple) else (split,)):
+            np.testing.assert_array_equal(b, a)     # same arithmetic, rows in other blocks
 
 
 def test_parallel_for_runs_every_task_once_and_reraises():
@@ -305,7 +301,7 @@ def test_matmul_and_attention_split_across_threads_give_the_same_numbers(monkeyp
     monkeypatch.setattr(kernels, "num_threads", lambda: 3)
     monkeypatch.setattr(kernels, "GEMM_PARALLEL_MIN_FLOPS", 0)
     monkeypatch.setattr(kernels, "GEMM_MIN_ROWS", 16)
-    monkeypatch.setattr(attn, "num_threads", lambda: 3)
+    monkeypatch.setattr(jit, "num_threads", lambda: 3)
     monkeypatch.setattr(attn, "ATTENTION_MIN_WORK", 0)
     np.testing.assert_allclose(kernels.matmul(a, b), a @ b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(kernels.matmul(b.T, a.T), serial_mm.T, rtol=1e-5, atol=1e-5)

@@ -22,8 +22,8 @@ tinyllm/kernels/vecmath.py — does: after editing a helper, clear the cache, e.
 Threads. A call uses several threads only when its work repays starting them, about 1 ms of
 one-thread work: the row and element kernels of a small GPT (R1, R2 of benchmarks/step.py) run
 on the calling thread; attention — O(T²) work per row — and the linear layers' products
-(`matmul`) share their work out with tinyllm.threads.parallel_for, which a busy machine cannot
-stall; the row and element kernels, for big arrays, with a numba prange (tinyllm/kernels/jit.py).
+(`matmul`) share their rows out with tinyllm.threads.parallel_for, which a busy machine cannot
+stall (tinyllm/kernels/jit.py, tinyllm/threads.py).
 """
 from __future__ import annotations
 

@@ -26,9 +26,8 @@ Signature: adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, e
 import math
 
 import numpy as np
-from numba import prange
 
-from tinyllm.kernels.jit import kernel
+from tinyllm.kernels.jit import jit, over_range
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -56,16 +55,16 @@ def adam_step_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2
 # multiply-adds every rounding is the reference's, so the two agree to the last bit.
 
 
-@kernel(fastmath=False)
+@jit(fastmath=False)
 def _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
-               decoupled):
+               decoupled, lo, hi):
     t = param.dtype.type
     step_size = t(lr / (1.0 - beta1 ** step))
     bc2_sqrt = t(math.sqrt(1.0 - beta2 ** step))
     shrink = t(1.0 - lr * weight_decay)
     one_minus_b1, b2, one_minus_b2 = t(1.0 - beta1), t(beta2), t(1.0 - beta2)
     wd, eps_ = t(weight_decay), t(eps)
-    for i in prange(param.size):
+    for i in range(lo, hi):
         p = param[i]
         g = grad[i]
         if weight_decay != 0.0:
@@ -86,6 +85,6 @@ def adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, ep
         if not a.flags.c_contiguous:
             raise ValueError(f"adam_step: {name} must be C-contiguous (it is updated in place)")
     g = np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
-    _adam_step(param.reshape(-1), g, exp_avg.reshape(-1), exp_avg_sq.reshape(-1), float(step),
-               float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
-               bool(decoupled))
+    over_range(_adam_step, param.size, param.reshape(-1), g, exp_avg.reshape(-1),
+               exp_avg_sq.reshape(-1), float(step), float(lr), float(beta1), float(beta2),
+               float(eps), float(weight_decay), bool(decoupled))

@@ -50,9 +50,8 @@ Its tiles are 32 × 32 (measured: 32 beats 48 and 64, which waste more work on t
 """
 import numpy as np
 
-from tinyllm.kernels.jit import jit
+from tinyllm.kernels.jit import jit, over_range
 from tinyllm.kernels.vecmath import vexp
-from tinyllm.threads import num_threads, parallel_for
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -331,17 +330,14 @@ def _flash_backward(q, k, v, scale, causal, out, lse, dout, dq, dk, dv, lo, hi):
                              dout[b, h], dq[b, h], dk[b, h], dv[b, h])
 
 
-# Split the pairs across threads (tinyllm.threads.parallel_for: help-first, so a busy machine
-# cannot stall the call) once QKᵀ has ATTENTION_MIN_WORK multiply-adds (~1 ms of work).
+# The (batch, head) pairs are split over threads (over_range, tinyllm/kernels/jit.py) once QKᵀ
+# has ATTENTION_MIN_WORK multiply-adds (~1 ms of work).
 ATTENTION_MIN_WORK = 1 << 24
 
 
 def _over_pairs(kernel, q, k, *args):
-    pairs = q.shape[0] * q.shape[1]
-    threads = num_threads() if q.size * k.shape[2] >= ATTENTION_MIN_WORK else 1
-    chunks = max(1, min(pairs, 2 * threads if threads > 1 else 1))
-    bounds = [pairs * i // chunks for i in range(chunks + 1)]
-    parallel_for(chunks, lambda i: kernel(q, k, *args, bounds[i], bounds[i + 1]), threads)
+    over_range(kernel, q.shape[0] * q.shape[1], q, k, *args, work=q.size * k.shape[2],
+               min_work=ATTENTION_MIN_WORK)
 
 
 # ---- numba wrappers with the reference signatures -------------------------------------------

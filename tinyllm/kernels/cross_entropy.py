@@ -18,9 +18,8 @@ Signatures (N rows, C classes):
 `grad_rows[n]` is the adjoint of row n's loss (e.g. 1/count for a mean).
 """
 import numpy as np
-from numba import prange
 
-from tinyllm.kernels.jit import kernel
+from tinyllm.kernels.jit import jit, over_range
 from tinyllm.kernels.vecmath import vexp
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
@@ -45,45 +44,53 @@ def cross_entropy_backward_reference(logits, lse, targets, grad_rows, ignore_ind
 
 
 # ---- numba kernels (same signatures) --------------------------------------------------------
-# In the logits' dtype, with the vectorizable exp of tinyllm/kernels/vecmath.py.
+# In the logits' dtype, with the vectorizable exp of tinyllm/kernels/vecmath.py; rows lo … hi − 1
+# per call, `over_range` (tinyllm/kernels/jit.py) decides how many threads.
 
 
-@kernel()
-def cross_entropy_forward_numba(logits, targets, ignore_index):
-    n, c = logits.shape
+@jit
+def _cross_entropy_forward(logits, targets, ignore_index, loss, lse, lo, hi):
     dt = logits.dtype.type
-    loss = np.zeros(n, dtype=logits.dtype)
-    lse = np.empty(n, dtype=logits.dtype)
-    for i in prange(n):
+    for i in range(lo, hi):
         zi = logits[i]
         m = zi[0]
-        for j in range(1, c):
+        for j in range(1, zi.size):
             m = max(m, zi[j])
         s = dt(0)
-        for j in range(c):
+        for j in range(zi.size):
             s += vexp(zi[j] - m)
         row_lse = m + np.log(s)
         lse[i] = row_lse
         t = targets[i]
-        if t != ignore_index:
-            loss[i] = row_lse - zi[t]
-    return loss, lse
+        loss[i] = row_lse - zi[t] if t != ignore_index else 0
 
 
-@kernel()
-def cross_entropy_backward_numba(logits, lse, targets, grad_rows, ignore_index):
-    n, c = logits.shape
-    out = np.empty_like(logits)
-    for i in prange(n):
+@jit
+def _cross_entropy_backward(logits, lse, targets, grad_rows, ignore_index, out, lo, hi):
+    for i in range(lo, hi):
         zi, oi = logits[i], out[i]
         t = targets[i]
         if t == ignore_index:
-            for j in range(c):
-                oi[j] = 0
+            oi[:] = 0
             continue
         g = grad_rows[i]
         row_lse = lse[i]
-        for j in range(c):
+        for j in range(zi.size):
             oi[j] = vexp(zi[j] - row_lse) * g
         oi[t] -= g
+
+
+def cross_entropy_forward_numba(logits, targets, ignore_index):
+    n = logits.shape[0]
+    loss = np.empty(n, dtype=logits.dtype)
+    lse = np.empty(n, dtype=logits.dtype)
+    over_range(_cross_entropy_forward, n, logits, targets, ignore_index, loss, lse,
+               work=logits.size)
+    return loss, lse
+
+
+def cross_entropy_backward_numba(logits, lse, targets, grad_rows, ignore_index):
+    out = np.empty_like(logits)
+    over_range(_cross_entropy_backward, logits.shape[0], logits, lse, targets, grad_rows,
+               ignore_index, out, work=logits.size)
     return out

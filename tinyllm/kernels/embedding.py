@@ -11,9 +11,8 @@ this is a scatter-*add*, not an assignment (`W̄[ids] = ȳ` would keep only the 
 Signature: embedding_backward(ids (N,) int, g (N, D), num_embeddings) -> W̄ (num_embeddings, D)
 """
 import numpy as np
-from numba import prange
 
-from tinyllm.kernels.jit import kernel
+from tinyllm.kernels.jit import jit, over_range
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -27,22 +26,22 @@ def embedding_backward_reference(ids, g, num_embeddings):
 # ---- numba kernel ---------------------------------------------------------------------------
 
 
-@kernel(work=lambda ids, g, num_embeddings: g.size)
-def _embedding_backward(ids, g, num_embeddings):
+@jit
+def _embedding_backward(ids, g, out, nchunks, c_lo, c_hi):
+    """Column chunks c_lo … c_hi − 1: each owns a slice of the columns of every row, so two
+    threads never add into the same element (no races, deterministic order)."""
     n, d = g.shape
-    out = np.zeros((num_embeddings, d), dtype=g.dtype)
-    # Parallel over feature columns: each thread owns a slice of columns of every row, so two
-    # threads never add into the same element (no races, deterministic order).
-    nchunks = min(d, 8)
-    for c in prange(nchunks):
-        lo = c * d // nchunks
-        hi = (c + 1) * d // nchunks
+    for c in range(c_lo, c_hi):
+        lo, hi = c * d // nchunks, (c + 1) * d // nchunks
         for i in range(n):
             dst, src = out[ids[i]], g[i]
             for j in range(lo, hi):
                 dst[j] += src[j]
-    return out
 
 
 def embedding_backward_numba(ids, g, num_embeddings):
-    return _embedding_backward(np.ascontiguousarray(ids), np.ascontiguousarray(g), num_embeddings)
+    ids, g = np.ascontiguousarray(ids), np.ascontiguousarray(g)
+    out = np.zeros((num_embeddings, g.shape[1]), dtype=g.dtype)
+    nchunks = min(g.shape[1], 8)
+    over_range(_embedding_backward, nchunks, ids, g, out, nchunks, work=g.size)
+    return out

@@ -15,9 +15,8 @@ Signatures (any shape; `approximate` is "none" or "tanh"):
 import math
 
 import numpy as np
-from numba import prange
 
-from tinyllm.kernels.jit import kernel
+from tinyllm.kernels.jit import jit, over_range
 from tinyllm.kernels.vecmath import verf, vexp
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -55,29 +54,26 @@ def gelu_backward_reference(x, g, approximate):
 # 1 − 2/(e^(2u) + 1) for the same reason (exact at ±∞: e^(2u) → ∞ gives 1, → 0 gives −1).
 
 
-@kernel()
-def _gelu_forward(x, tanh_form):
-    out = np.empty_like(x)
+@jit
+def _gelu_forward(x, tanh_form, out, lo, hi):
     t = x.dtype.type
     half, one = t(0.5), t(1.0)
     c, k, inv_sqrt2 = t(SQRT_2_OVER_PI), t(COEF), t(INV_SQRT_2)
-    for i in prange(x.size):
+    for i in range(lo, hi):
         v = x[i]
         if tanh_form:
             u = c * (v + k * v * v * v)
             out[i] = half * v * (one + (one - (one + one) / (vexp(u + u) + one)))  # 1 + tanh u
         else:
             out[i] = half * v * (one + verf(v * inv_sqrt2))
-    return out
 
 
-@kernel()
-def _gelu_backward(x, g, tanh_form):
-    out = np.empty_like(x)
+@jit
+def _gelu_backward(x, g, tanh_form, out, lo, hi):
     t = x.dtype.type
     half, one = t(0.5), t(1.0)
     c, k, inv_sqrt2, inv_sqrt2pi = t(SQRT_2_OVER_PI), t(COEF), t(INV_SQRT_2), t(INV_SQRT_2PI)
-    for i in prange(x.size):
+    for i in range(lo, hi):
         v = x[i]
         if tanh_form:
             u = c * (v + k * v * v * v)
@@ -86,15 +82,18 @@ def _gelu_backward(x, g, tanh_form):
         else:
             d = half * (one + verf(v * inv_sqrt2)) + v * inv_sqrt2pi * vexp(-half * v * v)
         out[i] = g[i] * d
-    return out
 
 
 def gelu_forward_numba(x, approximate):
     flat = np.ascontiguousarray(x).reshape(-1)
-    return _gelu_forward(flat, approximate == "tanh").reshape(x.shape)
+    out = np.empty_like(flat)
+    over_range(_gelu_forward, flat.size, flat, approximate == "tanh", out)
+    return out.reshape(x.shape)
 
 
 def gelu_backward_numba(x, g, approximate):
     flat_x = np.ascontiguousarray(x).reshape(-1)
     flat_g = np.ascontiguousarray(g, dtype=x.dtype).reshape(-1)
-    return _gelu_backward(flat_x, flat_g, approximate == "tanh").reshape(x.shape)
+    out = np.empty_like(flat_x)
+    over_range(_gelu_backward, flat_x.size, flat_x, flat_g, approximate == "tanh", out)
+    return out.reshape(x.shape)

@@ -1,4 +1,4 @@
-"""How tinyllm's kernels are compiled: numba's options, and each loop nest compiled twice.
+"""How tinyllm's kernels are compiled (numba's options) and how a kernel's rows are split over threads.
 
 Options (every kernel and helper):
 
@@ -11,31 +11,25 @@ Options (every kernel and helper):
 * cache=True — the machine code is kept on disk, so a process pays the compile only once per
   machine (`tinyllm.kernels.warmup`).
 * nogil=True — a running kernel releases Python's GIL, so several Python threads can run
-  kernels at the same time (tinyllm.threads.parallel_for).
+  kernels at the same time (below).
 
-`jit(fn)` compiles a helper that kernels call (a tile product, exp): serial, inlined into its
-callers by LLVM.
+`jit(fn)` compiles a function with these options. Every kernel is compiled this way, once, as
+serial code that works on a *range* of its rows (or elements): `kernel(*args, lo, hi)`.
 
-`kernel(work=…, min_work=…)` compiles a top-level kernel whose outer loop is a `prange`, twice:
-
-* serial — prange runs as range. This is the version small calls use, and the only one
-  compiled up front: it compiles ~3× faster than the parallel one (measured: layer-norm
-  backward 1.4 s against 4.1 s), which is most of a cold start.
-* parallel — the outer loop split across numba's threads. Compiled the first time a call has
-  at least `min_work` units of work (`work(*args)`, by default the first argument's size) and
-  the process has more than one numba thread. Below that, starting and joining a thread team
-  costs more than it saves: tens of µs on an idle machine, whole scheduler time slices on a
-  busy one (tinyllm/threads.py has the measurements).
-
-The two versions are compiled from copies of the function under different names, because
-numba's on-disk cache tells functions apart by name and bytecode, not by compile options.
+`over_range(kernel, n, *args, work=…)` runs such a kernel over rows 0 … n − 1: in one call
+when the work is small, and split into blocks shared out by tinyllm.threads.parallel_for when
+it has at least PARALLEL_MIN_WORK units (about 1 ms of one-thread work). Below that, starting
+threads costs more than it saves: tens of µs on an idle machine, whole scheduler time slices on
+a busy one (tinyllm/threads.py has the measurements). parallel_for is help-first, so a busy
+machine cannot stall a call the way it stalls a fork-join team — numba's own `prange` is not
+used for that reason, and because a `parallel=True` compilation takes ~3× longer (measured:
+layer-norm backward 1.4 s against 4.1 s), which is most of a cold start.
 """
 from __future__ import annotations
 
-import functools
-import types
-
 import numba
+
+from tinyllm.threads import num_threads, parallel_for
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", cache=True, nogil=True)
@@ -43,45 +37,26 @@ OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", cache=True, nogil=True)
 PARALLEL_MIN_WORK = 1 << 21   # elements: ~1 ms of one-thread work for a row or element kernel
 
 
-def jit(fn):
-    """A serial, cached numba function with tinyllm's options (for helpers)."""
-    return numba.njit(**OPTIONS)(fn)
+def jit(fn=None, **options):
+    """A serial, cached numba function with tinyllm's options (`@jit`), or with some of them
+    overridden (`@jit(fastmath=False)`)."""
+    if fn is None:
+        return lambda f: jit(f, **options)
+    return numba.njit(**{**OPTIONS, **options})(fn)
 
 
-def _renamed(fn, suffix):
-    """A copy of `fn` under another name: its own entry in numba's cache."""
-    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix,
-                              fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = fn.__qualname__ + suffix
-    copy.__module__, copy.__doc__ = fn.__module__, fn.__doc__
-    return copy
+def over_range(kernel, n, *args, work=None, min_work=None):
+    """kernel(*args, lo, hi) for consecutive blocks [lo, hi) covering 0 … n − 1.
 
-
-def _size_of_first(x, *rest):
-    return x.size
-
-
-class ParallelKernel:
-    """A serial and a parallel compilation of one function; calls pick by work (see above)."""
-
-    def __init__(self, fn, work=_size_of_first, min_work=None, **options):
-        functools.update_wrapper(self, fn)
-        self.py_func = fn
-        options = {**OPTIONS, **options}
-        self.serial = numba.njit(**options)(_renamed(fn, "__serial"))
-        self.parallel = numba.njit(parallel=True, **options)(_renamed(fn, "__parallel"))
-        self.work = work
-        self.min_work = min_work      # None: PARALLEL_MIN_WORK, read at call time
-
-    def use_parallel(self, *args) -> bool:
-        threshold = PARALLEL_MIN_WORK if self.min_work is None else self.min_work
-        return self.work(*args) >= threshold and numba.get_num_threads() > 1
-
-    def __call__(self, *args):
-        return (self.parallel if self.use_parallel(*args) else self.serial)(*args)
-
-
-def kernel(work=_size_of_first, min_work=None, **options):
-    """Decorator: `@kernel()` over a function whose outer loop is `prange` (see above);
-    `options` override numba options (e.g. fastmath=False)."""
-    return lambda fn: ParallelKernel(fn, work, min_work, **options)
+    One block (one call) unless `work` (default n) reaches `min_work` (default
+    PARALLEL_MIN_WORK) and this process has more than one thread; then twice as many blocks as
+    threads, so that a fast thread can take more of them.
+    """
+    threshold = PARALLEL_MIN_WORK if min_work is None else min_work
+    threads = num_threads() if (n if work is None else work) >= threshold else 1
+    blocks = max(1, min(n, 2 * threads if threads > 1 else 1))
+    if blocks == 1:
+        kernel(*args, 0, n)
+        return
+    bounds = [n * i // blocks for i in range(blocks + 1)]
+    parallel_for(blocks, lambda i: kernel(*args, bounds[i], bounds[i + 1]), threads)

@@ -17,9 +17,8 @@ Signatures (N rows, D features; weight and bias may be None → γ = 1, β = 0):
     layer_norm_backward(x, weight, mean, rstd, g) -> (dx, dweight, dbias)
 """
 import numpy as np
-from numba import prange
 
-from tinyllm.kernels.jit import kernel
+from tinyllm.kernels.jit import jit, over_range
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -54,15 +53,12 @@ def layer_norm_backward_reference(x, weight, mean, rstd, g):
 # 0.08 ms like this.
 
 
-@kernel()
-def _layer_norm_forward(x, weight, bias, eps):
-    n, d = x.shape
+@jit
+def _layer_norm_forward(x, weight, bias, eps, y, mean, rstd, lo, hi):
+    d = x.shape[1]
     t = x.dtype.type
     inv_d, eps_ = t(1.0 / d), t(eps)
-    y = np.empty_like(x)
-    mean = np.empty(n, dtype=x.dtype)
-    rstd = np.empty(n, dtype=x.dtype)
-    for i in prange(n):
+    for i in range(lo, hi):
         xi, yi = x[i], y[i]
         s = t(0)
         for j in range(d):
@@ -77,7 +73,6 @@ def _layer_norm_forward(x, weight, bias, eps):
         rstd[i] = r
         for j in range(d):
             yi[j] = (xi[j] - mu) * r * weight[j] + bias[j]
-    return y, mean, rstd
 
 
 # γ̄ and β̄ are sums over rows. Rows are split into a fixed number of chunks, each summing into
@@ -86,16 +81,14 @@ def _layer_norm_forward(x, weight, bias, eps):
 _CHUNKS = 16
 
 
-@kernel()
-def _layer_norm_backward(x, weight, mean, rstd, g):
+@jit
+def _layer_norm_backward(x, weight, mean, rstd, g, dx, dw_part, db_part, c_lo, c_hi):
+    """Chunks c_lo … c_hi − 1 of the rows: dx, and each chunk's row of partial γ̄, β̄."""
     n, d = x.shape
+    nchunks = dw_part.shape[0]
     t = x.dtype.type
     inv_d = t(1.0 / d)
-    dx = np.empty_like(x)
-    nchunks = min(n, _CHUNKS)
-    dw_part = np.zeros((nchunks, d), dtype=x.dtype)
-    db_part = np.zeros((nchunks, d), dtype=x.dtype)
-    for c in prange(nchunks):
+    for c in range(c_lo, c_hi):
         dw_c, db_c = dw_part[c], db_part[c]
         for i in range(c * n // nchunks, (c + 1) * n // nchunks):
             xi, gi, dxi = x[i], g[i], dx[i]
@@ -114,23 +107,26 @@ def _layer_norm_backward(x, weight, mean, rstd, g):
             for j in range(d):
                 xh = (xi[j] - mu) * r
                 dxi[j] = r * (gi[j] * weight[j] - s1 - xh * s2)
-    dweight = np.zeros(d, dtype=x.dtype)
-    dbias = np.zeros(d, dtype=x.dtype)
-    for c in range(nchunks):
-        for j in range(d):
-            dweight[j] += dw_part[c, j]
-            dbias[j] += db_part[c, j]
-    return dx, dweight, dbias
 
 
 def layer_norm_forward_numba(x, weight, bias, eps):
-    d = x.shape[1]
+    n, d = x.shape
     w = weight if weight is not None else np.ones(d, dtype=x.dtype)
     b = bias if bias is not None else np.zeros(d, dtype=x.dtype)
-    return _layer_norm_forward(x, w.astype(x.dtype, copy=False), b.astype(x.dtype, copy=False),
-                               float(eps))
+    y = np.empty_like(x)
+    mean, rstd = np.empty(n, dtype=x.dtype), np.empty(n, dtype=x.dtype)
+    over_range(_layer_norm_forward, n, x, w.astype(x.dtype, copy=False),
+               b.astype(x.dtype, copy=False), float(eps), y, mean, rstd, work=x.size)
+    return y, mean, rstd
 
 
 def layer_norm_backward_numba(x, weight, mean, rstd, g):
-    w = weight if weight is not None else np.ones(x.shape[1], dtype=x.dtype)
-    return _layer_norm_backward(x, w.astype(x.dtype, copy=False), mean, rstd, g)
+    n, d = x.shape
+    w = weight if weight is not None else np.ones(d, dtype=x.dtype)
+    dx = np.empty_like(x)
+    nchunks = min(n, _CHUNKS)
+    dw_part = np.zeros((nchunks, d), dtype=x.dtype)
+    db_part = np.zeros((nchunks, d), dtype=x.dtype)
+    over_range(_layer_norm_backward, nchunks, x, w.astype(x.dtype, copy=False), mean, rstd, g,
+               dx, dw_part, db_part, work=x.size)
+    return dx, dw_part.sum(axis=0), db_part.sum(axis=0)

@@ -16,9 +16,8 @@ The NumPy reference makes several passes over memory (max, subtract, exp, sum, d
 numba kernel does one row at a time while it sits in cache, rows in parallel.
 """
 import numpy as np
-from numba import prange
 
-from tinyllm.kernels.jit import kernel
+from tinyllm.kernels.jit import jit, over_range
 from tinyllm.kernels.vecmath import vexp
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
@@ -43,74 +42,87 @@ def log_softmax_backward_reference(y, g):
 
 
 # ---- numba kernels (same signatures) --------------------------------------------------------
-# In the input's dtype, with the vectorizable exp of tinyllm/kernels/vecmath.py.
+# In the input's dtype, with the vectorizable exp of tinyllm/kernels/vecmath.py. Each loop
+# kernel does rows lo … hi − 1; `over_range` (tinyllm/kernels/jit.py) decides how many threads.
 
 
-@kernel()
-def softmax_forward_numba(x):
-    n, d = x.shape
+@jit
+def _softmax_forward(x, out, lo, hi):
     t = x.dtype.type
-    out = np.empty_like(x)
-    for i in prange(n):
+    for i in range(lo, hi):
         xi, oi = x[i], out[i]
         m = xi[0]
-        for j in range(1, d):
+        for j in range(1, xi.size):
             m = max(m, xi[j])
         s = t(0)
-        for j in range(d):
+        for j in range(xi.size):
             e = vexp(xi[j] - m)
             oi[j] = e
             s += e
         inv = t(1) / s
-        for j in range(d):
+        for j in range(xi.size):
             oi[j] *= inv
-    return out
 
 
-@kernel()
-def softmax_backward_numba(y, g):
-    n, d = y.shape
+@jit
+def _softmax_backward(y, g, out, lo, hi):
     t = y.dtype.type
-    out = np.empty_like(y)
-    for i in prange(n):
+    for i in range(lo, hi):
         yi, gi, oi = y[i], g[i], out[i]
         dot = t(0)
-        for j in range(d):
+        for j in range(yi.size):
             dot += gi[j] * yi[j]
-        for j in range(d):
+        for j in range(yi.size):
             oi[j] = yi[j] * (gi[j] - dot)
-    return out
 
 
-@kernel()
-def log_softmax_forward_numba(x):
-    n, d = x.shape
+@jit
+def _log_softmax_forward(x, out, lo, hi):
     t = x.dtype.type
-    out = np.empty_like(x)
-    for i in prange(n):
+    for i in range(lo, hi):
         xi, oi = x[i], out[i]
         m = xi[0]
-        for j in range(1, d):
+        for j in range(1, xi.size):
             m = max(m, xi[j])
         s = t(0)
-        for j in range(d):
+        for j in range(xi.size):
             s += vexp(xi[j] - m)
         lse = m + np.log(s)
-        for j in range(d):
+        for j in range(xi.size):
             oi[j] = xi[j] - lse
+
+
+@jit
+def _log_softmax_backward(y, g, out, lo, hi):
+    t = y.dtype.type
+    for i in range(lo, hi):
+        yi, gi, oi = y[i], g[i], out[i]
+        s = t(0)
+        for j in range(yi.size):
+            s += gi[j]
+        for j in range(yi.size):
+            oi[j] = gi[j] - vexp(yi[j]) * s
+
+
+def softmax_forward_numba(x):
+    out = np.empty_like(x)
+    over_range(_softmax_forward, x.shape[0], x, out, work=x.size)
     return out
 
 
-@kernel()
-def log_softmax_backward_numba(y, g):
-    n, d = y.shape
-    t = y.dtype.type
+def softmax_backward_numba(y, g):
     out = np.empty_like(y)
-    for i in prange(n):
-        yi, gi, oi = y[i], g[i], out[i]
-        s = t(0)
-        for j in range(d):
-            s += gi[j]
-        for j in range(d):
-            oi[j] = gi[j] - vexp(yi[j]) * s
+    over_range(_softmax_backward, y.shape[0], y, g, out, work=y.size)
+    return out
+
+
+def log_softmax_forward_numba(x):
+    out = np.empty_like(x)
+    over_range(_log_softmax_forward, x.shape[0], x, out, work=x.size)
+    return out
+
+
+def log_softmax_backward_numba(y, g):
+    out = np.empty_like(y)
+    over_range(_log_softmax_backward, y.shape[0], y, g, out, work=y.size)
     return out
