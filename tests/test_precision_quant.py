@@ -254,8 +254,9 @@ def test_int8_kernel_runs_as_plain_python():
     x = rng.integers(-128, 128, (3, 5), dtype=np.int8)
     w = rng.integers(-128, 128, (4, 5), dtype=np.int8)
     zx, zw = np.int32([1, -3, 0]), np.int32([0, 2, -128, 127])
-    np.testing.assert_array_equal(_int8_matmul_rows.py_func(x, np.ascontiguousarray(w.T), zx, zw),
-                                  int8_matmul_reference(x, w, zx, zw))
+    out = np.zeros((3, 4), np.int32)
+    _int8_matmul_rows.py_func(x, np.ascontiguousarray(w.T), zx, zw, out, 0, 3)
+    np.testing.assert_array_equal(out, int8_matmul_reference(x, w, zx, zw))
 
 
 def test_int8_matmul_refuses_what_could_overflow_int32():

@@ -114,7 +114,7 @@ def test_bf16_rounding_kernel_agrees_with_the_reference(bits):
     want = formats.fp32_to_bf16_bits_reference(x)
     np.testing.assert_array_equal(formats.fp32_to_bf16_bits_numba(x), want)
     out = np.empty(x.size, np.uint16)
-    formats._fp32_bits_to_bf16_bits.py_func(x.view(np.uint32), out)
+    formats._fp32_bits_to_bf16_bits.py_func(x.view(np.uint32), out, 0, x.size)
     np.testing.assert_array_equal(out, want)
 
 

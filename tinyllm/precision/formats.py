@@ -56,9 +56,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
 
 from tinyllm import kernels
+from tinyllm.kernels.jit import jit, over_range
 
 # ---- bf16 as uint16 bit patterns -----------------------------------------------------------
 
@@ -75,10 +75,10 @@ def fp32_to_bf16_bits_reference(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x), quiet_nan, rounded).astype(np.uint16)
 
 
-@njit(parallel=True, cache=True)
-def _fp32_bits_to_bf16_bits(bits, out):
-    # bits (n,) uint32 patterns of float32 values → out (n,) uint16, one pass.
-    for i in prange(bits.size):
+@jit
+def _fp32_bits_to_bf16_bits(bits, out, lo, hi):
+    # bits (n,) uint32 patterns of float32 values → out (n,) uint16, elements [lo, hi).
+    for i in range(lo, hi):
         b = np.int64(bits[i])  # int64: the carry below cannot wrap
         if (b & 0x7FFFFFFF) > 0x7F800000:          # NaN: keep sign and payload top, quiet
             out[i] = (b >> 16) | BF16_QUIET_BIT
@@ -87,10 +87,11 @@ def _fp32_bits_to_bf16_bits(bits, out):
 
 
 def fp32_to_bf16_bits_numba(x: np.ndarray) -> np.ndarray:
-    """The same patterns from a numba kernel: one parallel pass instead of NumPy's eight."""
-    x = np.ascontiguousarray(x)
+    """The same patterns from a numba kernel: one pass instead of NumPy's eight (split over
+    threads only for big arrays, tinyllm/kernels/jit.py)."""
     out = np.empty(x.shape, np.uint16)
-    _fp32_bits_to_bf16_bits(x.view(np.uint32).reshape(-1), out.reshape(-1))
+    bits = np.ascontiguousarray(x).view(np.uint32).reshape(-1)  # (a 0-d x becomes (1,) here)
+    over_range(_fp32_bits_to_bf16_bits, bits.size, bits, out.reshape(-1))
     return out
 
 
@@ -104,7 +105,7 @@ def fp32_to_bf16_bits(x) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"fp32_to_bf16_bits: expected a floating-point array, got dtype {x.dtype}")
     x = x.astype(np.float32, copy=False)
-    if kernels.backend() == "numba" and x.size >= 4096:  # small arrays: NumPy's setup is cheaper
+    if kernels.backend() == "numba":
         return fp32_to_bf16_bits_numba(x)
     return fp32_to_bf16_bits_reference(x)
 

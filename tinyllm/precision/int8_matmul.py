@@ -18,9 +18,10 @@ operands up to the rounding of the final scaling — the property the tests chec
 Two implementations with the same signature:
 - `int8_matmul_reference`: widen to int32 and use NumPy's matmul (NumPy has no BLAS for
   integers, so this is slow; it is the definition);
-- `int8_matmul_numba`: rows in parallel; for each row, a loop over k adds a scaled row of the
-  (K, N) transposed weight into an int32 accumulator row — an inner loop over n that the
-  compiler vectorizes, reading memory contiguously.
+- `int8_matmul_numba`: for each row, a loop over k adds a scaled row of the (K, N) transposed
+  weight into an int32 accumulator row — an inner loop over n that the compiler vectorizes,
+  reading memory contiguously. Big products share their rows out over threads
+  (tinyllm/kernels/jit.py's `over_range`); small ones run on the calling thread.
 `int8_matmul` validates, then dispatches on tinyllm.kernels' backend (TINYLLM_KERNELS=numpy
 selects the reference). No int8 hardware instructions are used: this shows the arithmetic
 (exact integer accumulation, one scaling at the end), not the speed of int8 tensor cores.
@@ -28,9 +29,8 @@ selects the reference). No int8 hardware instructions are used: this shows the a
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
-
 from tinyllm import kernels
+from tinyllm.kernels.jit import jit, over_range
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
@@ -45,13 +45,13 @@ def int8_matmul_reference(x_q, w_q, x_zp, w_zp):
 # ---- numba kernel (same signature) -----------------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
-def _int8_matmul_rows(x_q, w_t, x_zp, w_zp):
-    # x_q (M, K) int8, w_t (K, N) int8 (the weight transposed), x_zp (M,), w_zp (N,) int32.
-    M, K = x_q.shape
+@jit
+def _int8_matmul_rows(x_q, w_t, x_zp, w_zp, out, lo, hi):
+    # x_q (M, K) int8, w_t (K, N) int8 (the weight transposed), x_zp (M,), w_zp (N,) int32;
+    # fills rows [lo, hi) of out (M, N) int32, zeros on entry.
+    K = x_q.shape[1]
     N = w_t.shape[1]
-    out = np.zeros((M, N), dtype=np.int32)
-    for m in prange(M):
+    for m in range(lo, hi):
         acc = out[m]  # (N,) int32, this row's accumulators
         for k in range(K):
             a = np.int32(x_q[m, k]) - x_zp[m]
@@ -59,12 +59,16 @@ def _int8_matmul_rows(x_q, w_t, x_zp, w_zp):
                 continue
             for n in range(N):  # contiguous in w_t and acc: vectorized
                 acc[n] += a * (np.int32(w_t[k, n]) - w_zp[n])
-    return out
 
 
 def int8_matmul_numba(x_q, w_q, x_zp, w_zp):
     w_t = np.ascontiguousarray(w_q.T)  # (K, N): row k of w_t is what row m of x multiplies
-    return _int8_matmul_rows(np.ascontiguousarray(x_q), w_t, x_zp, w_zp)
+    (M, K), N = x_q.shape, w_q.shape[0]
+    out = np.zeros((M, N), dtype=np.int32)
+    # Rows split over threads only when the product is big enough (tinyllm/kernels/jit.py).
+    over_range(_int8_matmul_rows, M, np.ascontiguousarray(x_q), w_t, x_zp, w_zp, out,
+               work=M * K * N)
+    return out
 
 
 # ---- validated entry point -------------------------------------------------------------------
