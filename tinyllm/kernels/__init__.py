@@ -160,12 +160,13 @@ def matmul(a, b):
     busy machine cannot stall it (tinyllm/threads.py); twice as many blocks as threads let the
     fast threads take more. Small products, and the NumPy backend, make one BLAS call.
     """
+    if _backend != "numba":
+        return a @ b
     rows = a.shape[0]
-    threads = num_threads() if _backend == "numba" else 1
+    big = 2 * rows * a.shape[1] * b.shape[1] >= GEMM_PARALLEL_MIN_FLOPS
+    threads = num_threads() if big else 1
     blocks = min(2 * threads, rows // GEMM_MIN_ROWS)
-    if threads <= 1 or blocks <= 1 or 2 * rows * a.shape[1] * b.shape[1] < GEMM_PARALLEL_MIN_FLOPS:
-        if _backend != "numba":
-            return a @ b
+    if threads <= 1 or blocks <= 1:
         with blas_threads(1):
             return a @ b
     out = np.empty((rows, b.shape[1]), dtype=np.result_type(a, b))
