@@ -102,6 +102,11 @@ def _excepthook(exc_type, exc, tb):
     sys.stderr.flush()
     sys.stdout.flush()
     if size > 1:
+        # mpirun forwards each rank's output through its own pipes; an abort tears those down
+        # at once, and on a busy machine the traceback just written could be lost on the way.
+        # A moment's pause lets the launcher pass it on first.
+        import time
+        time.sleep(1.0)
         MPI.COMM_WORLD.Abort(1)  # with one rank, Python simply exits with status 1
 
 

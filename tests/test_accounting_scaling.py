@@ -89,21 +89,51 @@ def test_mfu_and_peak():
         measure_matmul_peak(n=0)
 
 
-def test_scaling_example_table_and_sweep_hook(capsys):
+def _run_scaling(argv):
     import runpy
     import sys
     from pathlib import Path
 
     script = str(Path(__file__).resolve().parents[1] / "examples" / "scaling.py")
-    argv = sys.argv
+    saved = sys.argv
     try:
-        sys.argv = [script, "--table", "--min-exp", "20", "--max-exp", "21"]
-        runpy.run_path(script, run_name="__main__")
-        out = capsys.readouterr().out
-        assert "1e+20" in out and "1e+21" in out and "1e+22" not in out
-        assert "Table 3" in out
-        sys.argv = [script, "--sweep", "--min-exp", "20", "--max-exp", "20"]
-        with pytest.raises(SystemExit, match="not implemented"):
-            runpy.run_path(script, run_name="__main__")
+        sys.argv = [script, *argv]
+        return runpy.run_path(script, run_name="__main__")
     finally:
-        sys.argv = argv
+        sys.argv = saved
+
+
+def test_scaling_example_table(capsys):
+    _run_scaling(["--table", "--min-exp", "20", "--max-exp", "21"])
+    out = capsys.readouterr().out
+    assert "1e+20" in out and "1e+21" in out and "1e+22" not in out
+    assert "Table 3" in out
+
+
+def test_isoflop_minimum_is_the_parabola_vertex():
+    """Approach 2 of the paper: loss = a(log N − log N*)² + c has its minimum at N*."""
+    ns = _run_scaling(["--table", "--min-exp", "18", "--max-exp", "18"])
+    log_n = np.log([1e3, 1e4, 1e5, 1e6])
+    loss = 0.3 * (log_n - np.log(3e4)) ** 2 + 2.0
+    assert ns["isoflop_minimum"](log_n, loss) == pytest.approx(3e4, rel=1e-9)
+    # points that do not curve upwards: the best trained size
+    assert ns["isoflop_minimum"](log_n, -log_n) == pytest.approx(1e6)
+
+
+def test_scaling_sweep_trains_each_size_for_its_budget(tmp_path, capsys):
+    import csv
+
+    out_csv = tmp_path / "sweep.csv"
+    ns = _run_scaling(["--sweep", "--budgets", "2e8,6e8", "--data-bytes", "60000", "--cache-dir",
+                       str(tmp_path / "cache"), "--sweep-out", str(out_csv)])
+    rows = list(csv.DictReader(out_csv.open()))
+    sizes = ns["SWEEP_SIZES"]
+    assert len(rows) == 2 * len(sizes)
+    tokens_per_step = ns["SWEEP_BLOCK"] * ns["SWEEP_BATCH"]
+    for r in rows:
+        c, f, d = float(r["budget"]), float(r["flops_per_token"]), float(r["tokens"])
+        # D = C / F, rounded to whole steps (at least one)
+        assert abs(d * f - c) <= 0.5 * tokens_per_step * f or int(r["steps"]) == 1
+        assert np.isfinite(float(r["val_loss"]))
+    text = capsys.readouterr().out
+    assert "fitted N_opt" in text and "IsoFLOP" in text
