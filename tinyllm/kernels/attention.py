@@ -199,7 +199,7 @@ def _visible(causal, row, j0, nc):
     return max(0, min(nc, row + 1 - j0))
 
 
-# ---- numba: one (batch, head) pair, then all pairs in parallel ---------------------------------
+# ---- numba: one (batch, head) pair, then a range of pairs ------------------------------------
 
 
 @jit

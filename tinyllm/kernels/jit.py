@@ -1,4 +1,4 @@
-"""How tinyllm's kernels are compiled (numba's options) and how a kernel's rows are split over threads.
+"""How tinyllm compiles its kernels (numba options) and splits a kernel's rows over threads.
 
 Options (every kernel and helper):
 

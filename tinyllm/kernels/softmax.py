@@ -13,7 +13,7 @@ diag(y) − y yᵀ):
     log_softmax:  x̄ = g − e^y · Σⱼ gⱼ
 
 The NumPy reference makes several passes over memory (max, subtract, exp, sum, divide); the
-numba kernel does one row at a time while it sits in cache, rows in parallel.
+numba kernel does one row at a time while it sits in cache.
 """
 import numpy as np
 
