@@ -88,7 +88,8 @@ SMALL = {
     "examples/train_3d.py": (_TRAIN + ["--sample-tokens", "4"], _SIM),
     "examples/mixed_precision.py": (_TRAIN, _GPT),
     "examples/quantize.py": (_TRAIN + ["--qat-steps", "2", "--eval-batches", "1"], _GPT),
-    "examples/scaling.py": ([], []),
+    "examples/scaling.py": (["--budgets", "1e8,1e9", "--data-bytes", DATA_BYTES,
+                             "--cache-dir", "{cache}"], []),      # (--table ignores them)
     "examples/memory_table.py": ([], []),
     "examples/precision_table.py": ([], []),
     "benchmarks/collectives.py": (["--max-bytes", "4KiB", "--iters", "2", "--warmup", "1"], []),
