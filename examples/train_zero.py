@@ -64,6 +64,9 @@ def build_parser():
     g.add_argument("--device-memory", type=parse_bytes, default=None,
                    help="simulated device capacity (e.g. 12MB); default: the profile's")
     g.add_argument("--profile", default="A100-80GB", help="cost-model GPU (sim/cost.py)")
+    g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="model precision: half formats train with fp32 master weights in the "
+                        "optimizer (ZeRO's K = 12 layout); float16 adds dynamic loss scaling")
     g.add_argument("--backend", choices=("explicit", "mpi"), default=None,
                    help="collectives: explicit point-to-point (default) or MPI's built-in")
     g.add_argument("--compare", action="store_true",
@@ -83,6 +86,9 @@ def make_strategy(model, world, args, stage, offload="none", reshard=True, prefe
 
     common = dict(lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay,
                   device_memory=args.device_memory, profile=args.profile)
+    if args.dtype == "float16":
+        from tinyllm.precision import GradScaler
+        common["loss_scaler"] = GradScaler()
     if stage == 0:
         if offload != "none":
             raise SystemExit("--offload needs a ZeRO stage (1-3)")
@@ -123,7 +129,8 @@ def train_steps(strategy, world, args, train_ids, data_rng, start, end, log=None
     from tinyllm.accounting import palm_flops_per_token_for
     flops_per_token = palm_flops_per_token_for(strategy.model.config, args.block_size)
     meter = training.Throughput(flops_per_token, getattr(args, "machine_peak", None))
-    gpu_peak = strategy.profile.peak_flops["fp32"]
+    from sim.cost import dtype_name
+    gpu_peak = strategy.profile.peak_flops[dtype_name(strategy.compute_dtype)]
     tokens_per_rank = args.batch_size * args.block_size / world.size
     for step in range(start, end):
         lr = training.lr_at(step, args)
@@ -188,7 +195,10 @@ def build_model(args, vocab_size):
     tinyllm.manual_seed(args.seed)
     cfg = GPTConfig(block_size=args.block_size, vocab_size=vocab_size, n_layer=args.n_layer,
                     n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
-    return GPT(cfg), cfg
+    model = GPT(cfg)
+    if args.dtype != "float32":
+        model.to(getattr(tinyllm, args.dtype))
+    return model, cfg
 
 
 def compare(world, args, tok, train_ids):
@@ -305,6 +315,8 @@ def main(argv=None, **defaults):
                              args.reshard_after_forward, args.prefetch, args.sharding_factor)
     label = strategy_label(args.stage, args.offload, args.reshard_after_forward, args.prefetch,
                            args.sharding_factor, world, naive=args.naive_ddp)
+    if args.dtype != "float32":
+        label += f" ({args.dtype})"
     data_rng = np.random.default_rng(args.seed)
     start = 0
     report = {"world_size": world.size, "strategy": label, "params": strategy.n_params,
@@ -343,8 +355,10 @@ def main(argv=None, **defaults):
     sent_per_rank = world.allgather_json(stats.get("bytes_sent", 0))
     theory = strategy.theory()
     theory_bytes = strategy.theory_comm_bytes(args.accum_steps)
+    layout = (f"{args.dtype} model + fp32 masters: K = 12" if strategy.mixed
+              else "fp32 Adam: K = 8")
     log(memory_table(per_rank, theory, f"memory per rank at peak ({label}, Ψ = "
-                                       f"{strategy.n_params:,}, fp32 Adam: K = 8)"))
+                                       f"{strategy.n_params:,}, {layout})"))
     log("bytes per parameter on rank 0 beside the course notes' rule of thumb:\n"
         + format_bytes_per_parameter(strategy.device, strategy.n_params))
     log(f"bytes sent per rank in the last step: "

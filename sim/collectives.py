@@ -34,8 +34,9 @@ byte counts per rank (`ring_volume`). ZeRO pads its flat buffers to a multiple o
 chunks — its shards — are equal and each rank sends exactly (n−1)/n · S.
 
 Ops: "sum", and "avg" (the sum divided by n after the reduction, how data parallelism averages
-gradients), on float16/32/64; each partial sum is rounded to the buffer's dtype at every step,
-as NCCL does. Collectives that only move data take integer dtypes too. The explicit functions take a `sim.comm.Communicator` and move data only through its
+gradients), on float16/32/64 and on tinyllm's bf16 (uint16 bit patterns tagged as bfloat16,
+added in float32 and rounded back); each partial sum is rounded to the buffer's format at every
+step, as NCCL does. Collectives that only move data take integer dtypes too. The explicit functions take a `sim.comm.Communicator` and move data only through its
 `_sendrecv` / `_send` / `_recv`, which count every byte; the `mpi_*` functions beside them call
 MPI's built-in collective, which is faster but hides its algorithm.
 """
@@ -45,6 +46,32 @@ import numpy as np
 from mpi4py import MPI
 
 REDUCE_OPS = ("sum", "avg")
+
+
+# ---- adding in a buffer's own format ----------------------------------------------------------
+
+def is_bf16(dtype) -> bool:
+    """tinyllm's bf16 storage: uint16 bit patterns whose dtype carries a tinyllm tag."""
+    meta = np.dtype(dtype).metadata
+    return bool(meta) and "tinyllm.dtype" in meta
+
+
+def add_into(acc: np.ndarray, x: np.ndarray) -> None:
+    """acc += x, rounded to acc's format (bf16: decode, add in float32, round to nearest)."""
+    if is_bf16(acc.dtype):
+        from tinyllm.precision.half import to_float32, to_storage
+        to_storage(to_float32(acc) + to_float32(x), "bfloat16", out=acc)
+    else:
+        acc += x
+
+
+def divide(buf: np.ndarray, n: int) -> None:
+    """buf /= n in buf's format (the "avg" of a reduction)."""
+    if is_bf16(buf.dtype):
+        from tinyllm.precision.half import to_float32, to_storage
+        to_storage(to_float32(buf) / n, "bfloat16", out=buf)
+    else:
+        buf /= n
 
 
 # ---- how a buffer is cut and how the ranks are wired ------------------------------------------
@@ -118,11 +145,11 @@ def ring_reduce_scatter(comm, chunks: list[np.ndarray], out: np.ndarray, op: str
         c = (r - step - 2) % n  # the chunk whose partial sum arrives from the left now
         incoming = scratch[step % 2][:chunks[c].size]
         comm._sendrecv(outgoing, right, incoming, left, f"step {step + 1}/{n - 1}")
-        incoming += chunks[c]  # add this rank's contribution
+        add_into(incoming, chunks[c])  # add this rank's contribution
         outgoing = incoming  # ...and pass it on next step
     out[...] = outgoing  # after n−1 steps the arriving chunk is chunk r, summed over all ranks
     if op == "avg":
-        out /= n
+        divide(out, n)
 
 
 def ring_all_gather(comm, chunks: list[np.ndarray]) -> None:
@@ -176,15 +203,30 @@ def tree_reduce(comm, buf: np.ndarray, root: int, op: str) -> None:
     incoming = np.empty_like(buf) if children else None
     for child in reversed(children):
         comm._recv(incoming, (child + root) % n, "from child")
-        total += incoming
+        add_into(total, incoming)
     if parent is not None:
         comm._send(total, (parent + root) % n, "to parent")
     elif op == "avg":
-        buf /= n
+        divide(buf, n)
 
 
 # ---- the same collectives by MPI's built-in implementations -----------------------------------
 
+def _through_float32(fn):
+    """MPI has no bf16: reduce bf16 buffers as float32 values and round the result back."""
+    def wrapper(mpi_comm, *args):
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
+        if not is_bf16(arrays[-1].dtype):
+            return fn(mpi_comm, *args)
+        from tinyllm.precision.half import to_float32, to_storage
+        wide = [to_float32(a).copy() if isinstance(a, np.ndarray) else a for a in args]
+        fn(mpi_comm, *wide)
+        result = [w for w in wide if isinstance(w, np.ndarray)][-1]   # the output buffer
+        to_storage(result, "bfloat16", out=arrays[-1])
+    return wrapper
+
+
+@_through_float32
 def mpi_all_reduce(mpi_comm, buf, op):
     mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
     if op == "avg":
@@ -193,6 +235,7 @@ def mpi_all_reduce(mpi_comm, buf, op):
 
 # Equal chunks use MPI's "block" variants: MPICH's Allgatherv, for one, measured ~10× slower
 # than its Allgather at 4 ranks and 4 MiB (benchmarks/collectives.py).
+@_through_float32
 def mpi_reduce_scatter(mpi_comm, send, recv, op):
     if send.size % mpi_comm.size == 0:
         mpi_comm.Reduce_scatter_block(send, recv, op=MPI.SUM)
@@ -214,6 +257,7 @@ def mpi_broadcast(mpi_comm, buf, root):
     mpi_comm.Bcast(buf, root=root)
 
 
+@_through_float32
 def mpi_reduce(mpi_comm, buf, root, op):
     if mpi_comm.rank == root:
         mpi_comm.Reduce(MPI.IN_PLACE, buf, op=MPI.SUM, root=root)

@@ -404,9 +404,10 @@ class Communicator:
             if reduce_op not in algo.REDUCE_OPS:
                 raise ValueError(f"{what}: unknown reduction op {reduce_op!r}; "
                                  f"expected one of {algo.REDUCE_OPS}")
-            if arr.dtype not in _REDUCIBLE:
-                raise TypeError(f"{what}: reductions need float16, float32 or float64, got "
-                                f"{arr.dtype} (bf16 bit patterns cannot be summed as integers)")
+            if arr.dtype not in _REDUCIBLE and not algo.is_bf16(arr.dtype):
+                raise TypeError(f"{what}: reductions need float16, float32, float64 or tinyllm's "
+                                f"bfloat16, got {arr.dtype} (untagged uint16 bit patterns cannot "
+                                f"be summed as integers)")
         return arr.reshape(-1)
 
     def _chunk_problem(self, which: str, chunk: np.ndarray, full: np.ndarray) -> str | None:

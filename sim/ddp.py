@@ -42,7 +42,8 @@ class NaiveDDP(Strategy):
         for name, p in self.named_params:
             layout = FlatLayout([name], [p.shape], 1)
             self._opt.append((p, ShardOptimizer(p.data.reshape(-1), layout, 0,
-                                                [self.decay_flag[id(p)]], self.device, name)))
+                                                [self.decay_flag[id(p)]], self.device, name,
+                                                copy_tag=self.master_tag)))
             p.register_post_accumulate_grad_hook(self._charge_grad)
 
     def _charge_grad(self, p):
@@ -63,10 +64,11 @@ class NaiveDDP(Strategy):
         return None  # every rank holds the whole (already averaged) gradient
 
     def _optimizer_step(self):
-        for p, opt in self._opt:
-            if p.grad is not None:
-                opt.step(p.grad.reshape(-1), self.step_count, self.lr, self.betas, self.eps,
-                         self.weight_decay)
+        with_grad = [(p, opt) for p, opt in self._opt if p.grad is not None]
+        for (p, opt), (g, _) in zip(with_grad, self.grads32()):
+            opt.step(g.reshape(-1), self.step_count, self.lr, self.betas, self.eps,
+                     self.weight_decay)
+            opt.publish(p.data.reshape(-1))
         self._adam_time(self.n_params)
 
     def _zero_grad(self):
@@ -77,7 +79,8 @@ class NaiveDDP(Strategy):
     def theory(self) -> dict:
         psi = self.n_params
         b = self.itemsize
-        return {"parameters": b * psi, "gradients": b * psi, "optimizer_states": 2 * b * psi}
+        return {"parameters": b * psi, "gradients": b * psi,
+                "optimizer_states": self.optimizer_bytes * psi}
 
     # ---- checkpoints (sim/checkpoint.py): every rank holds everything; rank 0 writes ---------
     def writes_checkpoint(self) -> bool:
@@ -85,12 +88,13 @@ class NaiveDDP(Strategy):
 
     def shard_state(self) -> list:
         """(name, layout, shard index, param, exp_avg, exp_avg_sq) per flat group."""
-        return [(name, FlatLayout([name], [p.shape], 1), 0, p.data.reshape(-1), opt.m, opt.v)
+        return [(name, FlatLayout([name], [p.shape], 1), 0, opt.params, opt.m, opt.v)
                 for (name, _), (p, opt) in zip(self.named_params, self._opt)]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
         for (name, _), (p, opt) in zip(self.named_params, self._opt):
-            p.data[...] = params[name]
+            opt.params[...] = params[name].reshape(-1)
+            opt.publish(p.data.reshape(-1))
             opt.m[...] = exp_avg[name].reshape(-1)
             opt.v[...] = exp_avg_sq[name].reshape(-1)
         self.step_count = step
@@ -136,9 +140,9 @@ class DDP(Strategy):
         self._bucket_of = {}
         for i, group in enumerate(groups):
             b = Bucket(i, [n for n, _ in group], [p for _, p in group])
-            b.param_flat = self.device.allocate((b.layout.padded,), group[0][1].dtype,
+            b.param_flat = self.device.allocate((b.layout.padded,), self.storage_dtype,
                                                 "parameters", f"bucket {i} params")
-            b.grad_flat = self.device.allocate((b.layout.padded,), group[0][1].dtype,
+            b.grad_flat = self.device.allocate((b.layout.padded,), self.storage_dtype,
                                                "gradients", f"bucket {i} grads")
             b.layout.pack([p.data for p in b.params], b.param_flat)
             for p, pv, gv in zip(b.params, b.layout.views(b.param_flat), b.layout.views(b.grad_flat)):
@@ -148,7 +152,7 @@ class DDP(Strategy):
                 p.register_post_accumulate_grad_hook(self._grad_ready)
             b.opt = ShardOptimizer(b.param_flat, b.layout, 0,
                                    [self.decay_flag[id(p)] for p in b.params], self.device,
-                                   f"bucket {i}")
+                                   f"bucket {i}", copy_tag=self.master_tag)
             self.buckets.append(b)
 
     def _grad_ready(self, p):
@@ -179,9 +183,9 @@ class DDP(Strategy):
         return None
 
     def _optimizer_step(self):
-        for b in self.buckets:
-            b.opt.step(b.grad_flat, self.step_count, self.lr, self.betas, self.eps,
-                       self.weight_decay)
+        for b, (g, _) in zip(self.buckets, self.grads32()):
+            b.opt.step(g, self.step_count, self.lr, self.betas, self.eps, self.weight_decay)
+            b.opt.publish(b.param_flat)
         self._adam_time(self.n_params)
 
     def _zero_grad(self):
@@ -195,12 +199,13 @@ class DDP(Strategy):
     writes_checkpoint = NaiveDDP.writes_checkpoint
 
     def shard_state(self) -> list:
-        return [(f"bucket{b.index}", b.layout, 0, b.param_flat, b.opt.m, b.opt.v)
+        return [(f"bucket{b.index}", b.layout, 0, b.opt.params, b.opt.m, b.opt.v)
                 for b in self.buckets]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
         for b in self.buckets:
-            b.layout.pack([params[n] for n in b.names], b.param_flat)
+            b.layout.pack([params[n] for n in b.names], b.opt.params)   # fp32 (master)
+            b.opt.publish(b.param_flat)
             b.layout.pack([exp_avg[n] for n in b.names], b.opt.m)
             b.layout.pack([exp_avg_sq[n] for n in b.names], b.opt.v)
         self.step_count = step

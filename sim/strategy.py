@@ -42,6 +42,8 @@ from sim.flat import FlatLayout
 from tinyllm import kernels
 from tinyllm.accounting import FlopCounter
 from tinyllm.optim.clip import clip_coefficient
+from tinyllm.precision.half import is_half, logical_dtype, to_float32
+from tinyllm.precision.mixed import write_model_params_
 
 # Adam reads param, grad, m, v and writes param, m, v: 7 accesses of 4 bytes per element.
 ADAM_BYTES_PER_ELEMENT = 28
@@ -50,18 +52,33 @@ ADAM_BYTES_PER_ELEMENT = 28
 class ShardOptimizer:
     """AdamW state for one flat buffer's shard, and the update applied to it segment by segment.
 
-    `params` is the fp32 shard being optimized (a view into a device buffer, or a host copy);
-    `m`, `v` are allocated in `ledger` under "optimizer_states". `segments` say which elements
-    belong to which parameter, so weight decay applies only to matrices.
+    `params` is the shard of the model's parameters this optimizer owns. The update runs on
+    `self.params`: the shard itself (fp32 training, on the device), or — with `copy_tag` — an
+    fp32 copy allocated in `ledger` under that tag: the host's copy after offload, or the fp32
+    *master* weights of mixed precision (counted with the optimizer states: the ZeRO paper's
+    K = 12 = 4 master + 4 m + 4 v bytes). `publish(dst)` writes the updated copy back into the
+    model's storage, rounding to half precision where the model is half. `m`, `v` (fp32) are
+    allocated in `ledger` under "optimizer_states". `segments` say which elements belong to
+    which parameter, so weight decay applies only to matrices.
     """
 
     def __init__(self, params: np.ndarray, layout: FlatLayout, shard: int, decay_flags,
-                 ledger, label: str):
-        self.params = params
-        self.m = ledger.allocate(params.shape, params.dtype, "optimizer_states", f"{label} exp_avg")
-        self.v = ledger.allocate(params.shape, params.dtype, "optimizer_states", f"{label} exp_avg_sq")
+                 ledger, label: str, copy_tag: str | None = None):
+        if copy_tag is None:
+            self.params = params
+        else:
+            self.params = ledger.allocate(params.shape, np.float32 if is_half(params.dtype)
+                                          else params.dtype, copy_tag, f"{label} fp32 copy")
+            self.params[...] = to_float32(params)
+        self.m = ledger.allocate(params.shape, self.params.dtype, "optimizer_states", f"{label} exp_avg")
+        self.v = ledger.allocate(params.shape, self.params.dtype, "optimizer_states", f"{label} exp_avg_sq")
         self.segments = [(seg.lo, seg.hi, bool(decay_flags[seg.index]))
                          for seg in layout.segments(shard)]
+
+    def publish(self, dst: np.ndarray) -> None:
+        """Write the updated parameters into `dst` (the model's storage), if they are a copy."""
+        if self.params is not dst:
+            write_model_params_(dst, self.params)
 
     def step(self, grads: np.ndarray, step: int, lr, betas, eps, weight_decay) -> None:
         for lo, hi, decay in self.segments:
@@ -81,7 +98,7 @@ class Strategy:
 
     def __init__(self, model, world, *, lr: float = 1e-3, betas=(0.9, 0.95), eps: float = 1e-8,
                  weight_decay: float = 0.0, device_memory: int | None = None,
-                 profile: str = "A100-80GB", broadcast_init: bool = True):
+                 profile: str = "A100-80GB", broadcast_init: bool = True, loss_scaler=None):
         self.model = model
         self.world = world
         self.rank, self.size = world.rank, world.size
@@ -90,10 +107,22 @@ class Strategy:
         capacity = self.profile.memory_bytes if device_memory is None else int(device_memory)
         self.device = Device(capacity, rank=self.rank)
         self.host = Host(rank=self.rank)
-        self.timeline = Timeline(self.profile)
         self.named_params = list(model.named_parameters())
         self.n_params = sum(p.size for _, p in self.named_params)
-        self.itemsize = self.named_params[0][1].data.itemsize   # bytes per element
+        # Mixed precision (Micikevicius et al. 2018): a model in fp16/bf16 keeps 2-byte
+        # parameters and gradients; the optimizer holds fp32 masters (tinyllm/precision).
+        self.storage_dtype = self.named_params[0][1].data.dtype
+        self.param_format = logical_dtype(self.storage_dtype)     # float32, float16, bfloat16
+        self.mixed = is_half(self.storage_dtype)
+        self.itemsize = self.storage_dtype.itemsize              # bytes per element
+        self.master_tag = "optimizer_states" if self.mixed else None
+        # the cost model's compute peak follows the model's format (bf16/fp16 tensor cores)
+        self.compute_dtype = {"bfloat16": "bf16", "float16": "fp16"}.get(
+            str(self.param_format), self.storage_dtype)
+        self.timeline = Timeline(self.profile, dtype=self.compute_dtype)
+        self.scaler = loss_scaler                                # GradScaler (fp16) or None
+        self.skipped_steps = 0
+        self._g32 = None                                         # this step's fp32 gradients
         self.decay_flag = {id(p): p.ndim >= 2 for _, p in self.named_params}
         self.flops = FlopCounter()
         self._flops_placed = self._step_flops_start = 0   # cumulative FLOP counts
@@ -141,6 +170,8 @@ class Strategy:
         return self._forward(*args, **kwargs)
 
     def backward(self, loss) -> None:
+        if self.scaler is not None:
+            loss = self.scaler.scale(loss)  # fp16: lift small gradients above underflow
         loss.backward()
         self._after_backward()
         self._place_compute("backward")
@@ -163,6 +194,7 @@ class Strategy:
         self.timeline.reset()
         self._flops_placed = self._step_flops_start = self.flops.total()
         self._pending_comm = []
+        self._g32 = None
         self.host_transfer_bytes = 0
         self._step_wall = time.perf_counter()
 
@@ -170,7 +202,7 @@ class Strategy:
         """Global-norm clipping across all shards: each rank sums the squares of the gradient
         elements it owns, one all-reduce adds them up, every rank scales by the same factor."""
         sq = np.zeros(1, dtype=np.float64)
-        shards = self._grad_shards()
+        shards = self.grads32()
         for g, counted in shards:
             if counted:
                 g64 = g.astype(np.float64, copy=False).reshape(-1)
@@ -186,6 +218,39 @@ class Strategy:
         self.last_grad_norm = norm
         return norm
 
+    def grads32(self) -> list:
+        """This step's gradients as fp32 arrays, aligned with `_grad_shards()` (same flags): the
+        shards themselves in fp32 training; with a half-precision model, fp32 copies (transient
+        device buffers) — the "cast gradients up before the update" of mixed precision — and,
+        with a loss scaler, divided by the loss scale."""
+        if self._g32 is None:
+            self._before_grads32()
+            shards = self._grad_shards()
+            if not self.mixed and self.scaler is None:
+                self._g32 = shards
+                return shards
+            inv = 1.0 / self.scaler.get_scale() if self.scaler is not None else 1.0
+            self._g32, self._g32_buffers = [], []
+            for g, counted in shards:
+                if is_half(g.dtype):
+                    g32 = self.device.allocate(g.shape, np.float32, "buffers", "fp32 gradients")
+                    to_float32(g, out=g32)
+                    self._g32_buffers.append(g32)
+                else:
+                    g32 = g
+                if inv != 1.0:
+                    g32 *= np.float32(inv)
+                self._g32.append((g32, counted))
+        return self._g32
+
+    def _before_grads32(self) -> None:
+        """Hook: last moves before the gradients are read (ZeRO-Offload copies them to the host)."""
+
+    def _release_grads32(self) -> None:
+        for buf in getattr(self, "_g32_buffers", ()):
+            self.device.free(buf)
+        self._g32, self._g32_buffers = None, []
+
     def _norm_group(self):
         """The ranks whose gradient shards together make up the whole gradient (None: this
         rank holds all of it)."""
@@ -194,8 +259,25 @@ class Strategy:
     def step(self) -> None:
         self._place_compute("backward")
         self.timeline.wait(self._pending_comm)
+        grads = self.grads32()
+        if self.scaler is not None:
+            # Dynamic loss scaling: every rank checks its own gradients; one all-reduce makes
+            # them agree, so all skip (and halve the scale) or all step.
+            flag = np.array([float(any(not np.all(np.isfinite(g)) for g, _ in grads))],
+                            dtype=np.float32)
+            if self.size > 1:
+                self._comm(self.world.all_reduce(flag), "inf/NaN check", wait=True)
+            found_inf = bool(flag[0] > 0)
+            self.scaler.update_found_inf(found_inf)
+            if found_inf:
+                self.skipped_steps += 1
+                self._release_grads32()
+                self.timeline.synchronize()
+                self._step_wall = time.perf_counter() - self._step_wall
+                return
         self.step_count += 1
         self._optimizer_step()
+        self._release_grads32()
         self.timeline.synchronize()
         self._step_wall = time.perf_counter() - self._step_wall
 
@@ -241,6 +323,12 @@ class Strategy:
     def theory(self) -> dict:
         """The ZeRO paper's model-state bytes for this strategy (fp32 Adam: 4 + 4 + 8 bytes)."""
         raise NotImplementedError
+
+    @property
+    def optimizer_bytes(self) -> int:
+        """K, Adam's bytes per parameter: m and v in fp32 (8), plus the fp32 master weights
+        when the model is half precision (12, the ZeRO paper's mixed-precision layout)."""
+        return 12 if self.mixed else 2 * self.itemsize
 
     def memory_report(self) -> dict:
         """Peak bytes per tag on the device ledger, plus its peak total and the host's bytes."""

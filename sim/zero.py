@@ -51,7 +51,10 @@ from __future__ import annotations
 import numpy as np
 
 from sim.flat import FlatLayout, split_units
+from sim.collectives import add_into
 from sim.strategy import ShardOptimizer, Strategy
+from tinyllm.precision.half import logical_dtype, to_float32, to_storage
+from tinyllm.precision.mixed import write_model_params_
 from tinyllm.tensor import Function, Tensor
 
 OFFLOAD_CHOICES = ("none", "optimizer", "params")
@@ -123,14 +126,14 @@ class ZeRO1(Strategy):
                 self._unit_of[id(p)] = st
                 p.register_post_accumulate_grad_hook(self._grad_ready)
             self.units.append(st)
-        self.dtype = self.units[0].unit.params[0].dtype
+        self.dtype = self.storage_dtype   # the model's storage: float32, float16 or bf16 bits
         for st in self.units:
             self._setup_params(st)
             self._setup_grads(st)
             self._setup_optimizer(st)
 
-    def _alloc(self, ledger, n, tag, label):
-        return ledger.allocate((n,), self.dtype, tag, label)
+    def _alloc(self, ledger, n, tag, label, dtype=None):
+        return ledger.allocate((n,), self.dtype if dtype is None else dtype, tag, label)
 
     def _setup_params(self, st):
         """Stages 1–2: the full parameters stay on every rank, as views into a flat buffer."""
@@ -149,23 +152,27 @@ class ZeRO1(Strategy):
         lo, hi = st.layout.shard_range(self.shard_rank)
         st.grad_shard = st.grad_flat[lo:hi]
         if self.offload != "none":
+            # on the host, gradients are fp32 (a half model's are cast up as they arrive)
             st.host_grad = self._alloc(self.host, st.layout.shard_size, "gradients",
-                                       f"{st.name} grad shard")
+                                       f"{st.name} grad shard", self._host_dtype())
 
     def _setup_optimizer(self, st):
+        """Adam on our shard: on the device, or (offload) on the host with an fp32 copy of the
+        parameters — the master weights, counted as optimizer state in mixed precision."""
         flags = [self.decay_flag[id(p)] for p in st.unit.params]
         if self.offload == "none":
-            target, ledger = st.param_shard, self.device
+            ledger, copy_tag = self.device, self.master_tag
         else:
-            # The fp32 master copy of the shard lives on the host with the Adam moments.
-            target = self._host_master(st)
-            ledger = self.host
-        st.opt = ShardOptimizer(target, st.layout, self.shard_rank, flags, ledger, st.name)
+            ledger, copy_tag = self.host, self._host_copy_tag()
+        st.opt = ShardOptimizer(st.param_shard, st.layout, self.shard_rank, flags, ledger,
+                                st.name, copy_tag=copy_tag)
 
-    def _host_master(self, st):
-        master = self._alloc(self.host, st.layout.shard_size, "parameters", f"{st.name} master")
-        master[...] = st.param_shard
-        return master
+    def _host_copy_tag(self):
+        return "optimizer_states" if self.mixed else "parameters"
+
+    def _host_dtype(self):
+        """What the host computes in: fp32 for a half model, else the model's own dtype."""
+        return np.float32 if self.mixed else self.dtype
 
     # ---- backward: reduce gradients ---------------------------------------------------------
     def _grad_ready(self, p):
@@ -212,43 +219,38 @@ class ZeRO1(Strategy):
         return [(st.grad_shard if self.offload == "none" else st.host_grad, True)
                 for st in self.units]
 
-    def clip_grad_norm_(self, max_norm):
+    def _before_grads32(self):
         if self.offload != "none":
             self._grads_to_host()
-        return super().clip_grad_norm_(max_norm)
 
     def _grads_to_host(self):
         for st in self.units:
-            if not getattr(st, "grad_on_host", False):
-                st.host_grad[...] = st.grad_shard
-                self._transfer(st.host_grad.nbytes, f"{st.name} grad shard → host")
-                st.grad_on_host = True
+            st.host_grad[...] = to_float32(st.grad_shard) if self.mixed else st.grad_shard
+            self._transfer(st.grad_shard.nbytes, f"{st.name} grad shard → host")
 
     def _norm_group(self):
         return self.shard_comm
 
     def _optimizer_step(self):
-        if self.offload != "none":
-            self._grads_to_host()
         import time
         t0 = time.perf_counter()
-        for st in self.units:
-            grads = st.grad_shard if self.offload == "none" else st.host_grad
+        for st, (grads, _) in zip(self.units, self.grads32()):
             st.opt.step(grads, self.step_count, self.lr, self.betas, self.eps, self.weight_decay)
-            st.grad_on_host = False
         n_owned = sum(st.layout.shard_size for st in self.units)
         if self.offload == "none":
             self._adam_time(n_owned, "adam (device)")
         else:
             # The host's Adam runs on this machine's CPU: its measured time is the honest figure.
             self.timeline.add("compute", time.perf_counter() - t0, "adam (host CPU, measured)")
-            self._params_to_device()
+        self._params_to_device()
         self._publish_params()
 
     def _params_to_device(self):
+        """Write each updated copy (host copy, or fp32 master) into the model's shard."""
         for st in self.units:
-            st.param_shard[...] = st.opt.params
-            self._transfer(st.param_shard.nbytes, f"{st.name} param shard → device")
+            st.opt.publish(st.param_shard)
+            if self.offload != "none":
+                self._transfer(st.param_shard.nbytes, f"{st.name} param shard → device")
 
     def _publish_params(self):
         """Stages 1–2: all-gather the updated shards into every rank's full parameters."""
@@ -288,18 +290,18 @@ class ZeRO1(Strategy):
         """Take this rank's shard of a full (consolidated) state — any saving world size."""
         for st in self.units:
             lo, hi = st.layout.shard_range(self.shard_rank)
-            full = np.zeros(st.layout.padded, dtype=self.dtype)
+            full = np.zeros(st.layout.padded, dtype=np.float32 if self.mixed else self.dtype)
             st.layout.pack([params[n] for n in st.unit.names], full)
+            st.opt.params[...] = full[lo:hi]      # fp32: the parameters, a copy, or the master
             self._load_params(st, full)
-            st.opt.params[...] = full[lo:hi]
             st.layout.pack([exp_avg[n] for n in st.unit.names], full)
             st.opt.m[...] = full[lo:hi]
             st.layout.pack([exp_avg_sq[n] for n in st.unit.names], full)
             st.opt.v[...] = full[lo:hi]
         self.step_count = step
 
-    def _load_params(self, st, full):
-        st.param_flat[...] = full
+    def _load_params(self, st, full32):
+        write_model_params_(st.param_flat, full32)
 
     # ---- theory -------------------------------------------------------------------------------
     def _gathered_theory(self) -> int:
@@ -311,7 +313,7 @@ class ZeRO1(Strategy):
         psi, f, b = self.n_params, self.factor, self.itemsize
         p = b * psi / f + self._gathered_theory() if self.shards_parameters else b * psi
         g = b * psi / f if self.shards_gradients else b * psi
-        o = 2 * b * psi / f
+        o = self.optimizer_bytes * psi / f
         if self.offload != "none":
             o = 0
             if self.shards_gradients:
@@ -340,8 +342,12 @@ class ZeRO2(ZeRO1):
     shards_gradients = True
 
     def _setup_grads(self, st):
-        where = self.device if self.offload == "none" else self.host
-        st.grad_shard = self._alloc(where, st.layout.shard_size, "gradients", f"{st.name} grad shard")
+        if self.offload == "none":
+            st.grad_shard = self._alloc(self.device, st.layout.shard_size, "gradients",
+                                        f"{st.name} grad shard")
+        else:  # streamed to the host as it is reduced; fp32 there
+            st.grad_shard = self._alloc(self.host, st.layout.shard_size, "gradients",
+                                        f"{st.name} grad shard", self._host_dtype())
         st.host_grad = st.grad_shard if self.offload != "none" else None
         for p in st.unit.params:
             p.grad = None  # backward allocates them; we reduce and drop them unit by unit
@@ -368,7 +374,10 @@ class ZeRO2(ZeRO1):
         self.device.free(flat)
         if self.offload != "none":
             self._transfer(out.nbytes, f"{st.name} grad shard → host")
-        st.grad_shard += out          # accumulate across micro-steps
+        if self.offload != "none":
+            st.grad_shard += to_float32(out) if self.mixed else out   # across micro-steps
+        else:
+            add_into(st.grad_shard, out)       # accumulate across micro-steps (in its format)
         self.device.free(out)
 
     def _after_backward(self):
@@ -418,13 +427,16 @@ class ZeRO3(ZeRO2):
         st.full = full
         for p, view in zip(st.unit.params, st.layout.views(full)):
             p.data = view
-        st.full[...] = np.nan            # not gathered yet: any use would show NaN
+        self._poison(st.full)            # not gathered yet: any use would show NaN
         st.gathered = False
 
-    def _host_master(self, st):
-        if self.offload == "params":
-            return st.param_shard        # the host shard *is* the master copy
-        return super()._host_master(st)
+    def _poison(self, buf):
+        buf[...] = to_storage(np.array([np.nan], np.float32), self.param_format)[0]
+
+    def _host_copy_tag(self):
+        if self.offload == "params" and not self.mixed:
+            return None                  # the fp32 host shard *is* what Adam updates
+        return super()._host_copy_tag()
 
     # ---- gather / free ------------------------------------------------------------------------
     def _gather(self, st, why: str):
@@ -445,7 +457,7 @@ class ZeRO3(ZeRO2):
     def _free(self, st):
         if not st.gathered:
             return
-        st.full[...] = np.nan
+        self._poison(st.full)
         self.device.free(st.full)
         st.gathered = False
 
@@ -497,13 +509,15 @@ class ZeRO3(ZeRO2):
         pass  # nothing to broadcast: the next forward gathers the updated shards
 
     def _params_to_device(self):
-        if self.offload == "params":
-            return                       # the shards stay on the host
+        if self.offload == "params":     # the shards stay on the host: nothing crosses PCIe now
+            for st in self.units:
+                st.opt.publish(st.param_shard)
+            return
         super()._params_to_device()
 
-    def _load_params(self, st, full):
+    def _load_params(self, st, full32):
         lo, hi = st.layout.shard_range(self.shard_rank)
-        st.param_shard[...] = full[lo:hi]
+        write_model_params_(st.param_shard, full32[lo:hi])
 
     def _gathers_per_micro_step(self) -> int:
         return 2 if self.reshard_after_forward else 1

@@ -172,6 +172,15 @@ class GradScaler:
                 self._backoff_factor, self._growth_interval)
         self._per_optimizer = {}
 
+    def update_found_inf(self, found_inf: bool) -> None:
+        """update() for a caller that did its own inf check — e.g. a data-parallel strategy
+        whose ranks each unscaled their gradient shards and agreed on one flag."""
+        if self._enabled:
+            self._scale, self._growth_tracker = update_scale(
+                self._scale, self._growth_tracker, bool(found_inf), self._growth_factor,
+                self._backoff_factor, self._growth_interval)
+            self._per_optimizer = {}
+
     # ---- inspection and checkpoints ----------------------------------------------------------
 
     def get_scale(self) -> float:
