@@ -228,7 +228,11 @@ def compare(world, args, tok, train_ids):
         except OutOfMemoryError as e:
             rows.append({"strategy": label, "oom": str(e).splitlines()[0]})
         world.barrier()
-    if world.size > 1 and args.accum_steps == 1:
+    if world.size > 1 and args.accum_steps == 1 and args.dtype != "float32":
+        # Parallel3D has no fp32 master weights or loss scaling: a half model diverges (NaN).
+        rows.append({"strategy": "tp / pp rows", "skipped": f"sim/parallel3d.py trains "
+                     f"float32 models only, not {args.dtype}"})
+    elif world.size > 1 and args.accum_steps == 1:
         # Beyond data parallelism (sim/parallel3d.py): the same model split by tensor
         # parallelism (tp = N) and by pipeline stages (pp = N), on the same batches.
         from sim.parallel3d import compare_rows
