@@ -2,6 +2,7 @@
 
     python examples/mixed_precision.py                          # fp32, bf16, fp16: a few minutes
     python examples/mixed_precision.py --formats fp32,bf16,bf16-nomaster --steps 200
+    python examples/mixed_precision.py --seeds 3                # is a gap more than noise?
     python examples/mixed_precision.py --steps 20 --report runs/mixed.json
 
 Each format trains the same GPT (same initialization, same batches, same learning-rate
@@ -57,6 +58,9 @@ def build_parser():
                    help=f"comma-separated, from {', '.join(FORMATS)}")
     p.add_argument("--init-scale", type=float, default=2.0 ** 16,
                    help="fp16 loss scaler's initial scale")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat every format with seeds seed, seed+1, …: the gap to fp32 per "
+                        "seed shows how much of it is run-to-run noise")
     p.set_defaults(eval_interval=100, eval_iters=8, log_interval=50)
     return p
 
@@ -81,9 +85,9 @@ def ledger_bytes(arrays_by_tag: dict, n_params: int) -> dict:
     return per
 
 
-def train_one(name, args, cfg, train_ids, val_ids):
+def train_one(name, args, cfg, train_ids, val_ids, seed):
     dtype, masters, loss_scaling = FORMATS[name]
-    tinyllm.manual_seed(args.seed)
+    tinyllm.manual_seed(seed)
     model = GPT(cfg)
     opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr,
                 betas=(0.9, 0.95))
@@ -92,9 +96,9 @@ def train_one(name, args, cfg, train_ids, val_ids):
             opt, scaler=GradScaler(init_scale=args.init_scale) if loss_scaling else None,
             max_grad_norm=args.grad_clip, master_weights=masters)
         model.to(dtype)
-    data_rng = np.random.default_rng(args.seed)
-    run = {"losses": [], "val_losses": []}
-    t0 = time.perf_counter()
+    data_rng = np.random.default_rng(seed)
+    run = {"seed": seed, "losses": [], "val_losses": []}
+    t0, cpu0 = time.perf_counter(), time.process_time()
     tokens = 0
     for step in range(args.steps):
         lr = training.lr_at(step, args)
@@ -122,11 +126,14 @@ def train_one(name, args, cfg, train_ids, val_ids):
             model.eval()
             val = training.estimate_loss(lambda a, b: fp32_loss(model, a, b), val_ids,
                                          args.batch_size, args.block_size, args.eval_iters,
-                                         np.random.default_rng(args.seed + 1))
+                                         np.random.default_rng(seed + 1))
             model.train()
             run["val_losses"].append([step + 1, val])
     run["seconds"] = time.perf_counter() - t0
     run["tokens_per_second"] = tokens / run["seconds"]
+    # CPU time of all this process's threads: on a shared machine, wall time mostly measures
+    # the other processes; CPU time compares the formats' work (evaluations included).
+    run["tokens_per_cpu_second"] = tokens / (time.process_time() - cpu0)
     # Between steps (gradients still present after the last step): the persistent layout.
     run["bytes_per_param"] = ledger_bytes(state_arrays(model.parameters(), opt),
                                           model.num_parameters())
@@ -152,11 +159,16 @@ def main(argv=None):
     print(f"GPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
           f"{cfg.vocab_size}: {n_params:,} parameters; {args.steps} steps of "
           f"{args.batch_size}×{args.block_size} tokens per format")
-    runs = {name: train_one(name, args, cfg, train_ids, val_ids) for name in names}
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be ≥ 1, got {args.seeds}")
+    seeds = [args.seed + i for i in range(args.seeds)]
+    all_runs = {name: [train_one(name, args, cfg, train_ids, val_ids, s) for s in seeds]
+                for name in names}
+    runs = {name: rs[0] for name, rs in all_runs.items()}  # the table: the first seed
 
     base = runs.get("fp32")
     print(f"\n{'format':>13s} {'val loss':>9s} {'Δ vs fp32':>10s} {'train loss':>11s} "
-          f"{'tok/s':>7s} | bytes/param: {'params':>6s} {'grads':>6s} {'optim':>6s} "
+          f"{'tok/s':>7s} {'tok/CPU-s':>9s} | bytes/param: {'params':>6s} {'grads':>6s} {'optim':>6s} "
           f"{'total':>6s}   theory")
     tail = max(1, min(50, args.steps // 5))
     for name, run in runs.items():
@@ -168,14 +180,27 @@ def main(argv=None):
             ("mixed" if FORMATS[name][1] else "nomaster")
         th = THEORY[kind]
         print(f"{name:>13s} {run['final_val_loss']:9.4f} {gap:>10s} "
-              f"{np.mean(run['losses'][-tail:]):11.4f} {run['tokens_per_second']:7.0f} | "
+              f"{np.mean(run['losses'][-tail:]):11.4f} {run['tokens_per_second']:7.0f} "
+              f"{run['tokens_per_cpu_second']:9.0f} | "
               f"{'':13s}{b['parameters']:6.2f} {b['gradients']:6.2f} "
               f"{b['optimizer_states']:6.2f} {b['total']:6.2f}   "
               f"{th[0]}+{th[1]}+{th[2]}={sum(th)}")
-    print(f"(train loss: mean of the last {tail} steps. Half formats are emulated — fp32 "
-          f"compute + rounding — so their tokens/s measure the emulation, not hardware.)")
+    print(f"(train loss: mean of the last {tail} steps. tok/CPU-s: tokens per second of this "
+          f"process's CPU time, comparable across rows on a shared machine. Half formats are "
+          f"emulated — fp32 compute + rounding — so their speed measures the emulation, not "
+          f"hardware.)")
+    if len(seeds) > 1 and "fp32" in all_runs:
+        print(f"\nvalidation-loss gap to fp32, per seed ({', '.join(map(str, seeds))}):")
+        for name, rs in all_runs.items():
+            gaps = [r["final_val_loss"] - b["final_val_loss"]
+                    for r, b in zip(rs, all_runs["fp32"])]
+            for r, g in zip(rs, gaps):
+                r["val_gap_vs_fp32"] = g
+            print(f"{name:>13s}  " + "  ".join(f"{g:+.4f}" for g in gaps)
+                  + f"   mean {np.mean(gaps):+.4f}")
     first = runs[names[0]]
     report = {"params": n_params, "config": cfg.to_dict(), "formats": runs,
+              "seeds": {name: rs for name, rs in all_runs.items()} if len(seeds) > 1 else None,
               "losses": first["losses"], "val_losses": first["val_losses"],
               "tokens_per_second": first["tokens_per_second"]}
     training.write_report(args.report, report)

@@ -17,7 +17,8 @@ batches (no gradients):
 
 (tinyllm/precision/model_quant.py: embeddings, LayerNorms and the tied lm_head stay float.)
 Columns: bytes the model stores, bytes per parameter, validation loss, perplexity e^loss, the
-loss change against fp32, and forward tokens/s.
+loss change against fp32, and forward tokens per second — of wall time, and of this process's
+CPU time (comparable across rows when other processes share the machine).
 
 Part 2 — quantization-aware training. First a sweep: post-training quantization of the Linear
 weights to 8, 4, 3 and 2 bits' worth of levels, per tensor, shows where PTQ starts to cost loss
@@ -94,18 +95,21 @@ def trained_model(args):
 
 
 def evaluate(model, batches):
-    """(mean validation loss, forward tokens per second) over fixed batches, no gradients."""
+    """(mean validation loss, forward tokens per second, tokens per CPU-second) over fixed
+    batches, no gradients. CPU time (all of this process's threads) compares formats fairly on
+    a shared machine, where wall time mostly measures the other processes."""
     model.eval()
     losses, tokens = [], 0
     with no_grad():
         model(batches[0][0][:1, :8])  # warm-up: numba compiles (or loads) its kernels here
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with no_grad():
         for x, y in batches:
             _, loss = model(x, y)
             losses.append(loss.item())
             tokens += x.size
-    return float(np.mean(losses)), tokens / (time.perf_counter() - t0)
+    return (float(np.mean(losses)), tokens / (time.perf_counter() - t0),
+            tokens / (time.process_time() - cpu0))
 
 
 def outlier_fraction(model_q, x, threshold):
@@ -176,19 +180,20 @@ def main(argv=None):
           f"{cfg.vocab_size}: {n_params:,} parameters; {args.eval_batches} validation batches "
           f"of {args.batch_size}×{cfg.block_size} tokens")
     print(f"{'format':32s} {'bytes':>10s} {'B/param':>8s} {'val loss':>9s} {'ppl':>8s} "
-          f"{'Δ loss':>8s} {'tok/s':>8s}")
+          f"{'Δ loss':>8s} {'tok/s':>8s} {'tok/CPU-s':>9s}")
     for name, make in formats.items():
         m = make()
-        loss, tps = evaluate(m, batches)
+        loss, tps, tpc = evaluate(m, batches)
         row = {"format": name, "bytes": model_nbytes(m), "bytes_per_param":
                model_nbytes(m) / n_params, "val_loss": loss, "perplexity": math.exp(loss),
-               "tokens_per_second": tps}
+               "tokens_per_second": tps, "tokens_per_cpu_second": tpc}
         row["delta_loss"] = loss - rows[0]["val_loss"] if rows else 0.0
         if name.startswith("LLM.int8"):
             row["outlier_column_fraction"] = outlier_fraction(m, batches[0][0], t)
         rows.append(row)
         print(f"{name:32s} {row['bytes']:10,d} {row['bytes_per_param']:8.2f} {loss:9.4f} "
-              f"{row['perplexity']:8.2f} {row['delta_loss']:+8.4f} {tps:8.0f}", flush=True)
+              f"{row['perplexity']:8.2f} {row['delta_loss']:+8.4f} {tps:8.0f} {tpc:9.0f}",
+              flush=True)
     frac = rows[-1].get("outlier_column_fraction", 0.0)
     print(f"(LLM.int8(): {100 * frac:.2f}% of input feature columns had |x| ≥ {t:g} and ran in "
           f"float. Embeddings, LayerNorms and the tied lm_head stay fp32 in the int8 rows.)")
@@ -199,7 +204,7 @@ def main(argv=None):
     sweep = {}
     for bits in sorted({8, 4, 3, 2, args.qat_bits}, reverse=True):
         lo, hi = -2 ** (bits - 1), 2 ** (bits - 1) - 1
-        sweep[bits], _ = evaluate(quantize_model(model, "weight_only", per_channel=False,
+        sweep[bits], _, _ = evaluate(quantize_model(model, "weight_only", per_channel=False,
                                                  quant_min=lo, quant_max=hi), batches)
         print(f"  {bits}-bit levels [{lo}, {hi}]: val loss {sweep[bits]:.4f}   Δ vs fp32 "
               f"{sweep[bits] - base_loss:+.4f}")
@@ -210,12 +215,12 @@ def main(argv=None):
     ptq_loss = sweep[args.qat_bits]
     qat = prepare_qat(model, quant_min=qmin, quant_max=qmax)
     qat_train = fine_tune(qat, train_ids, args.qat_steps, args.qat_lr, args, args.seed + 2)
-    qat_loss, _ = evaluate(convert_qat(qat), batches)
+    qat_loss, _, _ = evaluate(convert_qat(qat), batches)
     control = copy.deepcopy(model)
     control_train = fine_tune(control, train_ids, args.qat_steps, args.qat_lr, args,
                               args.seed + 2)
-    control_loss, _ = evaluate(control, batches)
-    control_ptq_loss, _ = evaluate(quantize_model(control, "weight_only", per_channel=False,
+    control_loss, _, _ = evaluate(control, batches)
+    control_ptq_loss, _, _ = evaluate(quantize_model(control, "weight_only", per_channel=False,
                                                   quant_min=qmin, quant_max=qmax), batches)
     # PTQ's gap is measured from the trained model; QAT's from the float model trained as
     # long (the control), so that the fine-tuning itself is not counted as recovery.

@@ -213,7 +213,7 @@ def test_mixed_precision_example_end_to_end(tmp_path):
          "--formats", "fp32,bf16,fp16-nomaster", "--n-layer", "1", "--n-head", "2",
          "--n-embd", "32", "--block-size", "16", "--batch-size", "4", "--vocab-size", "300",
          "--data-bytes", "100000", "--eval-iters", "1", "--cache-dir", str(tmp_path / "cache"),
-         "--report", str(out)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+         "--seeds", "2", "--report", str(out)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rep = json.loads(out.read_text())
     assert set(rep) >= {"losses", "val_losses", "params", "tokens_per_second", "formats"}
@@ -225,3 +225,12 @@ def test_mixed_precision_example_end_to_end(tmp_path):
         assert [b["parameters"], b["gradients"], b["optimizer_states"]] == want
         assert abs(run["losses"][0] - rep["formats"]["fp32"]["losses"][0]) < 0.05
     assert rep["formats"]["fp16-nomaster"]["final_loss_scale"] > 0  # fp16 runs loss scaling
+    # --seeds 2: every format ran twice; the second seed is a different run (other init and
+    # batches), and each gap is that seed's val loss minus fp32's val loss with the same seed.
+    for name in layouts:
+        r0, r1 = rep["seeds"][name]
+        assert r1["seed"] == r0["seed"] + 1
+        assert r0["losses"] != r1["losses"]
+        for r, b in zip(rep["seeds"][name], rep["seeds"]["fp32"]):
+            assert r["val_gap_vs_fp32"] == pytest.approx(r["final_val_loss"] - b["final_val_loss"])
+    assert [r["val_gap_vs_fp32"] for r in rep["seeds"]["fp32"]] == [0.0, 0.0]
