@@ -64,19 +64,20 @@ def _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, we
     shrink = t(1.0 - lr * weight_decay)
     one_minus_b1, b2, one_minus_b2 = t(1.0 - beta1), t(beta2), t(1.0 - beta2)
     wd, eps_ = t(weight_decay), t(eps)
-    for i in range(lo, hi):
-        p = param[i]
-        g = grad[i]
+    ps, gs, ms, vs = param[lo:hi], grad[lo:hi], exp_avg[lo:hi], exp_avg_sq[lo:hi]
+    for i in range(ps.size):        # (a loop from 0 over views vectorizes; one over lo…hi did not)
+        p = ps[i]
+        g = gs[i]
         if weight_decay != 0.0:
             if decoupled:
                 p = p * shrink
             else:
                 g = g + wd * p
-        m = exp_avg[i] + one_minus_b1 * (g - exp_avg[i])
-        v = b2 * exp_avg_sq[i] + one_minus_b2 * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        param[i] = p - step_size * m / (np.sqrt(v) / bc2_sqrt + eps_)
+        m = ms[i] + one_minus_b1 * (g - ms[i])
+        v = b2 * vs[i] + one_minus_b2 * g * g
+        ms[i] = m
+        vs[i] = v
+        ps[i] = p - step_size * m / (np.sqrt(v) / bc2_sqrt + eps_)
 
 
 def adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,

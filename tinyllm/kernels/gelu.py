@@ -59,13 +59,14 @@ def _gelu_forward(x, tanh_form, out, lo, hi):
     t = x.dtype.type
     half, one = t(0.5), t(1.0)
     c, k, inv_sqrt2 = t(SQRT_2_OVER_PI), t(COEF), t(INV_SQRT_2)
-    for i in range(lo, hi):
-        v = x[i]
+    xs, ys = x[lo:hi], out[lo:hi]    # (a loop from 0 over views vectorizes; one over lo…hi did not)
+    for i in range(xs.size):
+        v = xs[i]
         if tanh_form:
             u = c * (v + k * v * v * v)
-            out[i] = half * v * (one + (one - (one + one) / (vexp(u + u) + one)))  # 1 + tanh u
+            ys[i] = half * v * (one + (one - (one + one) / (vexp(u + u) + one)))  # 1 + tanh u
         else:
-            out[i] = half * v * (one + verf(v * inv_sqrt2))
+            ys[i] = half * v * (one + verf(v * inv_sqrt2))
 
 
 @jit
@@ -73,15 +74,16 @@ def _gelu_backward(x, g, tanh_form, out, lo, hi):
     t = x.dtype.type
     half, one = t(0.5), t(1.0)
     c, k, inv_sqrt2, inv_sqrt2pi = t(SQRT_2_OVER_PI), t(COEF), t(INV_SQRT_2), t(INV_SQRT_2PI)
-    for i in range(lo, hi):
-        v = x[i]
+    xs, gs, ys = x[lo:hi], g[lo:hi], out[lo:hi]
+    for i in range(xs.size):
+        v = xs[i]
         if tanh_form:
             u = c * (v + k * v * v * v)
             th = one - (one + one) / (vexp(u + u) + one)                           # tanh u
             d = half * (one + th) + half * v * (one - th * th) * c * (one + t(3.0) * k * v * v)
         else:
             d = half * (one + verf(v * inv_sqrt2)) + v * inv_sqrt2pi * vexp(-half * v * v)
-        out[i] = g[i] * d
+        ys[i] = gs[i] * d
 
 
 def gelu_forward_numba(x, approximate):
