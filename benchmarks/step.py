@@ -33,6 +33,10 @@ How it is measured, and why this way:
   commit, `git archive REV tinyllm | tar -x -C DIR` — interleaved with the others: before and
   after a change, measured under the same load.
 
+* faults/step: minor page faults per step (getrusage), memory the kernel had to map and zero
+  because freed arrays were given back to it — tinyllm/allocator.py explains why tinyllm keeps
+  them (TINYLLM_MALLOC=system in the environment turns that off, to see the difference).
+
 The machine is shared: the load average is printed at the start and the end of every run.
 """
 from __future__ import annotations
@@ -215,11 +219,13 @@ def worker(framework, workload, threads, seed):
         cmd, *arg = line.split()
         if cmd == "time":
             times = []
+            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             for _ in range(int(arg[0])):
                 t0 = time.perf_counter()
                 step()
                 times.append(time.perf_counter() - t0)
-            reply(dict(seconds=times))
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+            reply(dict(seconds=times, faults_per_step=faults / int(arg[0])))
         elif cmd == "rss":
             reply(dict(peak_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
         elif cmd == "profile":
@@ -313,10 +319,13 @@ def run_workload(name, args, have_torch):
     losses = ", ".join(f"{wk.name} {wk.hello['first_loss']:.6f}" for wk in workers)
     print(f"  first-step loss (same weights): {losses}")
     times = {wk.name: [] for wk in workers}
+    faults = {wk.name: [] for wk in workers}
     peaks = [sgemm_peak(args.threads)]
     for r in range(args.repeats):
         for wk in (workers if r % 2 == 0 else workers[::-1]):
-            times[wk.name] += wk.ask(f"time {args.steps}")["seconds"]
+            answer = wk.ask(f"time {args.steps}")
+            times[wk.name] += answer["seconds"]
+            faults[wk.name].append(answer["faults_per_step"])
         peaks.append(sgemm_peak(args.threads))
     peak = max(peaks)
     rss = {wk.name: (wk.ask("rss")["peak_kib"], wk.hello["rss_before_kib"]) for wk in workers}
@@ -327,7 +336,7 @@ def run_workload(name, args, have_torch):
 
     print(f"  sgemm peak ({args.threads} threads, best 1024³ of the run): {peak / 1e9:.1f} GFLOP/s")
     head = (f"  {'':<8} {'s/step':>8} {'(min':>7} {'max)':>6} {'tok/s':>8} {'MFU':>6} "
-            f"{'peak RSS':>9} {'RSS before':>11} {'ratio':>6}")
+            f"{'peak RSS':>9} {'RSS before':>11} {'faults/step':>11} {'ratio':>6}")
     print(head)
     med = {k: statistics.median(v) for k, v in times.items()}
     for wk in workers:
@@ -337,7 +346,8 @@ def run_workload(name, args, have_torch):
         ratio = f"{m / med['torch']:6.2f}" if "torch" in med and wk.name != "torch" else ""
         peak_rss, before = rss[wk.name]
         print(f"  {wk.name:<8} {m:8.3f} {min(t):7.3f} {max(t):6.3f} {tokens / m:8.0f} "
-              f"{mfu:6.1%} {peak_rss / 1024:7.0f}MB {before / 1024:9.0f}MB {ratio}")
+              f"{mfu:6.1%} {peak_rss / 1024:7.0f}MB {before / 1024:9.0f}MB "
+              f"{statistics.median(faults[wk.name]):11.0f} {ratio}")
     if "torch" in med:
         (ours, ours0), (theirs, theirs0) = rss["tinyllm"], rss["torch"]
         print(f"  ratio tinyllm / torch (median step time): {med['tinyllm'] / med['torch']:.2f}; "

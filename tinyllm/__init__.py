@@ -5,6 +5,10 @@ forward and backward side by side), tinyllm/kernels/ (the same math as fast numb
 tinyllm/nn/ (layers), tinyllm/models/ (GPT, BERT, T5), tinyllm/optim/, tinyllm/data/ and
 tinyllm/generate.py. The package mirrors PyTorch's names so what you learn here transfers.
 """
+from tinyllm import allocator as _allocator
+
+_allocator.configure()   # keep freed arrays' pages for the next step (tinyllm/allocator.py)
+
 from tinyllm.tensor import (Function, Tensor, enable_grad, is_grad_enabled, no_grad, observe,
                             tensor)
 from tinyllm.random import manual_seed

@@ -31,8 +31,12 @@ def causal_mask(l: int, s: int) -> np.ndarray:
 
 
 def _broadcast(x, batch):
-    """x with its batch axes broadcast to `batch` (a read-only view), or x itself if they are."""
-    return x if x.shape[:-2] == batch else np.broadcast_to(x, batch + x.shape[-2:])
+    """x with its batch axes broadcast to `batch` (a read-only view); x in C order if they
+    already are. Heads split from a fused projection arrive as strided views; the kernels read
+    C order, and this copy is what backward keeps, so backward copies nothing again."""
+    if x.shape[:-2] == batch:
+        return np.ascontiguousarray(x)
+    return np.broadcast_to(x, batch + x.shape[-2:])
 
 
 class ScaledDotProductAttention(Function):
