@@ -78,7 +78,7 @@ def test_load_state_dict_lists_every_problem_at_once():
     sd["enc.weight"] = np.zeros((3, 4))                # wrong shape
     sd["dec.weight"] = np.zeros((3, 3))                # fine, but must not be loaded either
     before = m.enc.weight.data.copy()
-    with pytest.raises(Exception) as info:
+    with pytest.raises(RuntimeError) as info:          # PyTorch's exception type
         m.load_state_dict(sd)
     msg = str(info.value)
     for needle in ("enc.bias", "enc.extra", "enc.weight", "(3, 4)", "(3, 3)", "missing",
@@ -313,6 +313,34 @@ def test_mha_kv_cache_matches_full_causal(mha, rng):
     assert cache.length == 6
     with pytest.raises(ValueError, match="max_len"):
         cache.append(np.zeros((2, 2, 5, 4)), np.zeros((2, 2, 5, 4)))
+
+
+def test_mha_dropout_is_on_attention_weights_only_and_blocks_add_residual_dropout(rng):
+    """torch.nn.MultiheadAttention's `dropout` drops attention weights, never the output.
+    With zero values (v_proj = 0) every row of weights, dropped or not, averages zeros, so the
+    output is exactly out_proj's bias; a dropout on the output would zero some of it."""
+    tinyllm.manual_seed(3)
+    m = to64(nn.MultiHeadAttention(8, 2, dropout=0.5))
+    m.v_proj.weight.data[...] = 0.0
+    m.v_proj.bias.data[...] = 0.0
+    m.out_proj.bias.data[...] = 1.0
+    m.train()
+    y = m(t64(rng.standard_normal((2, 6, 8)))).data
+    np.testing.assert_array_equal(y, np.ones((2, 6, 8)))
+    # The encoder block drops the attention sub-layer's output before the residual add
+    # (Vaswani et al. §5.4): with the MLP silenced, x_out − x is 0 or 1/(1 − p), both seen.
+    block = to64(nn.EncoderBlock(8, 2, dropout=0.5))
+    block.attn.v_proj.weight.data[...] = 0.0
+    block.attn.v_proj.bias.data[...] = 0.0
+    block.attn.out_proj.bias.data[...] = 1.0
+    block.mlp.c_proj.weight.data[...] = 0.0
+    block.mlp.c_proj.bias.data[...] = 0.0
+    block.train()
+    x = rng.standard_normal((2, 6, 8))
+    delta = block(t64(x)).data - x
+    assert set(np.round(np.unique(delta), 12)) == {0.0, 2.0}
+    block.eval()
+    np.testing.assert_allclose(block(t64(x)).data - x, 1.0, atol=1e-12)
 
 
 def test_mha_rejects_indivisible_heads():

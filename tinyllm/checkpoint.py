@@ -134,8 +134,8 @@ def load_checkpoint(path: str, model=None, optimizer=None, restore_rng: bool = T
             sd[name] = sd[target]
         try:
             model.load_state_dict(sd)
-        except KeyError as e:
-            raise CheckpointError(f"{path}: {e.args[0]}") from None
+        except RuntimeError as e:  # load_state_dict lists missing/unexpected/mis-shaped keys
+            raise CheckpointError(f"{path}: {e}") from None
     if optimizer is not None:
         if "optimizer" not in meta:
             raise CheckpointError(f"{path}: holds no optimizer state")

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import ops
-from tinyllm.nn.layers import Dropout, Linear
+from tinyllm.nn.layers import Linear
 from tinyllm.nn.module import Module
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor
 
@@ -95,7 +95,9 @@ class MultiHeadAttention(Module):
     forward(query, key=None, value=None, key_padding_mask=None, attn_mask=None,
             is_causal=False, cache=None) → (B, L, E)
     `key`/`value` default to `query` (self-attention). Unlike torch.nn.MultiheadAttention this
-    is batch-first and returns only the output (weights are never materialized).
+    is batch-first and returns only the output (weights are never materialized). As in
+    PyTorch, `dropout` applies to the attention weights only; the residual dropout on the
+    sub-layer's output belongs to the block that adds it (tinyllm.nn.transformer).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
@@ -110,7 +112,6 @@ class MultiHeadAttention(Module):
         self.k_proj = Linear(kdim, embed_dim, bias=bias, dtype=dtype)
         self.v_proj = Linear(kdim, embed_dim, bias=bias, dtype=dtype)
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
-        self.resid_dropout = Dropout(dropout)
 
     def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None,
                 key_padding_mask=None, attn_mask=None, is_causal: bool = False,
@@ -157,4 +158,4 @@ class MultiHeadAttention(Module):
                 mask = np.where(kp_allowed, mask, -np.inf).astype(query.dtype)
         y = ops.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.resid_dropout(self.out_proj(merge_heads(y)))    # (B, L, E)
+        return self.out_proj(merge_heads(y))                        # (B, L, E)

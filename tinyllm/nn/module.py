@@ -212,8 +212,8 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy arrays into this module's parameters and buffers, in place.
 
-        With strict=True, any missing key, unexpected key or shape mismatch raises one error
-        that lists all of them. Values are cast to each parameter's dtype. Returns
+        With strict=True, any missing key or unexpected key raises one RuntimeError (PyTorch's
+        type) that lists all of them; a shape mismatch raises even with strict=False. Values are cast to each parameter's dtype. Returns
         (missing_keys, unexpected_keys) as PyTorch does.
         """
         slots = self._state_slots()
@@ -234,7 +234,8 @@ class Module:
         if strict and unexpected:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if problems:
-            raise KeyError(f"load_state_dict into {type(self).__name__}: " + " | ".join(problems))
+            raise RuntimeError(f"load_state_dict into {type(self).__name__}: "
+                               + " | ".join(problems))
         from tinyllm.precision.half import assign_  # rounds floats into a bf16 model's bits
         for k, (module, name, kind) in slots.items():
             if k in state_dict:

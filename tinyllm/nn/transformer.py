@@ -15,6 +15,10 @@ stack uses causal self-attention, and in an encoder-decoder model also a cross-a
 sub-layer that reads the encoder's output:
 
     x = x + SelfAttn_causal(LN(x));  x = x + CrossAttn(LN(x), memory);  x = x + FFN(LN(x))
+
+Residual dropout (Vaswani et al. 2017, §5.4) is applied to each sub-layer's output before it is
+added: the blocks apply it after attention (MultiHeadAttention's own `dropout` is on the
+attention weights, as in PyTorch), FeedForward applies it to its own output.
 """
 from __future__ import annotations
 
@@ -47,12 +51,13 @@ class EncoderBlock(Module):
         super().__init__()
         self.ln_1 = LayerNorm(n_embd, bias=bias, dtype=dtype)
         self.attn = MultiHeadAttention(n_embd, n_head, dropout, bias, dtype=dtype)
+        self.resid_dropout = Dropout(dropout)
         self.ln_2 = LayerNorm(n_embd, bias=bias, dtype=dtype)
         self.mlp = FeedForward(n_embd, dropout=dropout, bias=bias, dtype=dtype)
 
     def forward(self, x: Tensor, key_padding_mask=None) -> Tensor:
         h = self.ln_1(x)
-        x = x + self.attn(h, key_padding_mask=key_padding_mask)
+        x = x + self.resid_dropout(self.attn(h, key_padding_mask=key_padding_mask))
         return x + self.mlp(self.ln_2(x))
 
 
@@ -67,16 +72,18 @@ class DecoderBlock(Module):
         self.cross_attn = MultiHeadAttention(n_embd, n_head, dropout, bias, dtype=dtype)
         self.ln_3 = LayerNorm(n_embd, bias=bias, dtype=dtype)
         self.mlp = FeedForward(n_embd, dropout=dropout, bias=bias, dtype=dtype)
+        self.resid_dropout = Dropout(dropout)   # on both attention outputs (no parameters)
 
     def forward(self, x: Tensor, memory: Tensor, memory_padding_mask=None,
                 self_cache: KVCache | None = None, cross_cache: KVCache | None = None,
                 self_padding_mask=None) -> Tensor:
         h = self.ln_1(x)
-        x = x + self.self_attn(h, is_causal=True, cache=self_cache,
-                               key_padding_mask=self_padding_mask)
+        x = x + self.resid_dropout(self.self_attn(h, is_causal=True, cache=self_cache,
+                                                  key_padding_mask=self_padding_mask))
         h = self.ln_2(x)
-        x = x + self.cross_attn(h, memory, key_padding_mask=memory_padding_mask,
-                                cache=cross_cache, static_kv=cross_cache is not None)
+        x = x + self.resid_dropout(self.cross_attn(h, memory, key_padding_mask=memory_padding_mask,
+                                                   cache=cross_cache,
+                                                   static_kv=cross_cache is not None))
         return x + self.mlp(self.ln_3(x))
 
 
