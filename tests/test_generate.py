@@ -199,13 +199,26 @@ def test_top_p_keeps_the_smallest_set_reaching_p(p, expected):
 
 def test_top_p_exact_boundary():
     """When the top tokens' mass equals p exactly, they already reach p: nothing more is kept.
-    (Dyadic probabilities, so 0.5 + 0.25 = 0.75 holds exactly in floating point. With
-    0.5 + 0.3 vs p = 0.8 the outcome would be decided by rounding, as in Hugging Face.)"""
+    (Dyadic probabilities, so 0.5 + 0.25 = 0.75 holds exactly in floating point; decimal ties
+    are the next test.)"""
     z = np.log(np.array([[0.125, 0.5, 0.125, 0.25]]))
     assert kept(apply_top_p(z, 0.75)) == {1, 3}
     assert kept(apply_top_p(z, 0.5)) == {1}
     # 0.5 + 0.25 + 0.125 = 0.875: one of the two tied 0.125 tokens — the first by index
     assert kept(apply_top_p(z, 0.875)) == {1, 3, 0}
+
+
+@pytest.mark.parametrize("probs, p, expected", [
+    ([0.15, 0.5, 0.05, 0.3], 0.8, {1, 3}),         # 0.5 + 0.3 = 0.8 reaches 0.8
+    ([0.1, 0.2, 0.3, 0.4], 0.9, {3, 2, 1}),        # 0.4 + 0.3 + 0.2 → 0.8999999999999999
+    ([0.1, 0.2, 0.3, 0.4], 0.7, {3, 2}),
+    ([0.6, 0.3, 0.1], 0.9, {0, 1}),
+    ([0.7, 0.1, 0.2], 0.9, {0, 2}),
+])
+def test_top_p_decimal_ties_reach_p_despite_rounding(probs, p, expected):
+    """Decimal probabilities whose partial sum equals p on paper: the set reaches p, so the
+    next token is removed, whichever way the floating-point sum happens to round."""
+    assert kept(apply_top_p(np.log(np.array([probs])), p)) == expected
 
 
 def test_top_p_always_keeps_the_most_likely():

@@ -56,13 +56,18 @@ def apply_top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.where(scores < kth, -np.inf, scores)
 
 
+# A mass within this distance of p counts as reaching p: 0.4 + 0.3 + 0.2 sums to 0.8999999999999999
+# in floating point, and exp/normalize/cumsum add a few ulps more, yet that set reaches p = 0.9.
+TOP_P_TOLERANCE = 1e-9
+
+
 def apply_top_p(scores: np.ndarray, p: float) -> np.ndarray:
     order = np.argsort(-scores, axis=-1, kind="stable")      # most likely first
     sorted_scores = np.take_along_axis(scores, order, axis=-1)
     probs = np.exp(sorted_scores - sorted_scores[:, :1])
     probs /= probs.sum(axis=-1, keepdims=True)
     before = np.cumsum(probs, axis=-1) - probs               # mass of the tokens ranked above
-    remove_sorted = before >= p                              # the crossing token is kept
+    remove_sorted = before >= p - TOP_P_TOLERANCE            # the crossing token is kept
     remove_sorted[:, 0] = False                              # always keep the most likely
     remove = np.zeros_like(remove_sorted)
     np.put_along_axis(remove, order, remove_sorted, axis=-1)
