@@ -43,10 +43,11 @@ again):
 `compare_rows` produces the TP and PP rows of examples/train_zero.py --compare.
 
 Simplifications, said plainly: every rank builds the whole model before keeping its part (a real
-system initializes only its shard, or loads a checkpoint); the equivalence with one process
-holds for dropout = 0 — with dropout each stage and tensor-parallel rank draws its masks from
-its own generator, per micro-batch, a different (equally valid) random stream; the data-parallel
-all-reduce runs after the pipeline has flushed, without overlapping the backward.
+system initializes only its shard, or loads a checkpoint); with dropout > 0 the equivalence with
+one process holds for tensor parallelism alone (each rank keeps its heads' part of the
+one-process masks, sim/tensor_parallel.py) — pipeline stages and data-parallel replicas draw
+from their own generators, per micro-batch, a different (equally valid) random stream; the
+data-parallel all-reduce runs after the pipeline has flushed, without overlapping the backward.
 """
 from __future__ import annotations
 

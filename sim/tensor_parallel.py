@@ -48,10 +48,17 @@ activations inside the parallel regions too, those outside (LayerNorm inputs, re
 place, keeping nanoGPT's parameter names (only the shapes change); `shard_state_dict` /
 `merge_state_dicts` / `gather_state_dict` convert state dicts between the two forms.
 
-Simplifications: attention dropout draws its masks from each rank's own generator, so with
-dropout > 0 the heads are not masked as in one process (Megatron keeps a separate
-"model-parallel" random state for this); the vocabulary (embedding and cross-entropy) is not
-split; no KV-cache generation (gather the state dict into a GPT for that).
+Dropout. Every rank starts from the same seed, so the dropouts outside the parallel regions
+(embeddings, after each g) draw the same masks on every rank — as they must: those activations
+are replicated. Attention dropout acts inside the region, on each rank's own heads. Megatron
+gives every tensor-parallel rank a *different* seed there (its "model-parallel" RNG tracker):
+valid, but a different random stream from one process. Here `AllHeadsDropoutGenerator` makes
+each rank draw the mask of *all* H heads from the shared generator and keep its own H/n — n
+times the random numbers of one rank, but the masks, the generator's state afterwards and hence
+every later mask are those of the one-process model, so training with dropout is the same run.
+
+Simplifications: the vocabulary (embedding and cross-entropy) is not split; no KV-cache
+generation (gather the state dict into a GPT for that).
 """
 from __future__ import annotations
 
@@ -61,6 +68,7 @@ from tinyllm import ops
 from tinyllm.accounting import register_flop_rule
 from tinyllm.nn.attention import merge_heads
 from tinyllm.nn.module import Module, Parameter
+from tinyllm.random import default_generator
 from tinyllm.tensor import Function, Tensor
 
 
@@ -200,6 +208,24 @@ class RowParallelLinear(_ParallelLinear):
         return y if self.bias is None else y + self.bias
 
 
+class AllHeadsDropoutGenerator:
+    """Draws attention-dropout masks for all heads from the default generator; keeps this rank's.
+
+    ops.scaled_dot_product_attention draws its mask as `generator.random(shape, dtype)` with
+    shape (B, H/n, T, S): the heads on axis −3. This draws (B, H, T, S) — exactly what the
+    one-process model draws, advancing the generator by as much — and returns heads
+    [r·H/n, (r+1)·H/n), the rows this rank's c_attn shard produces (see `qkv_rows`).
+    """
+
+    def __init__(self, rank: int, size: int):
+        self.rank, self.size = rank, size
+
+    def random(self, shape, dtype=np.float64):
+        *batch, heads, t, s = shape                    # heads = H/n on this rank
+        full = default_generator().random((*batch, heads * self.size, t, s), dtype=dtype)
+        return full[..., self.rank * heads:(self.rank + 1) * heads, :, :]
+
+
 class ParallelSelfAttention(Module):
     """Causal self-attention on this rank's H/n heads (same attribute names as GPT's)."""
 
@@ -208,6 +234,7 @@ class ParallelSelfAttention(Module):
         e = dense.c_attn.in_features
         rows = qkv_rows(e, dense.n_head, group.rank, group.size)   # checks H divides by n
         self.n_head = dense.n_head // group.size                     # heads on this rank
+        self.rank, self.tp_size = group.rank, group.size
         self.head_dim = e // dense.n_head
         self.c_attn = ColumnParallelLinear.from_dense(dense.c_attn, rows, group, label)
         self.c_proj = RowParallelLinear.from_dense(
@@ -224,7 +251,9 @@ class ParallelSelfAttention(Module):
         qkv = qkv.permute(2, 0, 3, 1, 4)                                     # (3, B, H/n, T, hs)
         q, k, v = qkv[0], qkv[1], qkv[2]
         p = self.dropout if self.training else 0.0
-        y = ops.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+        # dropout: this rank's heads of the one-process mask (see AllHeadsDropoutGenerator)
+        gen = AllHeadsDropoutGenerator(self.rank, self.tp_size) if p > 0 else None
+        y = ops.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p, generator=gen)
         return self.resid_dropout(self.c_proj(merge_heads(y)))              # (B, T, E)
 
 

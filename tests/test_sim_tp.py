@@ -6,7 +6,8 @@ The truth, stated independently of the code under test:
   concatenated, gives dense attention — so the q, k, v rows of head h must be rows
   [h·hs, (h+1)·hs) of each third of the fused c_attn weight;
 * under mpirun, the single-process GPT of the same seed (float64: only summation order differs,
-  ~1e-16): logits, loss, every gradient, three AdamW steps; float32 to ~1e-5;
+  ~1e-16): logits, loss, every gradient, three AdamW steps; float32 to ~1e-5; with dropout 0.2
+  too (one process's masks, each rank keeping its heads' part), with and without checkpointing;
 * bytes: two all-reduces of the (B, T, E) activations per layer in forward and two in backward
   (Shoeybi et al. 2019, §3), each sending 2(n−1)/n of its bytes per rank in a ring; with
   activation checkpointing the recomputed forward all-reduces twice more;
@@ -143,6 +144,10 @@ def test_tp_equals_one_process(tp_run):
             assert r[key]["logits_err"] < 1e-12
             assert r[key]["loss_err"] < 1e-12
             assert r[key]["grad_err"] < 1e-12
+        for key in ("dropout", "dropout_ckpt"):   # same masks as one process, heads split
+            d = r[key]
+            assert d["masks_used"], d                 # dropout really changed the output
+            assert d["logits_err"] < 1e-12 and d["loss_err"] < 1e-12 and d["grad_err"] < 1e-12, d
         t64, t32 = r["train64"], r["train32"]
         assert t64["loss_rel_err"] < 1e-12 and t64["param_err"] < 1e-12, t64
         assert t32["loss_rel_err"] < 1e-5 and t32["param_err"] < 1e-4, t32

@@ -6,8 +6,9 @@ Measures, on every rank, against the single-process GPT built from the same seed
 forward logits and loss, every gradient (vs this rank's shard of the reference gradient), the
 bytes and number of all-reduces in forward and in backward (with and without activation
 checkpointing), the state-dict round trip (gather → load into a plain GPT → same logits), and
-three training steps (losses and parameters), also in float32; and the TP / PP rows of
-sim.parallel3d.compare_rows.
+three training steps (losses and parameters), also in float32; forward and backward with
+dropout 0.2 (plain and checkpointed) against the one-process model from the same seed; and the
+TP / PP rows of sim.parallel3d.compare_rows.
 """
 import sim  # first, so the thread variables are set before NumPy loads
 
@@ -15,6 +16,7 @@ import json
 
 import numpy as np
 
+import tinyllm
 from parallel_common import (batches, local_param_error, make_model, parallel_run,
                              reference_run, relative_errors)
 from sim.parallel3d import Parallel3D, compare_rows
@@ -64,6 +66,30 @@ def main():
                             for name, p in model.named_parameters()),
             "param_shapes": {name: list(p.shape) for name, p in model.named_parameters()},
             "forward": fwd, "backward": bwd}
+
+    # Dropout (0.2 everywhere, attention probabilities included): the one-process model and
+    # the shard, each from the same seed before the forward, must draw the same masks.
+    drop_cfg = GPTConfig(**{**CONFIG.to_dict(), "dropout": 0.2})
+    ref_d = make_model(drop_cfg)
+    tinyllm.manual_seed(7)
+    ref_d_logits, ref_d_loss = ref_d(x, y)
+    ref_d_loss.backward()
+    ref_d_grads = {name: p.grad for name, p in ref_d.named_parameters()}
+    ref_d_grads["lm_head.weight"] = ref_d_grads["transformer.wte.weight"]
+    expected = shard_state_dict(ref_d_grads, CONFIG.n_head, world.rank, n)
+    plain_logits, _ = make_model(CONFIG)(x, y)
+    for checkpointing in (False, True):
+        model_d = parallelize_gpt(make_model(drop_cfg), TPGroup(world))
+        model_d.gradient_checkpointing = checkpointing
+        tinyllm.manual_seed(7)
+        logits, loss = model_d(x, y)
+        loss.backward()
+        out["dropout_ckpt" if checkpointing else "dropout"] = {
+            "masks_used": bool(np.max(np.abs(logits.data - plain_logits.data)) > 1e-3),
+            "logits_err": float(np.max(np.abs(logits.data - ref_d_logits.data))),
+            "loss_err": abs(loss.item() - ref_d_loss.item()),
+            "grad_err": max(float(np.max(np.abs(p.grad - expected[name])))
+                            for name, p in model_d.named_parameters())}
 
     # State dicts: this rank's shard, the gathered full dict, and back into a plain GPT.
     full = gather_state_dict(model, tp, CONFIG.n_head)
