@@ -88,7 +88,15 @@ def _train(strategy, accum):
            "theory_bytes": strategy.theory_comm_bytes(accum),
            "simulated_seconds": stats["simulated_seconds"],
            "compute_seconds": stats["timeline"]["compute_seconds"],
+           "comm_seconds": stats["timeline"]["comm_seconds"],
+           "exposed_comm_seconds": stats["timeline"]["exposed_comm_seconds"],
+           "copy_seconds": stats["timeline"]["copy_seconds"],
+           "host_transfer_bytes": stats["host_transfer_bytes"],
            "step_flops": stats["flops"]}
+    if strategy.stage == 0:  # DDP: the bucket order and the last step's timeline
+        out["bucket_names"] = [b.names for b in getattr(strategy, "buckets", [])]
+        out["events"] = [(e["stream"], e["label"], e["start"], e["end"])
+                         for e in strategy.timeline.as_dicts()]
     return out, strategy.full_state_dict()
 
 
@@ -105,18 +113,21 @@ def main():
         "zero3-prefetch": lambda m, c: ZeRO3(m, world, prefetch=True, device_memory=c, **kw),
         "zero1-offload": lambda m, c: ZeRO1(m, world, offload="optimizer", device_memory=c, **kw),
         "zero2-offload": lambda m, c: ZeRO2(m, world, offload="optimizer", device_memory=c, **kw),
+        "zero3-offload": lambda m, c: ZeRO3(m, world, offload="optimizer", device_memory=c, **kw),
         "zero3-offload-params": lambda m, c: ZeRO3(m, world, offload="params", device_memory=c, **kw),
     }
-    if world.size == 4:
-        configs["zero2-F2"] = lambda m, c: ZeRO2(m, world, sharding_factor=2, device_memory=c, **kw)
-        configs["zero3-F2"] = lambda m, c: ZeRO3(m, world, sharding_factor=2, device_memory=c, **kw)
-        configs["zero3-F1"] = lambda m, c: ZeRO3(m, world, sharding_factor=1, device_memory=c, **kw)
+    # Hybrid sharding: every sharding factor F below the world size (F = world is the above).
+    for f in (f for f in range(1, world.size) if world.size % f == 0):
+        for stage, cls in ((1, ZeRO1), (2, ZeRO2), (3, ZeRO3)):
+            configs[f"zero{stage}-F{f}"] = (
+                lambda m, c, cls=cls, f=f: cls(m, world, sharding_factor=f, device_memory=c, **kw))
     named = list(make_model().named_parameters())
     blocks = [sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
               for i in range(CFG.n_layer)]
     results = {"reference_losses": ref_losses, "world_size": world.size,
                "n_params": sum(p.size for _, p in named), "block_sizes": blocks,
-               "root_size": sum(p.size for _, p in named) - sum(blocks), "runs": {}}
+               "root_size": sum(p.size for _, p in named) - sum(blocks),
+               "param_names": [n for n, _ in named], "runs": {}}
     for name, make in configs.items():
         for accum in (1, 2):
             out, state = run(make, accum)
