@@ -89,6 +89,25 @@ def test_mfu_and_peak():
         measure_matmul_peak(n=0)
 
 
+def test_peak_also_times_the_way_linear_layers_run_the_product(monkeypatch):
+    """The peak is the best of one BLAS call and tinyllm.kernels.matmul (row blocks over
+    help-first threads): both are run, warm-up + repeats each, and both compute a @ b."""
+    from tinyllm import kernels
+
+    calls = []
+    real = kernels.matmul
+
+    def counting(a, b):
+        calls.append((a.shape, b.shape))
+        out = real(a, b)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+        return out
+
+    monkeypatch.setattr(kernels, "matmul", counting)
+    assert measure_matmul_peak(np.float32, n=48, repeats=3) > 0
+    assert calls == [((48, 48), (48, 48))] * (1 + 3)
+
+
 def _run_scaling(argv):
     import runpy
     import sys
@@ -135,5 +154,11 @@ def test_scaling_sweep_trains_each_size_for_its_budget(tmp_path, capsys):
         # D = C / F, rounded to whole steps (at least one)
         assert abs(d * f - c) <= 0.5 * tokens_per_step * f or int(r["steps"]) == 1
         assert np.isfinite(float(r["val_loss"]))
+        assert float(r["tokens_per_second"]) * float(r["seconds"]) == pytest.approx(d)
+    # MFU = tokens/s × F / peak with one measured peak for every run
+    peaks = [float(r["tokens_per_second"]) * float(r["flops_per_token"]) / float(r["mfu"])
+             for r in rows]
+    assert peaks == pytest.approx([peaks[0]] * len(rows))
     text = capsys.readouterr().out
     assert "fitted N_opt" in text and "IsoFLOP" in text
+    assert text.count("MFU") == len(rows) and f"peak {peaks[0] / 1e9:.1f} GFLOP/s" in text
