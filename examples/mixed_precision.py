@@ -24,6 +24,10 @@ the fp32 masters with Adam's m and v (optimizer_states). The ZeRO paper's mixed-
 layout is 2 + 2 + K with K = 12; fp32 training is 4 + 4 + 8. The same 16 bytes: with Adam,
 mixed precision does not shrink the model states — it shrinks activations (here emulated,
 so not measured: the engine saves fp32 copies for backward) and communication.
+
+Progress lines and the table carry MFU: tokens/s × PaLM's model FLOPs per token / this
+machine's fp32 matmul peak (tinyllm/accounting/mfu.py). For the half formats it measures the
+emulation against an fp32 peak — how much the rounding costs here, not half-precision hardware.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import numpy as np
 
 import tinyllm
 from tinyllm import ops, training
+from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
@@ -85,7 +90,7 @@ def ledger_bytes(arrays_by_tag: dict, n_params: int) -> dict:
     return per
 
 
-def train_one(name, args, cfg, train_ids, val_ids, seed):
+def train_one(name, args, cfg, train_ids, val_ids, seed, flops_per_token, peak):
     dtype, masters, loss_scaling = FORMATS[name]
     tinyllm.manual_seed(seed)
     model = GPT(cfg)
@@ -100,6 +105,7 @@ def train_one(name, args, cfg, train_ids, val_ids, seed):
     run = {"seed": seed, "losses": [], "val_losses": []}
     t0, cpu0 = time.perf_counter(), time.process_time()
     tokens = 0
+    meter = training.Throughput(flops_per_token, peak)
     for step in range(args.steps):
         lr = training.lr_at(step, args)
         for g in opt.param_groups:
@@ -116,10 +122,12 @@ def train_one(name, args, cfg, train_ids, val_ids, seed):
             opt.step()
         run["losses"].append(loss.item())
         tokens += x.size
+        meter.add(x.size)
         if step % args.log_interval == 0 or step == args.steps - 1:
-            extra = ""
+            tps, mfu = meter.read()
+            extra = f" | {tps:6.0f} tok/s | MFU {100 * mfu:5.1f}%"
             if loss_scaling:
-                extra = (f" | scale {opt.scaler.get_scale():.0f} | skipped "
+                extra += (f" | scale {opt.scaler.get_scale():.0f} | skipped "
                          f"{opt.skipped_steps}")
             print(f"{name:>13s} step {step:4d} | loss {loss.item():.4f}{extra}", flush=True)
         if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
@@ -134,6 +142,7 @@ def train_one(name, args, cfg, train_ids, val_ids, seed):
     # CPU time of all this process's threads: on a shared machine, wall time mostly measures
     # the other processes; CPU time compares the formats' work (evaluations included).
     run["tokens_per_cpu_second"] = tokens / (time.process_time() - cpu0)
+    run["mfu"] = run["tokens_per_second"] * flops_per_token / peak
     # Between steps (gradients still present after the last step): the persistent layout.
     run["bytes_per_param"] = ledger_bytes(state_arrays(model.parameters(), opt),
                                           model.num_parameters())
@@ -156,19 +165,24 @@ def main(argv=None):
     cfg = GPTConfig(block_size=args.block_size, vocab_size=tok.vocab_size, n_layer=args.n_layer,
                     n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
     n_params = GPT(cfg).num_parameters()
+    peak = measure_matmul_peak(np.float32, n=512, repeats=3)
+    flops_per_token = palm_flops_per_token_for(cfg, args.block_size)
     print(f"GPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
           f"{cfg.vocab_size}: {n_params:,} parameters; {args.steps} steps of "
-          f"{args.batch_size}×{args.block_size} tokens per format")
+          f"{args.batch_size}×{args.block_size} tokens per format; measured fp32 matmul peak "
+          f"{peak / 1e9:.1f} GFLOP/s")
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be ≥ 1, got {args.seeds}")
     seeds = [args.seed + i for i in range(args.seeds)]
-    all_runs = {name: [train_one(name, args, cfg, train_ids, val_ids, s) for s in seeds]
+    all_runs = {name: [train_one(name, args, cfg, train_ids, val_ids, s, flops_per_token, peak)
+                       for s in seeds]
                 for name in names}
     runs = {name: rs[0] for name, rs in all_runs.items()}  # the table: the first seed
 
     base = runs.get("fp32")
     print(f"\n{'format':>13s} {'val loss':>9s} {'Δ vs fp32':>10s} {'train loss':>11s} "
-          f"{'tok/s':>7s} {'tok/CPU-s':>9s} | bytes/param: {'params':>6s} {'grads':>6s} {'optim':>6s} "
+          f"{'tok/s':>7s} {'tok/CPU-s':>9s} {'MFU':>6s} | bytes/param: {'params':>6s} "
+          f"{'grads':>6s} {'optim':>6s} "
           f"{'total':>6s}   theory")
     tail = max(1, min(50, args.steps // 5))
     for name, run in runs.items():
@@ -181,7 +195,7 @@ def main(argv=None):
         th = THEORY[kind]
         print(f"{name:>13s} {run['final_val_loss']:9.4f} {gap:>10s} "
               f"{np.mean(run['losses'][-tail:]):11.4f} {run['tokens_per_second']:7.0f} "
-              f"{run['tokens_per_cpu_second']:9.0f} | "
+              f"{run['tokens_per_cpu_second']:9.0f} {100 * run['mfu']:5.1f}% | "
               f"{'':13s}{b['parameters']:6.2f} {b['gradients']:6.2f} "
               f"{b['optimizer_states']:6.2f} {b['total']:6.2f}   "
               f"{th[0]}+{th[1]}+{th[2]}={sum(th)}")
@@ -200,6 +214,7 @@ def main(argv=None):
                   + f"   mean {np.mean(gaps):+.4f}")
     first = runs[names[0]]
     report = {"params": n_params, "config": cfg.to_dict(), "formats": runs,
+              "peak_flops": peak, "flops_per_token": flops_per_token, "mfu": first["mfu"],
               "seeds": {name: rs for name, rs in all_runs.items()} if len(seeds) > 1 else None,
               "losses": first["losses"], "val_losses": first["val_losses"],
               "tokens_per_second": first["tokens_per_second"]}

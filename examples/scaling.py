@@ -84,8 +84,12 @@ def run_sweep(args) -> None:
     compared with the rule's a = 0.5 and the fitted law's β/(α+β) ≈ 0.45. Honest caveats: three
     budgets and five sizes of models with 10⁴–10⁶ parameters give a rough exponent, and the
     learning rate is the same for every size (the paper tuned it).
+
+    Each run's progress line carries its tokens/s and MFU (tokens/s × F / this machine's fp32
+    matmul peak, tinyllm/accounting/mfu.py).
     """
     import csv
+    import io
     import os
     import time
 
@@ -93,7 +97,9 @@ def run_sweep(args) -> None:
 
     import tinyllm
     from tinyllm import training
-    from tinyllm.accounting import count_parameters, palm_flops_per_token_for
+    from tinyllm.accounting import (count_parameters, measure_matmul_peak,
+                                    palm_flops_per_token_for)
+    from tinyllm.fileio import atomic_write_bytes
     from tinyllm.data import get_batch
     from tinyllm.models import GPT, GPTConfig
     from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_cosine
@@ -102,6 +108,8 @@ def run_sweep(args) -> None:
     block, batch = SWEEP_BLOCK, SWEEP_BATCH
     tok, train_ids, val_ids = training.prepare_text_data(args.data, SWEEP_VOCAB, args.data_bytes,
                                                          args.cache_dir)
+    peak = measure_matmul_peak(np.float32, n=512, repeats=3)
+    print(f"measured fp32 matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
     t_start = time.perf_counter()
     for c in budgets:
@@ -127,20 +135,25 @@ def run_sweep(args) -> None:
                 loss.backward()
                 clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
+            seconds = time.perf_counter() - t0   # training only, before the evaluation
+            tps = steps * batch * block / seconds
             model.eval()
             val = training.estimate_loss(model, val_ids, batch, block, 8,
                                          np.random.default_rng(args.seed + 1))
             rows.append({"budget": c, "n_layer": n_layer, "n_embd": n_embd, "params": n,
                          "flops_per_token": f, "tokens": steps * batch * block, "steps": steps,
-                         "val_loss": val, "seconds": time.perf_counter() - t0})
-            print(f"C={c:.0e}  {n_layer}L {n_embd:>3}E  N={si(n):>6}  D={si(steps * batch * block):>6} "
-                  f"({steps:>4} steps)  val loss {val:.4f}   [{time.perf_counter() - t_start:6.0f} s]",
-                  flush=True)
+                         "val_loss": val, "seconds": seconds, "tokens_per_second": tps,
+                         "mfu": tps * f / peak})
+            print(f"C={c:.0e}  {n_layer}L {n_embd:>3}E  N={si(n):>6}  "
+                  f"D={si(steps * batch * block):>6} ({steps:>4} steps)  val loss {val:.4f}  "
+                  f"{tps:7.0f} tok/s  MFU {100 * tps * f / peak:5.1f}%   "
+                  f"[{time.perf_counter() - t_start:6.0f} s]", flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.sweep_out)) or ".", exist_ok=True)
-    with open(args.sweep_out, "w", newline="") as fh:   # a small result table, rewritten whole
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(args.sweep_out, text.getvalue().encode())  # temp file + os.replace
     best = []
     for c in budgets:
         rs = [r for r in rows if r["budget"] == c]
@@ -169,7 +182,9 @@ def run_sweep(args) -> None:
     ax.set_ylabel("validation loss")
     ax.legend()
     png = os.path.splitext(args.sweep_out)[0] + ".png"
-    fig.savefig(png, dpi=120, bbox_inches="tight")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(png, buf.getvalue())
     print(f"plot written to {png}")
 
 

@@ -225,6 +225,14 @@ def test_mixed_precision_example_end_to_end(tmp_path):
         assert [b["parameters"], b["gradients"], b["optimizer_states"]] == want
         assert abs(run["losses"][0] - rep["formats"]["fp32"]["losses"][0]) < 0.05
     assert rep["formats"]["fp16-nomaster"]["final_loss_scale"] > 0  # fp16 runs loss scaling
+    # MFU = tokens/s × PaLM's model FLOPs per token / the measured peak, per format
+    from tinyllm.accounting import palm_flops_per_token
+    assert rep["flops_per_token"] == palm_flops_per_token(
+        rep["params"] - rep["config"]["block_size"] * rep["config"]["n_embd"], 1, 2, 16, 16)
+    for run in rep["formats"].values():
+        assert run["mfu"] == pytest.approx(run["tokens_per_second"] * rep["flops_per_token"]
+                                           / rep["peak_flops"])
+    assert proc.stdout.count("MFU") >= 3 * 2 * 2  # every progress line (2 per run) + the table
     # --seeds 2: every format ran twice; the second seed is a different run (other init and
     # batches), and each gap is that seed's val loss minus fp32's val loss with the same seed.
     for name in layouts:
