@@ -24,7 +24,9 @@ from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
 world = sim.init()
 DTYPE = np.dtype(sys.argv[1] if len(sys.argv) > 1 else "float32")
 B, T, V, STEPS, LR, WD = 8, 8, 48, 3, 3e-2, 0.1
-CFG = GPTConfig(block_size=T, vocab_size=V, n_layer=2, n_head=2, n_embd=16)
+# Width 15: a block has 2,895 parameters and the root unit (embeddings, final norm) 870, so the
+# flat buffers need padding on 2 ranks (blocks) and on 4 (blocks and root).
+CFG = GPTConfig(block_size=T, vocab_size=V, n_layer=2, n_head=3, n_embd=15)
 
 
 def make_model():
@@ -58,6 +60,11 @@ def reference():
 
 def run(make, accum, capacity=None):
     model = make_model()
+    if world.rank != 0:
+        # Every strategy starts from rank 0's parameters (broadcast in its constructor): the
+        # other ranks' initial values must not matter.
+        for p in model.parameters():
+            p.data += 0.5
     strategy = make(model, capacity)
     try:
         return _train(strategy, accum)
@@ -124,9 +131,11 @@ def main():
     named = list(make_model().named_parameters())
     blocks = [sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
               for i in range(CFG.n_layer)]
+    root = sum(p.size for _, p in named) - sum(blocks)
+    assert root % 4 and blocks[0] % 2, "the test model must need padding on 2 and 4 ranks"
     results = {"reference_losses": ref_losses, "world_size": world.size,
                "n_params": sum(p.size for _, p in named), "block_sizes": blocks,
-               "root_size": sum(p.size for _, p in named) - sum(blocks),
+               "root_size": root,
                "param_names": [n for n, _ in named], "runs": {}}
     for name, make in configs.items():
         for accum in (1, 2):
