@@ -270,29 +270,21 @@ class Worker:
 
 
 def sgemm_peak(threads, n=1024):
-    """The best 1024³ float32 product: OpenBLAS on `threads` threads, or split in row blocks
-    over `threads` threads by tinyllm.kernels.matmul — whichever the machine's load lets go
-    faster right now (the same product either way)."""
+    """The best 1024³ float32 product on `threads` threads: OpenBLAS's own threads or split in
+    row blocks by tinyllm.kernels.matmul, whichever the machine's load lets go faster right now
+    (tinyllm.accounting.mfu.measure_matmul_peak tries both)."""
     import numba
 
-    from tinyllm import kernels
     from tinyllm.accounting.mfu import measure_matmul_peak
     from tinyllm.threads import blas_threads
 
-    with blas_threads(threads):
-        best = measure_matmul_peak(np.float32, n=n, repeats=3)
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     prev = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
-        kernels.matmul(a, a)
-        for _ in range(3):
-            t0 = time.perf_counter()
-            kernels.matmul(a, a)
-            best = max(best, 2.0 * n ** 3 / (time.perf_counter() - t0))
+        with blas_threads(threads):
+            return measure_matmul_peak(np.float32, n=n, repeats=3)
     finally:
         numba.set_num_threads(prev)
-    return best
 
 
 def run_workload(name, args, have_torch):
