@@ -62,6 +62,13 @@ def test_report_has_the_promised_keys_and_matches_the_formulas(jobs):
         assert m["optimizer_states"] == pytest.approx(8 * psi / 4, rel=0.05)
         assert m["parameters"] >= 4 * psi / 4
         assert m["peak"] >= m["parameters"] + m["gradients"] + m["optimizer_states"]
+    # memory.theory: the formula's bytes for the same keys (parameters: the shard 4Ψ/N plus the
+    # gathered units, so at least the shard)
+    theory = rep["memory"]["theory"]
+    assert theory["gradients"] == pytest.approx(4 * psi / 4, rel=1e-9)
+    assert theory["optimizer_states"] == pytest.approx(8 * psi / 4, rel=1e-9)
+    assert 4 * psi / 4 < theory["parameters"] < 4 * psi
+    assert rep["tokens_per_second"] > 0
     # ZeRO-3 sends 3Ψ(N−1)/N fp32 elements per rank per step
     for sent in rep["comm"]["bytes_per_step"]:
         assert sent == pytest.approx(4 * 3 * psi * 3 / 4, rel=0.05)
