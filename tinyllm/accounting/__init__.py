@@ -1,6 +1,7 @@
 """Accounting: what training costs, by formula and by counting what runs.
 
-    params.py    parameters: 12H² per layer (+13H with biases and norms), embeddings apart;
+    params.py    parameters: 12H² per layer (+13H with biases and norms), 16H² for a decoder
+                 layer with cross-attention, embeddings and heads apart (GPT, BERT, T5);
                  `count_parameters(model)` groups a model's own parameters the same way
     flops.py     FLOP formulas: the notes' 2L²H + 12LH² multiply-adds per layer, 6N per
                  token, Kaplan's and PaLM's attention terms, C = 6ND, petaflop/s-days
@@ -12,8 +13,9 @@
 
 Everything here is arithmetic on shapes and counts; nothing allocates a model.
 """
-from tinyllm.accounting.params import (ParamCount, count_parameters, gpt_param_formula,
-                                       layer_params, param_table)
+from tinyllm.accounting.params import (ParamCount, bert_param_formula, blocks_formula,
+                                       count_parameters, gpt_param_formula, layer_params,
+                                       param_table, t5_param_formula)
 from tinyllm.accounting.flops import (PETAFLOP_S_DAY, kaplan_flops_per_token,
                                       layer_forward_flops, notes_layer_macs,
                                       palm_flops_per_token, palm_flops_per_token_for, pf_days,
