@@ -2,6 +2,7 @@
 
     python benchmarks/int8_matmul.py
     python benchmarks/int8_matmul.py --repeats 10
+    python benchmarks/int8_matmul.py --quick --repeats 1      # the first shape only (seconds)
 
 For Linear-like shapes X (M, K) · Wᵀ with W (N, K), times (best of --repeats) side by side in
 one run, for:
@@ -46,12 +47,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="only the first shape")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     print(f"numba threads: {numba.get_num_threads()}; best of {args.repeats}; times in ms")
     print(f"{'M×K·(N×K)ᵀ':>22}{'numba':>9}{'f32 BLAS':>10}{'int ref':>9}{'q-linear':>10}"
           f"{'numba/f32':>11}{'ref/numba':>11}{'GMAC/s numba':>14}")
-    for m, k, n in SHAPES:
+    for m, k, n in SHAPES[:1] if args.quick else SHAPES:
         xq = rng.integers(-128, 128, (m, k), dtype=np.int8)
         wq = rng.integers(-128, 128, (n, k), dtype=np.int8)
         xf, wf = xq.astype(np.float32), wq.astype(np.float32)
