@@ -94,8 +94,10 @@ def stdlib_domain_text(names: list[str], max_bytes: int, exclude_text: str | Non
     return text[:text.rfind("\n") + 1], skipped
 
 
-def train_on_domain(model, train_ids, val_ids, args, label, old_val_ids=None):
-    """args.steps of AdamW on the new domain; → {losses, val_losses, tokens, seconds, ...}."""
+def train_on_domain(model, train_ids, val_ids, args, label, old_val_ids=None,
+                    flops_per_token=None, peak=None):
+    """args.steps of AdamW on the new domain; → {losses, val_losses, tokens, seconds, ...}.
+    With the model FLOPs per token and a peak FLOP/s, the progress lines show MFU."""
     opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr,
                 betas=(0.9, 0.95))
     data_rng = np.random.default_rng(args.seed)               # same batches for both models
@@ -112,7 +114,7 @@ def train_on_domain(model, train_ids, val_ids, args, label, old_val_ids=None):
     if old_val_ids is not None:
         out["old_domain_val_before"] = val_loss(old_val_ids)
     print(f"[{label}] step     0 | val loss {out['val_losses'][0][1]:.4f}", flush=True)
-    meter, t0, tokens = training.Throughput(), time.perf_counter(), 0
+    meter, t0, tokens = training.Throughput(flops_per_token, peak), time.perf_counter(), 0
     for step in range(args.steps):
         lr = training.lr_at(step, args)
         for g in opt.param_groups:
@@ -127,9 +129,10 @@ def train_on_domain(model, train_ids, val_ids, args, label, old_val_ids=None):
         meter.add(x.size)
         tokens += x.size
         if step % args.log_interval == 0 or step == args.steps - 1:
-            tps, _ = meter.read()
+            tps, mfu = meter.read()
             print(f"[{label}] step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | "
-                  f"{tps:8.0f} tok/s", flush=True)
+                  f"{tps:8.0f} tok/s" + (f" | MFU {100 * mfu:5.1f}%" if mfu is not None else ""),
+                  flush=True)
         if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
             out["val_losses"].append([step + 1, val_loss(val_ids)])
             print(f"[{label}] step {step + 1:5d} | val loss {out['val_losses'][-1][1]:.4f}",
@@ -190,9 +193,18 @@ def main(argv=None):
     load_checkpoint(args.checkpoint, pretrained, restore_rng=False)
     print(f"GPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E, {pretrained.num_parameters():,} "
           f"parameters, pre-trained for {meta['step']} steps ({args.checkpoint})")
-    tuned = train_on_domain(pretrained, train_ids, val_ids, args, "fine-tuned", old_val_ids)
+    # MFU (PaLM appendix B): tokens/s × model FLOPs per token (6N + 12·L·H·Q·T) / the peak
+    # FLOP/s of this machine's fp32 matmul (tinyllm/accounting/mfu.py)
+    from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
+    peak = measure_matmul_peak(np.float32, n=512, repeats=3)
+    flops_per_token = palm_flops_per_token_for(cfg, cfg.block_size)
+    print(f"model FLOPs per token {flops_per_token:,.0f} (6N + 12·L·H·Q·T); measured fp32 "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
+    tuned = train_on_domain(pretrained, train_ids, val_ids, args, "fine-tuned", old_val_ids,
+                            flops_per_token, peak)
     scratch_model = GPT(cfg, generator=np.random.default_rng(args.seed))
-    scratch = train_on_domain(scratch_model, train_ids, val_ids, args, "scratch")
+    scratch = train_on_domain(scratch_model, train_ids, val_ids, args, "scratch",
+                              flops_per_token=flops_per_token, peak=peak)
 
     print("\nvalidation loss on the new domain")
     print(f"{'step':>6} {'fine-tuned':>11} {'scratch':>9} {'gap':>7}")
@@ -223,7 +235,11 @@ def main(argv=None):
               "domain": {"name": name, "train_tokens": len(train_ids),
                          "val_tokens": len(val_ids), "skipped_files": skipped},
               "tokens_per_second": (tuned["tokens"] + scratch["tokens"])
-              / max(tuned["seconds"] + scratch["seconds"], 1e-9)}
+              / max(tuned["seconds"] + scratch["seconds"], 1e-9),
+              "flops_per_token": flops_per_token, "peak_flops": peak}
+    report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
+    print(f"both runs: {report['tokens_per_second']:.0f} tok/s, MFU {100 * report['mfu']:.1f}% "
+          f"of the measured peak")
     if args.sample_tokens > 0:
         prompt = val_ids[None, :16]
         out = pretrained.generate(prompt, args.sample_tokens, do_sample=True, temperature=0.8,
