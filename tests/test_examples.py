@@ -100,6 +100,7 @@ def runs(tmp_path_factory):
         "--out-checkpoint", tmp / "ft.npz", "--report", tmp / "finetune.json"))
     results = finish(*started)
     (tmp / "generate.stdout").write_text(results[3][1])
+    (tmp / "finetune.stdout").write_text(results[4][1])
     # the fine-tuned checkpoint records its tokenizer's flags: generate needs none of them
     finish(start("generate.py", "--checkpoint", tmp / "ft.npz", "--cache-dir", cache,
                  "--max-new-tokens", "3", "--no-cache", "--eos",
@@ -187,3 +188,14 @@ def test_finetune_reports_both_curves(runs):
     # something general: before any fine-tuning it already beats its random initialization
     assert rep["domain"]["name"] == "stdlib:pydoc_data" and rep["gap"][0][1] > 0
     assert set(rep["old_domain_val"]) == {"before", "after"}
+    # MFU = tokens/s × model FLOPs per token / peak, recomputed from the report's fields:
+    # PaLM's 6N + 12·L·H·Q·T with N = every parameter but the position table (H·Q = n_embd)
+    c = rep["config"]
+    n = rep["params"] - c["block_size"] * c["n_embd"]
+    assert rep["flops_per_token"] == 6 * n + 12 * c["n_layer"] * c["n_embd"] * c["block_size"]
+    assert rep["peak_flops"] > 0
+    assert rep["mfu"] == pytest.approx(rep["tokens_per_second"] * rep["flops_per_token"]
+                                       / rep["peak_flops"])
+    # every progress line (steps 0 and 3 of each run: the default --log-interval 10) and the
+    # summary line
+    assert (runs / "finetune.stdout").read_text().count("MFU") == 2 * 2 + 1
