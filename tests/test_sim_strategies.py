@@ -93,7 +93,7 @@ def check_ddp_buckets(key, run, param_names):
     assert run["exposed_comm_seconds"] < run["comm_seconds"], key
 
 
-def check_results(res, itemsize, rtol_loss, ptol):
+def check_results(res, itemsize, rtol_loss, ptol, rtol_param):
     n, psi = res["world_size"], res["n_params"]
     for key, run in res["runs"].items():
         name, accum = key.split("/accum")
@@ -101,6 +101,9 @@ def check_results(res, itemsize, rtol_loss, ptol):
         for got, want in zip(run["losses"], res["reference_losses"]):
             assert got == pytest.approx(want, rel=rtol_loss), (key, run["losses"])
         assert run["max_param_diff"] <= ptol * max(1.0, run["max_param"]), (key, run["max_param_diff"])
+        # the model as one vector, ‖θ − θ_ref‖ / ‖θ_ref‖: the "~1e-5 relative" in
+        # float32 (most of it is the key bias, whose true gradient is zero: see the worker)
+        assert run["rel_param_diff"] <= rtol_param, (key, run["rel_param_diff"])
         # memory: within 5% of the paper (padding of the flat buffers explains the rest)
         # ZeRO-3 also holds the units gathered at the peak: the root (embeddings, final norm,
         # tied head — needed from the first layer to the loss) plus one block, two with
@@ -146,16 +149,16 @@ def check_results(res, itemsize, rtol_loss, ptol):
 def test_all_strategies_float64_two_ranks():
     res = run_mpi("strategies_worker.py", 2, ["float64"], timeout=240).results()
     assert {"zero3-offload/accum2", "zero1-F1/accum1", "zero3-F1/accum2"} <= set(res["runs"])
-    check_results(res, 8, rtol_loss=1e-10, ptol=1e-10)
+    check_results(res, 8, rtol_loss=1e-10, ptol=1e-10, rtol_param=1e-10)
 
 
 @pytest.mark.mpi
 def test_all_strategies_float32_four_ranks_with_hybrid_sharding():
     res = run_mpi("strategies_worker.py", 4, ["float32"], timeout=400).results()
     assert {f"zero{s}-F{f}/accum{a}" for s in (1, 2, 3) for f in (1, 2) for a in (1, 2)} <= set(res["runs"])
-    check_results(res, 4, rtol_loss=2e-5, ptol=2e-4)
+    check_results(res, 4, rtol_loss=1e-5, ptol=2e-4, rtol_param=3e-5)  # measured 2.1e-5
 
 
 def test_all_strategies_world_size_one_without_mpirun():
     res = run_mpi("strategies_worker.py", None, ["float64"], timeout=240).results()
-    check_results(res, 8, rtol_loss=1e-12, ptol=1e-12)
+    check_results(res, 8, rtol_loss=1e-12, ptol=1e-12, rtol_param=1e-12)

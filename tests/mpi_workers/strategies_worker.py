@@ -145,6 +145,13 @@ def main():
             out["max_param_diff"] = max(float(np.max(np.abs(state[k] - ref_state[k])))
                                         for k in ref_state)
             out["max_param"] = max(float(np.max(np.abs(v))) for v in ref_state.values())
+            # relative, over the whole model as one vector: ‖θ − θ_ref‖ / ‖θ_ref‖. (Per tensor,
+            # the key bias would dominate: its true gradient is exactly zero — a constant added
+            # to a row of scores leaves the softmax unchanged — so it sees only rounding noise,
+            # which Adam's g/√v turns into ±lr steps in float32.)
+            out["rel_param_diff"] = float(
+                np.sqrt(sum(np.sum((state[k] - ref_state[k]) ** 2) for k in ref_state))
+                / np.sqrt(sum(np.sum(v ** 2) for v in ref_state.values())))
             results["runs"][f"{name}/accum{accum}"] = out
     # Out of memory: a capacity between ZeRO-3's peak and DDP's (only sharding makes a gap).
     if world.size == 1:
