@@ -29,6 +29,9 @@ gradients), then converted to the same integer weights. A control fine-tunes the
 the same steps, so that QAT's gain is not mistaken for extra training:
 
     recovered = 1 − (QAT − control) / (PTQ − fp32)
+
+Both fine-tunings print tokens/s and MFU (tokens/s × the float model's 6N + 12·L·H·Q·T FLOPs
+per token / this machine's measured fp32 matmul peak) as they go, and report them.
 """
 from __future__ import annotations
 
@@ -131,13 +134,17 @@ def outlier_fraction(model_q, x, threshold):
     return float(np.mean(seen)) if seen else 0.0
 
 
-def fine_tune(model, train_ids, steps, lr, args, seed):
-    """AdamW on `model` for `steps` batches (fixed seed), constant lr; returns the losses."""
+def fine_tune(model, train_ids, steps, lr, args, seed, label, flops_per_token, peak):
+    """AdamW on `model` for `steps` batches (fixed seed), constant lr, with a progress line
+    every --log-interval steps; → (losses, tokens per second).
+
+    Its MFU counts the model FLOPs of the float GPT (6N + 12·L·H·Q·T per token): the fake
+    quantization QAT adds is work the hardware does, not model FLOPs (PaLM appendix B)."""
     opt = AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     rng = np.random.default_rng(seed)
     model.train()
-    losses = []
-    for _ in range(steps):
+    losses, meter, t0 = [], training.Throughput(flops_per_token, peak), time.perf_counter()
+    for step in range(steps):
         x, y = get_batch(train_ids, args.batch_size, args.block_size, rng)
         _, loss = model(x, y)
         opt.zero_grad()
@@ -145,7 +152,13 @@ def fine_tune(model, train_ids, steps, lr, args, seed):
         clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         losses.append(loss.item())
-    return losses
+        meter.add(x.size)
+        if step % args.log_interval == 0 or step == steps - 1:
+            tps, mfu = meter.read()
+            print(f"  [{label}] step {step:4d} | loss {losses[-1]:.4f} | {tps:7.0f} tok/s | "
+                  f"MFU {100 * mfu:5.1f}%", flush=True)
+    return losses, steps * args.batch_size * args.block_size / max(time.perf_counter() - t0,
+                                                                    1e-9)
 
 
 def main(argv=None):
@@ -213,12 +226,22 @@ def main(argv=None):
     scheme = f"{args.qat_bits}-bit levels [{qmin}, {qmax}], per-tensor symmetric weights"
     print(f"\nPTQ vs QAT, {scheme}, {args.qat_steps} fine-tuning steps at lr {args.qat_lr:g}:")
     ptq_loss = sweep[args.qat_bits]
+    # MFU of the fine-tuning: tokens/s × model FLOPs per token / this machine's fp32 peak
+    from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
+    peak = measure_matmul_peak(np.float32, n=512, repeats=3)
+    flops_per_token = palm_flops_per_token_for(cfg, args.block_size)
+    print(f"  model FLOPs per token {flops_per_token:,.0f} (6N + 12·L·H·Q·T); measured fp32 "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
     qat = prepare_qat(model, quant_min=qmin, quant_max=qmax)
-    qat_train = fine_tune(qat, train_ids, args.qat_steps, args.qat_lr, args, args.seed + 2)
+    qat_train, qat_tps = fine_tune(qat, train_ids, args.qat_steps, args.qat_lr, args,
+                                   args.seed + 2, "QAT", flops_per_token, peak)
     qat_loss, _, _ = evaluate(convert_qat(qat), batches)
     control = copy.deepcopy(model)
-    control_train = fine_tune(control, train_ids, args.qat_steps, args.qat_lr, args,
-                              args.seed + 2)
+    control_train, control_tps = fine_tune(control, train_ids, args.qat_steps, args.qat_lr,
+                                           args, args.seed + 2, "control", flops_per_token,
+                                           peak)
+    qat_mfu, control_mfu = (qat_tps * flops_per_token / peak,
+                            control_tps * flops_per_token / peak)
     control_loss, _, _ = evaluate(control, batches)
     control_ptq_loss, _, _ = evaluate(quantize_model(control, "weight_only", per_channel=False,
                                                   quant_min=qmin, quant_max=qmax), batches)
@@ -235,6 +258,9 @@ def main(argv=None):
     print(f"  PTQ loses {ptq_gap:+.4f} against the trained fp32 model; QAT {qat_gap:+.4f} "
           f"against the fp32 model fine-tuned as long: QAT recovers {100 * recovered:.0f}% "
           f"of PTQ's loss")
+    print(f"  fine-tuning speed: QAT {qat_tps:.0f} tok/s, MFU {100 * qat_mfu:.1f}%; control "
+          f"{control_tps:.0f} tok/s, MFU {100 * control_mfu:.1f}% (fake quantization is not "
+          f"model FLOPs)")
 
     report = {"params": n_params, "config": cfg.to_dict(), "table": rows,
               "ptq_sweep": {str(b): v for b, v in sweep.items()},
@@ -243,7 +269,9 @@ def main(argv=None):
                       "ptq_gap": ptq_gap, "qat_gap": qat_gap,
                       "control_fp32_loss": control_loss, "control_ptq_loss": control_ptq_loss,
                       "recovered_fraction": recovered, "qat_train_losses": qat_train,
-                      "control_train_losses": control_train},
+                      "control_train_losses": control_train, "flops_per_token": flops_per_token,
+                      "peak_flops": peak, "tokens_per_second": qat_tps, "mfu": qat_mfu,
+                      "control_tokens_per_second": control_tps, "control_mfu": control_mfu},
               "losses": [] if train_report is None else train_report["losses"],
               "val_losses": [] if train_report is None else train_report["val_losses"],
               "tokens_per_second": rows[0]["tokens_per_second"]}
