@@ -242,3 +242,15 @@ def test_quantize_example_end_to_end(tmp_path):
     for key in ("fp32_loss", "ptq_loss", "qat_loss", "control_fp32_loss", "recovered_fraction"):
         assert key in rep["qat"]
     assert set(rep["ptq_sweep"]) == {"8", "4", "3", "2"}
+    # the QAT and control fine-tunings' MFU, recomputed from the report's own fields:
+    # tokens/s × (6N + 12·L·H·Q·T, N = all parameters but the position table) / peak
+    q, c = rep["qat"], rep["config"]
+    n = rep["params"] - c["block_size"] * c["n_embd"]
+    assert q["flops_per_token"] == 6 * n + 12 * c["n_layer"] * c["n_embd"] * c["block_size"]
+    assert q["peak_flops"] > 0 and q["tokens_per_second"] > 0
+    assert q["mfu"] == pytest.approx(q["tokens_per_second"] * q["flops_per_token"]
+                                     / q["peak_flops"])
+    assert q["control_mfu"] == pytest.approx(q["control_tokens_per_second"]
+                                             * q["flops_per_token"] / q["peak_flops"])
+    assert proc.stdout.count("[QAT] step") == proc.stdout.count("[control] step") == 2
+    assert all("MFU" in line for line in proc.stdout.splitlines() if "] step" in line)
