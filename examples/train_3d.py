@@ -16,6 +16,12 @@ Printed at the end: the grid, per-rank memory by category beside its formula, by
 rank along each axis (dp / tp / pp / embedding) beside the formulas, the pipeline bubble of each
 stage measured on the simulated timeline beside (p − 1)/(m + p − 1) — once on the profile's
 links and once with free links (the formula's assumption) — and a generated sample.
+
+MFU (PaLM appendix B) is taken on the simulated GPUs, per rank: the model FLOPs of one step
+(global batch × tokens × 6N + 12·L·H·Q·T of the whole model) shared by the world's ranks,
+over the simulated step time (the slowest rank's) and the profile's peak for the model's dtype:
+
+    MFU per rank = step model FLOPs / world / simulated step seconds / profile peak FLOP/s
 """
 from __future__ import annotations
 
@@ -115,6 +121,11 @@ def main(argv=None):
                           betas=(0.9, 0.95), weight_decay=args.weight_decay,
                           device_memory=args.device_memory, profile=args.profile)
     coord = strategy.topo.coord
+    from sim.cost import dtype_name
+    from tinyllm.accounting import palm_flops_per_token_for
+    flops_per_token = palm_flops_per_token_for(cfg, args.block_size)       # the whole model
+    step_flops = args.batch_size * args.block_size * flops_per_token
+    gpu_peak = strategy.profile.peak_flops[dtype_name(strategy.compute_dtype)]
     log(grid.table())
     log(f"{strategy.name} on {world.size} rank(s): GPT {cfg.n_layer}L/{cfg.n_embd}E/{cfg.n_head}H, "
         f"{n_params:,} parameters; global batch {args.batch_size} × {args.block_size} tokens, "
@@ -144,9 +155,11 @@ def main(argv=None):
         meter.add(args.batch_size * args.block_size)
         if step % args.log_interval == 0 or step == args.steps - 1:
             tps, _ = meter.read()
+            slowest = max(world.allgather_json(stats["simulated_seconds"]))
             log(f"step {step:4d} | loss {global_loss:.4f} | {tps:7.0f} tok/s | simulated "
-                f"{1e3 * stats['simulated_seconds']:.3f} ms/step | "
-                f"sent {stats['bytes_sent'] / 1e6:.3f} MB")
+                f"{1e3 * slowest:.3f} ms/step (MFU "
+                f"{100 * step_flops / world.size / max(slowest, 1e-30) / gpu_peak:.1f}% per "
+                f"rank) | sent {stats['bytes_sent'] / 1e6:.3f} MB")
         if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
             vx, vy = get_batch(val_ids, args.batch_size, args.block_size,
                                np.random.default_rng(args.seed + 1))
@@ -188,14 +201,22 @@ def main(argv=None):
         log(bubble_table([bubbles[r] for r in first_of_stage], [free[r] for r in first_of_stage]))
     log(f"simulated step on {args.profile}: {1e3 * step_seconds:.3f} ms (slowest rank); this "
         f"machine: {elapsed / args.steps:.3f} s/step wall")
+    rank_tps = args.batch_size * args.block_size / world.size / max(step_seconds, 1e-30)
+    sim_mfu = rank_tps * flops_per_token / gpu_peak
+    log(f"MFU per rank = model FLOPs of the step / world / step time / peak = "
+        f"{step_flops:,.0f} / {world.size} / {1e3 * step_seconds:.3f} ms / "
+        f"{gpu_peak / 1e12:g} TFLOP/s ({args.profile} {dtype_name(strategy.compute_dtype)}) = "
+        f"{100 * sim_mfu:.2f}% ({flops_per_token:,.0f} model FLOPs per token, 6N + 12·L·H·Q·T)")
     report.update({
         "tokens_per_second": args.steps * args.batch_size * args.block_size / max(elapsed, 1e-9),
         "memory": {"per_rank": per_rank, "theory": theory[0], "theory_per_rank": theory},
         "comm": {"bytes_per_step": sent,
                  "theory_bytes_per_step": [sum(t.values()) for t in theory_axes],
                  "bytes_by_axis": axes, "theory_bytes_by_axis": theory_axes},
+        "flops_per_token": flops_per_token,
         "simulated": {"step_seconds": step_seconds, "profile": args.profile,
-                      "timeline": stats["timeline"]},
+                      "timeline": stats["timeline"], "peak_flops": gpu_peak,
+                      "tokens_per_second_per_rank": rank_tps, "mfu": sim_mfu},
         "bubble": {"per_rank": bubbles, "free_links_per_rank": free},
     })
     full = strategy.full_state_dict()
