@@ -125,12 +125,12 @@ def test_train_3d_example_matches_one_process(tmp_path):
               "--n-head", 2, "--n-embd", 16, "--vocab-size", 300, "--data", data,
               "--cache-dir", tmp_path / "cache", "--eval-interval", 2, "--eval-iters", 1,
               "--float64", "--sample-tokens", 8]
-    reports = {}
+    reports, stdout = {}, {}
     for name, n, grid in (("one", None, []),
                           ("grid", 4, ["--tp", 2, "--pp", 2, "--schedule", "gpipe",
                                        "--checkpoint-activations"])):
         path = tmp_path / f"{name}.json"
-        run_mpi(script, n, common + grid + ["--report", path], timeout=120)
+        stdout[name] = run_mpi(script, n, common + grid + ["--report", path], timeout=120).stdout
         reports[name] = json.loads(path.read_text())
     one, grid = reports["one"], reports["grid"]
     assert len(one["losses"]) == len(grid["losses"]) == 3
@@ -147,3 +147,18 @@ def test_train_3d_example_matches_one_process(tmp_path):
         for axis in ("dp", "tp", "pp", "embedding"):
             assert axes[axis] == theory[axis]
     assert len(grid["bubble"]["per_rank"]) == 4
+    # MFU per rank, recomputed from the report's fields: the whole model's FLOPs per token
+    # (PaLM's 6N + 12·L·H·Q·T, N = all parameters but the position table, H·Q = n_embd) times
+    # the step's tokens, over the ranks, the slowest rank's simulated step, and the A100's
+    # fp64 peak (9.7 TFLOP/s, NVIDIA's datasheet; the model is float64 here)
+    for name, rep in reports.items():
+        c, sim_ = rep["config"], rep["simulated"]
+        n = rep["params"] - c["block_size"] * c["n_embd"]
+        assert rep["flops_per_token"] == 6 * n + 12 * c["n_layer"] * c["n_embd"] * 16
+        assert sim_["peak_flops"] == pytest.approx(9.7e12)
+        assert sim_["mfu"] == pytest.approx(4 * 16 * rep["flops_per_token"] / rep["world_size"]
+                                            / sim_["step_seconds"] / sim_["peak_flops"])
+        assert sim_["mfu"] == pytest.approx(sim_["tokens_per_second_per_rank"]
+                                            * rep["flops_per_token"] / sim_["peak_flops"])
+        assert "MFU per rank = model FLOPs of the step / world / step time / peak" in stdout[name]
+        assert stdout[name].count("per rank) |") == 2   # progress lines: steps 0 and 2
