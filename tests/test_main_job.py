@@ -144,3 +144,36 @@ def test_device_capacity_where_ddp_runs_out_of_memory_and_zero3_trains(jobs):
     run_job(tmp, 4, "--stage", "3", "--device-memory", capacity, "--steps", "2",
                  "--checkpoint-dir", tmp / "ck-z3", "--report", tmp / "z3.json")
     assert json.loads((tmp / "z3.json").read_text())["losses"] == pytest.approx(full["losses"][:2], rel=1e-6)
+
+
+@pytest.mark.mpi
+def test_compare_table_rows_match_the_paper(tmp_path):
+    """--compare on 4 ranks: every data-parallel row trains the same losses (same batches, same
+    seed) and its optimizer-state and gradient bytes and its traffic are the paper's (ZeRO,
+    Rajbhandari et al. 2019, §5: K = 8 bytes of Adam state and 4-byte gradients per fp32
+    parameter, partitioned over the N_d ranks that shard them; DDP and ZeRO-1/2 send 2Ψ(N−1)/N
+    elements per step, ZeRO-3 3Ψ(N−1)/N) — including the hybrid row, which shards over F = 2
+    and all-reduces the gradient shards across the two groups."""
+    out = tmp_path / "compare.json"
+    run_job(tmp_path, 4, "--compare", "--compare-steps", "1", "--report", out, timeout=400)
+    rows = {r["strategy"]: r for r in json.loads(out.read_text())["compare"]}
+    assert {"DDP", "ZeRO-1", "ZeRO-2", "ZeRO-3", "ZeRO-3 (F=2)"} <= set(rows)
+    n = 4
+    # Ψ from DDP's unsharded gradient buffer (4 bytes per fp32 parameter)
+    psi = rows["DDP"]["memory"]["gradients"] / 4
+    # shards: (grads partitioned over, optimizer partitioned over, elements sent per param)
+    want = {"DDP": (1, 1, 2 * (n - 1) / n), "ZeRO-1": (1, n, 2 * (n - 1) / n),
+            "ZeRO-2": (n, n, 2 * (n - 1) / n), "ZeRO-3": (n, n, 3 * (n - 1) / n),
+            # F = 2: ZeRO-3's 3Ψ(F−1)/F inside each group of F ranks, plus a ring all-reduce
+            # of each rank's Ψ/F gradient shard across the n/F = 2 groups: 2·(Ψ/F)·(2−1)/2
+            "ZeRO-3 (F=2)": (2, 2, 3 * (2 - 1) / 2 + 2 * (1 / 2) * (2 - 1) / 2)}
+    losses = {r["loss"] for r in rows.values() if "loss" in r and "F=" not in r["strategy"]}
+    ref = rows["DDP"]["loss"]
+    for name, (g_over, o_over, sent_per_param) in want.items():
+        r = rows[name]
+        assert r["loss"] == pytest.approx(ref, rel=1e-5), name
+        m = r["memory"]
+        assert m["gradients"] == pytest.approx(4 * psi / g_over, rel=0.05), name
+        assert m["optimizer_states"] == pytest.approx(8 * psi / o_over, rel=0.05), name
+        assert r["bytes_per_step"] == pytest.approx(4 * psi * sent_per_param, rel=0.05), name
+    assert max(losses) - min(losses) <= 1e-5 * abs(ref)
