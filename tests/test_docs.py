@@ -10,6 +10,10 @@ Conventions of the Markdown files (docs/README.md repeats them for writers):
   names like a session. A ```text block that directly follows a python block is its output
   and must match what the block printed (trailing spaces ignored).
 * Any other fence (```text, ```console, a bare ```) is illustration and is not run.
+* A command shown in the prose as inline code — `python <script>.py …` or
+  `mpirun -n N python <script>.py …` — is run too, in its place in the file's order, unless
+  some ```bash block of the book already runs it (the same words, possibly followed by more
+  flags): a reader copies those as well.
 
 How a command is run. Commands are written as typed at the repository root, with paths of
 scripts relative to it (`python examples/train_gpt.py`). Each file's commands run in a fresh
@@ -18,10 +22,16 @@ temporary working directory with the script paths made absolute — so what a co
 they would for a reader. Every command gets small settings appended (`SMALL` below: two
 steps, a tiny model, 50 KB of corpus, a shared tokenizer cache), so the whole book runs in
 about two minutes of a loaded 2-core machine (measured: 99 s at a load average of 6, 133 s at
-9; ~110 CPU-seconds in all); argparse lets the last flag win. A command that
+9; ~110 CPU-seconds in all; with the multi-machine and benchmark commands added later, 140 s at
+a load average of 9–12, 194 CPU-seconds for this whole file); argparse lets the last flag win. A command that
 sets `--device-memory` keeps its model size (the capacity was chosen for that model) and gets
-only the cheap flags. `mpirun -n N` keeps its N. `python -m pytest …` lines are checked, not
-re-run: the test files they name must exist (the suite that CI runs includes them).
+only the cheap flags. A command that sets a flag of `IF_SET` gets that flag's small value
+(`--stop-at 200` of the default 400 steps becomes `--stop-at 1` of the two). `mpirun -n N`
+keeps its N; `mpirun -f HOSTS` (a host file, for several machines) gets a host file HOSTS in
+the working directory that names this machine with N slots, and an absolute path among the
+script's arguments (a shared directory such as /shared/ckpt) is taken relative to the working
+directory. `python -m pytest …` lines are checked, not re-run: the test files they name must
+exist (the suite that CI runs includes them).
 
 README.md's two quick-start commands are special: both create a venv and pip-install the
 package, which this test does not repeat. The second must be, character for character, the
@@ -38,11 +48,13 @@ import io
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -97,8 +109,15 @@ SMALL = {
                                 "--reference-kb", "2"], []),
     "benchmarks/generate.py": (["--n-layer", "1", "--n-head", "2", "--n-embd", "16",
                                 "--block-size", "32", "--new", "4", "8"], []),
+    "benchmarks/int8_matmul.py": (["--quick", "--repeats", "1"], []),
+    # the benchmarks' smallest runs: one timing each, no start-up / profile extras
+    "benchmarks/kernels.py": (["--quick", "--repeats", "1", "--skip-startup"], []),
+    "benchmarks/step.py": (["--workloads", "R1", "--repeats", "1", "--steps", "1",
+                            "--no-profile"], []),       # (without torch it times tinyllm alone)
     "docs/figures.py": ([], []),
 }
+# flags that get a small value when a command sets them (stop after 1 of the 2 steps)
+IF_SET = {"--stop-at": "1"}
 TIMEOUT = 600          # seconds per command: generous, a loaded machine can be very slow
 WORKERS = 6            # files run concurrently (much of the time is process start-up)
 
@@ -148,7 +167,8 @@ class Command:
     fails: str | None = None          # expected error text for `# fails:` commands
 
 
-def commands_in(path: Path) -> list[Command]:
+def fenced_commands(path: Path) -> list[Command]:
+    """The commands of the file's ```bash blocks."""
     text = path.read_text()
     cmds = []
     for block in fenced_blocks(text):
@@ -173,6 +193,45 @@ def commands_in(path: Path) -> list[Command]:
     return cmds
 
 
+PROSE_COMMAND = re.compile(r"(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:mpirun\s+-n\s+\d+\s+)?"
+                           r"python\s+(?:\S+\.py|-m\s+pytest)\b.*")
+
+
+def prose_commands(path: Path) -> list[Command]:
+    """Commands written as inline code in the prose (outside fences), e.g. `python x.py --y`."""
+    lines = path.read_text().splitlines()
+    for b in fenced_blocks("\n".join(lines)):
+        for i in range(b.line - 1, b.end):
+            lines[i] = ""
+    cmds, start = [], 0
+    # inline code does not cross a paragraph: look for it paragraph by paragraph
+    for k in range(len(lines) + 1):
+        if k < len(lines) and lines[k].strip():
+            continue
+        para = "\n".join(lines[start:k])
+        for m in re.finditer(r"(?<!`)`([^`]+)`(?!`)", para):
+            code = " ".join(m.group(1).split())
+            if PROSE_COMMAND.fullmatch(code):
+                cmds.append(Command(rel(path), start + 1 + para[:m.start()].count("\n"), code))
+        start = k + 1
+    return cmds
+
+
+@lru_cache(maxsize=None)
+def _fenced_everywhere() -> tuple:
+    return tuple(tuple(c.text.split()) for p in DOC_FILES for c in fenced_commands(p))
+
+
+def commands_in(path: Path) -> list[Command]:
+    """What this test runs of the file: its ```bash commands and, in their place, the prose's
+    commands that no ```bash block of the book runs."""
+    def run_by_a_block(cmd):
+        words = tuple(cmd.text.split())
+        return any(r[:len(words)] == words for r in _fenced_everywhere())
+    prose = [c for c in prose_commands(path) if not run_by_a_block(c)]
+    return sorted(fenced_commands(path) + prose, key=lambda c: c.line)
+
+
 # ---- turning a written command into one to run -----------------------------------------------
 
 QUICK_START_INSTALL = "python3.11 -m venv .venv && .venv/bin/pip install -q -e '.[dev]' && "
@@ -183,6 +242,17 @@ class Plan:
     argv: list = field(default_factory=list)
     env: dict = field(default_factory=dict)
     pytest_paths: list | None = None          # a pytest command: the paths it names
+    files: dict = field(default_factory=dict)  # written in the working directory first
+
+
+def this_machine() -> str:
+    """A name for this machine in an MPICH host file: its host name if that resolves."""
+    name = socket.gethostname()
+    try:
+        socket.gethostbyname(name)
+        return name
+    except OSError:
+        return "localhost"
 
 
 def plan(cmd: Command, cache: Path) -> Plan:
@@ -195,12 +265,19 @@ def plan(cmd: Command, cache: Path) -> Plan:
     while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
         key, value = words.pop(0).split("=", 1)
         env[key] = value
-    prefix = []
-    if words[:2] == ["mpirun", "-n"]:
-        prefix, words = [mpirun_path(), "-n", words[2]], words[3:]
+    prefix, files = [], {}
+    if words and words[0] == "mpirun" and "python" in words:
+        options, words = words[1:words.index("python")], words[words.index("python"):]
+        opts = dict(zip(options[::2], options[1::2]))
+        assert len(options) % 2 == 0 and "-n" in opts and set(opts) <= {"-n", "-f"}, (
+            f"{cmd.doc}:{cmd.line}: mpirun takes `-n N` and optionally `-f HOSTS` here: "
+            f"{cmd.text!r}")
+        prefix = [mpirun_path()] + options
+        if "-f" in opts:                        # a host file listing only this machine
+            files[opts["-f"]] = f"{this_machine()}:{opts['-n']}\n"
     assert words and words[0] == "python", (
-        f"{cmd.doc}:{cmd.line}: a command must be `python …` or `mpirun -n N python …` "
-        f"(optionally after VAR=value): {cmd.text!r}")
+        f"{cmd.doc}:{cmd.line}: a command must be `python …` or `mpirun [-f HOSTS] -n N "
+        f"python …` (optionally after VAR=value): {cmd.text!r}")
     if words[1:3] == ["-m", "pytest"]:
         return Plan(pytest_paths=[w.split("::")[0] for w in words[3:] if not w.startswith("-")])
     script = words[1]
@@ -208,9 +285,12 @@ def plan(cmd: Command, cache: Path) -> Plan:
                              f"SMALL in tests/test_docs.py")
     cheap, size = SMALL[script]
     extra = cheap + ([] if "--device-memory" in words else size)
+    extra += [w for flag, value in IF_SET.items() if flag in words for w in (flag, value)]
     extra = [w.replace("{cache}", str(cache)) for w in extra]
-    argv = prefix + [sys.executable, str(ROOT / script)] + words[2:] + extra
-    return Plan(argv=argv, env=env)
+    # a reader's absolute path (a shared file system) → the same path under the working dir
+    args = ["." + w if w.startswith("/") else w for w in words[2:]]
+    argv = prefix + [sys.executable, str(ROOT / script)] + args + extra
+    return Plan(argv=argv, env=env, files=files)
 
 
 @dataclass
@@ -244,6 +324,8 @@ def run_file(path: Path, workdir: Path, cache: Path) -> list[Result]:
             results.append(Result(cmd, ["(pytest: checked, not re-run)"], 1 if missing else 0,
                                   f"missing test files: {missing}" if missing else "", 0.0))
             continue
+        for name, content in p.files.items():
+            (workdir / name).write_text(content)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SIM_TIMEOUT": "120",
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **p.env}
         start = time.monotonic()
@@ -271,7 +353,7 @@ def test_there_is_a_book():
 
 
 def test_readme_quick_start_is_what_ci_runs():
-    cmds = commands_in(ROOT / "README.md")
+    cmds = fenced_commands(ROOT / "README.md")
     train, tests = cmds[0].text, cmds[1].text
     assert train.startswith(QUICK_START_INSTALL) and tests.startswith(QUICK_START_INSTALL)
     assert train.endswith("mpirun -n 4 .venv/bin/python examples/train_zero.py"), train
