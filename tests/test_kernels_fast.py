@@ -313,6 +313,30 @@ def test_matmul_and_attention_split_across_threads_give_the_same_numbers(monkeyp
         np.testing.assert_array_equal(got, want)
 
 
+def test_linear_backward_products_side_by_side(monkeypatch):
+    """The linear layer's X̄ = Ȳ W and W̄ = Ȳᵀ X run as two whole products on two threads
+    (kernels.matmul_pair); both equal NumPy's products, with and without the pairing, and the
+    op's gradients equal the formulas."""
+    from tinyllm import Tensor, ops
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 40, 24)).astype(np.float32)
+    w = rng.standard_normal((33, 24)).astype(np.float32)
+    g = rng.standard_normal((3, 40, 33)).astype(np.float32)
+    g2, x2 = g.reshape(-1, 33), x.reshape(-1, 24)
+    serial = kernels.matmul_pair(g2, w, g2.T, x2)           # small: one product after the other
+    monkeypatch.setattr(kernels, "num_threads", lambda: 2)
+    monkeypatch.setattr(kernels, "GEMM_PARALLEL_MIN_FLOPS", 0)
+    paired = kernels.matmul_pair(g2, w, g2.T, x2)
+    for got, want in zip(paired, serial):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(paired[0], g2 @ w, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(paired[1], g2.T @ x2, rtol=1e-5, atol=1e-5)
+    xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+    ops.linear(xt, wt).backward(g)
+    np.testing.assert_allclose(xt.grad, np.einsum("bto,oi->bti", g, w), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(wt.grad, np.einsum("bto,bti->oi", g, x), rtol=1e-4, atol=1e-4)
+
+
 # ---- the same numbers without the JIT ------------------------------------------------------------
 
 SCRIPT = textwrap.dedent("""

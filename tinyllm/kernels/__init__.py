@@ -182,6 +182,28 @@ def matmul(a, b):
     return out
 
 
+def matmul_pair(a1, b1, a2, b2):
+    """(a1 @ b1, a2 @ b2) for two independent 2-D products — a linear layer's backward, X̄ = Ȳ W
+    and W̄ = Ȳᵀ X, which cost the same. With two or more threads and big products, the two run
+    side by side as two whole single-threaded BLAS calls (help-first: a thread that does not
+    come in time leaves both to the caller), so neither is cut into row blocks; otherwise each
+    is `matmul`. Each product is always computed by the same kind of call, so the result does
+    not depend on which thread ran it."""
+    if _backend != "numba":
+        return a1 @ b1, a2 @ b2
+    flops = 2 * a1.shape[0] * a1.shape[1] * b1.shape[1]
+    if num_threads() < 2 or flops < GEMM_PARALLEL_MIN_FLOPS:
+        return matmul(a1, b1), matmul(a2, b2)
+    out = [None, None]
+
+    def one(i):
+        out[i] = a1 @ b1 if i == 0 else a2 @ b2
+
+    with blas_threads(1):
+        parallel_for(2, one, 2)
+    return out[0], out[1]
+
+
 def warmup(dtypes=(np.float32,)) -> None:
     """Compile (or load from the on-disk cache) every kernel for the given dtypes (the serial
     versions: the parallel ones compile when a call first needs them, tinyllm/kernels/jit.py)."""

@@ -111,8 +111,12 @@ class Linear(Function):
         x2, weight = ctx.saved_tensors
         g2 = grad.reshape(-1, weight.shape[0])  # (N, out)
         nx, nw, nb = ctx.needs_input_grad
-        gx = kernels.matmul(g2, weight).reshape(ctx.x_shape) if nx else None  # (N, in)
-        gw = kernels.matmul(g2.T, x2) if nw else None                          # (out, in)
+        if nx and nw:                       # two products of equal cost: side by side
+            gx, gw = kernels.matmul_pair(g2, weight, g2.T, x2)     # (N, in), (out, in)
+            gx = gx.reshape(ctx.x_shape)
+        else:
+            gx = kernels.matmul(g2, weight).reshape(ctx.x_shape) if nx else None  # (N, in)
+            gw = kernels.matmul(g2.T, x2) if nw else None                          # (out, in)
         gb = g2.sum(axis=0) if nb else None                       # (out,)
         return gx, gw, gb
 
