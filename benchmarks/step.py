@@ -315,6 +315,9 @@ def run_workload(name, args, have_torch):
     peaks = [sgemm_peak(args.threads)]
     for r in range(args.repeats):
         for wk in (workers if r % 2 == 0 else workers[::-1]):
+            # A pause between turns: OpenMP (PyTorch) and BLAS worker threads keep spinning for
+            # a while after their last parallel region; the next worker should not pay for it.
+            time.sleep(args.pause)
             answer = wk.ask(f"time {args.steps}")
             times[wk.name] += answer["seconds"]
             faults[wk.name].append(answer["faults_per_step"])
@@ -392,6 +395,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=3, help="steps per framework per round")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pause", type=float, default=0.5,
+                        help="seconds of idle time before each worker's turn")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="tinyllm only")
     parser.add_argument("--no-profile", action="store_true")
