@@ -156,6 +156,7 @@ def test_all_strategies_float64_two_ranks():
 def test_all_strategies_float32_four_ranks_with_hybrid_sharding():
     res = run_mpi("strategies_worker.py", 4, ["float32"], timeout=400).results()
     assert {f"zero{s}-F{f}/accum{a}" for s in (1, 2, 3) for f in (1, 2) for a in (1, 2)} <= set(res["runs"])
+    assert {f"zero{s}-offload-F2/accum{a}" for s in (2, 3) for a in (1, 2)} <= set(res["runs"])
     check_results(res, 4, rtol_loss=1e-5, ptol=2e-4, rtol_param=3e-5)  # measured 2.1e-5
 
 

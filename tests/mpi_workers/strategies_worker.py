@@ -130,6 +130,11 @@ def main():
         for stage, cls in ((1, ZeRO1), (2, ZeRO2), (3, ZeRO3)):
             configs[f"zero{stage}-F{f}"] = (
                 lambda m, c, cls=cls, f=f: cls(m, world, sharding_factor=f, device_memory=c, **kw))
+        # … and with the optimizer offloaded: the host then holds a 1/F shard
+        for stage, cls in ((2, ZeRO2), (3, ZeRO3)):
+            configs[f"zero{stage}-offload-F{f}"] = (
+                lambda m, c, cls=cls, f=f: cls(m, world, sharding_factor=f, offload="optimizer",
+                                               device_memory=c, **kw))
     named = list(make_model().named_parameters())
     blocks = [sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
               for i in range(CFG.n_layer)]
