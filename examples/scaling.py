@@ -53,7 +53,9 @@ def print_table(budgets) -> None:
               f"{n / params - 1:>+6.1%} {d / tokens - 1:>+6.1%}")
 
 
-SWEEP_SIZES = [(1, 1, 16), (1, 2, 32), (2, 2, 48), (2, 4, 64), (3, 4, 96)]  # (layers, heads, width)
+# (layers, heads, width): 2.8 K … 356 K parameters — small enough at the low end that the best
+# size of every budget but the smallest lies inside the grid (a U, not only its right half)
+SWEEP_SIZES = [(1, 1, 8), (1, 1, 12), (1, 1, 16), (1, 2, 32), (2, 2, 48), (2, 4, 64), (3, 4, 96)]
 SWEEP_BLOCK, SWEEP_BATCH = 32, 32
 SWEEP_VOCAB = 257  # the 256 bytes + <|endoftext|>: no merges, so the tiny models' output layer stays small
 
@@ -81,8 +83,8 @@ def run_sweep(args) -> None:
     attention — at these tiny widths attention is not negligible), then measure the
     validation loss. Per budget, the best size comes from a parabola through loss vs log N
     (Hoffmann et al. 2022, Approach 2). A power law N_opt ∝ C^a through the budgets' optima is
-    compared with the rule's a = 0.5 and the fitted law's β/(α+β) ≈ 0.45. Honest caveats: three
-    budgets and five sizes of models with 10⁴–10⁶ parameters give a rough exponent, and the
+    compared with the rule's a = 0.5 and the fitted law's β/(α+β) ≈ 0.45. Honest caveats: four
+    budgets and seven sizes of models with 10³–10⁵·⁵ parameters give a rough exponent, and the
     learning rate is the same for every size (the paper tuned it).
 
     Each run's progress line carries its tokens/s and MFU (tokens/s × F / this machine's fp32
@@ -210,7 +212,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sweep", action="store_true", help="train a grid of tiny GPTs")
     parser.add_argument("--min-exp", type=int, default=18, help="smallest budget 10^k FLOPs")
     parser.add_argument("--max-exp", type=int, default=26, help="largest budget 10^k FLOPs")
-    parser.add_argument("--budgets", default="1e10,3e10,1e11",
+    parser.add_argument("--budgets", default="1e10,3e10,1e11,3e11",
                         help="--sweep: comma-separated training budgets in FLOPs")
     parser.add_argument("--sweep-lr", type=float, default=3e-3)
     parser.add_argument("--sweep-out", default="runs/scaling_sweep.csv")
