@@ -47,3 +47,12 @@ def test_system_allocator_when_asked():
     configured, n = faults({"TINYLLM_MALLOC": "system"})
     assert not configured
     assert n >= 20 * 1024                # every round maps at least one array's pages again
+
+
+def test_unknown_choice_is_an_error():
+    """A misspelt TINYLLM_MALLOC must not silently keep (or drop) the tuned thresholds."""
+    env = {**os.environ, "TINYLLM_MALLOC": "sytem"}
+    run = subprocess.run([sys.executable, "-c", "import tinyllm"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode != 0
+    assert "TINYLLM_MALLOC='sytem'" in run.stderr

@@ -34,6 +34,7 @@ M_TRIM_THRESHOLD = -1            # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20        # glibc's largest accepted value on 64-bit (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = 1 << 30
+CHOICES = ("", "system")         # values of TINYLLM_MALLOC
 
 _configured: bool | None = None
 
@@ -41,13 +42,18 @@ _configured: bool | None = None
 def configure() -> bool:
     """Raise glibc's mmap and trim thresholds (see the module docstring); True if applied.
 
-    Idempotent. Returns False when TINYLLM_MALLOC=system or the C library is not glibc.
+    Idempotent. Returns False when TINYLLM_MALLOC=system or the C library is not glibc;
+    raises ValueError for any other value of TINYLLM_MALLOC (a typo would otherwise be ignored).
     """
     global _configured
     if _configured is not None:
         return _configured
+    choice = os.environ.get("TINYLLM_MALLOC", "")
+    if choice.lower() not in CHOICES:
+        raise ValueError(f"TINYLLM_MALLOC={choice!r}: expected one of {CHOICES} "
+                         f"('' or unset: raise glibc's thresholds; 'system': keep its defaults)")
     _configured = False
-    if os.environ.get("TINYLLM_MALLOC", "").lower() == "system":
+    if choice.lower() == "system":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
