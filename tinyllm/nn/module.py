@@ -213,8 +213,9 @@ class Module:
         """Copy arrays into this module's parameters and buffers, in place.
 
         With strict=True, any missing key or unexpected key raises one RuntimeError (PyTorch's
-        type) that lists all of them; a shape mismatch raises even with strict=False. Values are cast to each parameter's dtype. Returns
-        (missing_keys, unexpected_keys) as PyTorch does.
+        type) that lists all of them; a shape mismatch raises even with strict=False. Values
+        are cast to each parameter's dtype. Returns (missing_keys, unexpected_keys) as PyTorch
+        does.
         """
         slots = self._state_slots()
         missing = [k for k in slots if k not in state_dict]
