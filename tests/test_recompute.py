@@ -7,7 +7,8 @@ The truth, stated independently of the code:
 * memory — Korthikanti et al. 2022: with full recomputation a layer keeps only its input,
   2·s·b·h bytes in fp16, i.e. 4·s·b·h in fp32 (measured: activation bytes held by the ledger
   at the end of forward, from a model with one more layer); without it a layer must keep at
-  least the inputs of its four matmuls for their weight gradients (h + h + h + 4h per token);
+  least the inputs of its four matmuls for their weight gradients (h + h + h + 4h per token),
+  and exactly what its ops need for backward, counted op by op in the test (69·s·b·h bytes);
 * FLOPs — the extra work is exactly one more forward of every block: per layer
   24·b·s·h² + 4·b·s²·h matmul FLOPs (Narayanan et al. 2021, eq. 2's per-layer forward), and
   the backward is unchanged.
@@ -127,6 +128,15 @@ def test_activation_memory_per_layer():
     assert per_layer_ckpt == 4 * T * B * E
     # Without recomputation the four matmuls' inputs alone are (h + h + h + 4h)·s·b fp32 values.
     assert per_layer_plain >= 4 * 7 * T * B * E
+    # Exactly, what each op of a pre-LN block must keep for its backward, in s·b·h values:
+    #   ln_1 input 1, c_attn input 1, q k v 3, attention output 1, c_proj input 1,
+    #   ln_2 input 1, c_fc input 1, GELU input 4, mlp c_proj input 4          = 17
+    # plus per token the two LayerNorms' mean and 1/σ (4·s·b) and flash attention's
+    # log-sum-exp per head (a·s·b) — no s² score matrix, no dropout masks (dropout 0). This is
+    # Korthikanti et al.'s count (34·s·b·h + 5·a·s²·b bytes in fp16) without the attention
+    # matrices flash attention never stores, the masks, and with fp32's 4 bytes.
+    s, b, h, a = T, B, E, H
+    assert per_layer_plain == 4 * (17 * s * b * h + 4 * s * b + a * s * b)
     held_c, peak_c = activation_bytes(3, True)
     held_p, peak_p = activation_bytes(3, False)
     assert held_c < held_p and peak_c < peak_p
