@@ -42,7 +42,6 @@ import tinyllm
 from tinyllm import training
 from tinyllm.accounting import measure_matmul_peak
 from tinyllm.accounting.flops import palm_flops_per_token
-from tinyllm.checkpoint import load_checkpoint, save_checkpoint
 from tinyllm.data import (CLS, MASK, PAD, SEP, get_mlm_batch, load_corpus, mask_tokens,
                           standard_special_tokens)
 from tinyllm.models import BertConfig, BertForMaskedLM, BertForSequenceClassification
@@ -289,11 +288,7 @@ def main(argv=None):
               "params": model.num_parameters(), "config": cfg.to_dict(),
               "mlm_unigram_baseline": float(counts.max() / counts.sum())}
     if args.resume:
-        meta = load_checkpoint(args.checkpoint, model, opt)
-        start = meta["step"]
-        data_rng.bit_generator.state = meta["extra"]["data_rng"]
-        report = meta["extra"]["report"]
-        print(f"resumed from {args.checkpoint} at step {start}")
+        start, report = training.resume_run(args.checkpoint, model, opt, data_rng)
 
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     flops_per_token = bert_flops_per_token(model, args.block_size)
@@ -333,9 +328,7 @@ def main(argv=None):
     if end > start:     # a resumed run that had nothing left to do keeps the earlier figures
         report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
         report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
-    save_checkpoint(args.checkpoint, model, opt, step=end, config=cfg.to_dict(),
-                    extra={"data_rng": data_rng.bit_generator.state, "report": report})
-    print(f"checkpoint saved to {args.checkpoint}")
+    training.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
     if end == args.steps:
         if report["val_mlm_accuracy"]:
             report["mlm_accuracy"] = report["val_mlm_accuracy"][-1][1]

@@ -19,7 +19,6 @@ import numpy as np
 
 import tinyllm
 from tinyllm import training
-from tinyllm.checkpoint import load_checkpoint, save_checkpoint
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
@@ -55,11 +54,7 @@ def main(argv=None):
     report = {"losses": [], "val_losses": [], "params": model.num_parameters(),
               "config": cfg.to_dict()}
     if args.resume:
-        meta = load_checkpoint(args.checkpoint, model, opt)
-        start = meta["step"]
-        data_rng.bit_generator.state = meta["extra"]["data_rng"]
-        report = meta["extra"]["report"]
-        print(f"resumed from {args.checkpoint} at step {start}")
+        start, report = training.resume_run(args.checkpoint, model, opt, data_rng)
 
     from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
@@ -98,9 +93,7 @@ def main(argv=None):
     elapsed = time.perf_counter() - t_start
     report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
     report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
-    save_checkpoint(args.checkpoint, model, opt, step=end, config=cfg.to_dict(),
-                    extra={"data_rng": data_rng.bit_generator.state, "report": report})
-    print(f"checkpoint saved to {args.checkpoint}")
+    training.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
     if end == args.steps and args.sample_tokens > 0:
         prompt = np.array([tok.encode("def ")], dtype=np.int64)
         out = model.generate(prompt, args.sample_tokens, do_sample=True, temperature=0.8,

@@ -42,7 +42,6 @@ import numpy as np
 import tinyllm
 from tinyllm import training
 from tinyllm.accounting import measure_matmul_peak
-from tinyllm.checkpoint import load_checkpoint, save_checkpoint
 from tinyllm.data import (ENDOFTEXT, PAD, get_span_corruption_batch, load_corpus, sentinel,
                           standard_special_tokens)
 from tinyllm.models import T5, T5Config
@@ -262,11 +261,7 @@ def main(argv=None):
     report = {"losses": [], "val_losses": [], "params": model.num_parameters(),
               "config": cfg.to_dict()}
     if args.resume:
-        meta = load_checkpoint(args.checkpoint, model, opt)
-        start = meta["step"]
-        data_rng.bit_generator.state = meta["extra"]["data_rng"]
-        report = meta["extra"]["report"]
-        print(f"resumed from {args.checkpoint} at step {start}")
+        start, report = training.resume_run(args.checkpoint, model, opt, data_rng)
 
     # every batch has the same shapes (see tinyllm.data.span_corruption_lengths)
     x0, y0 = span_batch(train_ids, 1, args, np.random.default_rng(0), sentinels)
@@ -306,9 +301,7 @@ def main(argv=None):
     if end > start:     # a resumed run that had nothing left to do keeps the earlier figures
         report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
         report["mfu"] = report["tokens_per_second"] * flops_per_step / tokens_per_step / peak
-    save_checkpoint(args.checkpoint, model, opt, step=end, config=cfg.to_dict(),
-                    extra={"data_rng": data_rng.bit_generator.state, "report": report})
-    print(f"checkpoint saved to {args.checkpoint}")
+    training.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
     if end == args.steps:
         sample = span_sample(model, tok, val_ids, args, np.random.default_rng(args.seed + 4),
                              sentinels)

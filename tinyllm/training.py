@@ -32,6 +32,30 @@ from tinyllm.fileio import atomic_write_bytes
 from tinyllm.tensor import no_grad
 
 
+# ---- stop and resume: the checkpoint also carries the batch stream and the report ------------
+
+
+def save_run(path: str, model, optimizer, step: int, config: dict, data_rng, report: dict):
+    """Checkpoint a run so that `resume_run` continues it with the losses of an uninterrupted
+    one: model, optimizer, step and config (tinyllm.checkpoint), plus the batch generator's
+    state and the report so far."""
+    from tinyllm.checkpoint import save_checkpoint
+
+    save_checkpoint(path, model, optimizer, step=step, config=config,
+                    extra={"data_rng": data_rng.bit_generator.state, "report": report})
+    print(f"checkpoint saved to {path}")
+
+
+def resume_run(path: str, model, optimizer, data_rng) -> tuple[int, dict]:
+    """Load what `save_run` wrote into model, optimizer and data_rng; → (step, report)."""
+    from tinyllm.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(path, model, optimizer)
+    data_rng.bit_generator.state = meta["extra"]["data_rng"]
+    print(f"resumed from {path} at step {meta['step']}")
+    return meta["step"], meta["extra"]["report"]
+
+
 # ---- flags ----------------------------------------------------------------------------------
 
 
