@@ -20,6 +20,7 @@ Signatures (N rows, C classes):
 import numpy as np
 
 from tinyllm.kernels.jit import jit, over_range
+from tinyllm.kernels.softmax import row_logsumexp
 from tinyllm.kernels.vecmath import vexp
 
 # ---- reference (plain NumPy) ----------------------------------------------------------------
@@ -50,16 +51,9 @@ def cross_entropy_backward_reference(logits, lse, targets, grad_rows, ignore_ind
 
 @jit
 def _cross_entropy_forward(logits, targets, ignore_index, loss, lse, lo, hi):
-    dt = logits.dtype.type
     for i in range(lo, hi):
         zi = logits[i]
-        m = zi[0]
-        for j in range(1, zi.size):
-            m = max(m, zi[j])
-        s = dt(0)
-        for j in range(zi.size):
-            s += vexp(zi[j] - m)
-        row_lse = m + np.log(s)
+        row_lse = row_logsumexp(zi)
         lse[i] = row_lse
         t = targets[i]
         loss[i] = row_lse - zi[t] if t != ignore_index else 0

@@ -47,6 +47,19 @@ def log_softmax_backward_reference(y, g):
 
 
 @jit
+def row_logsumexp(xi):
+    """log Σⱼ e^(xⱼ) of one row, as m + log Σⱼ e^(xⱼ − m) with m its maximum (shared with the
+    fused cross-entropy, tinyllm/kernels/cross_entropy.py)."""
+    m = xi[0]
+    for j in range(1, xi.size):
+        m = max(m, xi[j])
+    s = xi.dtype.type(0)
+    for j in range(xi.size):
+        s += vexp(xi[j] - m)
+    return m + np.log(s)
+
+
+@jit
 def _softmax_forward(x, out, lo, hi):
     t = x.dtype.type
     for i in range(lo, hi):
@@ -78,16 +91,9 @@ def _softmax_backward(y, g, out, lo, hi):
 
 @jit
 def _log_softmax_forward(x, out, lo, hi):
-    t = x.dtype.type
     for i in range(lo, hi):
         xi, oi = x[i], out[i]
-        m = xi[0]
-        for j in range(1, xi.size):
-            m = max(m, xi[j])
-        s = t(0)
-        for j in range(xi.size):
-            s += vexp(xi[j] - m)
-        lse = m + np.log(s)
+        lse = row_logsumexp(xi)
         for j in range(xi.size):
             oi[j] = xi[j] - lse
 
