@@ -94,16 +94,17 @@ def rss_now_kib() -> int:
 # ---- the two step functions -------------------------------------------------------------------
 
 
-def tinyllm_step(w, seed):
-    """(step() → loss, model, optimizer) for tinyllm's GPT and AdamW."""
-    from tinyllm.models import GPT, GPTConfig
+def gpt_config(w):
+    """The workload's GPTConfig (float32, dropout 0)."""
+    from tinyllm.models import GPTConfig
 
-    cfg = GPTConfig(n_layer=w["n_layer"], n_embd=w["n_embd"], n_head=w["n_head"],
-                    block_size=w["block_size"], vocab_size=w["vocab_size"], dropout=0.0)
-    model = GPT(cfg, generator=np.random.default_rng(seed))
-    opt = model.configure_optimizers(WEIGHT_DECAY, LR, betas=BETAS)
-    x, y = batch(w, seed)
+    return GPTConfig(n_layer=w["n_layer"], n_embd=w["n_embd"], n_head=w["n_head"],
+                     block_size=w["block_size"], vocab_size=w["vocab_size"], dropout=0.0)
 
+
+def training_step(model, opt, x, y):
+    """step() → loss: forward, backward, optimizer step, zero_grad — the same four calls in
+    either framework (tinyllm's API is PyTorch's)."""
     def step():
         _, loss = model(x, y)
         loss.backward()
@@ -111,7 +112,18 @@ def tinyllm_step(w, seed):
         opt.zero_grad(set_to_none=True)
         return float(loss.item())
 
-    return step, model, opt
+    return step
+
+
+def tinyllm_step(w, seed):
+    """(step() → loss, model, optimizer) for tinyllm's GPT and AdamW."""
+    from tinyllm.models import GPT
+
+    cfg = gpt_config(w)
+    model = GPT(cfg, generator=np.random.default_rng(seed))
+    opt = model.configure_optimizers(WEIGHT_DECAY, LR, betas=BETAS)
+    x, y = batch(w, seed)
+    return training_step(model, opt, x, y), model, opt
 
 
 def torch_step(w, seed):
@@ -119,11 +131,10 @@ def torch_step(w, seed):
     reference the tests use) — loaded with tinyllm's initial weights."""
     import torch
 
-    from tinyllm.models import GPT, GPTConfig
+    from tinyllm.models import GPT
     from torch_nanogpt import nanogpt_torch
 
-    cfg = GPTConfig(n_layer=w["n_layer"], n_embd=w["n_embd"], n_head=w["n_head"],
-                    block_size=w["block_size"], vocab_size=w["vocab_size"], dropout=0.0)
+    cfg = gpt_config(w)
     model = nanogpt_torch(cfg)
     reference = GPT(cfg, generator=np.random.default_rng(seed))
     model.load_state_dict({k: torch.from_numpy(v.copy())
@@ -134,15 +145,7 @@ def torch_step(w, seed):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
                              {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS)
     x, y = (torch.from_numpy(a) for a in batch(w, seed))
-
-    def step():
-        _, loss = model(x, y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return float(loss.item())
-
-    return step, model, opt
+    return training_step(model, opt, x, y), model, opt
 
 
 # ---- the tinyllm profile ----------------------------------------------------------------------
@@ -289,11 +292,10 @@ def sgemm_peak(threads, n=1024):
 
 def run_workload(name, args, have_torch):
     from tinyllm.accounting.flops import palm_flops_per_token
-    from tinyllm.models import GPT, GPTConfig
+    from tinyllm.models import GPT
 
     w = WORKLOADS[name]
-    cfg = GPTConfig(n_layer=w["n_layer"], n_embd=w["n_embd"], n_head=w["n_head"],
-                    block_size=w["block_size"], vocab_size=w["vocab_size"])
+    cfg = gpt_config(w)
     n_params = GPT(cfg).get_num_params()         # non-embedding: the position table left out
     flops_per_token = palm_flops_per_token(n_params, w["n_layer"], w["n_head"],
                                            w["n_embd"] // w["n_head"], w["block_size"])
