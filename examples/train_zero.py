@@ -204,13 +204,13 @@ def build_model(args, vocab_size):
 def compare(world, args, tok, train_ids):
     """Every strategy on the same model and batches for a few steps: one side-by-side table."""
     rows = []
-    F = args.sharding_factor
-    configs = [(0, "none", True, False, F), (1, "none", True, False, F),
-               (2, "none", True, False, F), (3, "none", True, False, F),
-               (3, "none", False, False, F), (3, "none", True, True, F),
-               (1, "optimizer", True, False, F), (2, "optimizer", True, False, F),
-               (3, "optimizer", True, False, F), (3, "params", True, False, F)]
-    if F is None and world.size >= 4 and world.size % 2 == 0:
+    # (stage, offload, reshard_after_forward, prefetch, sharding factor)
+    configs = [(0, "none", True, False), (1, "none", True, False), (2, "none", True, False),
+               (3, "none", True, False), (3, "none", False, False), (3, "none", True, True),
+               (1, "optimizer", True, False), (2, "optimizer", True, False),
+               (3, "optimizer", True, False), (3, "params", True, False)]
+    configs = [c + (args.sharding_factor,) for c in configs]
+    if args.sharding_factor is None and world.size >= 4 and world.size % 2 == 0:
         # hybrid sharding: shard in groups of half the world, replicate across the two groups
         configs.append((3, "none", True, False, world.size // 2))
     steps = max(1, args.compare_steps)
