@@ -90,6 +90,9 @@ def main():
     parser.add_argument("--ops", default=",".join(OPS))
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args()
+    from tinyllm.runtime import allocator
+
+    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
 
     world = sim.init(checked=False, warmup=False)
     n = world.size

@@ -46,6 +46,9 @@ def main() -> None:
     args = ap.parse_args()
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)            # read when NumPy / numba load
+    from tinyllm.runtime import allocator
+
+    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
     import numpy as np
 
     from tinyllm.models import GPT, GPTConfig

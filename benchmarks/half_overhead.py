@@ -2,14 +2,15 @@
 
     python benchmarks/half_overhead.py [--repeats 15] [--n 2000]
 
-tinyllm/precision/half.py hooks into Function.apply (upcast fp16/bf16 inputs, round the output)
-and into the backward pass (round adjoints to the tensor's format). The hook is installed only
-when the first half tensor is made; until then each op pays one `is None` test. This script
+The half-precision rules (tinyllm/dtypes.py) enter the engine through its one extension point,
+tinyllm/engine/hooks.py: around Function.apply (upcast fp16/bf16 inputs, round the output) and
+in the backward pass (round adjoints to the tensor's format). They are switched on only when
+the first half array is made; until then each op pays one test of `hooks.active`. This script
 times, side by side in one process,
 
-    inactive   float32 ops with the hook not installed (a float32-only program)
-    active     the same float32 ops with the hook installed (after some half tensor was made,
-               every op first looks for half inputs)
+    inactive   float32 ops with the rules off (a float32-only program)
+    active     the same float32 ops with the rules on (after some half tensor was made, every
+               op first looks for half inputs)
     bf16/fp16  the same ops on half tensors (decode, compute in float32, round and store)
 
 for ops small enough that the engine's bookkeeping, not the arithmetic, dominates: an add and a
@@ -18,21 +19,21 @@ columns are measured in turns (inactive, active, bf16, fp16, inactive, …) and 
 fastest of --repeats turns of --n calls, in µs of this thread's CPU time per op: CPU time leaves
 out the waits for a core, and the minimum is the turn least disturbed by other processes.
 
-To see the cost of the change to tinyllm/tensor.py itself, run the same script against the
-tree before the change (only the "inactive" column exists there), e.g.
+To see the cost of a change to the engine itself, run the same script against the tree before
+the change, e.g.
 `git archive <commit> tinyllm | tar -x -C /tmp/before` and `PYTHONPATH=/tmp/before python
 benchmarks/half_overhead.py`, alternating with a run on the current tree.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
 
 import tinyllm
 from tinyllm import Tensor
+from tinyllm.engine import hooks
 
 
 def workloads(dtype):
@@ -68,35 +69,29 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--n", type=int, default=2000)
     args = p.parse_args(argv)
-    engine = sys.modules["tinyllm.tensor"]  # (tinyllm.tensor is also the name of a function)
-    has_half = getattr(tinyllm, "bfloat16", None) is not None
-    assert getattr(engine, "_half", None) is None, "the half hook must start uninstalled"
-    hook = None
-    configs = {"inactive": workloads(None)}
-    if has_half:
-        configs["bf16"] = workloads(tinyllm.bfloat16)  # making these installs the hook
-        configs["fp16"] = workloads(tinyllm.float16)
-        hook = engine._half
-        configs = {"inactive": configs["inactive"], "active": configs["inactive"],
-                   "bf16": configs["bf16"], "fp16": configs["fp16"]}
+    from tinyllm.runtime import allocator
+
+    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
+    assert not hooks.half, "the half-precision rules must start off"
+    inactive = workloads(None)
+    configs = {"inactive": inactive, "active": inactive,
+               "bf16": workloads(tinyllm.bfloat16),  # making these switches the rules on
+               "fp16": workloads(tinyllm.float16)}
     best = {c: {} for c in configs}
     for _ in range(args.repeats):
         for c, loads in configs.items():
-            if has_half:
-                engine._half = None if c == "inactive" else hook
+            hooks.enable_half(c != "inactive")
             for k, call in loads.items():
                 call[0](*call[1:])  # warm-up
                 t = turn_us(call, args.n) / (5 if "chain" in k else 1)
                 best[c][k] = min(best[c].get(k, np.inf), t)
-    if has_half:
-        engine._half = hook
+    hooks.enable_half(True)
     names = list(configs)
     print(f"{'µs per op (min of turns)':26s}" + "".join(f"{n:>11s}" for n in names)
-          + ("   active/inactive" if has_half else ""))
+          + "   active/inactive")
     for k in best["inactive"]:
         row = f"{k:26s}" + "".join(f"{best[n][k]:11.2f}" for n in names)
-        if has_half:
-            row += f"   {best['active'][k] / best['inactive'][k]:8.3f}"
+        row += f"   {best['active'][k] / best['inactive'][k]:8.3f}"
         print(row)
 
 

@@ -49,6 +49,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="only the first shape")
     args = ap.parse_args()
+    from tinyllm.runtime import allocator
+
+    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
     rng = np.random.default_rng(args.seed)
     print(f"numba threads: {numba.get_num_threads()}; best of {args.repeats}; times in ms")
     print(f"{'M×K·(N×K)ᵀ':>22}{'numba':>9}{'f32 BLAS':>10}{'int ref':>9}{'q-linear':>10}"

@@ -182,6 +182,9 @@ def main():
     parser.add_argument("--skip-startup", action="store_true",
                         help="leave out the cold/warm start-up measurement (~1 min)")
     args = parser.parse_args()
+    from tinyllm.runtime import allocator
+
+    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
 
     import numba
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))

@@ -34,7 +34,7 @@ How it is measured, and why this way:
   after a change, measured under the same load.
 
 * faults/step: minor page faults per step (getrusage), memory the kernel had to map and zero
-  because freed arrays were given back to it — tinyllm/allocator.py explains why tinyllm keeps
+  because freed arrays were given back to it — tinyllm/runtime/allocator.py explains why tinyllm keeps
   them (TINYLLM_MALLOC=system in the environment turns that off, to see the difference).
 
 The machine is shared: the load average is printed at the start and the end of every run.
@@ -153,7 +153,7 @@ def torch_step(w, seed):
 
 def profile_tinyllm(step, opt, steps):
     """Seconds per step by op family, optimizer, and the Python/graph overhead left over."""
-    from tinyllm.tensor import GraphObserver, observe
+    from tinyllm.engine import GraphObserver, observe
 
     class Timer(GraphObserver):
         def __init__(self):
@@ -200,10 +200,13 @@ def profile_tinyllm(step, opt, steps):
 
 
 def worker(framework, workload, threads, seed):
+    from tinyllm.runtime import allocator
+
+    allocator.configure()   # both workers: freed pages reused (tinyllm/runtime/allocator.py)
     if framework == "tinyllm":
         import numba
 
-        from tinyllm.threads import set_blas_threads
+        from tinyllm.runtime.threads import set_blas_threads
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         set_blas_threads(threads)
@@ -279,7 +282,7 @@ def sgemm_peak(threads, n=1024):
     import numba
 
     from tinyllm.accounting.mfu import measure_matmul_peak
-    from tinyllm.threads import blas_threads
+    from tinyllm.runtime.threads import blas_threads
 
     prev = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

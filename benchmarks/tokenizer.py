@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--reference-kb", type=int, default=30,
                         help="corpus slice for the slow reference trainer")
     args = parser.parse_args()
+    from tinyllm.runtime import allocator
+
+    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
 
     _, build = timed(gpt2_pattern)  # cached after the first call: time it before repeating
     print(f"pre-split pattern built in {build:.2f} s (once per process)")

@@ -74,11 +74,14 @@ def main() -> None:
 
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)            # read when NumPy / numba load
+    from tinyllm.runtime import allocator
+
+    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
     import numpy as np
     import torch
     from torch_nanogpt import nanogpt_torch
 
-    from tinyllm.fileio import atomic_write_bytes
+    from tinyllm.runtime.fileio import atomic_write_bytes
     from tinyllm.models import GPT, GPTConfig
 
     torch.set_num_threads(args.threads)

@@ -281,7 +281,7 @@ def png_pipeline(timelines, path: str, title: str) -> str:
 def write_text(text: str, out: str | None) -> None:
     print(text)
     if out:
-        from tinyllm.fileio import atomic_write_bytes
+        from tinyllm.runtime.fileio import atomic_write_bytes
 
         atomic_write_bytes(out, (text + "\n").encode("utf-8"))
 

@@ -38,7 +38,7 @@ import time
 import numpy as np
 
 import tinyllm
-from tinyllm import training
+import common
 from tinyllm.checkpoint import load_checkpoint, save_checkpoint
 from tinyllm.data import get_batch, load_corpus
 from tinyllm.data.corpus import read_python_source, split_train_val, stdlib_dir, stdlib_files
@@ -50,7 +50,7 @@ from generate import load_tokenizer  # examples/generate.py: the checkpoint's to
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    training.add_common_args(p, steps=60, batch_size=16, lr=3e-3)
+    common.add_common_args(p, steps=60, batch_size=16, lr=3e-3)
     p.set_defaults(eval_interval=10)
     p.add_argument("--domain", default="pydoc_data",
                    help="stdlib packages/files of the new domain, comma-separated (ignored "
@@ -105,7 +105,7 @@ def train_on_domain(model, train_ids, val_ids, args, label, old_val_ids=None,
 
     def val_loss(ids):
         model.eval()
-        v = training.estimate_loss(model, ids, bs, t, args.eval_iters,
+        v = common.estimate_loss(model, ids, bs, t, args.eval_iters,
                                    np.random.default_rng(args.seed + 1))
         model.train()
         return v
@@ -114,9 +114,9 @@ def train_on_domain(model, train_ids, val_ids, args, label, old_val_ids=None,
     if old_val_ids is not None:
         out["old_domain_val_before"] = val_loss(old_val_ids)
     print(f"[{label}] step     0 | val loss {out['val_losses'][0][1]:.4f}", flush=True)
-    meter, t0, tokens = training.Throughput(flops_per_token, peak), time.perf_counter(), 0
+    meter, t0, tokens = common.Throughput(flops_per_token, peak), time.perf_counter(), 0
     for step in range(args.steps):
-        lr = training.lr_at(step, args)
+        lr = common.lr_at(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = get_batch(train_ids, bs, t, data_rng)
@@ -145,7 +145,7 @@ def train_on_domain(model, train_ids, val_ids, args, label, old_val_ids=None,
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    training.check_args(args)
+    common.check_args(args)
     t0, cpu0 = time.perf_counter(), time.process_time()
     tinyllm.manual_seed(args.seed)
     meta = load_checkpoint(args.checkpoint, None, restore_rng=False)
@@ -249,7 +249,7 @@ def main(argv=None):
         print(report["sample"])
     report["time"] = {"wall_seconds": time.perf_counter() - t0,
                       "cpu_seconds": time.process_time() - cpu0}
-    training.write_report(args.report, report)
+    common.write_report(args.report, report)
     return report
 
 

@@ -11,7 +11,7 @@ lengths are left-padded and described by an attention mask, so every row's new t
 in the same column and padding is never attended to.
 
 The tokenizer. A checkpoint holds the model, not the tokenizer; the tokenizer is rebuilt the
-way the training script built it: `training.prepare_text_data` with the same `--data`,
+way the training script built it: `common.prepare_text_data` with the same `--data`,
 `--data-bytes` and vocabulary size (read from the checkpoint's config), which finds it in
 `--cache-dir` or, if the cache is gone, trains it again — BPE training is deterministic, so the
 result is the same tokenizer. Pass the flags the model was trained with; checkpoints written by
@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from tinyllm import training
+import common
 from tinyllm.checkpoint import load_checkpoint
 from tinyllm.data import ENDOFTEXT, ByteLevelBPE
 from tinyllm.models import GPT, GPTConfig
@@ -69,7 +69,7 @@ def load_tokenizer(checkpoint: str, meta: dict, tokenizer: str | None, data: str
         recorded = meta.get("extra", {}).get("data") or {}
         data = data if data is not None else recorded.get("data")
         data_bytes = data_bytes or recorded.get("data_bytes") or 2_000_000
-        tok, _, _ = training.prepare_text_data(data, vocab_size, data_bytes, cache_dir)
+        tok, _, _ = common.prepare_text_data(data, vocab_size, data_bytes, cache_dir)
     if tok.vocab_size != vocab_size:
         raise SystemExit(f"the tokenizer has {tok.vocab_size} tokens but the model in "
                          f"{checkpoint} was trained with {vocab_size}; pass the --data / "
@@ -132,7 +132,7 @@ def main(argv=None):
     tps = new.size / max(seconds, 1e-9)
     print(f"{new.size} tokens ({len(texts)} × {new.shape[1]}) in {seconds:.2f} s: "
           f"{tps:.1f} tokens/s")
-    training.write_report(args.report, {
+    common.write_report(args.report, {
         "checkpoint": args.checkpoint, "prompts": texts,
         "prompt_tokens": [len(p) for p in prompts], "shape": list(out.shape),
         "new_tokens": completions, "completions": [tok.decode(c) for c in completions],

@@ -37,7 +37,8 @@ import time
 import numpy as np
 
 import tinyllm
-from tinyllm import ops, training
+import common
+from tinyllm import ops
 from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
@@ -57,8 +58,8 @@ THEORY = {"fp32": (4, 4, 8), "mixed": (2, 2, 12), "nomaster": (2, 2, 8)}  # para
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    training.add_common_args(p, steps=300, batch_size=8, lr=3e-3)
-    training.add_model_args(p, n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=1024)
+    common.add_common_args(p, steps=300, batch_size=8, lr=3e-3)
+    common.add_model_args(p, n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=1024)
     p.add_argument("--formats", default="fp32,bf16,fp16",
                    help=f"comma-separated, from {', '.join(FORMATS)}")
     p.add_argument("--init-scale", type=float, default=2.0 ** 16,
@@ -105,9 +106,9 @@ def train_one(name, args, cfg, train_ids, val_ids, seed, flops_per_token, peak):
     run = {"seed": seed, "losses": [], "val_losses": []}
     t0, cpu0 = time.perf_counter(), time.process_time()
     tokens = 0
-    meter = training.Throughput(flops_per_token, peak)
+    meter = common.Throughput(flops_per_token, peak)
     for step in range(args.steps):
-        lr = training.lr_at(step, args)
+        lr = common.lr_at(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = get_batch(train_ids, args.batch_size, args.block_size, data_rng)
@@ -132,7 +133,7 @@ def train_one(name, args, cfg, train_ids, val_ids, seed, flops_per_token, peak):
             print(f"{name:>13s} step {step:4d} | loss {loss.item():.4f}{extra}", flush=True)
         if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
             model.eval()
-            val = training.estimate_loss(lambda a, b: fp32_loss(model, a, b), val_ids,
+            val = common.estimate_loss(lambda a, b: fp32_loss(model, a, b), val_ids,
                                          args.batch_size, args.block_size, args.eval_iters,
                                          np.random.default_rng(seed + 1))
             model.train()
@@ -155,12 +156,12 @@ def train_one(name, args, cfg, train_ids, val_ids, seed, flops_per_token, peak):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    training.check_args(args)
+    common.check_args(args)
     names = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = [f for f in names if f not in FORMATS]
     if unknown or not names:
         raise SystemExit(f"--formats: unknown {unknown}; choose from {', '.join(FORMATS)}")
-    tok, train_ids, val_ids = training.prepare_text_data(args.data, args.vocab_size,
+    tok, train_ids, val_ids = common.prepare_text_data(args.data, args.vocab_size,
                                                          args.data_bytes, args.cache_dir)
     cfg = GPTConfig(block_size=args.block_size, vocab_size=tok.vocab_size, n_layer=args.n_layer,
                     n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
@@ -218,7 +219,7 @@ def main(argv=None):
               "seeds": {name: rs for name, rs in all_runs.items()} if len(seeds) > 1 else None,
               "losses": first["losses"], "val_losses": first["val_losses"],
               "tokens_per_second": first["tokens_per_second"]}
-    training.write_report(args.report, report)
+    common.write_report(args.report, report)
     return report
 
 

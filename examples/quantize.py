@@ -20,7 +20,7 @@ Columns: bytes the model stores, bytes per parameter, validation loss, perplexit
 loss change against fp32, and forward tokens per second — of wall time, and of this process's
 CPU time (comparable across rows when other processes share the machine).
 
-Part 2 — quantization-aware training. First a sweep: post-training quantization of the Linear
+Part 2 — quantization-aware common. First a sweep: post-training quantization of the Linear
 weights to 8, 4, 3 and 2 bits' worth of levels, per tensor, shows where PTQ starts to cost loss
 (a small model trained briefly shrugs off int8 and even 4 bits). Then, at --qat-bits (default 2:
 levels [−2, 1], aggressive on purpose so that the loss is visible), PTQ is compared with QAT:
@@ -44,7 +44,8 @@ import time
 import numpy as np
 
 import tinyllm
-from tinyllm import no_grad, training
+import common
+from tinyllm import no_grad
 from tinyllm.checkpoint import load_checkpoint
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
@@ -56,8 +57,8 @@ from tinyllm.precision.qlinear import outlier_columns
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    training.add_common_args(p, steps=300, batch_size=16, lr=3e-3)
-    training.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=1024)
+    common.add_common_args(p, steps=300, batch_size=16, lr=3e-3)
+    common.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=1024)
     p.add_argument("--checkpoint", default=None,
                    help="load this checkpoint (from examples/train_gpt.py) instead of training")
     p.add_argument("--save", default=os.path.join("runs", "quantize-base.ckpt.npz"),
@@ -78,7 +79,7 @@ def trained_model(args):
         cfg = GPTConfig(**meta["config"])
         model = GPT(cfg)
         load_checkpoint(args.checkpoint, model, restore_rng=False)
-        _, train_ids, val_ids = training.prepare_text_data(args.data, cfg.vocab_size,
+        _, train_ids, val_ids = common.prepare_text_data(args.data, cfg.vocab_size,
                                                            args.data_bytes, args.cache_dir)
         print(f"loaded {args.checkpoint} (step {meta['step']})")
         return model, train_ids, val_ids, None
@@ -143,7 +144,7 @@ def fine_tune(model, train_ids, steps, lr, args, seed, label, flops_per_token, p
     opt = AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     rng = np.random.default_rng(seed)
     model.train()
-    losses, meter, t0 = [], training.Throughput(flops_per_token, peak), time.perf_counter()
+    losses, meter, t0 = [], common.Throughput(flops_per_token, peak), time.perf_counter()
     for step in range(steps):
         x, y = get_batch(train_ids, args.batch_size, args.block_size, rng)
         _, loss = model(x, y)
@@ -163,7 +164,7 @@ def fine_tune(model, train_ids, steps, lr, args, seed, label, flops_per_token, p
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    training.check_args(args)
+    common.check_args(args)
     if not 2 <= args.qat_bits <= 8:
         raise SystemExit(f"--qat-bits must be in 2..8 (levels are stored in int8), got "
                          f"{args.qat_bits}")
@@ -275,7 +276,7 @@ def main(argv=None):
               "losses": [] if train_report is None else train_report["losses"],
               "val_losses": [] if train_report is None else train_report["val_losses"],
               "tokens_per_second": rows[0]["tokens_per_second"]}
-    training.write_report(args.report, report)
+    common.write_report(args.report, report)
     return report
 
 

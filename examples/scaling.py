@@ -98,17 +98,17 @@ def run_sweep(args) -> None:
     import numpy as np
 
     import tinyllm
-    from tinyllm import training
+    import common
     from tinyllm.accounting import (count_parameters, measure_matmul_peak,
                                     palm_flops_per_token_for)
-    from tinyllm.fileio import atomic_write_bytes
+    from tinyllm.runtime.fileio import atomic_write_bytes
     from tinyllm.data import get_batch
     from tinyllm.models import GPT, GPTConfig
     from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_cosine
 
     budgets = [float(b) for b in args.budgets.split(",")]
     block, batch = SWEEP_BLOCK, SWEEP_BATCH
-    tok, train_ids, val_ids = training.prepare_text_data(args.data, SWEEP_VOCAB, args.data_bytes,
+    tok, train_ids, val_ids = common.prepare_text_data(args.data, SWEEP_VOCAB, args.data_bytes,
                                                          args.cache_dir)
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     print(f"measured fp32 matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
@@ -140,7 +140,7 @@ def run_sweep(args) -> None:
             seconds = time.perf_counter() - t0   # training only, before the evaluation
             tps = steps * batch * block / seconds
             model.eval()
-            val = training.estimate_loss(model, val_ids, batch, block, 8,
+            val = common.estimate_loss(model, val_ids, batch, block, 8,
                                          np.random.default_rng(args.seed + 1))
             rows.append({"budget": c, "n_layer": n_layer, "n_embd": n_embd, "params": n,
                          "flops_per_token": f, "tokens": steps * batch * block, "steps": steps,

@@ -36,15 +36,15 @@ import numpy as np
 import tinyllm
 from sim.parallel3d import Parallel3D
 from sim.topology import Grid
-from tinyllm import training
+import common
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    training.add_common_args(p, steps=60, batch_size=16, lr=3e-3)
-    training.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=512)
+    common.add_common_args(p, steps=60, batch_size=16, lr=3e-3)
+    common.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=512)
     p.set_defaults(data_bytes=1_000_000, eval_interval=30, log_interval=10)
     g = p.add_argument_group("parallelism")
     g.add_argument("--dp", type=int, default=None, help="data-parallel replicas (default: the "
@@ -106,13 +106,13 @@ def bubble_table(bubbles, free) -> str:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    training.check_args(args)
+    common.check_args(args)
     world = sim.init()
     log = world.print0
     grid = grid_from_args(args, world.size)
     m = args.micro_batches or 2 * grid.pp
     t0 = time.perf_counter()
-    tok, train_ids, val_ids = training.share_text_data(world, args, log)
+    tok, train_ids, val_ids = common.share_text_data(world, args, log)
     model, cfg = build_model(args, tok.vocab_size)
     n_params = model.num_parameters()
     strategy = Parallel3D(model, world, dp=grid.dp, tp=grid.tp, pp=grid.pp, micro_batches=m,
@@ -136,11 +136,11 @@ def main(argv=None):
               "micro_batches": m, "checkpoint_activations": args.checkpoint_activations,
               "config": cfg.to_dict(), "losses": [], "val_losses": []}
     data_rng = np.random.default_rng(args.seed)
-    meter = training.Throughput()
+    meter = common.Throughput()
     stats = {}
     t_train = time.perf_counter()
     for step in range(args.steps):
-        strategy.set_lr(training.lr_at(step, args))
+        strategy.set_lr(common.lr_at(step, args))
         x, y = get_batch(train_ids, args.batch_size, args.block_size, data_rng)   # global batch
         strategy.zero_grad()
         _, loss = strategy(replica_rows(x, grid, coord.dp), replica_rows(y, grid, coord.dp))
@@ -229,7 +229,7 @@ def main(argv=None):
         report["sample"] = tok.decode(out[0].tolist())
         log("---- sample (the gathered single-process GPT) ----\n" + report["sample"])
     if world.rank == 0:
-        training.write_report(args.report, report)
+        common.write_report(args.report, report)
     strategy.close()
     return report
 

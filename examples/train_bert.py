@@ -39,22 +39,22 @@ import time
 import numpy as np
 
 import tinyllm
-from tinyllm import training
+import common
 from tinyllm.accounting import measure_matmul_peak
 from tinyllm.accounting.flops import palm_flops_per_token
 from tinyllm.data import (CLS, MASK, PAD, SEP, get_mlm_batch, load_corpus, mask_tokens,
                           standard_special_tokens)
 from tinyllm.models import BertConfig, BertForMaskedLM, BertForSequenceClassification
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_linear
-from tinyllm.tensor import no_grad
+from tinyllm.engine import no_grad
 
 KEYWORDS = ("def", "class", "return", "if", "for", "raise", "import")
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    training.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
-    training.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
+    common.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
+    common.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
     p.add_argument("--checkpoint", default=os.path.join("runs", "bert.ckpt.npz"),
                    help="where to save the pre-trained (masked-LM) checkpoint")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -263,13 +263,13 @@ def keyword_task(args, tok, special, model, rng_seed) -> dict:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    training.check_args(args)
+    common.check_args(args)
     if args.cls_len < 4 or args.cls_len > args.block_size:
         raise SystemExit(f"--cls-len must be in [4, --block-size={args.block_size}], "
                          f"got {args.cls_len}")
     t0, cpu0 = time.perf_counter(), time.process_time()
     tinyllm.manual_seed(args.seed)
-    tok, train_ids, val_ids = training.prepare_text_data(
+    tok, train_ids, val_ids = common.prepare_text_data(
         args.data, args.vocab_size, args.data_bytes, args.cache_dir,
         special_tokens=standard_special_tokens())
     special = special_ids(tok)
@@ -288,18 +288,18 @@ def main(argv=None):
               "params": model.num_parameters(), "config": cfg.to_dict(),
               "mlm_unigram_baseline": float(counts.max() / counts.sum())}
     if args.resume:
-        start, report = training.resume_run(args.checkpoint, model, opt, data_rng)
+        start, report = common.resume_run(args.checkpoint, model, opt, data_rng)
 
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     flops_per_token = bert_flops_per_token(model, args.block_size)
     print(f"BERT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
           f"{cfg.vocab_size}: {model.num_parameters():,} parameters; measured fp32 matmul "
           f"peak {peak / 1e9:.1f} GFLOP/s")
-    meter = training.Throughput(flops_per_token, peak)
+    meter = common.Throughput(flops_per_token, peak)
     end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
     t_train, tokens_total = time.perf_counter(), 0
     for step in range(start, end):
-        lr = training.lr_at(step, args)
+        lr = common.lr_at(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
         x, labels, am = get_mlm_batch(train_ids, args.batch_size, args.block_size, data_rng,
@@ -328,7 +328,7 @@ def main(argv=None):
     if end > start:     # a resumed run that had nothing left to do keeps the earlier figures
         report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
         report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
-    training.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
+    common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
     if end == args.steps:
         if report["val_mlm_accuracy"]:
             report["mlm_accuracy"] = report["val_mlm_accuracy"][-1][1]
@@ -344,7 +344,7 @@ def main(argv=None):
             report["cls_accuracy"] = report["classification"]["accuracy"]
     report["time"] = {"wall_seconds": time.perf_counter() - t0,
                       "cpu_seconds": time.process_time() - cpu0}
-    training.write_report(args.report, report)
+    common.write_report(args.report, report)
     return report
 
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 import tinyllm
-from tinyllm import training
+import common
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
@@ -26,8 +26,8 @@ from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    training.add_common_args(p, steps=400, batch_size=16, lr=3e-3)
-    training.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=1024)
+    common.add_common_args(p, steps=400, batch_size=16, lr=3e-3)
+    common.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=1024)
     p.add_argument("--checkpoint", default=os.path.join("runs", "gpt.ckpt.npz"),
                    help="where to save the final checkpoint")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -39,9 +39,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    training.check_args(args)
+    common.check_args(args)
     tinyllm.manual_seed(args.seed)
-    tok, train_ids, val_ids = training.prepare_text_data(args.data, args.vocab_size,
+    tok, train_ids, val_ids = common.prepare_text_data(args.data, args.vocab_size,
                                                          args.data_bytes, args.cache_dir)
     cfg = GPTConfig(block_size=args.block_size, vocab_size=tok.vocab_size, n_layer=args.n_layer,
                     n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
@@ -54,7 +54,7 @@ def main(argv=None):
     report = {"losses": [], "val_losses": [], "params": model.num_parameters(),
               "config": cfg.to_dict()}
     if args.resume:
-        start, report = training.resume_run(args.checkpoint, model, opt, data_rng)
+        start, report = common.resume_run(args.checkpoint, model, opt, data_rng)
 
     from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
@@ -62,12 +62,12 @@ def main(argv=None):
     print(f"GPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
           f"{cfg.vocab_size}: {model.num_parameters():,} parameters; measured fp32 matmul "
           f"peak {peak / 1e9:.1f} GFLOP/s")
-    meter = training.Throughput(flops_per_token, peak)
+    meter = common.Throughput(flops_per_token, peak)
     end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
     t_start = time.perf_counter()
     tokens_total = 0
     for step in range(start, end):
-        lr = training.lr_at(step, args)
+        lr = common.lr_at(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = get_batch(train_ids, args.batch_size, args.block_size, data_rng)
@@ -85,7 +85,7 @@ def main(argv=None):
                   f" | MFU {100 * mfu:5.1f}%", flush=True)
         if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
             model.eval()
-            val = training.estimate_loss(model, val_ids, args.batch_size, args.block_size,
+            val = common.estimate_loss(model, val_ids, args.batch_size, args.block_size,
                                          args.eval_iters, np.random.default_rng(eval_rng_seed))
             model.train()
             report["val_losses"].append([step + 1, val])
@@ -93,7 +93,7 @@ def main(argv=None):
     elapsed = time.perf_counter() - t_start
     report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
     report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
-    training.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
+    common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
     if end == args.steps and args.sample_tokens > 0:
         prompt = np.array([tok.encode("def ")], dtype=np.int64)
         out = model.generate(prompt, args.sample_tokens, do_sample=True, temperature=0.8,
@@ -101,7 +101,7 @@ def main(argv=None):
         report["sample"] = tok.decode(out[0].tolist())
         print("---- sample ----")
         print(report["sample"])
-    training.write_report(args.report, report)
+    common.write_report(args.report, report)
     return report
 
 

@@ -26,7 +26,7 @@ model must copy the names and leave out the annotations, defaults, commas, `*` a
     target  self key default args kwargs <|endoftext|>
 
 Training lines come from the training part of the corpus; test lines from the held-out part
-(other modules), minus any line that also occurs in training. The test decodes greedily with
+(other modules), minus any line that also occurs in common. The test decodes greedily with
 the KV cache (`T5.generate(..., use_cache=True)`) until <|endoftext|> and reports exact-match
 accuracy (every parameter name right, in order, and nothing else).
 """
@@ -40,21 +40,21 @@ import time
 import numpy as np
 
 import tinyllm
-from tinyllm import training
+import common
 from tinyllm.accounting import measure_matmul_peak
 from tinyllm.data import (ENDOFTEXT, PAD, get_span_corruption_batch, load_corpus, sentinel,
                           standard_special_tokens)
 from tinyllm.models import T5, T5Config
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_linear
-from tinyllm.tensor import no_grad
+from tinyllm.engine import no_grad
 
 N_SENTINELS = 100
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    training.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
-    training.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
+    common.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
+    common.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
     p.add_argument("--n-decoder-layer", type=int, default=None,
                    help="decoder blocks (default: --n-layer)")
     p.add_argument("--noise-density", type=float, default=0.15)
@@ -240,10 +240,10 @@ def signature_task(args, tok, model, pad_id, eos_id) -> dict:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    training.check_args(args)
+    common.check_args(args)
     t0, cpu0 = time.perf_counter(), time.process_time()
     tinyllm.manual_seed(args.seed)
-    tok, train_ids, val_ids = training.prepare_text_data(
+    tok, train_ids, val_ids = common.prepare_text_data(
         args.data, args.vocab_size, args.data_bytes, args.cache_dir,
         special_tokens=standard_special_tokens(N_SENTINELS))
     pad_id, eos_id = tok.token_to_id(PAD), tok.token_to_id(ENDOFTEXT)
@@ -261,7 +261,7 @@ def main(argv=None):
     report = {"losses": [], "val_losses": [], "params": model.num_parameters(),
               "config": cfg.to_dict()}
     if args.resume:
-        start, report = training.resume_run(args.checkpoint, model, opt, data_rng)
+        start, report = common.resume_run(args.checkpoint, model, opt, data_rng)
 
     # every batch has the same shapes (see tinyllm.data.span_corruption_lengths)
     x0, y0 = span_batch(train_ids, 1, args, np.random.default_rng(0), sentinels)
@@ -273,11 +273,11 @@ def main(argv=None):
           f"{cfg.vocab_size}: {model.num_parameters():,} parameters; windows of "
           f"{args.block_size} → inputs {src_len}, targets {tgt_len} tokens; measured fp32 "
           f"matmul peak {peak / 1e9:.1f} GFLOP/s")
-    meter = training.Throughput(flops_per_step / tokens_per_step, peak)
+    meter = common.Throughput(flops_per_step / tokens_per_step, peak)
     end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
     t_train, tokens_total = time.perf_counter(), 0
     for step in range(start, end):
-        lr = training.lr_at(step, args)
+        lr = common.lr_at(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = span_batch(train_ids, args.batch_size, args, data_rng, sentinels)
@@ -301,7 +301,7 @@ def main(argv=None):
     if end > start:     # a resumed run that had nothing left to do keeps the earlier figures
         report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
         report["mfu"] = report["tokens_per_second"] * flops_per_step / tokens_per_step / peak
-    training.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
+    common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
     if end == args.steps:
         sample = span_sample(model, tok, val_ids, args, np.random.default_rng(args.seed + 4),
                              sentinels)
@@ -314,7 +314,7 @@ def main(argv=None):
             report["exact_match"] = report["seq2seq"]["exact_match"]
     report["time"] = {"wall_seconds": time.perf_counter() - t0,
                       "cpu_seconds": time.process_time() - cpu0}
-    training.write_report(args.report, report)
+    common.write_report(args.report, report)
     return report
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import tinyllm
 from sim.checkpoint import load_sharded, save_sharded
 from sim.device import OutOfMemoryError, format_bytes_per_parameter
-from tinyllm import training
+import common
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
 
@@ -48,8 +48,8 @@ def parse_bytes(text: str) -> int:
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    training.add_common_args(p, steps=300, batch_size=16, lr=3e-3)
-    training.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=512)
+    common.add_common_args(p, steps=300, batch_size=16, lr=3e-3)
+    common.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=512)
     p.set_defaults(data_bytes=1_000_000, eval_interval=100, log_interval=20)
     g = p.add_argument_group("parallelism")
     g.add_argument("--stage", type=int, choices=(0, 1, 2, 3), default=3, help="0 = DDP")
@@ -128,12 +128,12 @@ def train_steps(strategy, world, args, train_ids, data_rng, start, end, log=None
     losses, all_stats = [], []
     from tinyllm.accounting import palm_flops_per_token_for
     flops_per_token = palm_flops_per_token_for(strategy.model.config, args.block_size)
-    meter = training.Throughput(flops_per_token, getattr(args, "machine_peak", None))
+    meter = common.Throughput(flops_per_token, getattr(args, "machine_peak", None))
     from sim.cost import dtype_name
     gpu_peak = strategy.profile.peak_flops[dtype_name(strategy.compute_dtype)]
     tokens_per_rank = args.batch_size * args.block_size / world.size
     for step in range(start, end):
-        lr = training.lr_at(step, args)
+        lr = common.lr_at(step, args)
         strategy.set_lr(lr)
         x, y = get_batch(train_ids, args.batch_size, args.block_size, data_rng)  # global batch
         x, y = local_batch(x, world), local_batch(y, world)
@@ -245,7 +245,7 @@ def compare(world, args, tok, train_ids):
         batches = [get_batch(train_ids, args.batch_size, args.block_size, rng) for _ in range(steps)]
         rows += compare_rows(world, lambda: build_model(args, tok.vocab_size)[0],
                              lambda step: batches[step], steps=steps,
-                             lr=lambda step: training.lr_at(step, args),
+                             lr=lambda step: common.lr_at(step, args),
                              grad_clip=args.grad_clip, betas=(0.9, 0.95),
                              weight_decay=args.weight_decay, device_memory=args.device_memory,
                              profile=args.profile)
@@ -296,19 +296,19 @@ def main(argv=None, **defaults):
     parser = build_parser()
     parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
-    training.check_args(args)
+    common.check_args(args)
     world = sim.init(backend=args.backend)
     log = world.print0
     t0 = time.perf_counter()
     # Data: rank 0 trains the tokenizer and encodes the corpus (or finds them in its cache) and
     # sends the result to the others over MPI — no files shared between ranks.
-    tok, train_ids, val_ids = training.share_text_data(world, args, log)
+    tok, train_ids, val_ids = common.share_text_data(world, args, log)
     # This machine's matmul peak: one core's, measured by rank 0 (the others wait in a yielding
     # barrier), times the cores — the ranks share the machine's cores.
     if world.rank == 0:
         from sim.launch import available_cores
         from tinyllm.accounting import measure_matmul_peak
-        from tinyllm.threads import blas_threads
+        from tinyllm.runtime.threads import blas_threads
         with blas_threads(1):
             peak = measure_matmul_peak(np.float32, n=512, repeats=5) * available_cores()
     args.machine_peak = world.bcast_json(peak if world.rank == 0 else None)
@@ -316,7 +316,7 @@ def main(argv=None, **defaults):
         rows, table = compare(world, args, tok, train_ids)
         log(table)
         if world.rank == 0:
-            training.write_report(args.report, {"world_size": world.size, "compare": rows})
+            common.write_report(args.report, {"world_size": world.size, "compare": rows})
         return rows
 
     model, cfg = build_model(args, tok.vocab_size)
@@ -401,7 +401,7 @@ def main(argv=None, **defaults):
         report["sample"] = tok.decode(out[0].tolist())
         log("---- sample ----\n" + report["sample"])
     if world.rank == 0:
-        training.write_report(args.report, report)
+        common.write_report(args.report, report)
     strategy.close()
     return report
 

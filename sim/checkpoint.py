@@ -28,7 +28,7 @@ import numpy as np
 
 from sim.flat import FlatLayout
 from tinyllm.checkpoint import CheckpointError, load_arrays, save_arrays
-from tinyllm.fileio import atomic_write_bytes
+from tinyllm.runtime.fileio import atomic_write_bytes
 
 INDEX = "index.json"
 FORMAT = "tinyllm-sharded-checkpoint"

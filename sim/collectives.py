@@ -45,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from tinyllm.dtypes import METADATA_KEY, to_float32, to_storage
+
 REDUCE_OPS = ("sum", "avg")
 
 
@@ -53,13 +55,12 @@ REDUCE_OPS = ("sum", "avg")
 def is_bf16(dtype) -> bool:
     """tinyllm's bf16 storage: uint16 bit patterns whose dtype carries a tinyllm tag."""
     meta = np.dtype(dtype).metadata
-    return bool(meta) and "tinyllm.dtype" in meta
+    return bool(meta) and METADATA_KEY in meta
 
 
 def add_into(acc: np.ndarray, x: np.ndarray) -> None:
     """acc += x, rounded to acc's format (bf16: decode, add in float32, round to nearest)."""
     if is_bf16(acc.dtype):
-        from tinyllm.precision.half import to_float32, to_storage
         to_storage(to_float32(acc) + to_float32(x), "bfloat16", out=acc)
     else:
         acc += x
@@ -68,7 +69,6 @@ def add_into(acc: np.ndarray, x: np.ndarray) -> None:
 def divide(buf: np.ndarray, n: int) -> None:
     """buf /= n in buf's format (the "avg" of a reduction)."""
     if is_bf16(buf.dtype):
-        from tinyllm.precision.half import to_float32, to_storage
         to_storage(to_float32(buf) / n, "bfloat16", out=buf)
     else:
         buf /= n
@@ -218,7 +218,6 @@ def _through_float32(fn):
         arrays = [a for a in args if isinstance(a, np.ndarray)]
         if not is_bf16(arrays[-1].dtype):
             return fn(mpi_comm, *args)
-        from tinyllm.precision.half import to_float32, to_storage
         wide = [to_float32(a).copy() if isinstance(a, np.ndarray) else a for a in args]
         fn(mpi_comm, *wide)
         result = [w for w in wide if isinstance(w, np.ndarray)][-1]   # the output buffer

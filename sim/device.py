@@ -17,7 +17,7 @@ end of forward, gradients at the end of backward). Charging more than the capaci
 
 A `Host` ledger (CPU memory, no capacity by default) holds what offloading moves off the GPU.
 
-Activations are measured, not estimated: `ActivationTracker` is a `tinyllm.tensor.GraphObserver`
+Activations are measured, not estimated: `ActivationTracker` is a `tinyllm.engine.GraphObserver`
 that charges the arrays each autograd node saves for backward the moment it saves them, and
 releases them when backward frees the node. An array saved by several nodes, or saved as
 several views of one buffer, is one allocation: the tracker charges the *base* buffer once and
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.tensor import GraphObserver, observe
+from tinyllm.engine import GraphObserver, observe
 
 TAGS = ("parameters", "gradients", "optimizer_states", "activations", "buffers")
 

@@ -62,7 +62,7 @@ from sim.pipeline import SCHEDULES, GPTStage, PipelineEngine, bubble_fraction, s
 from sim.strategy import ShardOptimizer, Strategy
 from sim.tensor_parallel import TPGroup, parallelize_gpt, split_rule
 from sim.topology import Topology
-from tinyllm.tensor import Tensor, is_grad_enabled
+from tinyllm.engine import Tensor, is_grad_enabled
 
 
 def free_links_profile(profile):

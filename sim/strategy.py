@@ -42,7 +42,7 @@ from sim.flat import FlatLayout
 from tinyllm import kernels
 from tinyllm.accounting import FlopCounter
 from tinyllm.optim.clip import clip_coefficient
-from tinyllm.precision.half import is_half, logical_dtype, to_float32
+from tinyllm.dtypes import is_half, logical_dtype, to_float32
 from tinyllm.precision.mixed import write_model_params_
 
 # Adam reads param, grad, m, v and writes param, m, v: 7 accesses of 4 bytes per element.

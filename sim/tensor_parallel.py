@@ -65,11 +65,11 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import ops
-from tinyllm.accounting import register_flop_rule
 from tinyllm.nn.attention import merge_heads
 from tinyllm.nn.module import Module, Parameter
-from tinyllm.random import default_generator
-from tinyllm.tensor import Function, Tensor
+from tinyllm.engine import Function, Tensor
+from tinyllm.engine.flops import MOVES_DATA
+from tinyllm.runtime.random import default_generator
 
 
 class TPGroup:
@@ -101,6 +101,8 @@ class TPGroup:
 class CopyToTensorParallel(Function):
     """f: identity forward; backward all-reduces the gradient (every rank used the input)."""
 
+    flops = MOVES_DATA  # the all-reduce's time is on the communication stream
+
     @staticmethod
     def forward(ctx, x, group=None, label="f"):
         ctx.group, ctx.label = group, label
@@ -115,6 +117,8 @@ class CopyToTensorParallel(Function):
 
 class ReduceFromTensorParallel(Function):
     """g: forward all-reduces the partial sums; backward passes the gradient on unchanged."""
+
+    flops = MOVES_DATA
 
     @staticmethod
     def forward(ctx, x, group=None, label="g"):
@@ -134,13 +138,6 @@ def copy_to_tensor_parallel(x: Tensor, group: TPGroup, label: str = "f") -> Tens
 def reduce_from_tensor_parallel(x: Tensor, group: TPGroup, label: str = "g") -> Tensor:
     return x if group.size == 1 else ReduceFromTensorParallel.apply(x, group=group, label=label)
 
-
-def _free(ctx, *_):
-    return 0, 0  # data movement: the all-reduce's time is on the communication stream
-
-
-for _fn in (CopyToTensorParallel, ReduceFromTensorParallel):
-    register_flop_rule(_fn, "data movement", _free, _free)
 
 
 # ---- which rows / columns a rank holds -------------------------------------------------------

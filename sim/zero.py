@@ -53,9 +53,9 @@ import numpy as np
 from sim.flat import FlatLayout, split_units
 from sim.collectives import add_into
 from sim.strategy import ShardOptimizer, Strategy
-from tinyllm.precision.half import logical_dtype, to_float32, to_storage
+from tinyllm.dtypes import logical_dtype, to_float32, to_storage
 from tinyllm.precision.mixed import write_model_params_
-from tinyllm.tensor import Function, Tensor
+from tinyllm.engine import Function, Tensor
 
 OFFLOAD_CHOICES = ("none", "optimizer", "params")
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tinyllm.accounting import count_parameters, gpt_param_formula, layer_params, param_table
-from tinyllm.tensor import Tensor
+from tinyllm.engine import Tensor
 
 
 def config(**kw):

@@ -113,13 +113,13 @@ def _run_scaling(argv):
     import sys
     from pathlib import Path
 
-    script = str(Path(__file__).resolve().parents[1] / "examples" / "scaling.py")
-    saved = sys.argv
-    try:
-        sys.argv = [script, *argv]
-        return runpy.run_path(script, run_name="__main__")
+    script = Path(__file__).resolve().parents[1] / "examples" / "scaling.py"
+    saved = sys.argv, list(sys.path)
+    try:  # as `python examples/scaling.py` runs it: its own folder first on the path
+        sys.argv, sys.path[:0] = [str(script), *argv], [str(script.parent)]
+        return runpy.run_path(str(script), run_name="__main__")
     finally:
-        sys.argv = saved
+        sys.argv, sys.path[:] = saved
 
 
 def test_scaling_example_table(capsys):

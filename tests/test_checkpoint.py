@@ -10,7 +10,7 @@ from tinyllm.checkpoint import CheckpointError, load_arrays, load_checkpoint, sa
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.nn import Linear
 from tinyllm.optim import SGD, AdamW
-from tinyllm.random import default_generator
+from tinyllm.runtime.random import default_generator
 
 CFG = dict(vocab_size=19, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.1)
 

@@ -419,7 +419,8 @@ def test_python_blocks_run_and_print_what_the_book_shows(path):
 def command_runs(tmp_path_factory):
     """Every file's commands, files concurrently; → {path relative to the root: [Result]}."""
     from tinyllm.data import standard_special_tokens
-    from tinyllm.training import prepare_text_data
+    sys.path.insert(0, str(ROOT / "examples"))
+    from common import prepare_text_data  # examples/common.py: the examples' data cache
 
     tmp = tmp_path_factory.mktemp("docs")
     cache = tmp / "cache"

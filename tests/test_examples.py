@@ -68,7 +68,8 @@ def runs(tmp_path_factory):
     Wave 2: the resumed halves, generate.py and finetune.py on train_gpt's checkpoint.
     Wave 3: generate.py on finetune.py's checkpoint."""
     from tinyllm.data import standard_special_tokens
-    from tinyllm.training import prepare_text_data
+    sys.path.insert(0, str(ROOT / "examples"))
+    from common import prepare_text_data  # examples/common.py: the examples' data cache
 
     tmp = tmp_path_factory.mktemp("examples")
     cache = tmp / "cache"

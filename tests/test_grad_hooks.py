@@ -3,7 +3,7 @@ import numpy as np
 
 import tinyllm
 from tinyllm.models import GPT, GPTConfig
-from tinyllm.tensor import Tensor
+from tinyllm.engine import Tensor
 
 
 def test_hook_fires_once_per_backward_after_all_uses():

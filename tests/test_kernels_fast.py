@@ -9,7 +9,7 @@
   row, 2- to 5-D batches; the tile products against `@`.
 * The dispatchers: the numba path and the reference path give the same numbers through the
   op (`TINYLLM_KERNELS=numpy` vs numba); kernels, products and attention split across
-  threads (tinyllm.threads.parallel_for) give the numbers one call gives.
+  threads (tinyllm.runtime.threads.parallel_for) give the numbers one call gives.
 * With NUMBA_DISABLE_JIT=1 the same Python source runs as plain Python and gives the same
   numbers (a subprocess, small shapes).
 * The engine's cheaper gradient sums (tinyllm/tensor.py: ScatterGrad for indexing, in-place
@@ -272,7 +272,7 @@ def test_kernels_split_over_threads_give_the_serial_numbers(monkeypatch):
 
 
 def test_parallel_for_runs_every_task_once_and_reraises():
-    from tinyllm.threads import parallel_for
+    from tinyllm.runtime.threads import parallel_for
 
     seen = []
     parallel_for(50, seen.append, threads=3)

@@ -101,14 +101,14 @@ def test_consolidated_checkpoint_trains_on_in_a_plain_loop(jobs):
     sys.path.insert(0, str(ROOT / "examples"))
     import train_zero  # noqa: E402  (only for its flags' defaults)
     from sim.checkpoint import load_into_model, read_index
-    from tinyllm import training
+    import common  # examples/common.py (examples/ is on the path: see above)
     from tinyllm.data import get_batch
     from tinyllm.models import GPT, GPTConfig
     from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
 
     tmp, full = jobs
     args = train_zero.build_parser().parse_args(SMALL + ["--cache-dir", str(tmp / "cache")])
-    tok, train_ids, _ = training.prepare_text_data(None, args.vocab_size, args.data_bytes,
+    tok, train_ids, _ = common.prepare_text_data(None, args.vocab_size, args.data_bytes,
                                                    args.cache_dir, only_load=True)
     index = read_index(tmp / "ck")
     model = GPT(GPTConfig(**index["extra"]["report"]["config"]))
@@ -120,7 +120,7 @@ def test_consolidated_checkpoint_trains_on_in_a_plain_loop(jobs):
     losses = []
     for step in range(index["step"], args.steps):
         for g in opt.param_groups:
-            g["lr"] = training.lr_at(step, args)
+            g["lr"] = common.lr_at(step, args)
         x, y = get_batch(train_ids, args.batch_size, args.block_size, rng)
         _, loss = model(x, y)
         opt.zero_grad()

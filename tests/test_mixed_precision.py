@@ -11,7 +11,8 @@ import tinyllm
 from tinyllm import Tensor
 from tinyllm.nn import functional as F
 from tinyllm.optim import SGD, AdamW
-from tinyllm.precision import GradScaler, MixedPrecisionOptimizer, half
+from tinyllm import dtypes
+from tinyllm.precision import GradScaler, MixedPrecisionOptimizer
 from tinyllm.precision.mixed import state_arrays, write_model_params_
 
 BF16, FP16 = tinyllm.bfloat16, np.dtype(np.float16)
@@ -57,7 +58,7 @@ def test_step_equals_numpy_fp32_master_recipe(dtype, scaled, rng):
         opt.zero_grad()
         opt.backward((F.linear(x, lin.weight, lin.bias).float() ** 2).mean())
         S = scaler.get_scale() if scaled else 1.0
-        half_grads = {id(p): half.to_float32(p.grad).astype(np.float64) for p in lin.parameters()}
+        half_grads = {id(p): dtypes.to_float32(p.grad).astype(np.float64) for p in lin.parameters()}
         assert opt.step()
         for p in lin.parameters():
             g = half_grads[id(p)] / S                       # cast up, unscale
@@ -109,7 +110,7 @@ def test_without_master_weights_small_updates_are_lost():
     for masters in (True, False):
         w = tinyllm.nn.Parameter(np.ones(3, np.float32))
         opt = MixedPrecisionOptimizer(SGD([w], lr=1e-4), master_weights=masters)
-        w.data = half.to_storage(w.data, BF16)
+        w.data = dtypes.to_storage(w.data, BF16)
         for _ in range(100):
             opt.zero_grad()
             (w * 1.0).float().sum().backward()          # gradient 1 → step −1e-4
@@ -150,7 +151,7 @@ def test_write_model_params_rounds_a_master_shard_into_a_flat_buffer():
     flat = np.zeros(8, BF16.storage)
     shard = np.array([0.1, -0.2, 0.3], np.float32)       # this rank's fp32 master shard
     write_model_params_(flat[2:5], shard)
-    np.testing.assert_array_equal(half.to_float32(flat[2:5]), round_to(shard, BF16))
+    np.testing.assert_array_equal(dtypes.to_float32(flat[2:5]), round_to(shard, BF16))
     assert not flat[:2].any() and not flat[5:].any()
     fp16 = np.zeros(3, np.float16)
     write_model_params_(fp16, shard)

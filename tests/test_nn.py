@@ -13,7 +13,7 @@ import tinyllm
 from tinyllm import nn
 from tinyllm.nn.attention import KVCache
 from tinyllm.testing import gradcheck
-from tinyllm.tensor import Tensor
+from tinyllm.engine import Tensor
 
 
 def to64(module):

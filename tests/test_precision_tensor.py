@@ -1,15 +1,14 @@
-"""Half-precision tensors (tinyllm/precision/half.py): storage, rounding, promotion, gradients.
+"""Half-precision tensors (tinyllm/dtypes.py, applied by tinyllm/engine/hooks.py): storage,
+rounding, promotion, gradients.
 
 The truth used here, independent of the code under test:
 - bf16 rounding by *distance*: the two bf16 neighbours of an fp32 value (its upper half, and
   that plus one ulp) compared in float64, ties to the even pattern — not the carry trick that
-  formats.py uses;
+  tinyllm/kernels/bf16.py uses;
 - fp16 rounding: NumPy's own float32 → float16 cast;
 - "compute in fp32, then round": the same computation written in NumPy float32;
 - PyTorch's promote_types for the promotion table, when PyTorch is installed.
 """
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,10 +18,12 @@ from hypothesis.extra import numpy as hnp
 import tinyllm
 from tinyllm import Tensor, no_grad, ops
 from tinyllm.nn import functional as F
-from tinyllm.precision import GradScaler, formats, half
+from tinyllm import dtypes
+from tinyllm.engine import hooks
+from tinyllm.kernels import bf16
+from tinyllm.precision import GradScaler
 
 BF16, FP16, FP32 = tinyllm.bfloat16, np.dtype(np.float16), np.dtype(np.float32)
-engine = sys.modules["tinyllm.tensor"]
 
 
 def ref_round_bf16(x):
@@ -111,10 +112,10 @@ def test_bf16_rounding_kernel_agrees_with_the_reference(bits):
                          0xFFFFFFFF, 0x7FC00000, 0x00008000, 0x00018000, 0x80008000, 0,
                          0x80000000, 0x3F808000, 0x3F818000], np.uint32)
     x = np.concatenate([bits, specials]).view(np.float32)
-    want = formats.fp32_to_bf16_bits_reference(x)
-    np.testing.assert_array_equal(formats.fp32_to_bf16_bits_numba(x), want)
+    want = bf16.fp32_to_bf16_bits_reference(x)
+    np.testing.assert_array_equal(bf16.fp32_to_bf16_bits_numba(x), want)
     out = np.empty(x.size, np.uint16)
-    formats._fp32_bits_to_bf16_bits.py_func(x.view(np.uint32), out, 0, x.size)
+    bf16._fp32_bits_to_bf16_bits.py_func(x.view(np.uint32), out, 0, x.size)
     np.testing.assert_array_equal(out, want)
 
 
@@ -211,7 +212,7 @@ def _operand(kind, rng):
 @pytest.mark.parametrize("left,right,result", PROMOTION, ids=[f"{l}*{r}" for l, r, _ in PROMOTION])
 def test_promotion_table(left, right, result, rng):
     y = _operand(left, rng) * _operand(right, rng)
-    assert half.same_dtype(y.dtype, result), (y.dtype, result)
+    assert dtypes.same_dtype(y.dtype, result), (y.dtype, result)
 
 
 def test_promotion_table_agrees_with_pytorch():
@@ -243,7 +244,7 @@ def test_half_to_float_cast_gradient_lands_in_half_storage(rng):
     c = rng.standard_normal(4).astype(np.float32)
     (w.float() * c).sum().backward()
     assert w.grad.dtype == np.uint16 and w.grad.nbytes == 8        # 2 bytes per gradient
-    np.testing.assert_array_equal(half.to_float32(w.grad), ref_round_bf16(c))
+    np.testing.assert_array_equal(dtypes.to_float32(w.grad), ref_round_bf16(c))
 
 
 @pytest.mark.parametrize("dtype", [BF16, FP16], ids=["bf16", "fp16"])
@@ -255,7 +256,7 @@ def test_linear_weight_gradient_is_the_rounded_fp32_gradient(dtype, rng):
     y.sum().backward()                                   # seed 1 (exact in both formats)
     # ∂(Σ x Wᵀ)/∂W = 1ᵀ x: each row of W receives the column sums of x, computed in fp32.
     want = ref_round(np.broadcast_to(x32.sum(axis=0), (4, 3)), dtype)
-    np.testing.assert_array_equal(half.to_float32(w.grad), want)
+    np.testing.assert_array_equal(dtypes.to_float32(w.grad), want)
 
 
 def test_a_half_leaf_used_twice_accumulates_and_rounds(rng):
@@ -266,7 +267,7 @@ def test_a_half_leaf_used_twice_accumulates_and_rounds(rng):
     (w * b).sum().backward()
     # The first gradient is stored rounded; the second adds to it and rounds again.
     want = ref_round_bf16(ref_round_bf16(np.full(3, a)) + ref_round_bf16(np.full(3, b)))
-    np.testing.assert_array_equal(half.to_float32(w.grad), want)
+    np.testing.assert_array_equal(dtypes.to_float32(w.grad), want)
 
 
 def test_fp16_gradients_underflow_without_loss_scaling_and_survive_with_it():
@@ -284,10 +285,10 @@ def test_fp16_gradients_underflow_without_loss_scaling_and_survive_with_it():
 def test_backward_seed_of_a_half_root(rng):
     w, _ = half_tensor(rng, (3,), BF16, requires_grad=True)
     w.sum().backward()                       # the implicit seed is 1.0, not the bit pattern 1
-    np.testing.assert_array_equal(half.to_float32(w.grad), np.ones(3, np.float32))
+    np.testing.assert_array_equal(dtypes.to_float32(w.grad), np.ones(3, np.float32))
     w.grad = None
     (w * 1.0).backward(np.array([0.5, 2.0, -1.0], np.float32))
-    np.testing.assert_array_equal(half.to_float32(w.grad), [0.5, 2.0, -1.0])
+    np.testing.assert_array_equal(dtypes.to_float32(w.grad), [0.5, 2.0, -1.0])
 
 
 def test_grad_scaler_refuses_bf16_bit_patterns(rng):
@@ -300,10 +301,9 @@ def test_grad_scaler_refuses_bf16_bit_patterns(rng):
 # ---- the float32 path is untouched ----------------------------------------------------------
 
 
-def test_float32_results_are_identical_with_the_hook_installed(rng):
-    Tensor(np.ones(1, np.float32)).to(BF16)           # make sure the hook exists
-    hook = engine._half
-    assert hook is not None
+def test_float32_results_are_identical_with_the_half_rules_on(rng):
+    Tensor(np.ones(1, np.float32)).to(BF16)           # a half array exists: the rules are on
+    assert hooks.half and hooks.active
     x0 = rng.standard_normal((4, 6)).astype(np.float32)
     w0 = rng.standard_normal((3, 6)).astype(np.float32)
 
@@ -313,13 +313,14 @@ def test_float32_results_are_identical_with_the_hook_installed(rng):
         (y * y).sum().backward()
         return y.data, w.grad
 
-    with_hook = run()
-    engine._half = None
+    with_rules = run()
+    hooks.enable_half(False)
     try:
+        assert not hooks.active
         without = run()
     finally:
-        engine._half = hook
-    for a, b in zip(with_hook, without):
+        hooks.enable_half(True)
+    for a, b in zip(with_rules, without):
         assert a.dtype == np.float32
         np.testing.assert_array_equal(a, b)
 
@@ -327,23 +328,23 @@ def test_float32_results_are_identical_with_the_hook_installed(rng):
 def test_half_conversion_functions_write_into_views():
     flat = np.zeros(10, BF16.storage)                # a flat bf16 buffer, +0.0 everywhere
     master = np.array([1.0, np.pi, -0.1, 3.4e38], np.float32)
-    half.to_storage(master, BF16, out=flat[3:7])
-    np.testing.assert_array_equal(half.to_float32(flat[3:7]), ref_round_bf16(master[:3]).tolist()
+    dtypes.to_storage(master, BF16, out=flat[3:7])
+    np.testing.assert_array_equal(dtypes.to_float32(flat[3:7]), ref_round_bf16(master[:3]).tolist()
                                   + [np.inf])        # 3.4e38 rounds past bf16 max 3.39e38: inf
     assert not flat[:3].any() and not flat[7:].any()
     out = np.empty(4, np.float32)
-    assert half.to_float32(flat[3:7], out=out) is out
+    assert dtypes.to_float32(flat[3:7], out=out) is out
     with pytest.raises(ValueError, match="storage"):
-        half.to_storage(master, BF16, out=np.zeros(4, np.float16))
+        dtypes.to_storage(master, BF16, out=np.zeros(4, np.float16))
 
 
 def test_dtype_helpers():
-    assert half.is_half(BF16) and half.is_half("bfloat16") and half.is_half(np.float16)
-    assert half.is_half(BF16.storage) and not half.is_half(np.float32)
-    assert not half.is_half(np.uint16)               # an untagged uint16 is an integer
-    assert half.storage_dtype(BF16) is BF16.storage and half.compute_dtype(BF16) == np.float32
+    assert dtypes.is_half(BF16) and dtypes.is_half("bfloat16") and dtypes.is_half(np.float16)
+    assert dtypes.is_half(BF16.storage) and not dtypes.is_half(np.float32)
+    assert not dtypes.is_half(np.uint16)               # an untagged uint16 is an integer
+    assert dtypes.storage_dtype(BF16) is BF16.storage and dtypes.compute_dtype(BF16) == np.float32
     assert np.dtype(BF16) == np.float32              # what NumPy computes bf16 values in
-    assert not (BF16 == np.dtype(np.float32)) and not half.same_dtype(BF16, np.float32)
+    assert not (BF16 == np.dtype(np.float32)) and not dtypes.same_dtype(BF16, np.float32)
     import copy
     assert copy.deepcopy(BF16) is BF16
     t = Tensor([1.5, 2.5], dtype=BF16)

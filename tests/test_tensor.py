@@ -13,7 +13,7 @@ import pytest
 
 import tinyllm as tl
 from tinyllm import ops
-from tinyllm.tensor import GraphObserver, Tensor, no_grad, enable_grad, observe, topological_sort
+from tinyllm.engine import GraphObserver, Tensor, enable_grad, no_grad, observe, topological_sort
 
 
 def f64(values, requires_grad=True):

@@ -1,28 +1,49 @@
 """tinyllm — an LLM framework written by hand in NumPy, to be read like a textbook.
 
-Start with tinyllm/tensor.py (the Tensor and the backward pass), then tinyllm/ops/ (every op's
-forward and backward side by side), tinyllm/kernels/ (the same math as fast numba loops),
-tinyllm/nn/ (layers), tinyllm/models/ (GPT, BERT, T5), tinyllm/optim/, tinyllm/data/ and
-tinyllm/generate.py. The package mirrors PyTorch's names so what you learn here transfers.
+The package mirrors PyTorch's names, so what you learn here transfers. Read it in this order;
+each room stands only on the rooms above it (the layering is checked, .importlinter):
+
+    runtime/        plumbing: the seeded random generator, threads, the allocator, atomic writes
+    kernels/        the hot loops as numba kernels, each beside its plain-NumPy reference
+    dtypes.py       fp32, fp16 and bf16 storage, rounding and type promotion
+    engine/         autograd.py (Function, topological_sort, backpropagate), tensor.py (Tensor),
+                    adjoints.py, hooks.py (the one extension point), flops.py
+    ops/            every differentiable op, one family per file, forward beside backward;
+                    creation ops (zeros, randn, tensor) and the Tensor's operators (methods.py)
+    testing.py      gradcheck: every backward against finite differences
+    recompute.py    activation checkpointing: drop a block's activations, recompute them
+    nn/             Module and Parameter, layers, positional encodings, attention, transformer
+                    blocks; nn.functional
+    optim/          SGD, Adam, AdamW, learning-rate schedules, gradient clipping
+    data/           byte-level BPE (pre-splitting, training, encoding), corpora, batches for
+                    causal LM, masked LM and span corruption
+    generate.py     decoding: greedy, temperature, top-k, top-p, KV cache
+    models/         GPT (decoder-only), BERT (encoder-only), T5 (encoder-decoder)
+    checkpoint.py   saving and loading models and optimizers without pickle
+    precision/      number formats, int8 quantization, fake quantization (QAT), loss scaling,
+                    mixed precision
+    accounting/     parameters, FLOPs (formulas and a counter), MFU, ZeRO memory, Chinchilla
+
+Simulated multi-GPU training (DDP, ZeRO, tensor / pipeline / 3D parallelism) is the separate
+package `sim`, built on this one; tinyllm never imports it.
 """
-from tinyllm import allocator as _allocator
+import numpy as _np
 
-_allocator.configure()   # keep freed arrays' pages for the next step (tinyllm/allocator.py)
+from tinyllm.runtime import allocator as _allocator
+from tinyllm.runtime.random import manual_seed
+from tinyllm.dtypes import bfloat16
+from tinyllm.engine import Function, Tensor, enable_grad, is_grad_enabled, no_grad, observe
+from tinyllm.ops import (abs, arange, cat, chunk, clamp, concatenate, cross_entropy, empty, exp,
+                         full, gelu, log, log_softmax, matmul, maximum, mean, minimum, ones,
+                         ones_like, rand, randint, randn, relu, sigmoid, softmax, split, sqrt,
+                         stack, sum, tanh, tensor, where, zeros, zeros_like)
+from tinyllm import nn, optim  # torch-style: tinyllm.nn, tinyllm.optim
 
-from tinyllm.tensor import (Function, Tensor, enable_grad, is_grad_enabled, no_grad, observe,
-                            tensor)
-from tinyllm.random import manual_seed
-from tinyllm.ops import (abs, cat, chunk, clamp, concatenate, cross_entropy, exp, gelu, log,
-                         log_softmax, matmul, maximum, mean, minimum, relu, sigmoid, softmax, split,
-                         sqrt, stack, sum, tanh, where)
-from tinyllm.factory import (arange, empty, full, ones, ones_like, rand, randint, randn, zeros,
-                             zeros_like)
-
-float16 = __import__("numpy").float16
-float32 = __import__("numpy").float32
-float64 = __import__("numpy").float64
+float16 = _np.float16
+float32 = _np.float32
+float64 = _np.float64
 
 __version__ = "0.1.0"
 
-from tinyllm import nn, optim  # noqa: E402  (torch-style: tinyllm.nn, tinyllm.optim)
-from tinyllm.precision.half import bfloat16  # noqa: E402  (bf16 is emulated: see that module)
+if _allocator.choice() == "tuned":  # asked for in the environment (tinyllm/runtime/allocator.py)
+    _allocator.configure()

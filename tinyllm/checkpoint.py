@@ -25,7 +25,7 @@ import zipfile
 
 import numpy as np
 
-from tinyllm.fileio import atomic_write
+from tinyllm.runtime.fileio import atomic_write
 
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
@@ -91,7 +91,7 @@ def _jsonable(v):
 def save_checkpoint(path: str, model, optimizer=None, step: int = 0, config: dict | None = None,
                     extra: dict | None = None) -> None:
     """Save model (+ optimizer, step, config, tinyllm's RNG state, `extra` JSON) to `path`."""
-    from tinyllm.random import get_rng_state
+    from tinyllm.runtime.random import get_rng_state
 
     arrays, aliases, by_id = {}, {}, {}
     for name, arr in model.state_dict().items():
@@ -121,7 +121,7 @@ def save_checkpoint(path: str, model, optimizer=None, step: int = 0, config: dic
 
 def load_checkpoint(path: str, model=None, optimizer=None, restore_rng: bool = True) -> dict:
     """Load into `model` / `optimizer` in place; returns the metadata (step, config, extra)."""
-    from tinyllm.random import set_rng_state
+    from tinyllm.runtime.random import set_rng_state
 
     arrays, meta = load_arrays(path)
     if meta.get("format") != FORMAT:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.tensor import no_grad
+from tinyllm.engine import no_grad
 
 
 # ---- logits processing (on NumPy arrays, float64 for stable sorting/cumsum) ----------------
@@ -143,7 +143,7 @@ def generate(model, idx, max_new_tokens: int, do_sample: bool = False, temperatu
              pad_token_id: int | None = None, use_cache: bool = True, seed: int | None = None,
              attention_mask=None, generator=None) -> np.ndarray:
     """Generate from a decoder-only model (GPT). idx (B, T) ints → (B, T + new) ints."""
-    from tinyllm.random import generator_or_default
+    from tinyllm.runtime.random import generator_or_default
 
     _check_options(max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty)
     idx = np.asarray(idx)

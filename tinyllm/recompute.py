@@ -32,7 +32,7 @@ checkpoint. The block's parameters are passed to the node as extra (gradient-les
 the node is recorded even when x itself needs no gradient.
 
 Dropout. A block with dropout draws random masks; the recomputation must draw the *same* ones.
-The default generator's state (tinyllm.random) is saved before the first forward and restored
+The default generator's state (tinyllm.runtime.random) is saved before the first forward and restored
 for the recomputation, then put back where backward found it (PyTorch's preserve_rng_state).
 Generators passed explicitly to ops are not tracked.
 
@@ -45,8 +45,9 @@ exactly in IEEE arithmetic — so tests/test_recompute.py asserts bitwise equali
 """
 from __future__ import annotations
 
-from tinyllm.random import get_rng_state, set_rng_state
-from tinyllm.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+from tinyllm.runtime.random import get_rng_state, set_rng_state
+from tinyllm.engine import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+from tinyllm.engine.flops import MOVES_DATA
 
 
 class CheckpointFunction(Function):
@@ -55,7 +56,12 @@ class CheckpointFunction(Function):
     Positional inputs: the tensors passed to `function` (n_inputs of them), then the parameters
     the function uses (only so that this node is recorded; they receive no gradient from it —
     the inner backward accumulates theirs).
+
+    The node itself costs nothing: the ops it runs — the block's forward, and in backward its
+    recomputation and backward — are observed and counted one by one.
     """
+
+    flops = MOVES_DATA
 
     @staticmethod
     def forward(ctx, *arrays, function=None, n_inputs=1, requires=(), args=(), kwargs=None):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.tensor import Tensor, no_grad
+from tinyllm.engine import Tensor, no_grad
 
 
 def _phi(fn, inputs, u):

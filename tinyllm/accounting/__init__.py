@@ -5,7 +5,7 @@
                  `count_parameters(model)` groups a model's own parameters the same way
     flops.py     FLOP formulas: the notes' 2L²H + 12LH² multiply-adds per layer, 6N per
                  token, Kaplan's and PaLM's attention terms, C = 6ND, petaflop/s-days
-    counter.py   `FlopCounter`: counts the matmul FLOPs of every op actually executed,
+    counter.py   `FlopCounter`: adds up the FLOPs every executed op declares (its `flops`),
                  forward and backward apart, beside the formulas
     mfu.py       model FLOPs utilization and a BLAS matmul peak benchmark
     memory.py    ZeRO model-state memory per device (stages 0–3) and communication volume
@@ -20,8 +20,8 @@ from tinyllm.accounting.flops import (PETAFLOP_S_DAY, kaplan_flops_per_token,
                                       layer_forward_flops, notes_layer_macs,
                                       palm_flops_per_token, palm_flops_per_token_for, pf_days,
                                       training_flops)
-from tinyllm.accounting.counter import (FLOP_RULES, FlopCounter, FlopTally, compare_with_formulas,
-                                       comparison_table, register_flop_rule)
+from tinyllm.accounting.counter import (FlopCounter, FlopTally, compare_with_formulas,
+                                       comparison_table)
 from tinyllm.accounting.mfu import measure_matmul_peak, mfu, model_flops_per_second
 from tinyllm.accounting.memory import (FP32_ADAM, GB, MIXED_PRECISION_ADAM, ZERO_TABLE1,
                                        ModelStateMemory, Precision, notes_rule_of_thumb,

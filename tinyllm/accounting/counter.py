@@ -4,26 +4,14 @@ The formulas in flops.py describe an idealized transformer. This module watches 
 really execute — forward and backward, op by op — and adds up their cost, so the two can be
 printed side by side and disagreements explained instead of assumed away.
 
-How it sees the ops. `FlopCounter` is a `tinyllm.tensor.GraphObserver`. The engine calls
-`on_forward(fn, ctx, out, seconds)` after every op's forward and `on_backward(fn, ctx,
-seconds)` after every node's backward, while `ctx` still holds what the op recorded (shapes,
-`ctx.flops`, saved arrays). A registry, `FLOP_RULES`, maps each Function class to a `FlopRule`:
-its family and two small functions that turn that ctx into a count. No op file knows about
-counting; a new op registers a rule here (`register_flop_rule`). An op without a rule is
-still counted, under "unregistered", and named in `fc.unregistered`.
-
-Two kinds of count, kept apart:
-
-* `gemm` — matrix-product FLOPs, exact: 2 per multiply-add, for every product the code runs.
-  MatMul and Linear forward cost `ctx.flops` = 2·m·k·n. Their backward runs one product of the
-  same size per input that needs a gradient (Ā = C̄Bᵀ, B̄ = AᵀC̄), so it costs `ctx.flops` times
-  the number of `ctx.needs_input_grad` that are True. Attention is counted from `ctx.shapes`
-  exactly as tinyllm/kernels/attention.py computes it (see `_sdpa_forward`/`_sdpa_backward`),
-  including the backward's recomputation of QKᵀ.
-* `other` — everything else, by a visibility convention, not an exact count: one FLOP per
-  element an op produces (a reduction: per element it reads; a bias add: per output element).
-  A backward is charged what its forward was (a scatter-add or a broadcast-sum: per element
-  moved). Pure data movement — reshape, permute, indexing, casts — costs 0.
+How it sees the ops. `FlopCounter` is a `GraphObserver` (tinyllm/engine/hooks.py). The engine
+calls `on_forward(fn, ctx, out, seconds)` after every op's forward and `on_backward(fn, ctx,
+seconds)` after every node's backward, while `ctx` still holds what the op recorded. Every op
+declares its own cost, `fn.flops` (a `FlopRule`, tinyllm/engine/flops.py): its family and two
+small functions that turn that ctx into a count — matrix products exactly (`gemm`, 2 FLOPs per
+multiply-add, attention's recomputation included), everything else by the one-per-element
+convention (`other`). This module knows no op by name. An op that declares nothing is still
+counted, one FLOP per output element under "unregistered", and named in `fc.unregistered`.
 
 So `fc.gemm(...)` is the number to compare with 2·(2L²H + 12LH²) or PaLM's 6N + 12LHQT, and
 `fc.other(...)` shows how much arithmetic lives outside the matmuls (a few percent in a GPT).
@@ -31,32 +19,13 @@ So `fc.gemm(...)` is the number to compare with 2·(2L²H + 12LH²) or PaLM's 6N
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from tinyllm.tensor import GraphObserver, observe
+from tinyllm.engine.flops import UNDECLARED, FlopRule
+from tinyllm.engine.hooks import GraphObserver, observe
 
 PHASES = ("forward", "backward")
-
-
-@dataclass(frozen=True)
-class FlopRule:
-    """How to cost one Function: `forward(ctx, out) -> (gemm, other)`,
-    `backward(ctx, out_size) -> (gemm, other)` (out_size: elements the forward produced)."""
-
-    family: str
-    forward: Callable
-    backward: Callable
-
-
-FLOP_RULES: dict[type, FlopRule] = {}
-
-
-def register_flop_rule(function_class: type, family: str, forward: Callable,
-                       backward: Callable) -> None:
-    """Teach the counter a new op (or replace a rule)."""
-    FLOP_RULES[function_class] = FlopRule(family, forward, backward)
 
 
 @dataclass
@@ -102,10 +71,10 @@ class FlopCounter(GraphObserver):
 
     # ---- the hooks --------------------------------------------------------------------------
     def _rule(self, fn) -> FlopRule:
-        rule = FLOP_RULES.get(fn)
+        rule = fn.flops
         if rule is None:
             self.unregistered.add(fn.__name__)
-            return _UNREGISTERED
+            return UNDECLARED
         return rule
 
     def _add(self, fn, family, phase, gemm, other):
@@ -161,150 +130,6 @@ class FlopCounter(GraphObserver):
         if self.unregistered:
             rows.append(f"unregistered ops (1 FLOP per output element): {sorted(self.unregistered)}")
         return "\n".join(rows)
-
-
-# --------------------------------------------------------------------------------------------
-# The rules. Each reads only what the op's forward left on ctx.
-# --------------------------------------------------------------------------------------------
-
-def _prod(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
-
-
-def _per_output(ctx, out):
-    return 0, np.size(out)
-
-
-def _same_as_forward(ctx, out_size):
-    return 0, out_size
-
-
-def _free(ctx, *_):
-    return 0, 0
-
-
-_UNREGISTERED = FlopRule("unregistered", _per_output, _same_as_forward)
-
-
-# ---- matmul ----------------------------------------------------------------------------------
-def _matmul_forward(ctx, out):
-    return ctx.flops, 0
-
-
-def _matmul_backward(ctx, out_size):
-    """One product per input needing a gradient; plus the sum `unbroadcast` does when an
-    input's batch axes were broadcast (e.g. a shared weight (k, n) against a batch (B, m, k))."""
-    a2, b2 = ctx.saved_tensors
-    batch = _prod(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]))
-    gemm = other = 0
-    for needed, operand in zip(ctx.needs_input_grad, (a2, b2)):
-        if needed:
-            gemm += ctx.flops
-            own = _prod(operand.shape[:-2])
-            other += (batch - own) * operand.shape[-2] * operand.shape[-1]
-    return gemm, other
-
-
-def _linear_forward(ctx, out):
-    n_out = np.size(out)
-    return ctx.flops, n_out if ctx.has_bias else 0
-
-
-def _linear_backward(ctx, out_size):
-    nx, nw, nb = ctx.needs_input_grad
-    return ctx.flops * (int(nx) + int(nw)), out_size if nb else 0  # gx, gw; Σ rows for gb
-
-
-# ---- attention -------------------------------------------------------------------------------
-def _sdpa_dims(ctx):
-    q_shape, k_shape, v_shape, _ = ctx.shapes
-    batch = _prod(np.broadcast_shapes(q_shape[:-2], k_shape[:-2], v_shape[:-2]))
-    return batch, q_shape[-2], k_shape[-2], q_shape[-1], v_shape[-1]
-
-
-def _sdpa_forward(ctx, out):
-    """S = QKᵀ: 2·L·S·E per batch·head; O = PV: 2·L·S·Ev. With dropout the op runs the
-    reference forward and then recomputes S and PV to apply the mask: twice the products."""
-    batch, l, s, e, ev = _sdpa_dims(ctx)
-    gemm = 2 * batch * l * s * (e + ev)
-    if ctx.meta[1] > 0.0:
-        gemm *= 2
-    return gemm, batch * l * s  # other: the softmax over the L×S scores, 1 per score
-
-
-def _sdpa_backward(ctx, out_size):
-    """Without dropout the kernel rebuilds P from the saved log-sum-exp, which recomputes
-    S = QKᵀ (2LSE), then V̄ = PᵀŌ (2SLEv), P̄ = ŌVᵀ (2LEvS), Q̄ = S̄K (2LSE), K̄ = S̄ᵀQ (2SLE):
-    2·L·S·(3E + 2Ev). With dropout P was saved, so no recomputation: 2·L·S·(2E + 2Ev).
-    All products run whatever `needs_input_grad` says (the kernel computes every gradient)."""
-    batch, l, s, e, ev = _sdpa_dims(ctx)
-    recompute = 0 if ctx.meta[1] > 0.0 else e
-    return 2 * batch * l * s * (recompute + 2 * e + 2 * ev), batch * l * s
-
-
-# ---- reductions: one FLOP per element read ----------------------------------------------------
-def _sum_forward(ctx, out):
-    return 0, _prod(ctx.meta[0])
-
-
-def _saved0_size(ctx, *_):
-    return 0, ctx.saved_tensors[0].size  # Max saves x, Var saves x − mean: both input-sized
-
-
-def _expand_backward(ctx, out_size):
-    return 0, out_size - _prod(ctx.in_shape)  # unbroadcast: the stretched copies are summed
-
-
-def _embedding_backward(ctx, out_size):
-    return 0, out_size  # scatter-add of every looked-up row into the table's gradient
-
-
-def _cross_entropy_forward(ctx, out):
-    return 0, ctx.saved_tensors[0].size  # log-softmax over every logit
-
-
-def _cross_entropy_backward(ctx, out_size):
-    return 0, ctx.saved_tensors[0].size  # softmax − one-hot, per logit
-
-
-def _register_tinyllm_ops():
-    # import_module, because tinyllm.ops re-exports functions named like some of its modules
-    # (`tinyllm.ops.softmax` is the function; the module is in sys.modules).
-    from importlib import import_module
-
-    attention, ew, embedding, linalg, norm, reduce, shape, sm = (
-        import_module(f"tinyllm.ops.{name}") for name in
-        ("attention", "elementwise", "embedding", "linalg", "norm", "reduce", "shape", "softmax"))
-
-    register_flop_rule(linalg.MatMul, "matmul", _matmul_forward, _matmul_backward)
-    register_flop_rule(linalg.Linear, "linear", _linear_forward, _linear_backward)
-    register_flop_rule(attention.ScaledDotProductAttention, "attention", _sdpa_forward,
-                       _sdpa_backward)
-    for cls in (ew.Add, ew.Sub, ew.Mul, ew.Div, ew.Pow, ew.Maximum, ew.Where, ew.Neg, ew.Exp,
-                ew.Log, ew.Sqrt, ew.Abs, ew.Clamp, embedding.Dropout):
-        register_flop_rule(cls, "elementwise", _per_output, _same_as_forward)
-    for cls in (ew.GELU, ew.ReLU, ew.Tanh, ew.Sigmoid):
-        register_flop_rule(cls, "activation", _per_output, _same_as_forward)
-    register_flop_rule(reduce.Sum, "reduction", _sum_forward, _sum_forward)
-    register_flop_rule(reduce.Max, "reduction", _saved0_size, _saved0_size)
-    register_flop_rule(reduce.Var, "reduction", _saved0_size, _saved0_size)
-    for cls in (sm.Softmax, sm.LogSoftmax):
-        register_flop_rule(cls, "softmax/cross-entropy", _per_output, _same_as_forward)
-    register_flop_rule(sm.CrossEntropy, "softmax/cross-entropy", _cross_entropy_forward,
-                       _cross_entropy_backward)
-    register_flop_rule(norm.LayerNorm, "layer norm", _per_output, _same_as_forward)
-    register_flop_rule(embedding.Embedding, "embedding", _free, _embedding_backward)
-    for cls in (shape.Reshape, shape.Permute, shape.Contiguous, shape.Concatenate,
-                shape.GetItem, shape.MaskedFill, ew.Cast, ew.Clone):
-        register_flop_rule(cls, "data movement", _free, _free)
-    register_flop_rule(shape.Expand, "data movement", _free, _expand_backward)
-    # Activation checkpointing's wrapper node costs nothing itself: the ops it runs (the block's
-    # forward, and in backward its recomputation and backward) are observed and counted one by one.
-    from tinyllm.recompute import CheckpointFunction
-    register_flop_rule(CheckpointFunction, "data movement", _free, _free)
-
-
-_register_tinyllm_ops()
 
 
 # --------------------------------------------------------------------------------------------

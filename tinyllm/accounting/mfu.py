@@ -18,7 +18,7 @@ MFU look worse.
 The same product can be run two ways, and the peak is the better of the two: one NumPy call,
 which OpenBLAS splits over its own threads and then waits for all of them, and the way
 tinyllm's linear layers run it (tinyllm.kernels.matmul: row blocks, each a single-threaded BLAS
-call, taken by help-first threads, tinyllm/threads.py). On a busy shared machine the first can
+call, taken by help-first threads, tinyllm/runtime/threads.py). On a busy shared machine the first can
 be several times slower than the second — one descheduled BLAS thread stalls the whole call —
 and a peak measured only that way was below what training then achieved (MFU printed above
 100%). Even so, a peak is one moment's measurement: if the machine gets less busy later, a

@@ -48,7 +48,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from tinyllm.fileio import atomic_write_bytes
+from tinyllm.runtime.fileio import atomic_write_bytes
 from tinyllm.data.bpe_train import learn_merges
 from tinyllm.data.pretokenize import pre_split
 

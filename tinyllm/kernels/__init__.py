@@ -23,8 +23,8 @@ tinyllm/kernels/vecmath.py — does: after editing a helper, clear the cache, e.
 Threads. A call uses several threads only when its work repays starting them, about 1 ms of
 one-thread work: the row and element kernels of a small GPT (R1, R2 of benchmarks/step.py) run
 on the calling thread; attention — O(T²) work per row — and the linear layers' products
-(`matmul`) share their rows out with tinyllm.threads.parallel_for, which a busy machine cannot
-stall (tinyllm/kernels/jit.py, tinyllm/threads.py).
+(`matmul`) share their rows out with tinyllm.runtime.threads.parallel_for, which a busy machine cannot
+stall (tinyllm/kernels/jit.py, tinyllm/runtime/threads.py).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from tinyllm.threads import blas_threads, num_threads, parallel_for
+from tinyllm.runtime.threads import blas_threads, num_threads, parallel_for
 
 from tinyllm.kernels import cross_entropy as _ce
 from tinyllm.kernels import embedding as _emb
@@ -42,6 +42,7 @@ from tinyllm.kernels import layernorm as _ln
 from tinyllm.kernels import softmax as _sm
 from tinyllm.kernels import adam as _adam
 from tinyllm.kernels import attention as _attn
+from tinyllm.kernels import bf16 as _bf16
 
 BACKENDS = ("numba", "numpy")
 _backend = os.environ.get("TINYLLM_KERNELS", "numba")
@@ -141,6 +142,13 @@ def gelu_backward(x, g, approximate):
     return _gelu.gelu_backward_reference(x, g, approximate)
 
 
+def fp32_to_bf16_bits(x):
+    """bf16 bit patterns of a float32 array (tinyllm/kernels/bf16.py)."""
+    if _backend == "numba":
+        return _bf16.fp32_to_bf16_bits_numba(x)
+    return _bf16.fp32_to_bf16_bits_reference(x)
+
+
 def embedding_backward(ids, g, num_embeddings):
     if _fast(g):
         return _emb.embedding_backward_numba(ids, g, num_embeddings)
@@ -157,8 +165,8 @@ def matmul(a, b):
     """a @ b for 2-D arrays (the linear layers' products).
 
     With the numba backend and more than one thread, a big product is split into row blocks of
-    `a` run by `tinyllm.threads.parallel_for` — each block one single-threaded BLAS call — so a
-    busy machine cannot stall it (tinyllm/threads.py); twice as many blocks as threads let the
+    `a` run by `tinyllm.runtime.threads.parallel_for` — each block one single-threaded BLAS call — so a
+    busy machine cannot stall it (tinyllm/runtime/threads.py); twice as many blocks as threads let the
     fast threads take more. Small products, and the NumPy backend, make one BLAS call.
     """
     if _backend != "numba":
@@ -233,7 +241,7 @@ def warmup(dtypes=(np.float32,)) -> None:
 
 def attention_forward(q, k, v, bias, scale, causal=False):
     """Tiled numba kernel when there is no mask beyond `causal`; otherwise the reference, its
-    batched small matmuls on one BLAS thread (see tinyllm/threads.py)."""
+    batched small matmuls on one BLAS thread (see tinyllm/runtime/threads.py)."""
     if _fast(q) and bias is None:
         return _attn.attention_forward_numba(q, k, v, None, scale, causal)
     with blas_threads(1):

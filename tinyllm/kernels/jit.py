@@ -17,10 +17,10 @@ Options (every kernel and helper):
 serial code that works on a *range* of its rows (or elements): `kernel(*args, lo, hi)`.
 
 `over_range(kernel, n, *args, work=…)` runs such a kernel over rows 0 … n − 1: in one call
-when the work is small, and split into blocks shared out by tinyllm.threads.parallel_for when
+when the work is small, and split into blocks shared out by tinyllm.runtime.threads.parallel_for when
 it has at least PARALLEL_MIN_WORK units (about 1 ms of one-thread work). Below that, starting
 threads costs more than it saves: tens of µs on an idle machine, whole scheduler time slices on
-a busy one (tinyllm/threads.py has the measurements). parallel_for is help-first, so a busy
+a busy one (tinyllm/runtime/threads.py has the measurements). parallel_for is help-first, so a busy
 machine cannot stall a call the way it stalls a fork-join team — numba's own `prange` is not
 used for that reason, and because a `parallel=True` compilation takes ~3× longer (measured:
 layer-norm backward 1.4 s against 4.1 s), which is most of a cold start.
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numba
 
-from tinyllm.threads import num_threads, parallel_for
+from tinyllm.runtime.threads import num_threads, parallel_for
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", cache=True, nogil=True)

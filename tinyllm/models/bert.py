@@ -33,8 +33,8 @@ from tinyllm import ops
 from tinyllm.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleDict, Parameter
 from tinyllm.nn.transformer import Encoder
-from tinyllm.random import generator_or_default
-from tinyllm.tensor import Tensor
+from tinyllm.runtime.random import generator_or_default
+from tinyllm.engine import Tensor
 
 
 @dataclass

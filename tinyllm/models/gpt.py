@@ -35,9 +35,9 @@ from tinyllm.nn.attention import KVCache, cached_causal_mask, merge_heads
 from tinyllm.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleDict, ModuleList
 from tinyllm.nn.transformer import FeedForward
-from tinyllm.random import generator_or_default
+from tinyllm.runtime.random import generator_or_default
 from tinyllm.recompute import checkpoint
-from tinyllm.tensor import Tensor
+from tinyllm.engine import Tensor
 
 
 @dataclass

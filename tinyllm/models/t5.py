@@ -37,8 +37,8 @@ from tinyllm.nn.layers import Dropout, Embedding, LayerNorm
 from tinyllm.nn.module import Module
 from tinyllm.nn.positional import SinusoidalPositionalEncoding
 from tinyllm.nn.transformer import Decoder, Encoder
-from tinyllm.random import generator_or_default
-from tinyllm.tensor import Tensor, no_grad
+from tinyllm.runtime.random import generator_or_default
+from tinyllm.engine import Tensor, no_grad
 
 
 @dataclass

@@ -35,7 +35,8 @@ import numpy as np
 from tinyllm import ops
 from tinyllm.nn.layers import Linear
 from tinyllm.nn.module import Module
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor
+from tinyllm.dtypes import DEFAULT_DTYPE
+from tinyllm.engine import Tensor
 
 
 class KVCache:

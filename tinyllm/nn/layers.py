@@ -6,7 +6,7 @@
     LayerNorm:  y = (x − μ)/√(σ² + ε) · γ + β over the last dims, γ = 1, β = 0.
     Dropout:    zero with probability p during training, scale by 1/(1−p); identity in eval.
 
-Random initialization draws from tinyllm.random's default generator (seed it with
+Random initialization draws from tinyllm.runtime.random's default generator (seed it with
 `tinyllm.manual_seed`) unless a `generator` is passed.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ import numpy as np
 
 from tinyllm import ops
 from tinyllm.nn.module import Module, Parameter
-from tinyllm.random import generator_or_default
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor
+from tinyllm.runtime.random import generator_or_default
+from tinyllm.dtypes import DEFAULT_DTYPE
+from tinyllm.engine import Tensor
 
 
 class Linear(Module):

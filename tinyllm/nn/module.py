@@ -22,7 +22,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from tinyllm.tensor import Tensor
+from tinyllm.dtypes import assign_, convert_array, is_float_storage
+from tinyllm.engine import Tensor
 
 
 class Parameter(Tensor):
@@ -164,10 +165,9 @@ class Module:
 
         Narrowing rounds to nearest even; widening from a half format is exact. Parameters keep
         their identity (optimizers and tied weights still point at them). Half formats are
-        emulated (tinyllm/precision/half.py): the model then computes in float32 and rounds
-        every result to `dtype`.
+        emulated (tinyllm/dtypes.py): the model then computes in float32 and rounds every
+        result to `dtype`.
         """
-        from tinyllm.precision.half import convert_array, is_float_storage
         for p in self.parameters():
             if is_float_storage(p.data.dtype):
                 p.data = convert_array(p.data, dtype)
@@ -237,11 +237,10 @@ class Module:
         if problems:
             raise RuntimeError(f"load_state_dict into {type(self).__name__}: "
                                + " | ".join(problems))
-        from tinyllm.precision.half import assign_  # rounds floats into a bf16 model's bits
         for k, (module, name, kind) in slots.items():
             if k in state_dict:
                 if kind == "param":
-                    assign_(module._parameters[name].data, state_dict[k])
+                    assign_(module._parameters[name].data, state_dict[k])  # bf16: rounds
                 else:
                     assign_(module._buffers[name], state_dict[k])
         return missing, unexpected

@@ -22,7 +22,8 @@ import numpy as np
 from tinyllm import ops
 from tinyllm.nn.layers import Embedding
 from tinyllm.nn.module import Module
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor
+from tinyllm.dtypes import DEFAULT_DTYPE
+from tinyllm.engine import Tensor
 
 
 def sinusoidal_table(max_len: int, d_model: int, dtype=DEFAULT_DTYPE) -> np.ndarray:

@@ -25,7 +25,8 @@ from __future__ import annotations
 from tinyllm.nn.attention import KVCache, MultiHeadAttention
 from tinyllm.nn.layers import GELU, Dropout, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleList
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor
+from tinyllm.dtypes import DEFAULT_DTYPE
+from tinyllm.engine import Tensor
 
 
 class FeedForward(Module):

@@ -20,9 +20,10 @@ import math
 import numpy as np
 
 from tinyllm import kernels
+from tinyllm.engine import Function, Tensor, unbroadcast
+from tinyllm.engine.flops import FlopRule, prod
 from tinyllm.kernels import attention as _attn
-from tinyllm.random import generator_or_default
-from tinyllm.tensor import Function, Tensor, unbroadcast
+from tinyllm.runtime.random import generator_or_default
 
 
 def causal_mask(l: int, s: int) -> np.ndarray:
@@ -39,13 +40,42 @@ def _broadcast(x, batch):
     return np.broadcast_to(x, batch + x.shape[-2:])
 
 
+def _sdpa_dims(ctx):
+    batch = prod(np.broadcast_shapes(ctx.q_shape[:-2], ctx.k_shape[:-2], ctx.v_shape[:-2]))
+    return batch, ctx.q_shape[-2], ctx.k_shape[-2], ctx.q_shape[-1], ctx.v_shape[-1]
+
+
+def _sdpa_forward_flops(ctx, out):
+    """S = QKᵀ: 2·L·S·E per batch·head; O = PV: 2·L·S·Ev. With dropout the op runs the
+    reference forward and then recomputes S and PV to apply the mask: twice the products."""
+    batch, l, s, e, ev = _sdpa_dims(ctx)
+    gemm = 2 * batch * l * s * (e + ev)
+    if ctx.dropout_p > 0.0:
+        gemm *= 2
+    return gemm, batch * l * s  # other: the softmax over the L×S scores, 1 per score
+
+
+def _sdpa_backward_flops(ctx, out_size):
+    """Without dropout the kernel rebuilds P from the saved log-sum-exp, which recomputes
+    S = QKᵀ (2LSE), then V̄ = PᵀŌ (2SLEv), P̄ = ŌVᵀ (2LEvS), Q̄ = S̄K (2LSE), K̄ = S̄ᵀQ (2SLE):
+    2·L·S·(3E + 2Ev). With dropout P was saved, so no recomputation: 2·L·S·(2E + 2Ev).
+    All products run whatever `needs_input_grad` says (the kernel computes every gradient)."""
+    batch, l, s, e, ev = _sdpa_dims(ctx)
+    recompute = 0 if ctx.dropout_p > 0.0 else e
+    return 2 * batch * l * s * (recompute + 2 * e + 2 * ev), batch * l * s
+
+
 class ScaledDotProductAttention(Function):
+    flops = FlopRule("attention", _sdpa_forward_flops, _sdpa_backward_flops)
+
     @staticmethod
     def forward(ctx, q, k, v, mask_bias=None, scale=1.0, causal=False, dropout_p=0.0,
                 generator=None):
         batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
         qb, kb, vb = _broadcast(q, batch), _broadcast(k, batch), _broadcast(v, batch)
-        ctx.shapes = (q.shape, k.shape, v.shape, None if mask_bias is None else mask_bias.shape)
+        ctx.q_shape, ctx.k_shape, ctx.v_shape = q.shape, k.shape, v.shape
+        ctx.mask_shape = None if mask_bias is None else mask_bias.shape
+        ctx.scale, ctx.dropout_p = scale, dropout_p
         if dropout_p > 0.0:
             # With dropout the probabilities themselves are perturbed: keep P and the mask.
             mask_bias = _attn._with_causal(mask_bias, causal, q.shape[-2], k.shape[-2], q.dtype)
@@ -58,19 +88,17 @@ class ScaledDotProductAttention(Function):
             pd = p * keep / np.asarray(1 - dropout_p, dtype=q.dtype)
             out = np.matmul(pd, vb)
             ctx.save_for_backward(qb, kb, vb, p, keep)
-            ctx.meta = (scale, dropout_p)
             ctx.causal = False
             return out
         out, lse = kernels.attention_forward(qb, kb, vb, mask_bias, scale, causal)
         ctx.save_for_backward(qb, kb, vb, mask_bias, out, lse)
-        ctx.meta = (scale, 0.0)             # (accounting/counter.py reads dropout_p here)
         ctx.causal = causal
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        q_shape, k_shape, v_shape, m_shape = ctx.shapes
-        scale, dropout_p = ctx.meta
+        q_shape, k_shape, v_shape, m_shape = ctx.q_shape, ctx.k_shape, ctx.v_shape, ctx.mask_shape
+        scale, dropout_p = ctx.scale, ctx.dropout_p
         if dropout_p > 0.0:
             qb, kb, vb, p, keep = ctx.saved_tensors
             sc = np.asarray(scale, dtype=qb.dtype)

@@ -10,9 +10,9 @@ broadcast (A is (1, m, k) or (m, k) while B is (8, k, n)) the per-batch gradient
 back (`unbroadcast`). A 1-D operand is treated as a row (left) or a column (right) vector and
 that axis is removed again afterwards, as in NumPy and PyTorch.
 
-A forward matmul costs 2·m·k·n FLOPs (a multiply and an add per term); its backward costs twice
-that (one product for each input). These counts are what tinyllm.accounting's FLOP counter
-reads from `ctx.flops`.
+A forward matmul costs 2·m·k·n FLOPs (a multiply and an add per term); its backward runs one
+product of the same size per input that needs a gradient (Ā = C̄Bᵀ, B̄ = AᵀC̄). Each op below
+declares these counts (`flops`, read by tinyllm.accounting's FLOP counter) from `ctx.flops`.
 
 `linear(x, W, b) = x Wᵀ + b` with W (out, in) is written as one op so that any number of
 leading axes of x is folded into a single 2-D matrix product — the shape BLAS is fastest at:
@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.tensor import Function, Tensor, unbroadcast
+from tinyllm.engine import Function, Tensor, unbroadcast
+from tinyllm.engine.flops import FlopRule, prod
 
 
 def _gemm_flops(a_shape, b_shape):
@@ -34,14 +35,34 @@ def _gemm_flops(a_shape, b_shape):
     return 2 * int(np.prod(batch, dtype=np.int64)) * m * k * n
 
 
+def _matmul_forward_flops(ctx, out):
+    return ctx.flops, 0
+
+
+def _matmul_backward_flops(ctx, out_size):
+    """One product per input needing a gradient; plus the sum `unbroadcast` does when an
+    input's batch axes were broadcast (e.g. a shared weight (k, n) against a batch (B, m, k))."""
+    a2, b2 = ctx.saved_tensors
+    batch = prod(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]))
+    gemm = other = 0
+    for needed, operand in zip(ctx.needs_input_grad, (a2, b2)):
+        if needed:
+            gemm += ctx.flops
+            own = prod(operand.shape[:-2])
+            other += (batch - own) * operand.shape[-2] * operand.shape[-1]
+    return gemm, other
+
+
 class MatMul(Function):
+    flops = FlopRule("matmul", _matmul_forward_flops, _matmul_backward_flops)
+
     @staticmethod
     def forward(ctx, a, b):
         # Promote 1-D operands to matrices; remember to drop the added axes afterwards.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         ctx.save_for_backward(a2, b2)
-        ctx.shapes = (a.shape, b.shape)
+        ctx.a_shape, ctx.b_shape = a.shape, b.shape
         out = np.matmul(a2, b2)
         ctx.flops = _gemm_flops(a2.shape, b2.shape)
         if b.ndim == 1:
@@ -53,7 +74,7 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx, grad):
         a2, b2 = ctx.saved_tensors
-        a_shape, b_shape = ctx.shapes
+        a_shape, b_shape = ctx.a_shape, ctx.b_shape
         # Give the gradient the shape of the promoted product.
         g = grad
         if len(a_shape) == 1 and len(b_shape) == 1:
@@ -93,7 +114,18 @@ def matmul(a, b) -> Tensor:
     return MatMul.apply(a, b)
 
 
+def _linear_forward_flops(ctx, out):
+    return ctx.flops, np.size(out) if ctx.has_bias else 0   # X Wᵀ, and the bias add (N·out)
+
+
+def _linear_backward_flops(ctx, out_size):
+    nx, nw, nb = ctx.needs_input_grad
+    return ctx.flops * (int(nx) + int(nw)), out_size if nb else 0  # X̄, W̄; Σ rows for b̄
+
+
 class Linear(Function):
+    flops = FlopRule("linear", _linear_forward_flops, _linear_backward_flops)
+
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         x2 = x.reshape(-1, x.shape[-1])  # (N, in): every leading axis folded into one
@@ -103,7 +135,7 @@ class Linear(Function):
         ctx.save_for_backward(x2, weight)
         ctx.x_shape = x.shape
         ctx.flops = 2 * x2.shape[0] * weight.shape[0] * weight.shape[1]
-        ctx.has_bias = bias is not None  # the FLOP counter charges the bias add (N·out)
+        ctx.has_bias = bias is not None
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod

@@ -2,17 +2,20 @@
 
 `layer_norm(x, normalized_shape, weight, bias, eps)` normalizes over the trailing axes named by
 `normalized_shape` (PyTorch semantics): they are folded into one feature axis of size D, the
-leading axes into rows.
+leading axes into rows. It costs one FLOP per output element in each pass.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.tensor import Function, Tensor
+from tinyllm.engine import Function, Tensor
+from tinyllm.engine.flops import per_element
 
 
 class LayerNorm(Function):
+    flops = per_element("layer norm")
+
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, eps=1e-5, d=1):
         x2 = x.reshape(-1, d)

@@ -11,12 +11,21 @@ reduced axes (the adjoint of a sum is a copy — the mirror image of `unbroadcas
                                   x̄ᵢ = ȳ · 2(xᵢ − x̄) / (n − c)      (c = correction, 1 = unbiased)
 
 `axis` may be None (all axes), an int or a tuple; `keepdims` keeps reduced axes with size 1.
+A reduction costs one FLOP per element it reads, in each pass.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.tensor import Function, Tensor
+from tinyllm.engine import Function, Tensor
+from tinyllm.engine.flops import FlopRule, prod
+
+
+def _reads_input(ctx, *_):
+    return 0, prod(ctx.in_shape)  # one FLOP per element read
+
+
+READS_INPUT = FlopRule("reduction", _reads_input, _reads_input)
 
 
 def _normalize_axes(axis, ndim, op):
@@ -42,15 +51,17 @@ def _expand_back(grad, in_shape, axes, keepdims):
 
 
 class Sum(Function):
+    flops = READS_INPUT
+
     @staticmethod
     def forward(ctx, x, axes=(), keepdims=False):
-        ctx.meta = (x.shape, axes, keepdims)
+        ctx.in_shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims
         return np.asarray(x.sum(axis=axes, keepdims=keepdims))
 
     @staticmethod
     def backward(ctx, grad):
-        shape, axes, keepdims = ctx.meta
-        return np.broadcast_to(_expand_back(grad, shape, axes, keepdims), shape)
+        shape = ctx.in_shape
+        return np.broadcast_to(_expand_back(grad, shape, ctx.axes, ctx.keepdims), shape)
 
 
 def sum(x: Tensor, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - PyTorch's name
@@ -66,22 +77,23 @@ def mean(x: Tensor, axis=None, keepdims=False) -> Tensor:
 
 
 class Max(Function):
+    flops = READS_INPUT
+
     @staticmethod
     def forward(ctx, x, axes=(), keepdims=False):
         if x.size == 0:
             raise ValueError(f"max/min: empty tensor of shape {x.shape}")
         out = np.asarray(x.max(axis=axes, keepdims=True))
         ctx.save_for_backward(x, out)
-        ctx.meta = (axes, keepdims)
+        ctx.in_shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims
         return out if keepdims else np.asarray(out.squeeze(axis=axes))
 
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
-        axes, keepdims = ctx.meta
         winners = x == out
-        count = winners.sum(axis=axes, keepdims=True)
-        g = _expand_back(grad, x.shape, axes, keepdims)
+        count = winners.sum(axis=ctx.axes, keepdims=True)
+        g = _expand_back(grad, x.shape, ctx.axes, ctx.keepdims)
         return (winners * (g / count)).astype(x.dtype, copy=False)
 
 
@@ -95,6 +107,8 @@ def min(x: Tensor, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - PyTorch
 
 
 class Var(Function):
+    flops = READS_INPUT
+
     @staticmethod
     def forward(ctx, x, axes=(), keepdims=False, correction=1):
         n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
@@ -104,16 +118,15 @@ class Var(Function):
                              f"of freedom (shape {x.shape}, axes {axes})")
         centered = x - x.mean(axis=axes, keepdims=True)
         ctx.save_for_backward(centered)
-        ctx.meta = (axes, keepdims, denom)
+        ctx.in_shape, ctx.axes, ctx.keepdims, ctx.denom = x.shape, axes, keepdims, denom
         return np.asarray((centered * centered).sum(axis=axes, keepdims=keepdims) / denom,
                           dtype=x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (centered,) = ctx.saved_tensors
-        axes, keepdims, denom = ctx.meta
-        g = _expand_back(grad, centered.shape, axes, keepdims)
-        return (g * centered * (2.0 / denom)).astype(centered.dtype, copy=False)
+        g = _expand_back(grad, centered.shape, ctx.axes, ctx.keepdims)
+        return (g * centered * (2.0 / ctx.denom)).astype(centered.dtype, copy=False)
 
 
 def var(x: Tensor, axis=None, keepdims=False, correction=1) -> Tensor:

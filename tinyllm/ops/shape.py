@@ -11,13 +11,15 @@ gradient back:
                              (add, not assign: an index that appears twice receives both)
     masked_fill           ↔  zero the gradient where the value was replaced
 
-Reshape, transpose and permute return NumPy views where they can: no data is copied.
+Reshape, transpose and permute return NumPy views where they can: no data is copied. None of
+these ops does arithmetic (they cost 0 FLOPs), except expand's backward, which sums.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.tensor import Function, ScatterGrad, Tensor, unbroadcast
+from tinyllm.engine import Function, ScatterGrad, Tensor, unbroadcast
+from tinyllm.engine.flops import MOVES_DATA, FlopRule, free, prod
 
 
 def _shape_arg(shape):
@@ -27,6 +29,8 @@ def _shape_arg(shape):
 
 
 class Reshape(Function):
+    flops = MOVES_DATA
+
     @staticmethod
     def forward(ctx, x, shape=()):
         ctx.in_shape = x.shape
@@ -72,6 +76,8 @@ def flatten(x: Tensor, start_dim=0, end_dim=-1) -> Tensor:
 
 
 class Permute(Function):
+    flops = MOVES_DATA
+
     @staticmethod
     def forward(ctx, x, dims=()):
         ctx.dims = dims
@@ -100,7 +106,13 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     return Permute.apply(x, dims=tuple(dims))
 
 
+def _expand_backward_flops(ctx, out_size):
+    return 0, out_size - prod(ctx.in_shape)  # unbroadcast: the stretched copies are summed
+
+
 class Expand(Function):
+    flops = FlopRule("data movement", free, _expand_backward_flops)
+
     @staticmethod
     def forward(ctx, x, shape=()):
         ctx.in_shape = x.shape
@@ -152,6 +164,8 @@ def unsqueeze(x: Tensor, axis: int) -> Tensor:
 
 
 class Contiguous(Function):
+    flops = MOVES_DATA
+
     @staticmethod
     def forward(ctx, x):
         return np.ascontiguousarray(x)
@@ -168,6 +182,8 @@ def contiguous(x: Tensor) -> Tensor:
 
 
 class Concatenate(Function):
+    flops = MOVES_DATA
+
     @staticmethod
     def forward(ctx, *xs, axis=0):
         ctx.axis = axis
@@ -262,9 +278,11 @@ def _has_integer_array(index):
 
 
 class GetItem(Function):
+    flops = MOVES_DATA
+
     @staticmethod
     def forward(ctx, x, index=None):
-        ctx.meta = (x.shape, x.dtype, index)
+        ctx.in_shape, ctx.in_dtype, ctx.index = x.shape, x.dtype, index
         return x[index]
 
     @staticmethod
@@ -272,9 +290,8 @@ class GetItem(Function):
         # Zeros of x's shape with grad scattered in at `index` — handed to the engine as a
         # ScatterGrad, which writes it straight into x's adjoint instead of allocating a zero
         # array per slice (q, k, v = qkv[0], qkv[1], qkv[2] share one buffer).
-        shape, dtype, index = ctx.meta
-        return ScatterGrad(shape, dtype, index, grad,
-                           accumulate=_has_integer_array(index))  # repeated indices accumulate
+        return ScatterGrad(ctx.in_shape, ctx.in_dtype, ctx.index, grad,
+                           accumulate=_has_integer_array(ctx.index))  # repeated ones accumulate
 
 
 def getitem(x: Tensor, index) -> Tensor:
@@ -286,6 +303,8 @@ def getitem(x: Tensor, index) -> Tensor:
 
 
 class MaskedFill(Function):
+    flops = MOVES_DATA
+
     @staticmethod
     def forward(ctx, x, mask=None, value=0.0):
         ctx.save_for_backward(mask)

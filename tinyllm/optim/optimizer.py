@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.tensor import Tensor
+from tinyllm.engine import Tensor
 
 
 class Optimizer:

@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.tensor import Function, Tensor
+from tinyllm.engine import Function, Tensor
+from tinyllm.engine.flops import per_element
 from tinyllm.precision.quant import (MovingAverageMinMaxObserver, _check_params, _per_axis,
                                      rounded_levels)
 
 
 class FakeQuantize(Function):
+    flops = per_element("elementwise")   # round, clamp, rescale: one pass over the elements
+
     @staticmethod
     def forward(ctx, x, scale=None, zero_point=None, quant_min=-128, quant_max=127, axis=None):
         levels = rounded_levels(x, scale, zero_point, axis)       # round(x/s) + z, unclamped

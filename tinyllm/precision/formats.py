@@ -23,25 +23,9 @@ precision therefore follows from (e, f) alone:
 fp32, fp64) and `torch.finfo(torch.bfloat16)`.
 
 bf16 (bfloat16, "brain float") is the upper half of an fp32: the same 8 exponent bits — so the
-same range — but only 7 of fp32's 23 fraction bits. NumPy has no bfloat16 dtype, so tinyllm
-stores bf16 values as their 16-bit patterns in a uint16 array. Converting fp32 → bf16 keeps the
-upper 16 bits *after rounding to nearest, ties to even* on the 16 bits thrown away:
-
-    upper  = (bits + 0x7FFF + lsb) >> 16,         lsb = (bits >> 16) & 1
-
-Adding 0x7FFF carries into the kept half exactly when the dropped half is above 0x8000 (more
-than half an ulp); at exactly 0x8000 (a tie) it carries only when the kept half is odd (lsb = 1),
-which rounds the tie to the even neighbour. The same rule handles subnormals (their bits are
-ordered like their values) and overflow: a value that rounds past the largest bf16 carries into
-the exponent field and becomes 0x7F80 = inf. NaN is treated apart — the addition could carry a
-NaN into inf — and stays a quiet NaN with its sign (bit 6 of the pattern, the top fraction bit,
-set). Back from bf16 to fp32 is exact: shift the pattern left by 16. This is the conversion
-PyTorch uses (c10/util/BFloat16.h, `round_to_nearest_even`), so the bit patterns agree (PyTorch
-writes NaN as 0x7FC0 or 0xFFFF depending on the code path; any NaN pattern is NaN).
-
-A float64 input is first rounded to float32 and then to bf16 — two roundings, as PyTorch also
-does; in rare ties that can differ from one direct rounding, which no hardware bf16 avoids
-either.
+same range — but only 7 of fp32's 23 fraction bits. NumPy has no bfloat16 dtype; tinyllm stores
+bf16 values as their 16-bit patterns (tinyllm/dtypes.py) and rounds fp32 into them with the bit
+trick of tinyllm/kernels/bf16.py, the one PyTorch uses.
 
 fp16 is IEEE half precision, which NumPy has (`np.float16`); NumPy's casts round to nearest
 even, so fp16 needs no bit tricks here.
@@ -56,85 +40,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from tinyllm import kernels
-from tinyllm.kernels.jit import jit, over_range
-
-# ---- bf16 as uint16 bit patterns -----------------------------------------------------------
-
-BF16_QUIET_BIT = 0x0040  # the top fraction bit of a bf16 pattern: set = quiet NaN
-
-
-def fp32_to_bf16_bits_reference(x: np.ndarray) -> np.ndarray:
-    """bf16 patterns of a float32 array, in NumPy (the definition; the kernel below agrees)."""
-    # uint64 so that the rounding carry can never wrap around (it could, for negative NaNs).
-    bits = x.view(np.uint32).astype(np.uint64)
-    lsb = (bits >> 16) & 1
-    rounded = (bits + 0x7FFF + lsb) >> 16
-    quiet_nan = (bits >> 16) | BF16_QUIET_BIT  # keeps the sign and the top of the payload
-    return np.where(np.isnan(x), quiet_nan, rounded).astype(np.uint16)
-
-
-@jit
-def _fp32_bits_to_bf16_bits(bits, out, lo, hi):
-    # bits (n,) uint32 patterns of float32 values → out (n,) uint16, elements [lo, hi).
-    for i in range(lo, hi):
-        b = np.int64(bits[i])  # int64: the carry below cannot wrap
-        if (b & 0x7FFFFFFF) > 0x7F800000:          # NaN: keep sign and payload top, quiet
-            out[i] = (b >> 16) | BF16_QUIET_BIT
-        else:
-            out[i] = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
-
-
-def fp32_to_bf16_bits_numba(x: np.ndarray) -> np.ndarray:
-    """The same patterns from a numba kernel: one pass instead of NumPy's eight (split over
-    threads only for big arrays, tinyllm/kernels/jit.py)."""
-    out = np.empty(x.shape, np.uint16)
-    bits = np.ascontiguousarray(x).view(np.uint32).reshape(-1)  # (a 0-d x becomes (1,) here)
-    over_range(_fp32_bits_to_bf16_bits, bits.size, bits, out.reshape(-1))
-    return out
-
-
-def fp32_to_bf16_bits(x) -> np.ndarray:
-    """bf16 bit patterns (uint16) of `x`, rounded to nearest, ties to even; NaN stays NaN.
-
-    `x` is converted to float32 first (see the module docstring about float64 inputs).
-    Dispatches on tinyllm.kernels' backend (TINYLLM_KERNELS=numpy selects the reference).
-    """
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"fp32_to_bf16_bits: expected a floating-point array, got dtype {x.dtype}")
-    x = x.astype(np.float32, copy=False)
-    if kernels.backend() == "numba":
-        return fp32_to_bf16_bits_numba(x)
-    return fp32_to_bf16_bits_reference(x)
-
-
-def bf16_bits_to_fp32(bits) -> np.ndarray:
-    """The float32 values of bf16 bit patterns (exact: bf16 is the upper half of fp32)."""
-    bits = np.asarray(bits)
-    if bits.dtype != np.uint16:
-        raise TypeError(f"bf16_bits_to_fp32: expected uint16 bit patterns, got dtype {bits.dtype}")
-    return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
-def round_to_bf16(x) -> np.ndarray:
-    """`x` rounded to the nearest bf16 value, returned as float32 (exactly representable)."""
-    return bf16_bits_to_fp32(fp32_to_bf16_bits(x))
-
-
-def round_to_fp16(x) -> np.ndarray:
-    """`x` rounded to the nearest fp16 value (NumPy's cast, ties to even), returned as float32.
-
-    Values beyond the fp16 range become ±inf and values below half the smallest subnormal
-    become ±0 — the overflow and underflow that loss scaling exists to avoid.
-    """
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"round_to_fp16: expected a floating-point array, got dtype {x.dtype}")
-    with np.errstate(over="ignore"):  # overflow to inf is the point, not an accident
-        return x.astype(np.float16).astype(np.float32)
-
 
 # ---- the format table, computed from bit layouts -------------------------------------------
 

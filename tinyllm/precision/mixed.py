@@ -42,8 +42,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm.optim.clip import clip_grad_norm_
-from tinyllm.precision.half import is_half, to_float32, to_storage
-from tinyllm.tensor import Tensor
+from tinyllm.dtypes import is_half, to_float32, to_storage
+from tinyllm.engine import Tensor
 
 
 def master_copy(param_data: np.ndarray) -> np.ndarray:

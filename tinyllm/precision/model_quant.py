@@ -43,7 +43,7 @@ from tinyllm.nn.module import Module
 from tinyllm.precision.fake_quant import FakeQuant
 from tinyllm.precision.qlinear import LLM_INT8_THRESHOLD, QuantizedLinear
 from tinyllm.precision.quant import quantize
-from tinyllm.tensor import Tensor, is_grad_enabled
+from tinyllm.engine import Tensor, is_grad_enabled
 
 
 class QuantizedLinearModule(Module):

@@ -1,4 +1,4 @@
-"""softmax, log_softmax and cross-entropy as differentiable ops.
+"""Probabilities from logits: softmax, log_softmax, and the cross-entropy loss that scores them.
 
     softmax(x)ᵢ = e^xᵢ / Σⱼ e^xⱼ              log_softmax(x)ᵢ = xᵢ − log Σⱼ e^xⱼ
     cross_entropy(z, t) = −log softmax(z)ₜ    averaged over the rows whose target is not
@@ -6,14 +6,17 @@
 
 The equations, their derivatives and the numerics (subtract the row max) are in
 tinyllm/kernels/softmax.py and tinyllm/kernels/cross_entropy.py; these ops move the chosen axis
-last, fold the rest into rows, and call the kernel.
+last, fold the rest into rows, and call the kernel. Each costs one FLOP per logit in each pass.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.tensor import Function, Tensor
+from tinyllm.engine import Function, Tensor
+from tinyllm.engine.flops import FlopRule, per_element, prod
+
+SOFTMAX = per_element("softmax/cross-entropy")
 
 
 def _rows(x, axis):
@@ -24,35 +27,39 @@ def _rows(x, axis):
 
 
 class Softmax(Function):
+    flops = SOFTMAX
+
     @staticmethod
     def forward(ctx, x, axis=-1):
         rows, shape = _rows(x, axis)
         y = kernels.softmax_forward(rows)
         ctx.save_for_backward(y)
-        ctx.meta = (axis, shape)
+        ctx.axis, ctx.shape = axis, shape
         return np.moveaxis(y.reshape(shape), -1, axis)
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        axis, shape = ctx.meta
+        axis, shape = ctx.axis, ctx.shape
         g, _ = _rows(grad, axis)
         return np.moveaxis(kernels.softmax_backward(y, g).reshape(shape), -1, axis)
 
 
 class LogSoftmax(Function):
+    flops = SOFTMAX
+
     @staticmethod
     def forward(ctx, x, axis=-1):
         rows, shape = _rows(x, axis)
         y = kernels.log_softmax_forward(rows)
         ctx.save_for_backward(y)
-        ctx.meta = (axis, shape)
+        ctx.axis, ctx.shape = axis, shape
         return np.moveaxis(y.reshape(shape), -1, axis)
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        axis, shape = ctx.meta
+        axis, shape = ctx.axis, ctx.shape
         g, _ = _rows(grad, axis)
         return np.moveaxis(kernels.log_softmax_backward(y, g).reshape(shape), -1, axis)
 
@@ -72,13 +79,20 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return LogSoftmax.apply(x, axis=axis)
 
 
+def _per_logit(ctx, *_):
+    return 0, prod(ctx.logits_shape)  # forward: log-softmax per logit; backward: softmax − one-hot
+
+
 class CrossEntropy(Function):
+    flops = FlopRule("softmax/cross-entropy", _per_logit, _per_logit)
+
     @staticmethod
     def forward(ctx, logits, targets, ignore_index=-100, reduction="mean"):
         loss_rows, lse = kernels.cross_entropy_forward(logits, targets, ignore_index)
         count = int((targets != ignore_index).sum())
         ctx.save_for_backward(logits, lse, targets)
-        ctx.meta = (ignore_index, reduction, count)
+        ctx.logits_shape = logits.shape
+        ctx.ignore_index, ctx.reduction, ctx.count = ignore_index, reduction, count
         if reduction == "none":
             return loss_rows
         total = loss_rows.sum(dtype=np.float64)
@@ -90,7 +104,7 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx, grad):
         logits, lse, targets = ctx.saved_tensors
-        ignore_index, reduction, count = ctx.meta
+        ignore_index, reduction, count = ctx.ignore_index, ctx.reduction, ctx.count
         n = logits.shape[0]
         if reduction == "none":
             grad_rows = grad

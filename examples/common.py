@@ -1,7 +1,10 @@
-"""What every training script shares: flags, data, evaluation, progress lines, the JSON report.
+"""What every example shares: flags, data, evaluation, progress lines, the JSON report, resume.
 
-The examples (examples/train_*.py) are the experiments of the book; this module keeps them
-short and alike. Every training example accepts the same core flags —
+The examples (examples/train_*.py …) are the experiments of the book; this module keeps them
+short and alike. It is scaffolding for programs, not part of the library: it lives beside the
+scripts (each imports it as `import common`, since a script's own folder is on Python's path)
+and is free to make the choices a program makes — it raises glibc's malloc thresholds for the
+process (tinyllm/runtime/allocator.py), which the library itself never does on import. Every training example accepts the same core flags —
 
     --steps --batch-size --lr --seed --data --report PATH
 
@@ -22,14 +25,21 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import time
 
 import numpy as np
 
-from tinyllm.fileio import atomic_write_bytes
-from tinyllm.tensor import no_grad
+from tinyllm.checkpoint import load_checkpoint, save_checkpoint
+from tinyllm.data import ByteLevelBPE, get_batch, load_corpus, tokenize_corpus
+from tinyllm.engine import no_grad
+from tinyllm.optim import warmup_cosine
+from tinyllm.runtime import allocator
+from tinyllm.runtime.fileio import atomic_write_bytes
+
+allocator.configure()   # a training program: keep freed arrays' pages for the next step
 
 
 # ---- stop and resume: the checkpoint also carries the batch stream and the report ------------
@@ -39,8 +49,6 @@ def save_run(path: str, model, optimizer, step: int, config: dict, data_rng, rep
     """Checkpoint a run so that `resume_run` continues it with the losses of an uninterrupted
     one: model, optimizer, step and config (tinyllm.checkpoint), plus the batch generator's
     state and the report so far."""
-    from tinyllm.checkpoint import save_checkpoint
-
     save_checkpoint(path, model, optimizer, step=step, config=config,
                     extra={"data_rng": data_rng.bit_generator.state, "report": report})
     print(f"checkpoint saved to {path}")
@@ -48,8 +56,6 @@ def save_run(path: str, model, optimizer, step: int, config: dict, data_rng, rep
 
 def resume_run(path: str, model, optimizer, data_rng) -> tuple[int, dict]:
     """Load what `save_run` wrote into model, optimizer and data_rng; → (step, report)."""
-    from tinyllm.checkpoint import load_checkpoint
-
     meta = load_checkpoint(path, model, optimizer)
     data_rng.bit_generator.state = meta["extra"]["data_rng"]
     print(f"resumed from {path} at step {meta['step']}")
@@ -121,8 +127,6 @@ def prepare_text_data(data: str | None, vocab_size: int, max_bytes: int,
     """(tokenizer, train_ids, val_ids) for the corpus, trained/encoded once and cached.
 
     With `only_load=True` the cache must already exist."""
-    from tinyllm.data import ByteLevelBPE, load_corpus, tokenize_corpus
-
     corpus = load_corpus(data, max_bytes=max_bytes)
     key = data_cache_key(corpus.train + "\x00" + corpus.val, vocab_size, special_tokens)
     tok_path = ids_path = None
@@ -147,7 +151,6 @@ def prepare_text_data(data: str | None, vocab_size: int, max_bytes: int,
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
         tok.save(tok_path)
-        import io
         buf = io.BytesIO()
         np.savez(buf, train=train_ids, val=val_ids)
         atomic_write_bytes(ids_path, buf.getvalue())
@@ -159,8 +162,6 @@ def share_text_data(comm, args, log=print):
     tokenizer and the encoded corpus and sends them to the others over `comm` (anything with
     `rank` and `bcast_json`, e.g. a sim.Communicator) — no files shared between ranks, so it
     works across machines."""
-    from tinyllm.data import ByteLevelBPE
-
     payload = None
     if comm.rank == 0:
         tok, train_ids, val_ids = prepare_text_data(args.data, args.vocab_size, args.data_bytes,
@@ -183,8 +184,6 @@ def share_text_data(comm, args, log=print):
 def estimate_loss(forward, data: np.ndarray, batch_size: int, block_size: int, iters: int,
                   rng: np.random.Generator) -> float:
     """Mean loss of `forward(x, y) -> (logits, loss)` over `iters` random batches, no grad."""
-    from tinyllm.data import get_batch
-
     losses = []
     with no_grad():
         for _ in range(iters):
@@ -236,7 +235,5 @@ def _json_default(o):
 
 def lr_at(step: int, args) -> float:
     """Warmup then cosine decay to 10% of the peak (tinyllm.optim.warmup_cosine)."""
-    from tinyllm.optim import warmup_cosine
-
     warmup = args.warmup if args.warmup is not None else max(1, args.steps // 20)
     return warmup_cosine(step, args.lr, warmup, args.steps, args.lr * 0.1)

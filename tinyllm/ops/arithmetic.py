@@ -1,4 +1,4 @@
-"""Element-wise ops and their derivatives.
+"""Arithmetic: element-wise ops and their derivatives.
 
 An element-wise op applies a scalar function to every element (unary: y = f(x)) or to pairs of
 broadcast elements (binary: y = f(a, b)). Its Jacobian is diagonal, so the vector-Jacobian
@@ -20,14 +20,13 @@ product is an element-wise product too:
 | exp       | eˣ                  | eˣ                 |                   |
 | log       | ln x                | 1/x                |                   |
 | sqrt      | √x                  | 1/(2√x)            |                   |
-| tanh      | tanh x              | 1 − tanh²x         |                   |
-| sigmoid   | σ(x) = 1/(1+e^−x)   | σ(1−σ)             |                   |
-| relu      | max(x, 0)           | [x > 0]            |                   |
 | abs       | |x|                 | sign x             |                   |
-| gelu      | x·Φ(x)              | Φ(x) + x·φ(x)      |                   |
+| clamp     | min(max(x, lo), hi) | [lo ≤ x ≤ hi]      |                   |
 
 A Python scalar operand (`x * 2`) is converted to the tensor's dtype, so it never upcasts
-float32 to float64.
+float32 to float64. The activation functions (relu, gelu, tanh, sigmoid) are element-wise too;
+they have their own file, activation.py. Each op costs one FLOP per output element in both
+passes (tinyllm/engine/flops.py).
 """
 from __future__ import annotations
 
@@ -35,8 +34,10 @@ import numbers
 
 import numpy as np
 
-from tinyllm.tensor import Function, Tensor, unbroadcast
-from tinyllm import kernels
+from tinyllm.engine import Function, Tensor, unbroadcast
+from tinyllm.engine.flops import per_element
+
+ELEMENTWISE = per_element("elementwise")
 
 
 def _operand(x, like: Tensor):
@@ -89,6 +90,8 @@ def _check_broadcast(op, a, b):
 
 
 class Add(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (a.shape, b.shape)
@@ -108,6 +111,8 @@ def add(a, b) -> Tensor:
 
 
 class Sub(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (a.shape, b.shape)
@@ -127,6 +132,8 @@ def sub(a, b) -> Tensor:
 
 
 class Mul(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -147,6 +154,8 @@ def mul(a, b) -> Tensor:
 
 
 class Div(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -172,6 +181,8 @@ def div(a, b) -> Tensor:
 
 
 class Pow(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, a, b):
         out = a ** b
@@ -200,6 +211,8 @@ def pow(a, b) -> Tensor:  # noqa: A001 - PyTorch's name
 
 
 class Maximum(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -229,6 +242,8 @@ def minimum(a, b) -> Tensor:
 
 
 class Where(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
@@ -265,6 +280,8 @@ def where(condition, a, b) -> Tensor:
 
 
 class Neg(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, x):
         return -x
@@ -279,6 +296,8 @@ def neg(x: Tensor) -> Tensor:
 
 
 class Exp(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, x):
         out = np.exp(x)
@@ -296,6 +315,8 @@ def exp(x: Tensor) -> Tensor:
 
 
 class Log(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -312,6 +333,8 @@ def log(x: Tensor) -> Tensor:
 
 
 class Sqrt(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, x):
         out = np.sqrt(x)
@@ -328,61 +351,9 @@ def sqrt(x: Tensor) -> Tensor:
     return Sqrt.apply(x)
 
 
-class Tanh(Function):
-    @staticmethod
-    def forward(ctx, x):
-        out = np.tanh(x)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        return grad * (1 - out * out)
-
-
-def tanh(x: Tensor) -> Tensor:
-    return Tanh.apply(x)
-
-
-class Sigmoid(Function):
-    @staticmethod
-    def forward(ctx, x):
-        # σ(x) = 1/(1+e^−x) for x ≥ 0 and e^x/(1+e^x) for x < 0: never exponentiates a large
-        # positive number.
-        e = np.exp(-np.abs(x))
-        out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        return grad * out * (1 - out)
-
-
-def sigmoid(x: Tensor) -> Tensor:
-    return Sigmoid.apply(x)
-
-
-class ReLU(Function):
-    @staticmethod
-    def forward(ctx, x):
-        out = np.maximum(x, 0)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        return grad * (out > 0)
-
-
-def relu(x: Tensor) -> Tensor:
-    return ReLU.apply(x)
-
-
 class Abs(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -398,34 +369,9 @@ def abs(x: Tensor) -> Tensor:  # noqa: A001 - PyTorch's name
     return Abs.apply(x)
 
 
-class GELU(Function):
-    """GELU(x) = x·Φ(x), Φ the standard normal CDF (Hendrycks & Gimpel 2016).
-
-    exact:  Φ(x) = ½(1 + erf(x/√2));           d/dx = Φ(x) + x·φ(x),  φ(x) = e^(−x²/2)/√(2π)
-    tanh:   ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³);
-            d/dx = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)
-    The work is done by tinyllm.kernels.gelu (numba, with a NumPy reference beside it).
-    """
-
-    @staticmethod
-    def forward(ctx, x, approximate="none"):
-        ctx.approximate = approximate
-        ctx.save_for_backward(x)
-        return kernels.gelu_forward(x, approximate)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return kernels.gelu_backward(x, grad, ctx.approximate)
-
-
-def gelu(x: Tensor, approximate: str = "none") -> Tensor:
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return GELU.apply(x, approximate=approximate)
-
-
 class Clamp(Function):
+    flops = ELEMENTWISE
+
     @staticmethod
     def forward(ctx, x, lo=None, hi=None):
         # Bounds take x's dtype: a NumPy float64 bound must not upcast a float32 tensor.
@@ -450,45 +396,3 @@ class Clamp(Function):
 
 def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
     return Clamp.apply(x, lo=min, hi=max)
-
-
-# ---------------------------------------------------------------------------------------------
-# dtype and copies
-# ---------------------------------------------------------------------------------------------
-
-
-class Cast(Function):
-    @staticmethod
-    def forward(ctx, x, dtype=None):
-        ctx.in_dtype = x.dtype
-        return x.astype(dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.astype(ctx.in_dtype)
-
-
-def cast(x: Tensor, dtype) -> Tensor:
-    from tinyllm.precision import half
-    if half.is_half(dtype) or half.is_half(x.dtype):  # fp16/bf16 storage and rounding
-        return half.cast(x, dtype)
-    dtype = np.dtype(dtype)
-    if dtype == x.dtype:
-        return x
-    if x.requires_grad and not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"cast: cannot cast a tensor that requires grad to non-float {dtype}")
-    return Cast.apply(x, dtype=dtype)
-
-
-class Clone(Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.copy()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-
-def clone(x: Tensor) -> Tensor:
-    return Clone.apply(x)

@@ -1,12 +1,14 @@
-"""Half-precision tensors: fp16 and bf16 in the engine — storage, rounding, type promotion.
+"""dtypes: what a tensor's numbers are stored in — fp32, fp64, and the half formats fp16, bf16.
 
-A tinyllm Tensor's dtype can be float32, float16 or bfloat16 (`x.to(tinyllm.bfloat16)`).
+A tinyllm Tensor's dtype can be any NumPy dtype, plus `tinyllm.bfloat16`. float32 is the
+default (`DEFAULT_DTYPE`). This module is below the engine: it knows arrays, not tensors, and
+every function here is a pure function of arrays and dtypes.
 
 Storage. fp16 tensors hold NumPy float16 arrays. NumPy has no bf16, so a bf16 tensor holds the
-16-bit patterns (formats.py) in a uint16 array whose dtype carries a tag, `bfloat16.storage`
-(a uint16 dtype with metadata pointing back to `tinyllm.bfloat16`). The tag travels with views
-and copies, which is how `Tensor.dtype` reports bfloat16 and how the engine tells bit patterns
-from integers. Two bytes per value, as on a GPU.
+16-bit patterns (tinyllm/kernels/bf16.py) in a uint16 array whose dtype carries a tag,
+`bfloat16.storage` (a uint16 dtype with metadata pointing back to `tinyllm.bfloat16`). The tag
+travels with views and copies, which is how `Tensor.dtype` reports bfloat16 and how the engine
+tells bit patterns from integers. Two bytes per value, as on a GPU.
 
 Arithmetic is *emulated*. Every op that receives a half tensor
 
@@ -24,7 +26,7 @@ kernel's reductions may round partial sums; tensor cores, like this emulation, a
 matmuls in fp32), and the arrays an op saves for backward are its float32 inputs, so measured
 activation memory is that of float32.
 
-Type promotion follows PyTorch for tensors of the same kind:
+Type promotion (`promote_inputs`) follows PyTorch for tensors of the same kind:
 
     half ∘ the same half  → that half            bf16 ∘ bf16 → bf16,  fp16 ∘ fp16 → fp16
     half ∘ float32        → float32               (the wider format wins; no rounding)
@@ -35,8 +37,7 @@ Type promotion follows PyTorch for tensors of the same kind:
 Backward. A gradient flowing into a half tensor is rounded to that tensor's format as soon as
 it is complete (PyTorch's gradient of a bf16 tensor is bf16) — this is where fp16's small
 gradients underflow to zero and why loss scaling exists. A half leaf (a parameter) stores its
-`.grad` in its own format, two bytes per value. Casts are differentiable: the backward of
-`x.to(dtype)` casts the gradient back to x's dtype.
+`.grad` in its own format, two bytes per value.
 
 NumPy and `np.dtype(tinyllm.bfloat16)`: where NumPy asks for a dtype for bf16 values (ops make
 constants with `np.asarray(c, dtype=x.dtype)`), it gets float32, the dtype bf16 values are
@@ -46,25 +47,87 @@ is a float32 array; allocate bf16 buffers with `np.zeros(n, bfloat16.storage)` (
 is True (NumPy converts its right operand); `bfloat16 == np.dtype('float32')` is False. Compare
 tensor dtypes with `same_dtype(a, b)` or `is`.
 
-How the engine calls this module: tinyllm/tensor.py holds a reference `_half`, None until the
-first half tensor is made (`activate()`), so a float32-only program pays one `is None` test per
-op and nothing else. Once active, `Function.apply` calls `upcast_inputs` and `store_output`
-around every forward, `backpropagate` calls `round_grad` on every completed adjoint, and
-`Tensor._accumulate_grad` calls `accumulate_grad`. A Function whose forward handles storage
-itself sets `handles_half = True` (only `HalfCast` here) and is passed its arrays untouched.
+A float32-only program should not pay for any of this, so the engine applies these rules only
+after the first half array exists: `to_storage` and `bfloat16.encode` announce it through
+`on_first_half(callback)` (tinyllm/engine/hooks.py listens).
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from tinyllm.precision.formats import bf16_bits_to_fp32, fp32_to_bf16_bits, round_to_bf16
-from tinyllm.tensor import Function, Tensor
+from tinyllm import kernels
 
-# The key, in a storage dtype's metadata, of the dtype object it stands for (Tensor.dtype in
-# tinyllm/tensor.py reads the same key).
+DEFAULT_DTYPE = np.float32       # what Python lists and scalars become
+
+# The key, in a storage dtype's metadata, of the dtype object it stands for.
 METADATA_KEY = "tinyllm.dtype"
+
+
+# ---- the first half array: the engine switches its rules on ---------------------------------
+
+_half_seen = False
+_on_first_half: list = []
+
+
+def on_first_half(callback) -> None:
+    """Call `callback()` once the first fp16/bf16 array is made (at once if one already was)."""
+    _on_first_half.append(callback)
+    if _half_seen:
+        callback()
+
+
+def half_seen() -> None:
+    """Announce that a half array exists (idempotent; the callbacks run once)."""
+    global _half_seen
+    if not _half_seen:
+        _half_seen = True
+        for callback in _on_first_half:
+            callback()
+
+
+# ---- bf16 bit patterns ---------------------------------------------------------------------
+
+
+def fp32_to_bf16_bits(x) -> np.ndarray:
+    """bf16 bit patterns (uint16) of `x`, rounded to nearest, ties to even; NaN stays NaN.
+
+    `x` is converted to float32 first: a float64 input is rounded twice (to float32, then to
+    bf16), as PyTorch also does; in rare ties that differs from one direct rounding, which no
+    hardware bf16 avoids either. The rounding is tinyllm/kernels/bf16.py's bit trick.
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"fp32_to_bf16_bits: expected a floating-point array, got dtype {x.dtype}")
+    return kernels.fp32_to_bf16_bits(x.astype(np.float32, copy=False))
+
+
+def bf16_bits_to_fp32(bits) -> np.ndarray:
+    """The float32 values of bf16 bit patterns (exact: bf16 is the upper half of fp32)."""
+    bits = np.asarray(bits)
+    if bits.dtype != np.uint16:
+        raise TypeError(f"bf16_bits_to_fp32: expected uint16 bit patterns, got dtype {bits.dtype}")
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def round_to_bf16(x) -> np.ndarray:
+    """`x` rounded to the nearest bf16 value, returned as float32 (exactly representable)."""
+    return bf16_bits_to_fp32(fp32_to_bf16_bits(x))
+
+
+def round_to_fp16(x) -> np.ndarray:
+    """`x` rounded to the nearest fp16 value (NumPy's cast, ties to even), returned as float32.
+
+    Values beyond the fp16 range become ±inf and values below half the smallest subnormal
+    become ±0 — the overflow and underflow that loss scaling exists to avoid.
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"round_to_fp16: expected a floating-point array, got dtype {x.dtype}")
+    with np.errstate(over="ignore"):  # overflow to inf is the point, not an accident
+        return x.astype(np.float16).astype(np.float32)
+
+
+# ---- the dtype objects ---------------------------------------------------------------------
 
 
 class BFloat16:
@@ -84,7 +147,7 @@ class BFloat16:
         self.storage = np.dtype(np.uint16, metadata={METADATA_KEY: self})
 
     def encode(self, values) -> np.ndarray:
-        activate()
+        half_seen()
         return fp32_to_bf16_bits(values).view(self.storage)
 
     def decode(self, bits) -> np.ndarray:
@@ -150,10 +213,10 @@ def is_half(dtype) -> bool:
 
 def is_float_storage(array_dtype: np.dtype) -> bool:
     """True for the array dtype of a floating tensor (float16/32/64 or bf16 storage)."""
-    return array_dtype.kind == "f" or _is_half_storage(array_dtype)
+    return array_dtype.kind == "f" or is_half_storage(array_dtype)
 
 
-def _is_half_storage(array_dtype: np.dtype) -> bool:
+def is_half_storage(array_dtype: np.dtype) -> bool:
     return array_dtype.char == "e" or array_dtype.metadata is not None \
         and array_dtype.metadata.get(METADATA_KEY) is bfloat16
 
@@ -205,10 +268,10 @@ def to_storage(values, dtype, out=None) -> np.ndarray:
     dtype = as_dtype(dtype)
     values = np.asarray(values)
     if dtype is bfloat16:
-        activate()
+        half_seen()
         result = fp32_to_bf16_bits(values).view(bfloat16.storage)
     elif dtype == float16:
-        activate()
+        half_seen()
         with np.errstate(over="ignore"):  # overflow to inf is what fp16 does
             result = values.astype(np.float16)
     else:
@@ -256,69 +319,28 @@ def assign_(dst: np.ndarray, values) -> None:
     """dst[...] = values, encoding float values into dst's half storage when dst is half
     (a bf16 array receiving floats must round, not truncate them to integers)."""
     values = np.asarray(values)
-    if _is_half_storage(dst.dtype) and not _is_half_storage(values.dtype) \
+    if is_half_storage(dst.dtype) and not is_half_storage(values.dtype) \
             and values.dtype.kind == "f":
         dst[...] = to_storage(values, logical_dtype(dst.dtype))
     else:
         dst[...] = np.asarray(values, dtype=dst.dtype)
 
 
-# ---- the differentiable cast ---------------------------------------------------------------
+# ---- promotion: what an op on half inputs computes in, and what it stores -------------------
 
 
-class HalfCast(Function):
-    """y = x in another format. Forward rounds when narrowing; backward casts the gradient
-    back to x's dtype (adjoints of half tensors are float32 arrays holding half values)."""
-
-    handles_half = True  # receives and returns storage arrays; the engine leaves them alone
-
-    @staticmethod
-    def forward(ctx, x, dtype=None):
-        src = logical_dtype(x.dtype)
-        ctx.src = src
-        return convert_array(x, dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        src = ctx.src
-        if is_half(src):
-            return round_to(grad.astype(np.float32, copy=False), src)
-        return grad.astype(src, copy=False)
-
-
-def cast(x: Tensor, dtype) -> Tensor:
-    """`x.to(dtype)` when either side is fp16 or bf16 (tinyllm.ops.cast sends these here)."""
-    dtype = as_dtype(dtype)
-    if same_dtype(x.dtype, dtype):
-        return x
-    if x.requires_grad and not (dtype is bfloat16 or np.issubdtype(dtype, np.floating)):
-        raise TypeError(f"cast: cannot cast a tensor that requires grad to non-float {dtype}")
-    return HalfCast.apply(x, dtype=dtype)
-
-
-# ---- engine hooks (called from tinyllm/tensor.py once active) --------------------------------
-
-
-def activate() -> None:
-    """Install this module as tinyllm.tensor's half-precision hook (idempotent)."""
-    engine = sys.modules["tinyllm.tensor"]  # (the package's `tinyllm.tensor` is the function)
-    if engine._half is None:
-        engine._half = sys.modules[__name__]
-
-
-def upcast_inputs(fn, args, arrays):
+def promote_inputs(arrays, from_tensor):
     """(arrays with half ones decoded to float32, the output's dtype if it must be rounded).
 
-    The output dtype follows the promotion table in the module docstring: only Tensor
-    arguments vote; it is a half type when every floating Tensor argument has that same
-    half type, and None (no rounding) otherwise.
+    `from_tensor[i]` says whether arrays[i] is a tensor's data: only tensors vote on the
+    output's dtype (constants do not promote, see the module docstring). The output dtype is a
+    half type when every floating tensor input has that same half type, and None (no
+    rounding) otherwise.
     """
     for a in arrays:  # the common case first: no half array at all
         if isinstance(a, np.ndarray) and (a.dtype.char == "e" or a.dtype.metadata is not None):
             break
     else:
-        return arrays, None
-    if getattr(fn, "handles_half", False):
         return arrays, None
     upcast = None
     vote = None          # the half dtype all floating tensor inputs share so far
@@ -327,12 +349,12 @@ def upcast_inputs(fn, args, arrays):
         if not isinstance(a, np.ndarray):
             continue
         dt = a.dtype
-        half = _is_half_storage(dt)
+        half = is_half_storage(dt)
         if half:
             if upcast is None:
                 upcast = list(arrays)
             upcast[i] = to_float32(a)
-        if isinstance(args[i], Tensor) and (half or dt.kind == "f"):
+        if from_tensor[i] and (half or dt.kind == "f"):
             if not half:
                 full = True
             else:
@@ -347,29 +369,15 @@ def upcast_inputs(fn, args, arrays):
 
 
 def store_output(out, dtype):
-    """The forward's float32 result rounded into `dtype`'s storage (non-float results kept)."""
+    """An op's float32 result rounded into `dtype`'s storage (non-float results kept)."""
     if not isinstance(out, np.ndarray) or out.dtype.kind != "f":
         return out
     return to_storage(out, dtype)
 
 
-def round_grad(grad: np.ndarray, tensor: Tensor) -> np.ndarray:
-    """A completed adjoint of `tensor`, rounded to its format if it is half (as float32)."""
-    dt = tensor.data.dtype
-    if not _is_half_storage(dt):
+def round_like(grad: np.ndarray, array_dtype: np.dtype) -> np.ndarray:
+    """A gradient for an array of `array_dtype`, rounded to its format if it is half (as
+    float32 values); unchanged otherwise."""
+    if not is_half_storage(array_dtype):
         return grad
-    return round_to(grad.astype(np.float32, copy=False), logical_dtype(dt))
-
-
-def accumulate_grad(tensor: Tensor, grad: np.ndarray) -> bool:
-    """Add `grad` into a half leaf's `.grad`, stored in the leaf's format. False if not half."""
-    dt = tensor.data.dtype
-    if not _is_half_storage(dt):
-        return False
-    logical = logical_dtype(dt)
-    if tensor.grad is None:
-        tensor.grad = to_storage(np.asarray(grad, np.float32), logical)
-    else:  # half + half: add in float32, round once (what a half-precision add does)
-        total = to_float32(tensor.grad) + grad
-        tensor.grad[...] = to_storage(total, logical)
-    return True
+    return round_to(grad.astype(np.float32, copy=False), logical_dtype(array_dtype))

@@ -1,14 +1,26 @@
-"""Tensor constructors with PyTorch's names: zeros, ones, full, arange, rand, randn, randint.
+"""Creation ops: new tensors, with PyTorch's names — tensor, zeros, ones, full, arange, rand,
+randn, randint.
 
-Random constructors draw from an explicit NumPy Generator (`generator=`) or the default one set
-by `tinyllm.manual_seed` (tinyllm/random.py). The default dtype is float32.
+They make leaves: nothing is recorded, so they have no backward. Random constructors draw from
+an explicit NumPy Generator (`generator=`) or the default one set by `tinyllm.manual_seed`
+(tinyllm/runtime/random.py). The default dtype is float32 (tinyllm/dtypes.py).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.random import generator_or_default
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor
+from tinyllm.dtypes import DEFAULT_DTYPE
+from tinyllm.engine import Tensor
+from tinyllm.runtime.random import generator_or_default
+
+
+def tensor(data, requires_grad=False, dtype=None) -> Tensor:
+    """`tinyllm.tensor(data)`: the same as `Tensor(data)` but always copies the data."""
+    copy_dtype = dtype
+    if dtype is None and not isinstance(data, (np.ndarray, Tensor)):
+        copy_dtype = DEFAULT_DTYPE  # lists and scalars; arrays keep their own dtype
+    arr = np.array(data.data if isinstance(data, Tensor) else data, dtype=copy_dtype)
+    return Tensor(arr, requires_grad=requires_grad, dtype=dtype)
 
 
 def _shape(shape):
