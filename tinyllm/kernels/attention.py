@@ -100,7 +100,7 @@ def attention_backward_reference(q, k, v, bias, scale, causal, out, lse, dout):
 BLOCK = 32  # queries and keys per tile
 
 
-@jit
+@jit(inline="always")
 def _dot_rows(a, a0, na, b, b0, nb, out):
     """out[i, j] = Σₑ a[a0 + i, e] · b[b0 + j, e]  for i < na, j < nb   (out = A Bᵀ on a tile).
 
@@ -148,7 +148,7 @@ def _dot_rows(a, a0, na, b, b0, nb, out):
             out[i, j] = s0
 
 
-@jit
+@jit(inline="always")
 def _axpy_rows(t, transposed, nt, nk, b, b0, acc, a0):
     """acc[a0 + i, :] += Σⱼ T[i, j] · b[b0 + j, :]  for i < nt, j < nk   (acc += T B on a tile),
 
@@ -191,7 +191,7 @@ def _axpy_rows(t, transposed, nt, nk, b, b0, acc, a0):
                 r[e] += c * y[e]
 
 
-@jit
+@jit(inline="always")
 def _visible(causal, row, j0, nc):
     """How many keys of the tile starting at key j0 (nc wide) query `row` may attend to."""
     if not causal:
@@ -202,7 +202,7 @@ def _visible(causal, row, j0, nc):
 # ---- numba: one (batch, head) pair, then a range of pairs ------------------------------------
 
 
-@jit
+@jit(inline="always")
 def _scaled_copy(x, scale):
     out = np.empty_like(x)
     c = x.dtype.type(scale)
@@ -212,7 +212,7 @@ def _scaled_copy(x, scale):
     return out
 
 
-@jit
+@jit(inline="always")
 def _flash_forward_head(q, k, v, scale, causal, out, lse):
     """One head: q (L, E), k (S, E), v (S, Ev) → out (L, Ev), lse (L,), written in place."""
     L, E = q.shape
@@ -260,7 +260,7 @@ def _flash_forward_head(q, k, v, scale, causal, out, lse):
             lse[i0 + i] = m[i] + np.log(ell[i])
 
 
-@jit
+@jit(inline="always")
 def _flash_backward_head(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
     """One head: the gradients dq (L, E), dk (S, E), dv (S, Ev), written in place."""
     L, E = q.shape

@@ -46,7 +46,7 @@ def log_softmax_backward_reference(y, g):
 # kernel does rows lo … hi − 1; `over_range` (tinyllm/kernels/jit.py) decides how many threads.
 
 
-@jit
+@jit(inline="always")
 def row_logsumexp(xi):
     """log Σⱼ e^(xⱼ) of one row, as m + log Σⱼ e^(xⱼ − m) with m its maximum (shared with the
     fused cross-entropy, tinyllm/kernels/cross_entropy.py)."""
