@@ -43,7 +43,7 @@ class NaiveDDP(Strategy):
             layout = FlatLayout([name], [p.shape], 1)
             self._opt.append((p, ShardOptimizer(p.data.reshape(-1), layout, 0,
                                                 [self.decay_flag[id(p)]], self.device, name,
-                                                copy_tag=self.master_tag)))
+                                                copy_tag=self.precision.master_tag)))
             p.register_post_accumulate_grad_hook(self._charge_grad)
 
     def _charge_grad(self, p):
@@ -77,10 +77,11 @@ class NaiveDDP(Strategy):
                 p.grad[...] = 0
 
     def theory(self) -> dict:
+        """Every rank holds everything: bΨ + bΨ + KΨ (fp32 Adam: 4Ψ + 4Ψ + 8Ψ)."""
         psi = self.n_params
-        b = self.itemsize
+        b = self.precision.itemsize
         return {"parameters": b * psi, "gradients": b * psi,
-                "optimizer_states": self.optimizer_bytes * psi}
+                "optimizer_states": self.precision.optimizer_bytes * psi}
 
     # ---- checkpoints (sim/checkpoint.py): every rank holds everything; rank 0 writes ---------
     def writes_checkpoint(self) -> bool:
@@ -100,8 +101,9 @@ class NaiveDDP(Strategy):
         self.step_count = step
 
     def theory_comm_bytes(self, accum_steps: int = 1) -> float:
+        """One ring all-reduce of the Ψ gradient elements per step: 2Ψ(N−1)/N, × b bytes."""
         n = self.size
-        return self.itemsize * 2 * self.n_params * (n - 1) / n
+        return self.precision.itemsize * 2 * self.n_params * (n - 1) / n
 
 
 class Bucket:
@@ -138,11 +140,12 @@ class DDP(Strategy):
             groups.append(cur)
         self.buckets = []
         self._bucket_of = {}
+        dtype = self.precision.storage_dtype
         for i, group in enumerate(groups):
             b = Bucket(i, [n for n, _ in group], [p for _, p in group])
-            b.param_flat = self.device.allocate((b.layout.padded,), self.storage_dtype,
+            b.param_flat = self.device.allocate((b.layout.padded,), dtype,
                                                 "parameters", f"bucket {i} params")
-            b.grad_flat = self.device.allocate((b.layout.padded,), self.storage_dtype,
+            b.grad_flat = self.device.allocate((b.layout.padded,), dtype,
                                                "gradients", f"bucket {i} grads")
             b.layout.pack([p.data for p in b.params], b.param_flat)
             for p, pv, gv in zip(b.params, b.layout.views(b.param_flat), b.layout.views(b.grad_flat)):
@@ -152,7 +155,7 @@ class DDP(Strategy):
                 p.register_post_accumulate_grad_hook(self._grad_ready)
             b.opt = ShardOptimizer(b.param_flat, b.layout, 0,
                                    [self.decay_flag[id(p)] for p in b.params], self.device,
-                                   f"bucket {i}", copy_tag=self.master_tag)
+                                   f"bucket {i}", copy_tag=self.precision.master_tag)
             self.buckets.append(b)
 
     def _grad_ready(self, p):
