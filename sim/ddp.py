@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.flat import FlatLayout
-from sim.strategy import ShardOptimizer, Strategy
+from sim.strategy import ShardOptimizer, ShardState, Strategy
 
 
 class NaiveDDP(Strategy):
@@ -87,9 +87,12 @@ class NaiveDDP(Strategy):
     def writes_checkpoint(self) -> bool:
         return self.rank == 0
 
+    def full_state_dict(self) -> dict:
+        return self._model_state_copy()
+
     def shard_state(self) -> list:
         """(name, layout, shard index, param, exp_avg, exp_avg_sq) per flat group."""
-        return [(name, FlatLayout([name], [p.shape], 1), 0, opt.params, opt.m, opt.v)
+        return [ShardState(name, FlatLayout([name], [p.shape], 1), 0, opt.params, opt.m, opt.v)
                 for (name, _), (p, opt) in zip(self.named_params, self._opt)]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
@@ -200,9 +203,10 @@ class DDP(Strategy):
     theory = NaiveDDP.theory
     theory_comm_bytes = NaiveDDP.theory_comm_bytes
     writes_checkpoint = NaiveDDP.writes_checkpoint
+    full_state_dict = NaiveDDP.full_state_dict
 
     def shard_state(self) -> list:
-        return [(f"bucket{b.index}", b.layout, 0, b.opt.params, b.opt.m, b.opt.v)
+        return [ShardState(f"bucket{b.index}", b.layout, 0, b.opt.params, b.opt.m, b.opt.v)
                 for b in self.buckets]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:

@@ -29,11 +29,15 @@ The optimizer is AdamW (decoupled weight decay on parameters with ≥ 2 dims, na
 grouping), applied by the one pure update function tinyllm.kernels.adam_step to whatever
 arrays the strategy owns: whole parameters, shards, or host copies. A half-precision model is
 handled in one place, `sim.precision.MixedPrecision` (fp32 masters, gradients cast up).
+
+Checkpoints (sim/checkpoint.py) need four things of every strategy, declared here:
+`writes_checkpoint()`, `shard_state()`, `load_full_state(...)` and `full_state_dict()`.
 """
 from __future__ import annotations
 
 import contextlib
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -90,6 +94,17 @@ class ShardOptimizer:
 
     def state(self) -> dict:
         return {"exp_avg": self.m, "exp_avg_sq": self.v}
+
+
+class ShardState(NamedTuple):
+    """One flat group of what a rank owns, as a checkpoint stores it (`Strategy.shard_state`)."""
+
+    name: str                # the group's name (a ZeRO unit, a DDP bucket)
+    layout: FlatLayout       # its parameters end to end; layout.n_shards ranks share it
+    shard: int               # which of the n_shards this rank holds
+    param: np.ndarray        # the parameters of that shard, in the optimizer's dtype (fp32 masters)
+    exp_avg: np.ndarray      # Adam's m for the same elements
+    exp_avg_sq: np.ndarray   # Adam's v
 
 
 class Strategy:
@@ -324,8 +339,35 @@ class Strategy:
             "wall_seconds": self._step_wall,
         }
 
+    # ---- the checkpoint protocol (sim/checkpoint.py uses only these) -------------------------
+    def writes_checkpoint(self) -> bool:
+        """True on the ranks that write a shard file: together they hold every shard exactly
+        once (DDP: rank 0 alone; ZeRO: the ranks of the first replica)."""
+        raise self._not_implemented("writes_checkpoint")
+
+    def shard_state(self) -> list[ShardState]:
+        """What this rank owns, one `ShardState` per flat group: the layout, which shard of it
+        this rank holds, and that shard's optimizer-dtype parameters and Adam moments. Every
+        rank returns the same names and layouts; only the shards differ."""
+        raise self._not_implemented("shard_state")
+
+    def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
+        """Take this rank's part of a consolidated (single-process) state — name → full array
+        of the parameters (fp32 masters for a half model) and of Adam's m and v, whatever world
+        size saved it — into the optimizer and the model; the step count becomes `step`."""
+        raise self._not_implemented("load_full_state")
+
     def full_state_dict(self) -> dict:
-        """The single-process state dict (parameters gathered if sharded)."""
+        """The single-process state dict, name → a copy of each array (parameters gathered
+        where they are sharded: then collective — every rank must call it)."""
+        raise self._not_implemented("full_state_dict")
+
+    def _not_implemented(self, method: str) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} does not implement {method}() of "
+                                   f"the checkpoint protocol (sim/strategy.py)")
+
+    def _model_state_copy(self) -> dict:
+        """full_state_dict() of a strategy whose every rank holds the whole model."""
         return {k: np.array(v) for k, v in self.model.state_dict().items()}
 
     def close(self) -> None:

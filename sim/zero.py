@@ -33,7 +33,7 @@ import numpy as np
 from sim.collectives import add_into
 from sim.flat import FlatLayout, split_units
 from sim.sharding import ShardGroup
-from sim.strategy import ShardOptimizer, Strategy
+from sim.strategy import ShardOptimizer, ShardState, Strategy
 from tinyllm.precision.mixed import write_model_params_
 
 ZERO3_OPTIONS = ("reshard_after_forward", "prefetch")
@@ -205,7 +205,7 @@ class ZeRO1(Strategy):
         return self.group.first_replica
 
     def shard_state(self) -> list:
-        return [(st.name, st.layout, self.group.index, st.opt.params, st.opt.m, st.opt.v)
+        return [ShardState(st.name, st.layout, self.group.index, st.opt.params, st.opt.m, st.opt.v)
                 for st in self.units]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
@@ -223,6 +223,9 @@ class ZeRO1(Strategy):
 
     def _load_params(self, st, full):
         write_model_params_(st.param_flat, full)
+
+    def full_state_dict(self) -> dict:
+        return self._model_state_copy()       # every rank holds the full parameters
 
     # ---- theory -------------------------------------------------------------------------------
     def theory(self) -> dict:
