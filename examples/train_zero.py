@@ -249,7 +249,7 @@ def compare(world, args, tok, train_ids):
     elif world.size > 1 and args.accum_steps == 1:
         # Beyond data parallelism (sim/parallel3d.py): the same model split by tensor
         # parallelism (tp = N) and by pipeline stages (pp = N), on the same batches.
-        from sim.parallel3d import compare_rows
+        from compare_3d import compare_rows     # examples/compare_3d.py, beside this script
         rng = np.random.default_rng(args.seed)
         batches = [get_batch(train_ids, args.batch_size, args.block_size, rng) for _ in range(steps)]
         rows += compare_rows(world, lambda: build_model(args, tok.vocab_size)[0],
