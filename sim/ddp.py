@@ -10,7 +10,7 @@ one-process run with batch B. Memory per rank is unchanged — 4Ψ parameters + 
 8Ψ Adam states (fp32, Ψ parameters) — only time is divided. Communication is one all-reduce
 of the Ψ gradient elements per step; a ring all-reduce sends 2Ψ(N−1)/N elements per rank.
 
-Two versions, naive first (the ladder of STYLE.md §5):
+Two versions, naive first:
 
 * `NaiveDDP` — after backward, one all-reduce per parameter, in order. Correct, but many small
   messages (each paying the link latency) and no overlap with compute.
@@ -20,6 +20,9 @@ Two versions, naive first (the ladder of STYLE.md §5):
   all-reduce is launched the moment backward has finished all of its gradients — so the
   communication of the last layers overlaps the backward of the first ones (on the simulated
   timeline). `no_sync()` skips the all-reduce for gradient accumulation.
+
+DDP is the first rung of a ladder that sim/zero.py climbs: ZeRO-1, -2 and -3 remove, one kind
+of state at a time, the N identical copies that DDP keeps.
 """
 from __future__ import annotations
 
