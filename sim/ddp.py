@@ -26,8 +26,6 @@ of state at a time, the N identical copies that DDP keeps.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from sim.flat import FlatLayout
 from sim.strategy import ShardOptimizer, ShardState, Strategy
 
