@@ -19,12 +19,11 @@ element, a micro-steps per step and G the gathered units of ZeRO-3 (sim/zero3.py
     ZeRO3Offload         bΨ/N + G            16Ψ/N                         (a + 1) · bΨ/N
     ZeRO3OffloadParams   G                   16Ψ/N (+ 2Ψ/N, half model)    3a · bΨ/N
 
-The host's 16 bytes per parameter and rank are all fp32: parameters 4 (a half model's masters,
-counted as optimizer state) + m 4 + v 4 + gradients 4. With
-`ZeRO3OffloadParams` even the parameter shards live on the host: a shard is copied up before
-each of its all-gathers (twice per micro-step) and the device holds parameters only while they
-are gathered (parameter offload, which DeepSpeed added for stage 3 with ZeRO-Infinity,
-Rajbhandari et al. 2021).
+The host's 16Ψ/N bytes are four fp32 shards of Ψ/N elements: the parameters (a half model's
+masters, counted as optimizer state), m, v and the gradients. With `ZeRO3OffloadParams` even
+the parameter shards live on the host: a shard is copied up before each of its all-gathers
+(twice per micro-step) and the device holds parameters only while they are gathered (parameter
+offload, which DeepSpeed added for stage 3 with ZeRO-Infinity, Rajbhandari et al. 2021).
 
 `zero_class(stage, offload)` picks the rung for a stage and an offload choice.
 """
