@@ -10,7 +10,7 @@ schedule) and is evaluated on the same validation batches:
 
     fp32            plain AdamW on float32 weights
     bf16 / fp16     the model's weights, activations and gradients in bf16 / fp16 (emulated:
-                    every op computes in fp32 and rounds, tinyllm/precision/half.py); AdamW
+                    every op computes in fp32 and rounds, tinyllm/dtypes.py); AdamW
                     updates fp32 master weights (MixedPrecisionOptimizer); fp16 adds dynamic
                     loss scaling (GradScaler: 2^16, halve and skip on overflow, ×2 after 2000
                     clean steps); the loss is computed on float32 logits

@@ -125,7 +125,7 @@ def main(argv=None):
     from tinyllm.accounting import palm_flops_per_token_for
     flops_per_token = palm_flops_per_token_for(cfg, args.block_size)       # the whole model
     step_flops = args.batch_size * args.block_size * flops_per_token
-    gpu_peak = strategy.profile.peak_flops[dtype_name(strategy.compute_dtype)]
+    gpu_peak = strategy.profile.peak_flops[dtype_name(strategy.precision.compute_dtype)]
     log(grid.table())
     log(f"{strategy.name} on {world.size} rank(s): GPT {cfg.n_layer}L/{cfg.n_embd}E/{cfg.n_head}H, "
         f"{n_params:,} parameters; global batch {args.batch_size} × {args.block_size} tokens, "
@@ -205,7 +205,7 @@ def main(argv=None):
     sim_mfu = rank_tps * flops_per_token / gpu_peak
     log(f"MFU per rank = model FLOPs of the step / world / step time / peak = "
         f"{step_flops:,.0f} / {world.size} / {1e3 * step_seconds:.3f} ms / "
-        f"{gpu_peak / 1e12:g} TFLOP/s ({args.profile} {dtype_name(strategy.compute_dtype)}) = "
+        f"{gpu_peak / 1e12:g} TFLOP/s ({args.profile} {dtype_name(strategy.precision.compute_dtype)}) = "
         f"{100 * sim_mfu:.2f}% ({flops_per_token:,.0f} model FLOPs per token, 6N + 12·L·H·Q·T)")
     report.update({
         "tokens_per_second": args.steps * args.batch_size * args.block_size / max(elapsed, 1e-9),

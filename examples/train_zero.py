@@ -7,12 +7,12 @@
     python examples/train_zero.py                                  # world size 1 works too
 
 Every rank builds the same model from the same seed and draws the same global batch; rank r
-trains on its 1/N of it. The strategy (sim/ddp.py, sim/zero.py) decides where parameters,
-gradients and optimizer states live and which collectives move them. While it trains, rank 0
-prints the loss, tokens/s and the simulated step time on a real GPU profile (sim/cost.py); at
-the end, each rank's memory by category next to the ZeRO paper's formula, the bytes each rank
-sent per step next to the paper's communication volume, a generated sample, and a sharded
-checkpoint (sim/checkpoint.py) that any number of ranks can load (`--resume`).
+trains on its 1/N of it. The strategy (sim/ddp.py, sim/zero.py, sim/offload.py) decides where
+parameters, gradients and optimizer states live and which collectives move them. While it
+trains, rank 0 prints the loss, tokens/s and the simulated step time on a real GPU profile
+(sim/cost.py); at the end, each rank's memory by category next to the ZeRO paper's formula, the
+bytes each rank sent per step next to the paper's communication volume, a generated sample, and
+a sharded checkpoint (sim/checkpoint.py) that any number of ranks can load (`--resume`).
 """
 from __future__ import annotations
 
@@ -81,8 +81,10 @@ def build_parser():
 
 def make_strategy(model, world, args, stage, offload="none", reshard=True, prefetch=False,
                   factor=None):
+    """The flags' strategy: DDP for stage 0, else the ZeRO rung of sim/zero.py and
+    sim/offload.py (options only where the stage has them: ZeRO-3's reshard and prefetch)."""
     from sim.ddp import DDP, NaiveDDP
-    from sim.zero import ZeRO1, ZeRO2, ZeRO3
+    from sim.offload import zero_class
 
     common = dict(lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay,
                   device_memory=args.device_memory, profile=args.profile)
@@ -95,9 +97,16 @@ def make_strategy(model, world, args, stage, offload="none", reshard=True, prefe
         if args.naive_ddp:
             return NaiveDDP(model, world, **common)
         return DDP(model, world, bucket_cap_mb=args.bucket_mb, **common)
-    cls = {1: ZeRO1, 2: ZeRO2, 3: ZeRO3}[stage]
-    return cls(model, world, sharding_factor=factor, offload=offload,
-               reshard_after_forward=reshard, prefetch=prefetch, **common)
+    try:
+        cls = zero_class(stage, offload)
+    except ValueError as e:
+        raise SystemExit(f"--offload {offload} --stage {stage}: {e}") from None
+    if stage == 3:
+        common.update(reshard_after_forward=reshard, prefetch=prefetch)
+    elif prefetch or not reshard:
+        raise SystemExit("--prefetch and --no-reshard-after-forward need --stage 3: only ZeRO-3 "
+                         "gathers and frees parameters")
+    return cls(model, world, sharding_factor=factor, **common)
 
 
 def strategy_label(stage, offload="none", reshard=True, prefetch=False, factor=None, world=None,
@@ -130,7 +139,7 @@ def train_steps(strategy, world, args, train_ids, data_rng, start, end, log=None
     flops_per_token = palm_flops_per_token_for(strategy.model.config, args.block_size)
     meter = common.Throughput(flops_per_token, getattr(args, "machine_peak", None))
     from sim.cost import dtype_name
-    gpu_peak = strategy.profile.peak_flops[dtype_name(strategy.compute_dtype)]
+    gpu_peak = strategy.profile.peak_flops[dtype_name(strategy.precision.compute_dtype)]
     tokens_per_rank = args.batch_size * args.block_size / world.size
     for step in range(start, end):
         lr = common.lr_at(step, args)
@@ -240,7 +249,7 @@ def compare(world, args, tok, train_ids):
     elif world.size > 1 and args.accum_steps == 1:
         # Beyond data parallelism (sim/parallel3d.py): the same model split by tensor
         # parallelism (tp = N) and by pipeline stages (pp = N), on the same batches.
-        from sim.parallel3d import compare_rows
+        from compare_3d import compare_rows     # examples/compare_3d.py, beside this script
         rng = np.random.default_rng(args.seed)
         batches = [get_batch(train_ids, args.batch_size, args.block_size, rng) for _ in range(steps)]
         rows += compare_rows(world, lambda: build_model(args, tok.vocab_size)[0],
@@ -364,7 +373,7 @@ def main(argv=None, **defaults):
     sent_per_rank = world.allgather_json(stats.get("bytes_sent", 0))
     theory = strategy.theory()
     theory_bytes = strategy.theory_comm_bytes(args.accum_steps)
-    layout = (f"{args.dtype} model + fp32 masters: K = 12" if strategy.mixed
+    layout = (f"{args.dtype} model + fp32 masters: K = 12" if strategy.precision.mixed
               else "fp32 Adam: K = 8")
     log(memory_table(per_rank, theory, f"memory per rank at peak ({label}, Ψ = "
                                        f"{strategy.n_params:,}, {layout})"))

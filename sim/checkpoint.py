@@ -16,7 +16,9 @@ Loading *reshards*: `consolidate(dir)` reads every shard file, concatenates each
 in order and cuts the flat buffers back into named parameters — the single-process state. A
 strategy with any world size, stage or sharding factor then takes its own shards from that
 (`Strategy.load_full_state`), and `load_into_model` puts it into a plain model and AdamW for a
-single process. Nothing here needs the ranks to share a machine: only the checkpoint directory
+single process. Of a strategy, this module uses only the checkpoint protocol that
+sim/strategy.py declares — `writes_checkpoint`, `shard_state`, `load_full_state` — besides its
+`world`, `name` and `named_params`. Nothing here needs the ranks to share a machine: only the checkpoint directory
 must be reachable by all of them. Files are NumPy archives read with allow_pickle=False.
 """
 from __future__ import annotations
@@ -42,8 +44,8 @@ def save_sharded(strategy, directory: str, step: int, extra: dict | None = None)
     """Every rank that owns a distinct shard writes it; rank 0 then writes the index."""
     world = strategy.world
     groups = strategy.shard_state()
-    n_shards = groups[0][1].n_shards if groups else 1
-    shard_index = groups[0][2] if groups else 0
+    n_shards = groups[0].layout.n_shards if groups else 1
+    shard_index = groups[0].shard if groups else 0
     if world.rank == 0:
         os.makedirs(directory, exist_ok=True)
         stale = os.path.join(directory, INDEX)
@@ -52,11 +54,11 @@ def save_sharded(strategy, directory: str, step: int, extra: dict | None = None)
     world.barrier()
     if strategy.writes_checkpoint():
         arrays, layouts = {}, {}
-        for name, layout, shard, param, m, v in groups:
-            arrays[f"{name}/param"] = param
-            arrays[f"{name}/exp_avg"] = m
-            arrays[f"{name}/exp_avg_sq"] = v
-            layouts[name] = layout.describe()
+        for g in groups:
+            arrays[f"{g.name}/param"] = g.param
+            arrays[f"{g.name}/exp_avg"] = g.exp_avg
+            arrays[f"{g.name}/exp_avg_sq"] = g.exp_avg_sq
+            layouts[g.name] = g.layout.describe()
         save_arrays(os.path.join(directory, shard_file(shard_index, n_shards)), arrays,
                     {"format": FORMAT, "shard": shard_index, "n_shards": n_shards,
                      "layouts": layouts, "step": int(step)})
@@ -65,7 +67,7 @@ def save_sharded(strategy, directory: str, step: int, extra: dict | None = None)
         index = {"format": FORMAT, "step": int(step), "n_shards": n_shards,
                  "files": [shard_file(i, n_shards) for i in range(n_shards)],
                  "strategy": strategy.name, "world_size": world.size,
-                 "groups": [g[0] for g in groups], "extra": extra or {}}
+                 "groups": [g.name for g in groups], "extra": extra or {}}
         atomic_write_bytes(os.path.join(directory, INDEX),
                             (json.dumps(index, indent=1) + "\n").encode())
     world.barrier()

@@ -232,8 +232,8 @@ def mpi_all_reduce(mpi_comm, buf, op):
         buf /= mpi_comm.size
 
 
-# Equal chunks use MPI's "block" variants: MPICH's Allgatherv, for one, measured ~10× slower
-# than its Allgather at 4 ranks and 4 MiB (benchmarks/collectives.py).
+# Equal chunks use MPI's "block" variants (Allgather, Reduce_scatter_block): MPI libraries tune
+# them far better than the general v-variants, whose chunks may differ in size.
 @_through_float32
 def mpi_reduce_scatter(mpi_comm, send, recv, op):
     if send.size % mpi_comm.size == 0:

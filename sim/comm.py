@@ -27,13 +27,13 @@ makes sure all ranks entered the same call: each rank contributes the signature
 one non-blocking MPI all-reduce of 2×7 int64 (max and −min). Equal max and min means everyone
 agrees; otherwise every rank gathers all signatures and raises `CollectiveMismatchError` with a
 table, so the mistake is named instead of corrupting data or deadlocking in the middle of a
-ring. The cost is one extra small-message latency per collective, not counted in the stats
-(a simulated GPU would not pay it): it roughly doubles to quadruples the time of a small
-collective (1 KiB all-reduce, measured by benchmarks/collectives.py on a loaded 2-core machine:
-27 → 64 µs on 2 ranks, 1.0 → 4 ms on 4 ranks) and is negligible for large buffers. While waiting there, a rank gives up after `timeout`
-seconds (`SIM_TIMEOUT`, default 300) with `CollectiveTimeoutError`: a rank that never arrives
-(it left the loop early, or is stuck) then ends the job instead of hanging it. What cannot be
-detected: mismatched point-to-point `send`/`recv` pairs, and everything with checks off.
+ring. The cost is one extra small-message exchange per collective, not counted in the stats
+(a simulated GPU would not pay it): about the time of a tiny collective itself, negligible for
+large buffers (benchmarks/collectives.py measures both modes). While waiting there, a rank
+gives up after `timeout` seconds (`SIM_TIMEOUT`, default 300) with `CollectiveTimeoutError`: a
+rank that never arrives (it left the loop early, or is stuck) then ends the job instead of
+hanging it. What cannot be detected: mismatched point-to-point `send`/`recv` pairs, and
+everything with checks off.
 
 Verbose mode (`SIM_VERBOSE=1` or `verbose=True`) prints every message to stderr:
 

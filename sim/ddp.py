@@ -10,7 +10,7 @@ one-process run with batch B. Memory per rank is unchanged — 4Ψ parameters + 
 8Ψ Adam states (fp32, Ψ parameters) — only time is divided. Communication is one all-reduce
 of the Ψ gradient elements per step; a ring all-reduce sends 2Ψ(N−1)/N elements per rank.
 
-Two versions, naive first (the ladder of STYLE.md §5):
+Two versions, naive first:
 
 * `NaiveDDP` — after backward, one all-reduce per parameter, in order. Correct, but many small
   messages (each paying the link latency) and no overlap with compute.
@@ -20,13 +20,14 @@ Two versions, naive first (the ladder of STYLE.md §5):
   all-reduce is launched the moment backward has finished all of its gradients — so the
   communication of the last layers overlaps the backward of the first ones (on the simulated
   timeline). `no_sync()` skips the all-reduce for gradient accumulation.
+
+DDP is the first rung of a ladder that sim/zero.py climbs: ZeRO-1, -2 and -3 remove, one kind
+of state at a time, the N identical copies that DDP keeps.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from sim.flat import FlatLayout
-from sim.strategy import ShardOptimizer, Strategy
+from sim.strategy import ShardOptimizer, ShardState, Strategy
 
 
 class NaiveDDP(Strategy):
@@ -43,7 +44,7 @@ class NaiveDDP(Strategy):
             layout = FlatLayout([name], [p.shape], 1)
             self._opt.append((p, ShardOptimizer(p.data.reshape(-1), layout, 0,
                                                 [self.decay_flag[id(p)]], self.device, name,
-                                                copy_tag=self.master_tag)))
+                                                copy_tag=self.precision.master_tag)))
             p.register_post_accumulate_grad_hook(self._charge_grad)
 
     def _charge_grad(self, p):
@@ -77,18 +78,22 @@ class NaiveDDP(Strategy):
                 p.grad[...] = 0
 
     def theory(self) -> dict:
+        """Every rank holds everything: bΨ + bΨ + KΨ (fp32 Adam: 4Ψ + 4Ψ + 8Ψ)."""
         psi = self.n_params
-        b = self.itemsize
+        b = self.precision.itemsize
         return {"parameters": b * psi, "gradients": b * psi,
-                "optimizer_states": self.optimizer_bytes * psi}
+                "optimizer_states": self.precision.optimizer_bytes * psi}
 
     # ---- checkpoints (sim/checkpoint.py): every rank holds everything; rank 0 writes ---------
     def writes_checkpoint(self) -> bool:
         return self.rank == 0
 
+    def full_state_dict(self) -> dict:
+        return self._model_state_copy()
+
     def shard_state(self) -> list:
         """(name, layout, shard index, param, exp_avg, exp_avg_sq) per flat group."""
-        return [(name, FlatLayout([name], [p.shape], 1), 0, opt.params, opt.m, opt.v)
+        return [ShardState(name, FlatLayout([name], [p.shape], 1), 0, opt.params, opt.m, opt.v)
                 for (name, _), (p, opt) in zip(self.named_params, self._opt)]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
@@ -100,8 +105,9 @@ class NaiveDDP(Strategy):
         self.step_count = step
 
     def theory_comm_bytes(self, accum_steps: int = 1) -> float:
+        """One ring all-reduce of the Ψ gradient elements per step: 2Ψ(N−1)/N, × b bytes."""
         n = self.size
-        return self.itemsize * 2 * self.n_params * (n - 1) / n
+        return self.precision.itemsize * 2 * self.n_params * (n - 1) / n
 
 
 class Bucket:
@@ -138,11 +144,12 @@ class DDP(Strategy):
             groups.append(cur)
         self.buckets = []
         self._bucket_of = {}
+        dtype = self.precision.storage_dtype
         for i, group in enumerate(groups):
             b = Bucket(i, [n for n, _ in group], [p for _, p in group])
-            b.param_flat = self.device.allocate((b.layout.padded,), self.storage_dtype,
+            b.param_flat = self.device.allocate((b.layout.padded,), dtype,
                                                 "parameters", f"bucket {i} params")
-            b.grad_flat = self.device.allocate((b.layout.padded,), self.storage_dtype,
+            b.grad_flat = self.device.allocate((b.layout.padded,), dtype,
                                                "gradients", f"bucket {i} grads")
             b.layout.pack([p.data for p in b.params], b.param_flat)
             for p, pv, gv in zip(b.params, b.layout.views(b.param_flat), b.layout.views(b.grad_flat)):
@@ -152,7 +159,7 @@ class DDP(Strategy):
                 p.register_post_accumulate_grad_hook(self._grad_ready)
             b.opt = ShardOptimizer(b.param_flat, b.layout, 0,
                                    [self.decay_flag[id(p)] for p in b.params], self.device,
-                                   f"bucket {i}", copy_tag=self.master_tag)
+                                   f"bucket {i}", copy_tag=self.precision.master_tag)
             self.buckets.append(b)
 
     def _grad_ready(self, p):
@@ -197,9 +204,10 @@ class DDP(Strategy):
     theory = NaiveDDP.theory
     theory_comm_bytes = NaiveDDP.theory_comm_bytes
     writes_checkpoint = NaiveDDP.writes_checkpoint
+    full_state_dict = NaiveDDP.full_state_dict
 
     def shard_state(self) -> list:
-        return [(f"bucket{b.index}", b.layout, 0, b.opt.params, b.opt.m, b.opt.v)
+        return [ShardState(f"bucket{b.index}", b.layout, 0, b.opt.params, b.opt.m, b.opt.v)
                 for b in self.buckets]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:

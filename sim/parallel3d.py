@@ -40,8 +40,6 @@ again):
     embedding  q·V·E on the first and last stage (an all-reduce between two ranks)
     dp         2(dp−1)/dp · q·Ψ_rank
 
-`compare_rows` produces the TP and PP rows of examples/train_zero.py --compare.
-
 Simplifications, said plainly: every rank builds the whole model before keeping its part (a real
 system initializes only its shard, or loads a checkpoint); with dropout > 0 the equivalence with
 one process holds for tensor parallelism alone (each rank keeps its heads' part of the
@@ -56,7 +54,6 @@ import dataclasses
 import numpy as np
 
 from sim.cost import Link, Timeline
-from sim.device import OutOfMemoryError
 from sim.flat import FlatLayout
 from sim.pipeline import SCHEDULES, GPTStage, PipelineEngine, bubble_fraction, stage_layers
 from sim.strategy import ShardOptimizer, Strategy
@@ -105,7 +102,7 @@ class Parallel3D(Strategy):
         self.micro_batches, self.schedule = micro_batches, schedule
         self.checkpoint_activations = checkpoint_activations
         self.config = model.config
-        self.name = _describe(dp, tp, pp, schedule, micro_batches, checkpoint_activations)
+        self.name = self.describe(dp, tp, pp, schedule, micro_batches, checkpoint_activations)
         self.tp_group = TPGroup(self.topo.tp_comm if tp > 1 else None)
         parallelize_gpt(model, self.tp_group)
         model.gradient_checkpointing = checkpoint_activations
@@ -118,6 +115,16 @@ class Parallel3D(Strategy):
                                      self._place_compute, self.timeline.profile)
         self._last_loss = None
         self.last_bubble: dict = {}
+
+    @staticmethod
+    def describe(dp: int, tp: int, pp: int, schedule: str = "1f1b", micro_batches: int = 1,
+                 checkpoint_activations: bool = False) -> str:
+        """The strategy's name for a grid, e.g. "dp2×tp2×pp2 1f1b m=4" (axes of size 1 left out)."""
+        parts = [f"{axis}{n}" for axis, n in (("dp", dp), ("tp", tp), ("pp", pp)) if n > 1]
+        text = "×".join(parts or ["1 rank"])
+        if pp > 1:
+            text += f" {schedule} m={micro_batches}"
+        return text + (" +ckpt" if checkpoint_activations else "")
 
     # ---- layout: one flat parameter buffer and one flat gradient buffer per rank ---------------
     def _setup(self):
@@ -312,91 +319,3 @@ class Parallel3D(Strategy):
                 comm.recv(full[name], s)
         full["lm_head.weight"] = full["transformer.wte.weight"]   # tied (the copies are equal)
         return full
-
-
-def _describe(dp, tp, pp, schedule, m, ckpt) -> str:
-    parts = [f"{axis}{n}" for axis, n in (("dp", dp), ("tp", tp), ("pp", pp)) if n > 1]
-    parts = parts or ["1 rank"]
-    text = "×".join(parts)
-    if pp > 1:
-        text += f" {schedule} m={m}"
-    return text + (" +ckpt" if ckpt else "")
-
-
-# ---- rows for examples/train_zero.py --compare ------------------------------------------------
-
-def compare_rows(world, make_model, get_batch, *, steps: int = 3, lr=1e-3,
-                 micro_batches: int | None = None, schedule: str = "1f1b",
-                 grad_clip: float = 1.0, **strategy_kwargs) -> list[dict]:
-    """A tensor-parallel row (tp = world size) and a pipeline row (pp = world size), trained for
-    `steps` steps on the same batches, in the row format of examples/train_zero.py --compare:
-    strategy, loss, memory (rank 0's memory_report), max_peak, theory, bytes_per_step (rank 0),
-    theory_bytes, simulated_seconds — plus bytes_by_axis and bubble.
-
-    make_model(): a fresh GPT, the same every call (seeded). get_batch(step) -> the *global*
-    (x, y) of that step (with dp = 1 every rank trains on all of it). lr: a number or a function
-    of the step. micro_batches: default = world size (the pipeline's stages). Other keywords go
-    to the strategy (weight_decay, betas, profile, device_memory, ...). A configuration the model
-    cannot take (heads or layers not divisible) gives {"strategy", "skipped": reason}; one whose
-    model states exceed `device_memory` gives {"strategy", "oom": message}, as train_zero.py's
-    rows do. (Activations overflowing during a step end the job instead: the out-of-memory error
-    may strike one pipeline stage while the others wait for its message, and sim's excepthook
-    then aborts every rank.)
-    Collective: every rank calls it and gets the same rows.
-    """
-    n = world.size
-    m = micro_batches or n
-    rows = []
-    for dims in ({"tp": n}, {"pp": n, "micro_batches": m, "schedule": schedule}):
-        model = make_model()
-        label = _describe(1, dims.get("tp", 1), dims.get("pp", 1), schedule, m, False)
-        problem = _infeasible(model.config, dims.get("tp", 1), dims.get("pp", 1))
-        if problem:
-            rows.append({"strategy": label, "skipped": problem})
-            continue
-        strategy, error = None, None
-        try:
-            strategy = Parallel3D(model, world, lr=lr if not callable(lr) else lr(0), **dims,
-                                  **strategy_kwargs)
-        except OutOfMemoryError as e:      # the parameters, gradients or Adam states do not fit
-            error = str(e).splitlines()[0]
-        errors = [e for e in world.allgather_json(error) if e]   # agree before communicating
-        if errors:
-            rows.append({"strategy": label, "oom": errors[0]})
-            if strategy is not None:
-                strategy.close()
-            continue
-        losses = []
-        for step in range(steps):
-            if callable(lr):
-                strategy.set_lr(lr(step))
-            x, y = get_batch(step)
-            strategy.zero_grad()
-            _, loss = strategy(x, y)
-            strategy.backward(loss)
-            strategy.clip_grad_norm_(grad_clip)
-            strategy.step()
-            losses.append(loss.item())
-        stats = strategy.step_stats()
-        mem = world.allgather_json(strategy.memory_report())
-        theory_axes = world.allgather_json(
-            strategy.theory_comm_bytes_by_axis(x.shape[0], x.shape[1]))
-        rows.append({"strategy": label, "loss": losses[-1], "memory": mem[0],
-                     "max_peak": max(r["peak"] for r in mem),
-                     "theory": world.bcast_json(strategy.theory()),
-                     "bytes_per_step": world.bcast_json(stats["bytes_sent"]),
-                     "theory_bytes": sum(theory_axes[0].values()),
-                     "simulated_seconds": max(world.allgather_json(stats["simulated_seconds"])),
-                     "bytes_by_axis": world.bcast_json(stats["bytes_by_axis"]),
-                     "bubble": world.bcast_json(stats["bubble"])})
-        strategy.close()
-        world.barrier()
-    return rows
-
-
-def _infeasible(config, tp: int, pp: int) -> str | None:
-    if config.n_head % tp or (4 * config.n_embd) % tp:
-        return f"n_head {config.n_head} does not divide by tp = {tp}"
-    if config.n_layer < pp:
-        return f"{config.n_layer} layers cannot fill {pp} pipeline stages"
-    return None

@@ -27,26 +27,28 @@ Measured per rank (the "simulated GPU"):
 
 The optimizer is AdamW (decoupled weight decay on parameters with ≥ 2 dims, nanoGPT's
 grouping), applied by the one pure update function tinyllm.kernels.adam_step to whatever
-arrays the strategy owns: whole parameters, shards, or host copies.
+arrays the strategy owns: whole parameters, shards, or host copies. A half-precision model is
+handled in one place, `sim.precision.MixedPrecision` (fp32 masters, gradients cast up).
+
+Checkpoints (sim/checkpoint.py) need four things of every strategy, declared here:
+`writes_checkpoint()`, `shard_state()`, `load_full_state(...)` and `full_state_dict()`.
 """
 from __future__ import annotations
 
 import contextlib
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 from sim.cost import Timeline, get_profile
 from sim.device import ActivationTracker, Device, Host
 from sim.flat import FlatLayout
+from sim.precision import MixedPrecision
 from tinyllm import kernels
 from tinyllm.accounting import FlopCounter
 from tinyllm.optim.clip import clip_coefficient
-from tinyllm.dtypes import is_half, logical_dtype, to_float32
 from tinyllm.precision.mixed import write_model_params_
-
-# Adam reads param, grad, m, v and writes param, m, v: 7 accesses of 4 bytes per element.
-ADAM_BYTES_PER_ELEMENT = 28
 
 
 class ShardOptimizer:
@@ -67,9 +69,10 @@ class ShardOptimizer:
         if copy_tag is None:
             self.params = params
         else:
-            self.params = ledger.allocate(params.shape, np.float32 if is_half(params.dtype)
-                                          else params.dtype, copy_tag, f"{label} fp32 copy")
-            self.params[...] = to_float32(params)
+            fmt = MixedPrecision(params.dtype)
+            self.params = ledger.allocate(params.shape, fmt.master_dtype, copy_tag,
+                                          f"{label} fp32 copy")
+            self.params[...] = fmt.to_master(params)
         self.m = ledger.allocate(params.shape, self.params.dtype, "optimizer_states", f"{label} exp_avg")
         self.v = ledger.allocate(params.shape, self.params.dtype, "optimizer_states", f"{label} exp_avg_sq")
         self.segments = [(seg.lo, seg.hi, bool(decay_flags[seg.index]))
@@ -86,8 +89,16 @@ class ShardOptimizer:
                               step, lr, betas[0], betas[1], eps,
                               weight_decay if decay else 0.0, True)
 
-    def state(self) -> dict:
-        return {"exp_avg": self.m, "exp_avg_sq": self.v}
+
+class ShardState(NamedTuple):
+    """One flat group of what a rank owns, as a checkpoint stores it (`Strategy.shard_state`)."""
+
+    name: str                # the group's name (a ZeRO unit, a DDP bucket)
+    layout: FlatLayout       # its parameters end to end; layout.n_shards ranks share it
+    shard: int               # which of the n_shards this rank holds
+    param: np.ndarray        # the parameters of that shard, in the optimizer's dtype (fp32 masters)
+    exp_avg: np.ndarray      # Adam's m for the same elements
+    exp_avg_sq: np.ndarray   # Adam's v
 
 
 class Strategy:
@@ -109,20 +120,12 @@ class Strategy:
         self.host = Host(rank=self.rank)
         self.named_params = list(model.named_parameters())
         self.n_params = sum(p.size for _, p in self.named_params)
-        # Mixed precision (Micikevicius et al. 2018): a model in fp16/bf16 keeps 2-byte
-        # parameters and gradients; the optimizer holds fp32 masters (tinyllm/precision).
-        self.storage_dtype = self.named_params[0][1].data.dtype
-        self.param_format = logical_dtype(self.storage_dtype)     # float32, float16, bfloat16
-        self.mixed = is_half(self.storage_dtype)
-        self.itemsize = self.storage_dtype.itemsize              # bytes per element
-        self.master_tag = "optimizer_states" if self.mixed else None
-        # the cost model's compute peak follows the model's format (bf16/fp16 tensor cores)
-        self.compute_dtype = {"bfloat16": "bf16", "float16": "fp16"}.get(
-            str(self.param_format), self.storage_dtype)
-        self.timeline = Timeline(self.profile, dtype=self.compute_dtype)
+        # The model's format; a half model trains with fp32 masters (sim/precision.py).
+        self.precision = MixedPrecision(self.named_params[0][1].data.dtype)
+        self.timeline = Timeline(self.profile, dtype=self.precision.compute_dtype)
         self.scaler = loss_scaler                                # GradScaler (fp16) or None
         self.skipped_steps = 0
-        self._g32 = None                                         # this step's fp32 gradients
+        self._g32, self._g32_buffers = None, []                  # this step's fp32 gradients
         self.decay_flag = {id(p): p.ndim >= 2 for _, p in self.named_params}
         self.flops = FlopCounter()
         self._flops_placed = self._step_flops_start = 0   # cumulative FLOP counts
@@ -147,9 +150,6 @@ class Strategy:
     def _setup(self) -> None:
         raise NotImplementedError
 
-    def _forward(self, *args, **kwargs):
-        return self.model(*args, **kwargs)
-
     def _after_backward(self) -> None:
         pass
 
@@ -167,7 +167,7 @@ class Strategy:
 
     # ---- the training-loop API --------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        return self._forward(*args, **kwargs)
+        return self.model(*args, **kwargs)     # forward, with the model's own signature
 
     def backward(self, loss) -> None:
         if self.scaler is not None:
@@ -225,29 +225,15 @@ class Strategy:
         with a loss scaler, divided by the loss scale."""
         if self._g32 is None:
             self._before_grads32()
-            shards = self._grad_shards()
-            if not self.mixed and self.scaler is None:
-                self._g32 = shards
-                return shards
-            inv = 1.0 / self.scaler.get_scale() if self.scaler is not None else 1.0
-            self._g32, self._g32_buffers = [], []
-            for g, counted in shards:
-                if is_half(g.dtype):
-                    g32 = self.device.allocate(g.shape, np.float32, "buffers", "fp32 gradients")
-                    to_float32(g, out=g32)
-                    self._g32_buffers.append(g32)
-                else:
-                    g32 = g
-                if inv != 1.0:
-                    g32 *= np.float32(inv)
-                self._g32.append((g32, counted))
+            self._g32, self._g32_buffers = self.precision.gradients_for_update(
+                self._grad_shards(), self.device, self.scaler)
         return self._g32
 
     def _before_grads32(self) -> None:
         """Hook: last moves before the gradients are read (ZeRO-Offload copies them to the host)."""
 
     def _release_grads32(self) -> None:
-        for buf in getattr(self, "_g32_buffers", ()):
+        for buf in self._g32_buffers:
             self.device.free(buf)
         self._g32, self._g32_buffers = None, []
 
@@ -313,22 +299,15 @@ class Strategy:
         return ev
 
     def _adam_time(self, n_elements: int, label: str = "adam"):
-        bw = getattr(self.profile, "memory_bandwidth", None)
-        if bw:
-            self.timeline.add("compute", n_elements * ADAM_BYTES_PER_ELEMENT / bw, label)
-        else:  # no bandwidth in the profile: count ~12 FLOPs per element
-            self.timeline.compute(12 * n_elements, label)
+        """Adam's update on the device's compute stream, as ~12 FLOPs per element. (A
+        simplification: the real kernel is bound by memory bandwidth — it reads param, grad, m,
+        v and writes param, m, v — which the profiles do not model.)"""
+        self.timeline.compute(12 * n_elements, label)
 
     # ---- reports ------------------------------------------------------------------------------
     def theory(self) -> dict:
         """The ZeRO paper's model-state bytes for this strategy (fp32 Adam: 4 + 4 + 8 bytes)."""
         raise NotImplementedError
-
-    @property
-    def optimizer_bytes(self) -> int:
-        """K, Adam's bytes per parameter: m and v in fp32 (8), plus the fp32 master weights
-        when the model is half precision (12, the ZeRO paper's mixed-precision layout)."""
-        return 12 if self.mixed else 2 * self.itemsize
 
     def memory_report(self) -> dict:
         """Peak bytes per tag on the device ledger, plus its peak total and the host's bytes."""
@@ -350,8 +329,35 @@ class Strategy:
             "wall_seconds": self._step_wall,
         }
 
+    # ---- the checkpoint protocol (sim/checkpoint.py uses only these) -------------------------
+    def writes_checkpoint(self) -> bool:
+        """True on the ranks that write a shard file: together they hold every shard exactly
+        once (DDP: rank 0 alone; ZeRO: the ranks of the first replica)."""
+        raise self._not_implemented("writes_checkpoint")
+
+    def shard_state(self) -> list[ShardState]:
+        """What this rank owns, one `ShardState` per flat group: the layout, which shard of it
+        this rank holds, and that shard's optimizer-dtype parameters and Adam moments. Every
+        rank returns the same names and layouts; only the shards differ."""
+        raise self._not_implemented("shard_state")
+
+    def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
+        """Take this rank's part of a consolidated (single-process) state — name → full array
+        of the parameters (fp32 masters for a half model) and of Adam's m and v, whatever world
+        size saved it — into the optimizer and the model; the step count becomes `step`."""
+        raise self._not_implemented("load_full_state")
+
     def full_state_dict(self) -> dict:
-        """The single-process state dict (parameters gathered if sharded)."""
+        """The single-process state dict, name → a copy of each array (parameters gathered
+        where they are sharded: then collective — every rank must call it)."""
+        raise self._not_implemented("full_state_dict")
+
+    def _not_implemented(self, method: str) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} does not implement {method}() of "
+                                   f"the checkpoint protocol (sim/strategy.py)")
+
+    def _model_state_copy(self) -> dict:
+        """full_state_dict() of a strategy whose every rank holds the whole model."""
         return {k: np.array(v) for k, v in self.model.state_dict().items()}
 
     def close(self) -> None:

@@ -128,14 +128,6 @@ class Topology:
         self.axis_comms = {"dp": self.dp_comm, "tp": self.tp_comm, "pp": self.pp_comm,
                            "embedding": self.embed_comm, "model_parallel": self.mp_comm}
 
-    @property
-    def is_first_stage(self) -> bool:
-        return self.coord.pp == 0
-
-    @property
-    def is_last_stage(self) -> bool:
-        return self.coord.pp == self.grid.pp - 1
-
     def reset_stats(self) -> None:
         for comm in self.axis_comms.values():
             if comm is not None:

@@ -12,7 +12,7 @@
   threads (tinyllm.runtime.threads.parallel_for) give the numbers one call gives.
 * With NUMBA_DISABLE_JIT=1 the same Python source runs as plain Python and gives the same
   numbers (a subprocess, small shapes).
-* The engine's cheaper gradient sums (tinyllm/tensor.py: ScatterGrad for indexing, in-place
+* The engine's cheaper gradient sums (tinyllm/engine/adjoints.py: ScatterGrad for indexing, in-place
   accumulation into buffers the backward pass owns) give the gradients a plain sum gives and
   never let two tensors share one gradient array.
 """

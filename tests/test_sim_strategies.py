@@ -101,8 +101,8 @@ def check_results(res, itemsize, rtol_loss, ptol, rtol_param):
         for got, want in zip(run["losses"], res["reference_losses"]):
             assert got == pytest.approx(want, rel=rtol_loss), (key, run["losses"])
         assert run["max_param_diff"] <= ptol * max(1.0, run["max_param"]), (key, run["max_param_diff"])
-        # the model as one vector, ‖θ − θ_ref‖ / ‖θ_ref‖: the "~1e-5 relative" in
-        # float32 (most of it is the key bias, whose true gradient is zero: see the worker)
+        # the model as one vector, ‖θ − θ_ref‖ / ‖θ_ref‖: ~1e-5 relative in float32 (most of
+        # it is the key bias, whose true gradient is zero: see the worker)
         assert run["rel_param_diff"] <= rtol_param, (key, run["rel_param_diff"])
         # memory: within 5% of the paper (padding of the flat buffers explains the rest)
         # ZeRO-3 also holds the units gathered at the peak: the root (embeddings, final norm,

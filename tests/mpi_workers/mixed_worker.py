@@ -15,7 +15,9 @@ import numpy as np
 
 import tinyllm
 from sim.ddp import DDP
-from sim.zero import ZeRO1, ZeRO2, ZeRO3
+from sim.offload import ZeRO2Offload, ZeRO3OffloadParams
+from sim.zero import ZeRO1, ZeRO2
+from sim.zero3 import ZeRO3
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, param_groups_for_weight_decay
 from tinyllm.precision import GradScaler
@@ -87,8 +89,8 @@ def main():
         "zero1": lambda m, s: ZeRO1(m, world, loss_scaler=s, **kw),
         "zero2": lambda m, s: ZeRO2(m, world, loss_scaler=s, **kw),
         "zero3": lambda m, s: ZeRO3(m, world, loss_scaler=s, **kw),
-        "zero2-offload": lambda m, s: ZeRO2(m, world, offload="optimizer", loss_scaler=s, **kw),
-        "zero3-offload-params": lambda m, s: ZeRO3(m, world, offload="params", loss_scaler=s, **kw),
+        "zero2-offload": lambda m, s: ZeRO2Offload(m, world, loss_scaler=s, **kw),
+        "zero3-offload-params": lambda m, s: ZeRO3OffloadParams(m, world, loss_scaler=s, **kw),
     }
     named = list(make_model("bf16").named_parameters())
     blocks = [sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))

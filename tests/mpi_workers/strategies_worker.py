@@ -17,7 +17,9 @@ import numpy as np
 import tinyllm
 from sim.ddp import DDP, NaiveDDP
 from sim.device import OutOfMemoryError
-from sim.zero import ZeRO1, ZeRO2, ZeRO3
+from sim.offload import ZeRO1Offload, ZeRO2Offload, ZeRO3Offload, ZeRO3OffloadParams
+from sim.zero import ZeRO1, ZeRO2
+from sim.zero3 import ZeRO3
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
 
@@ -120,10 +122,10 @@ def main():
         "zero3": lambda m, c: ZeRO3(m, world, device_memory=c, **kw),
         "zero3-keep": lambda m, c: ZeRO3(m, world, reshard_after_forward=False, device_memory=c, **kw),
         "zero3-prefetch": lambda m, c: ZeRO3(m, world, prefetch=True, device_memory=c, **kw),
-        "zero1-offload": lambda m, c: ZeRO1(m, world, offload="optimizer", device_memory=c, **kw),
-        "zero2-offload": lambda m, c: ZeRO2(m, world, offload="optimizer", device_memory=c, **kw),
-        "zero3-offload": lambda m, c: ZeRO3(m, world, offload="optimizer", device_memory=c, **kw),
-        "zero3-offload-params": lambda m, c: ZeRO3(m, world, offload="params", device_memory=c, **kw),
+        "zero1-offload": lambda m, c: ZeRO1Offload(m, world, device_memory=c, **kw),
+        "zero2-offload": lambda m, c: ZeRO2Offload(m, world, device_memory=c, **kw),
+        "zero3-offload": lambda m, c: ZeRO3Offload(m, world, device_memory=c, **kw),
+        "zero3-offload-params": lambda m, c: ZeRO3OffloadParams(m, world, device_memory=c, **kw),
     }
     # Hybrid sharding: every sharding factor F below the world size (F = world is the above).
     for f in (f for f in range(1, world.size) if world.size % f == 0):
@@ -131,10 +133,9 @@ def main():
             configs[f"zero{stage}-F{f}"] = (
                 lambda m, c, cls=cls, f=f: cls(m, world, sharding_factor=f, device_memory=c, **kw))
         # … and with the optimizer offloaded: the host then holds a 1/F shard
-        for stage, cls in ((2, ZeRO2), (3, ZeRO3)):
+        for stage, cls in ((2, ZeRO2Offload), (3, ZeRO3Offload)):
             configs[f"zero{stage}-offload-F{f}"] = (
-                lambda m, c, cls=cls, f=f: cls(m, world, sharding_factor=f, offload="optimizer",
-                                               device_memory=c, **kw))
+                lambda m, c, cls=cls, f=f: cls(m, world, sharding_factor=f, device_memory=c, **kw))
     named = list(make_model().named_parameters())
     blocks = [sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
               for i in range(CFG.n_layer)]

@@ -8,20 +8,25 @@ bytes and number of all-reduces in forward and in backward (with and without act
 checkpointing), the state-dict round trip (gather → load into a plain GPT → same logits), and
 three training steps (losses and parameters), also in float32; forward and backward with
 dropout 0.2 (plain and checkpointed) against the one-process model from the same seed; and the
-TP / PP rows of sim.parallel3d.compare_rows.
+TP / PP rows that examples/train_zero.py --compare adds (examples/compare_3d.py).
 """
 import sim  # first, so the thread variables are set before NumPy loads
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 
 import tinyllm
 from parallel_common import (batches, local_param_error, make_model, parallel_run,
                              reference_run, relative_errors)
-from sim.parallel3d import Parallel3D, compare_rows
+from sim.parallel3d import Parallel3D
 from sim.tensor_parallel import (TPGroup, gather_state_dict, parallelize_gpt, shard_state_dict)
 from tinyllm.models import GPTConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from compare_3d import compare_rows  # noqa: E402 — the example's module, beside train_zero.py
 
 CONFIG = GPTConfig(block_size=8, vocab_size=32, n_layer=2, n_head=4, n_embd=16)
 BATCH = 4
