@@ -4,6 +4,8 @@ One MPI rank plays one GPU. What a real cluster would do in hardware is written 
 can be read and measured. The modules, in reading order:
 
     sim.launch           init(): thread limits, numba warm-up in order, abort-on-exception
+    sim.traffic          CommRecord / CommStats: the bytes and messages of every call
+    sim.agreement        checked mode: every rank must enter the same collective
     sim.comm             Communicator: ranks, sub-groups, send/recv, collectives, byte counters
     sim.collectives      ring reduce-scatter / all-gather / all-reduce and tree broadcast /
                          reduce, message by message, beside MPI's built-in versions

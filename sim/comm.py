@@ -11,7 +11,7 @@ A `Communicator` is a group of n ranks, numbered 0 … n−1, over an MPI commun
   sharding (ranks with the same color form a new communicator, ordered by key);
 * `barrier`, `print0` (print on rank 0 only), and `gather_json` / `bcast_json` for reports.
 
-Counting. Every collective returns a `CommRecord`: bytes and messages this rank sent and received.
+Counting (sim/traffic.py). Every collective returns a `CommRecord`: bytes and messages this rank sent and received.
 `comm.stats` accumulates them per collective (`stats.by_op`, `stats.total`) until
 `stats.reset()` — call it once per training step. A sub-communicator's traffic is also added to
 its parent's stats, so the world communicator's stats hold everything the rank did. With the
@@ -21,7 +21,7 @@ algorithm (it switches between trees, rings and recursive halving by size), so t
 and all-reduce, the binomial-tree volume for broadcast and reduce. Both backends therefore
 report the same numbers, and the numbers are the textbook volumes.
 
-Safety. In checked mode (the default; `SIM_CHECKED=0` turns it off) every collective first
+Safety (the signature and the mismatch table are in sim/agreement.py). In checked mode (the default; `SIM_CHECKED=0` turns it off) every collective first
 makes sure all ranks entered the same call: each rank contributes the signature
 (call number, collective, element count, dtype, root, reduction op, "my buffers are valid") to
 one non-blocking MPI all-reduce of 2×7 int64 (max and −min). Equal max and min means everyone
@@ -45,104 +45,20 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
 
 import numpy as np
 from mpi4py import MPI
 
 from sim import collectives as algo
+from sim.agreement import (DTYPE_CODES, OP_CODES, REDUCE_OP_CODES, REDUCIBLE, CollectiveMismatchError,
+                           CollectiveTimeoutError, mismatch_table)
+from sim.traffic import CommRecord, CommStats, Traffic  # noqa: F401  (re-exported)
 
 BACKENDS = ("explicit", "mpi")
-# Dtypes a collective can move: floats, and integers for token ids, int8 weights and the
-# uint16 bit patterns tinyllm uses for bf16 (NumPy has no bfloat16). Only floats are reduced.
-_DTYPES = {np.dtype(t): code for code, t in enumerate(
-    (np.float16, np.float32, np.float64, np.int8, np.uint8, np.uint16, np.int32, np.int64),
-    start=1)}
-_REDUCIBLE = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-_OPS = {name: code for code, name in enumerate(
-    ("broadcast", "reduce", "reduce_scatter", "all_gather", "all_reduce"), start=1)}
-_REDUCE_OPS = {"": 0, "sum": 1, "avg": 2}
-
-
-class CollectiveMismatchError(RuntimeError):
-    """The ranks called different collectives, or the same one with different sizes."""
-
-
-class CollectiveTimeoutError(RuntimeError):
-    """A rank waited too long for the others to enter a collective."""
 
 
 def _env_flag(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").lower() not in ("0", "", "false", "no")
-
-
-# ---- what was sent ----------------------------------------------------------------------------
-
-@dataclass
-class CommRecord:
-    """One call on one rank: which collective, how big, and what this rank put on the wire."""
-
-    op: str
-    count: int  # elements in the (full) buffer
-    itemsize: int
-    backend: str
-    group: tuple  # world ranks of the communicator (the cost model picks the link from them)
-    seq: int = 0  # call number on this communicator
-    bytes_sent: int = 0
-    bytes_recv: int = 0
-    messages_sent: int = 0
-    messages_recv: int = 0
-    seconds: float = 0.0  # wall time of the call on this machine
-
-    @property
-    def nbytes(self) -> int:
-        return self.count * self.itemsize
-
-
-@dataclass
-class Traffic:
-    calls: int = 0
-    bytes_sent: int = 0
-    bytes_recv: int = 0
-    messages_sent: int = 0
-    messages_recv: int = 0
-
-    def add(self, rec: CommRecord) -> None:
-        self.calls += 1
-        self.bytes_sent += rec.bytes_sent
-        self.bytes_recv += rec.bytes_recv
-        self.messages_sent += rec.messages_sent
-        self.messages_recv += rec.messages_recv
-
-
-class CommStats:
-    """Cumulative traffic of one rank, per collective, since the last `reset()`."""
-
-    def __init__(self, parent: "CommStats | None" = None):
-        self.parent = parent
-        self.reset()
-
-    def reset(self) -> None:
-        self.by_op: dict[str, Traffic] = {}
-        self.records: list[CommRecord] = []
-
-    def add(self, rec: CommRecord) -> None:
-        self.by_op.setdefault(rec.op, Traffic()).add(rec)
-        self.records.append(rec)
-        if self.parent is not None:
-            self.parent.add(rec)
-
-    @property
-    def total(self) -> Traffic:
-        t = Traffic()
-        for part in self.by_op.values():
-            for name in asdict(t):
-                setattr(t, name, getattr(t, name) + getattr(part, name))
-        return t
-
-    def as_dict(self) -> dict:
-        return {"total": asdict(self.total),
-                "by_op": {op: asdict(t) for op, t in self.by_op.items()}}
 
 
 # ---- the communicator -------------------------------------------------------------------------
@@ -397,14 +313,14 @@ class Communicator:
                              f"collectives send memory as it is (np.ascontiguousarray first)")
         if writeable and not arr.flags.writeable:
             raise ValueError(f"{what}: the buffer of shape {arr.shape} is read-only")
-        if arr.dtype not in _DTYPES:
+        if arr.dtype not in DTYPE_CODES:
             raise TypeError(f"{what}: dtype {arr.dtype} is not supported "
-                            f"(supported: {', '.join(str(d) for d in _DTYPES)})")
+                            f"(supported: {', '.join(str(d) for d in DTYPE_CODES)})")
         if reduce_op is not None:
             if reduce_op not in algo.REDUCE_OPS:
                 raise ValueError(f"{what}: unknown reduction op {reduce_op!r}; "
                                  f"expected one of {algo.REDUCE_OPS}")
-            if arr.dtype not in _REDUCIBLE and not algo.is_bf16(arr.dtype):
+            if arr.dtype not in REDUCIBLE and not algo.is_bf16(arr.dtype):
                 raise TypeError(f"{what}: reductions need float16, float32, float64 or tinyllm's "
                                 f"bfloat16, got {arr.dtype} (untagged uint16 bit patterns cannot "
                                 f"be summed as integers)")
@@ -432,14 +348,14 @@ class Communicator:
             if problem:
                 raise ValueError(f"{op}: {problem}")
             return
-        sig = np.array([self._seq, _OPS[op], count, _DTYPES[np.dtype(dtype)], root,
-                        _REDUCE_OPS[reduce_op], problem is None], dtype=np.int64)
+        sig = np.array([self._seq, OP_CODES[op], count, DTYPE_CODES[np.dtype(dtype)], root,
+                        REDUCE_OP_CODES[reduce_op], problem is None], dtype=np.int64)
         both = np.concatenate([sig, -sig])  # one MAX-reduction gives max and −min
         self._wait(self._coll.Iallreduce(MPI.IN_PLACE, both, op=MPI.MAX), f"{op}#{self._seq}")
         if np.array_equal(both[:sig.size], -both[sig.size:]) and sig[-1]:
             return
         everyone = self.allgather_json({"sig": sig.tolist(), "problem": problem})
-        raise CollectiveMismatchError(_mismatch_table(everyone, self))
+        raise CollectiveMismatchError(mismatch_table(everyone, self.world_ranks))
 
     def allgather_json(self, obj) -> list:
         """One JSON-serializable object per rank, on every rank (host-side, not counted)."""
@@ -474,20 +390,3 @@ def _split_json(data: np.ndarray, sizes) -> list:
     """Cut the concatenated UTF-8 JSON texts of each rank apart and parse them."""
     bounds = np.cumsum([0] + [int(s) for s in sizes])
     return [json.loads(data[bounds[i]:bounds[i + 1]].tobytes()) for i in range(len(sizes))]
-
-
-def _mismatch_table(everyone: list[dict], comm: Communicator) -> str:
-    names = {code: name for name, code in _OPS.items()}
-    dtypes = {code: str(dt) for dt, code in _DTYPES.items()}
-    ops = {code: name for name, code in _REDUCE_OPS.items()}
-    lines = [f"ranks {list(comm.world_ranks)} (world ranks) did not enter the same collective "
-             f"with the same arguments:"]
-    for r, entry in enumerate(everyone):
-        seq, op, count, dt, root, rop, ok = entry["sig"]
-        line = (f"  rank {r}: call #{seq} {names[op]}(count={count}, dtype={dtypes[dt]}"
-                + (f", root={root}" if root >= 0 else "") + (f", op={ops[rop]}" if rop else "")
-                + ")")
-        if entry["problem"]:
-            line += f" — invalid here: {entry['problem']}"
-        lines.append(line)
-    return "\n".join(lines)

@@ -1,7 +1,8 @@
 """Data: the byte-level BPE tokenizer, corpora and batch builders.
 
 Read in this order: pretokenize.py (cutting text into word-like chunks), bpe_train.py (learning
-merges), bpe.py (the tokenizer: encode, decode, special tokens, files), corpus.py (the Python
+merges), bpe_merge.py (replaying them on one chunk), bpe.py (the tokenizer: encode, decode,
+special tokens, files), corpus.py (the Python
 standard library as a corpus that every machine has), batches.py (causal LM, masked LM and
 span-corruption batches).
 """

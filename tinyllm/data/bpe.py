@@ -39,7 +39,6 @@ names the file and line of any problem. No pickle.
 from __future__ import annotations
 
 import codecs
-import heapq
 import os
 import re
 from collections import Counter
@@ -49,6 +48,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from tinyllm.runtime.fileio import atomic_write_bytes
+from tinyllm.data.bpe_merge import bpe_merge
 from tinyllm.data.bpe_train import learn_merges
 from tinyllm.data.pretokenize import pre_split
 
@@ -76,71 +76,6 @@ def _lossless_then_replace(error: UnicodeDecodeError):
 
 
 codecs.register_error("tinyllm.bpe", _lossless_then_replace)
-
-
-# ---- replaying merges on one chunk ---------------------------------------------------------
-
-def bpe_merge_reference(ids: Sequence[int], ranks: dict) -> list[int]:
-    """Apply learned merges to one chunk's byte ids (readable, O(n^2)).
-
-    ranks: (id_a, id_b) -> (rank, id_merged). Repeat: take the adjacent pair of lowest rank,
-    merge all its occurrences left to right; stop when no adjacent pair has a rank.
-    """
-    ids = list(ids)
-    while len(ids) >= 2:
-        best = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, (float("inf"),))[0])
-        if best not in ranks:
-            break
-        merged, out, i = ranks[best][1], [], 0
-        while i < len(ids):
-            if i + 1 < len(ids) and (ids[i], ids[i + 1]) == best:
-                out.append(merged)
-                i += 2
-            else:
-                out.append(ids[i])
-                i += 1
-        ids = out
-    return ids
-
-
-def bpe_merge(ids: Sequence[int], ranks: dict) -> list[int]:
-    """The same result as `bpe_merge_reference` in O(n log n), for arbitrarily long chunks.
-
-    Tokens sit in a doubly linked list (nxt/prv index arrays); a heap holds (rank, position) of
-    every mergeable adjacent pair, so the lowest rank -- and among equal ranks the leftmost --
-    comes out first. After a merge at position i only the pairs (prev, i) and (i, next) are new;
-    heap entries made stale by a merge are recognised on pop (dead position or rank mismatch).
-    """
-    n = len(ids)
-    if n < 2:
-        return list(ids)
-    tok = list(ids)
-    nxt = list(range(1, n + 1))   # nxt[i] == n: i is the last token
-    prv = list(range(-1, n - 1))  # prv[i] == -1: i is the first token
-    alive = [True] * n
-    heap = [(ranks[p][0], i) for i, p in enumerate(zip(tok, tok[1:])) if p in ranks]
-    heapq.heapify(heap)
-    while heap:
-        rank, i = heapq.heappop(heap)
-        j = nxt[i]
-        if not alive[i] or j == n:
-            continue
-        entry = ranks.get((tok[i], tok[j]))
-        if entry is None or entry[0] != rank:
-            continue  # stale: the pair at i changed since this entry was pushed
-        tok[i], alive[j] = entry[1], False  # merge j into i and unlink j
-        nxt[i] = nxt[j]
-        if nxt[j] < n:
-            prv[nxt[j]] = i
-        if prv[i] >= 0 and (left := ranks.get((tok[prv[i]], tok[i]))) is not None:
-            heapq.heappush(heap, (left[0], prv[i]))
-        if nxt[i] < n and (right := ranks.get((tok[i], tok[nxt[i]]))) is not None:
-            heapq.heappush(heap, (right[0], i))
-    out, i = [], 0
-    while i < n:
-        out.append(tok[i])
-        i = nxt[i]
-    return out
 
 
 # ---- the tokenizer ------------------------------------------------------------------------

@@ -1,0 +1,52 @@
+"""Checked mode: every rank must enter the same collective with the same arguments.
+
+A collective is a promise that all ranks of a communicator make the same call. When one rank
+calls `all_reduce` on 1,000 elements and another `all_gather` on 999, the explicit ring would
+exchange mismatched messages — corrupting data or deadlocking halfway. So, before each
+collective, every rank encodes its call as a signature of seven integers
+
+    (call number, collective, element count, dtype, root, reduction op, "my buffers are valid")
+
+and one MPI all-reduce of (sig, −sig) with MAX yields the element-wise max and −min: equal
+means everyone agrees. Otherwise the ranks gather all signatures and raise
+`CollectiveMismatchError` with `mismatch_table`, which names what each rank called.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Dtypes a collective can move: floats, and integers for token ids, int8 weights and the
+# uint16 bit patterns tinyllm uses for bf16 (NumPy has no bfloat16). Only floats are reduced.
+DTYPE_CODES = {np.dtype(t): code for code, t in enumerate(
+    (np.float16, np.float32, np.float64, np.int8, np.uint8, np.uint16, np.int32, np.int64),
+    start=1)}
+REDUCIBLE = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+OP_CODES = {name: code for code, name in enumerate(
+    ("broadcast", "reduce", "reduce_scatter", "all_gather", "all_reduce"), start=1)}
+REDUCE_OP_CODES = {"": 0, "sum": 1, "avg": 2}
+
+
+class CollectiveMismatchError(RuntimeError):
+    """The ranks called different collectives, or the same one with different sizes."""
+
+
+class CollectiveTimeoutError(RuntimeError):
+    """A rank waited too long for the others to enter a collective."""
+
+
+def mismatch_table(everyone: list[dict], world_ranks) -> str:
+    """The error message of a mismatch: what each rank called (from the signatures)."""
+    names = {code: name for name, code in OP_CODES.items()}
+    dtypes = {code: str(dt) for dt, code in DTYPE_CODES.items()}
+    ops = {code: name for name, code in REDUCE_OP_CODES.items()}
+    lines = [f"ranks {list(world_ranks)} (world ranks) did not enter the same collective "
+             f"with the same arguments:"]
+    for r, entry in enumerate(everyone):
+        seq, op, count, dt, root, rop, ok = entry["sig"]
+        line = (f"  rank {r}: call #{seq} {names[op]}(count={count}, dtype={dtypes[dt]}"
+                + (f", root={root}" if root >= 0 else "") + (f", op={ops[rop]}" if rop else "")
+                + ")")
+        if entry["problem"]:
+            line += f" — invalid here: {entry['problem']}"
+        lines.append(line)
+    return "\n".join(lines)
