@@ -1,5 +1,5 @@
 """nanoGPT's model (Karpathy, model.py) transcribed into PyTorch: the reference that tinyllm's GPT
-is checked against (tests/test_models.py) and trained beside (benchmarks/train_vs_torch.py).
+is checked against (tests/models/test_models.py) and trained beside (benchmarks/train_vs_torch.py).
 
 The module tree and parameter names are nanoGPT's, so `load_state_dict` takes tinyllm's
 `GPT.state_dict()` as it is. Condensed: no dropout (both sides run with dropout 0), no

@@ -13,7 +13,7 @@ step under a FlopCounter, and compares the counted matrix-product FLOPs with thi
                            attention: 2·B·T²·H·(3 + 2) = 10·B·T²·H, because the kernel
                            recomputes QKᵀ before the four gradient products.
 
-Print the counted-vs-formula tables with `pytest tests/test_accounting_flops.py -s -k table`.
+Print the counted-vs-formula tables with `pytest tests/accounting/test_flops.py -s -k table`.
 """
 from types import SimpleNamespace
 

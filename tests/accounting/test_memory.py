@@ -90,7 +90,7 @@ def test_memory_table_example_runs(capsys):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "examples" / "memory_table.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "memory_table.py"
     argv, sys.argv = sys.argv, [str(script), "--psi", "1e9", "--devices", "4"]
     try:
         runpy.run_path(str(script), run_name="__main__")

@@ -113,7 +113,7 @@ def _run_scaling(argv):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "examples" / "scaling.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "scaling.py"
     saved = sys.argv, list(sys.path)
     try:  # as `python examples/scaling.py` runs it: its own folder first on the path
         sys.argv, sys.path[:0] = [str(script), *argv], [str(script.parent)]

@@ -17,7 +17,7 @@ import pytest
 
 from mpi_helpers import run_mpi
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "train_zero.py"
 SMALL = ["--steps", "6", "--n-layer", "2", "--n-embd", "32", "--n-head", "2", "--block-size", "16",
          "--vocab-size", "300", "--batch-size", "8", "--data-bytes", "60000", "--eval-interval",

@@ -1,4 +1,4 @@
-"""MPI worker for tests/test_kernel_cache.py: several ranks start together on one numba cache.
+"""MPI worker for tests/kernels/test_kernel_cache.py: several ranks start together on one numba cache.
 
 Each rank runs the real `sim.init()` (local rank 0 warms the kernels up, the others wait at a
 barrier and then load them), counts what numba did for every tinyllm kernel — compilations

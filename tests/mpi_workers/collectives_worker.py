@@ -1,4 +1,4 @@
-"""MPI worker for tests/test_sim_collectives.py.
+"""MPI worker for tests/sim/test_collectives.py.
 
 Usage: mpirun -n N python collectives_worker.py CASES.json [--misc]
 

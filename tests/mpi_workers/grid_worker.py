@@ -1,4 +1,4 @@
-"""MPI worker for tests/test_sim_3d.py: a GPT on a dp × tp × pp grid (default 2 × 2 × 2).
+"""MPI worker for tests/sim/test_parallel3d.py: a GPT on a dp × tp × pp grid (default 2 × 2 × 2).
 
 Usage: mpirun -n 8 python grid_worker.py [DP TP PP]
 

@@ -1,4 +1,4 @@
-"""MPI worker for tests/test_sim_launch.py: what `sim.init()` did to threads and warm-up order.
+"""MPI worker for tests/sim/test_launch.py: what `sim.init()` did to threads and warm-up order.
 
 The kernels' warm-up is replaced by a stand-in that records when it ran (0.3 s long), so the
 test can check that local rank 0 finished before any other rank started.

@@ -1,4 +1,4 @@
-"""MPI worker for tests/test_sim_pp.py: a pipeline of N stages (one per rank).
+"""MPI worker for tests/sim/test_pipeline.py: a pipeline of N stages (one per rank).
 
 Usage: mpirun -n N python pp_worker.py [--bubble]
 

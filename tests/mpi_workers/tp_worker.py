@@ -1,4 +1,4 @@
-"""MPI worker for tests/test_sim_tp.py: Megatron tensor parallelism over all ranks.
+"""MPI worker for tests/sim/test_tensor_parallel.py: Megatron tensor parallelism over all ranks.
 
 Usage: mpirun -n N python tp_worker.py      (N divides the 4 heads: 2 or 4)
 

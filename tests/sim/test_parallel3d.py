@@ -120,7 +120,7 @@ def test_train_3d_example_matches_one_process(tmp_path):
     text = (Path(json.__file__).read_text() + Path(__file__).read_text()) * 2
     data = tmp_path / "corpus.txt"
     data.write_text(text)
-    script = Path(__file__).parent.parent / "examples" / "train_3d.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "train_3d.py"
     common = ["--steps", 3, "--batch-size", 4, "--block-size", 16, "--n-layer", 2,
               "--n-head", 2, "--n-embd", 16, "--vocab-size", 300, "--data", data,
               "--cache-dir", tmp_path / "cache", "--eval-interval", 2, "--eval-iters", 1,

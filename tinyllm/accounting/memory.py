@@ -17,7 +17,7 @@ redundancy one state at a time — each device keeps only its 1/N partition:
 (2 and 2 are the bytes per parameter and per gradient; `zero_memory` takes them as arguments.)
 For Ψ = 7.5B and N = 64 that is 120 GB → 31.4 GB → 16.6 GB → 1.88 GB per device, the paper's
 Figure 1. Its Table 1 prints GB = 10⁹ bytes: 16 bytes × 7.5·10⁹ = 120·10⁹, printed "120".
-`ZERO_TABLE1` holds the paper's printed numbers; tests/test_accounting_memory.py checks every
+`ZERO_TABLE1` holds the paper's printed numbers; tests/accounting/test_memory.py checks every
 cell against this module's formulas.
 
 Stage 3 also needs room for the one layer it has gathered to compute with (`largest_layer`);

@@ -3,7 +3,7 @@
 The reference is what a reader should study first: a few NumPy lines per equation. The numba
 kernel computes the same thing in one pass over memory, which NumPy cannot express without
 temporaries (rows are shared out over threads when the array is big). Tests assert the two
-agree (tests/test_kernels.py, tests/test_kernels_fast.py).
+agree (tests/kernels/: one test file per kernel family).
 
 Ops in tinyllm/ops call the functions below, which pick the implementation:
 

@@ -30,7 +30,7 @@ units in the last place of 1).
 
 These approximations are for float32. `vexp(x)` / `verf(x)` pick them for float32 arguments
 and call libm (`math.exp` / `math.erf`) for float64 ones; with NUMBA_DISABLE_JIT=1 they run as
-plain Python. The references are `np.exp` and `math.erf` in float64 (tests/test_kernels_fast.py).
+plain Python. The references are `np.exp` and `math.erf` in float64 (tests/kernels/test_vecmath.py).
 
 They compile with tinyllm's kernel options (tinyllm/kernels/jit.py).
 """
