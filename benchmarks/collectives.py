@@ -19,6 +19,8 @@ algorithm; the last line measures what checked mode adds to a small all-reduce.
 """
 import sim  # first: thread variables before NumPy loads BLAS
 
+# isort: split
+
 import argparse
 import json
 import time

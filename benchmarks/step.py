@@ -130,9 +130,9 @@ def torch_step(w, seed):
     """The same model in PyTorch eager — nanoGPT's model.py (tests/torch_nanogpt.py, the
     reference the tests use) — loaded with tinyllm's initial weights."""
     import torch
+    from torch_nanogpt import nanogpt_torch
 
     from tinyllm.models import GPT
-    from torch_nanogpt import nanogpt_torch
 
     cfg = gpt_config(w)
     model = nanogpt_torch(cfg)
@@ -375,8 +375,8 @@ def start_up(args):
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples",
                           "train_zero.py")
     cmd = ["mpirun", "-n", "4", sys.executable, script, "--steps", "1"]
-    print(f"\nstart-up: mpirun -n 4 python examples/train_zero.py --steps 1, until 'step 0' "
-          f"is printed")
+    print("\nstart-up: mpirun -n 4 python examples/train_zero.py --steps 1, until 'step 0' "
+          "is printed")
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
         for label in ("fresh numba cache", "warm numba cache"):
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)

@@ -81,8 +81,8 @@ def main() -> None:
     import torch
     from torch_nanogpt import nanogpt_torch
 
-    from tinyllm.runtime.fileio import atomic_write_bytes
     from tinyllm.models import GPT, GPTConfig
+    from tinyllm.runtime.fileio import atomic_write_bytes
 
     torch.set_num_threads(args.threads)
     betas = (0.9, 0.95)

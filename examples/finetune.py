@@ -35,17 +35,16 @@ import argparse
 import os
 import time
 
+import common
 import numpy as np
+from generate import load_tokenizer  # examples/generate.py: the checkpoint's tokenizer
 
 import tinyllm
-import common
 from tinyllm.checkpoint import load_checkpoint, save_checkpoint
 from tinyllm.data import get_batch, load_corpus
 from tinyllm.data.corpus import read_python_source, split_train_val, stdlib_dir, stdlib_files
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
-
-from generate import load_tokenizer  # examples/generate.py: the checkpoint's tokenizer
 
 
 def build_parser():

@@ -25,9 +25,9 @@ import argparse
 import os
 import time
 
+import common
 import numpy as np
 
-import common
 from tinyllm.checkpoint import load_checkpoint
 from tinyllm.data import ENDOFTEXT, ByteLevelBPE
 from tinyllm.models import GPT, GPTConfig

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import argparse
 
-from tinyllm.accounting import (FP32_ADAM, GB, MIXED_PRECISION_ADAM, ZERO_TABLE1,
-                                notes_rule_of_thumb, zero_communication_elements, zero_memory,
-                                zero_table)
+from tinyllm.accounting import (
+    FP32_ADAM,
+    GB,
+    MIXED_PRECISION_ADAM,
+    ZERO_TABLE1,
+    notes_rule_of_thumb,
+    zero_communication_elements,
+    zero_memory,
+    zero_table,
+)
 from tinyllm.accounting.memory import STAGE_NAMES
 
 PRECISIONS = {"mixed": MIXED_PRECISION_ADAM, "fp32": FP32_ADAM}

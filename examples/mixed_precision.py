@@ -34,10 +34,10 @@ from __future__ import annotations
 import argparse
 import time
 
+import common
 import numpy as np
 
 import tinyllm
-import common
 from tinyllm import ops
 from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
 from tinyllm.data import get_batch

@@ -21,9 +21,20 @@ import argparse
 import numpy as np
 
 from tinyllm.accounting import FP32_ADAM, MIXED_PRECISION_ADAM
-from tinyllm.precision import (BF16, FP16, FP32, INT8, GradScaler, dequantize, format_table,
-                               fp32_to_bf16_bits, qparams_from_minmax, quantize, round_to_bf16,
-                               round_to_fp16)
+from tinyllm.precision import (
+    BF16,
+    FP16,
+    FP32,
+    INT8,
+    GradScaler,
+    dequantize,
+    format_table,
+    fp32_to_bf16_bits,
+    qparams_from_minmax,
+    quantize,
+    round_to_bf16,
+    round_to_fp16,
+)
 
 
 def _g(x) -> str:

@@ -41,10 +41,10 @@ import math
 import os
 import time
 
+import common
 import numpy as np
 
 import tinyllm
-import common
 from tinyllm import no_grad
 from tinyllm.checkpoint import load_checkpoint
 from tinyllm.data import get_batch

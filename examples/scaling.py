@@ -12,8 +12,14 @@ from __future__ import annotations
 
 import argparse
 
-from tinyllm.accounting import (CHINCHILLA, CHINCHILLA_TABLE3, compute_optimal_by_rule,
-                                fit_power_law, pf_days, scaling_rows)
+from tinyllm.accounting import (
+    CHINCHILLA,
+    CHINCHILLA_TABLE3,
+    compute_optimal_by_rule,
+    fit_power_law,
+    pf_days,
+    scaling_rows,
+)
 
 
 def si(x: float) -> str:
@@ -95,16 +101,15 @@ def run_sweep(args) -> None:
     import os
     import time
 
+    import common
     import numpy as np
 
     import tinyllm
-    import common
-    from tinyllm.accounting import (count_parameters, measure_matmul_peak,
-                                    palm_flops_per_token_for)
-    from tinyllm.runtime.fileio import atomic_write_bytes
+    from tinyllm.accounting import count_parameters, measure_matmul_peak, palm_flops_per_token_for
     from tinyllm.data import get_batch
     from tinyllm.models import GPT, GPTConfig
     from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_cosine
+    from tinyllm.runtime.fileio import atomic_write_bytes
 
     budgets = [float(b) for b in args.budgets.split(",")]
     block, batch = SWEEP_BLOCK, SWEEP_BATCH

@@ -36,17 +36,25 @@ import argparse
 import os
 import time
 
+import common
 import numpy as np
 
 import tinyllm
-import common
 from tinyllm.accounting import measure_matmul_peak
 from tinyllm.accounting.flops import palm_flops_per_token
-from tinyllm.data import (CLS, MASK, PAD, SEP, get_mlm_batch, load_corpus, mask_tokens,
-                          standard_special_tokens)
+from tinyllm.data import (
+    CLS,
+    MASK,
+    PAD,
+    SEP,
+    get_mlm_batch,
+    load_corpus,
+    mask_tokens,
+    standard_special_tokens,
+)
+from tinyllm.engine import no_grad
 from tinyllm.models import BertConfig, BertForMaskedLM, BertForSequenceClassification
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_linear
-from tinyllm.engine import no_grad
 
 KEYWORDS = ("def", "class", "return", "if", "for", "raise", "import")
 

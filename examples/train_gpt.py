@@ -15,10 +15,10 @@ import argparse
 import os
 import time
 
+import common
 import numpy as np
 
 import tinyllm
-import common
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay

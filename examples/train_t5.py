@@ -37,16 +37,22 @@ import ast
 import os
 import time
 
+import common
 import numpy as np
 
 import tinyllm
-import common
 from tinyllm.accounting import measure_matmul_peak
-from tinyllm.data import (ENDOFTEXT, PAD, get_span_corruption_batch, load_corpus, sentinel,
-                          standard_special_tokens)
+from tinyllm.data import (
+    ENDOFTEXT,
+    PAD,
+    get_span_corruption_batch,
+    load_corpus,
+    sentinel,
+    standard_special_tokens,
+)
+from tinyllm.engine import no_grad
 from tinyllm.models import T5, T5Config
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_linear
-from tinyllm.engine import no_grad
 
 N_SENTINELS = 100
 

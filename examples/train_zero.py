@@ -16,20 +16,19 @@ a sharded checkpoint (sim/checkpoint.py) that any number of ranks can load (`--r
 """
 from __future__ import annotations
 
-import sim  # noqa: I001 — first: it sets the BLAS/numba thread counts before NumPy loads
-
 import argparse
 import os
 import re
 import sys
 import time
 
+import common
 import numpy as np
 
+import sim  # noqa: I001 — first: it sets the BLAS/numba thread counts before NumPy loads
 import tinyllm
 from sim.checkpoint import load_sharded, save_sharded
 from sim.device import OutOfMemoryError, format_bytes_per_parameter
-import common
 from tinyllm.data import get_batch
 from tinyllm.models import GPT, GPTConfig
 
@@ -249,7 +248,7 @@ def compare(world, args, tok, train_ids):
     elif world.size > 1 and args.accum_steps == 1:
         # Beyond data parallelism (sim/parallel3d.py): the same model split by tensor
         # parallelism (tp = N) and by pipeline stages (pp = N), on the same batches.
-        from compare_3d import compare_rows     # examples/compare_3d.py, beside this script
+        from compare_3d import compare_rows  # examples/compare_3d.py, beside this script
         rng = np.random.default_rng(args.seed)
         batches = [get_batch(train_ids, args.batch_size, args.block_size, rng) for _ in range(steps)]
         rows += compare_rows(world, lambda: build_model(args, tok.vocab_size)[0],

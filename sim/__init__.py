@@ -36,11 +36,23 @@ from sim.launch import set_thread_env_defaults as _set_thread_env_defaults
 _set_thread_env_defaults()
 
 from sim.comm import (  # noqa: E402
-    CollectiveMismatchError, CollectiveTimeoutError, CommRecord, CommStats, Communicator)
+    CollectiveMismatchError,
+    CollectiveTimeoutError,
+    CommRecord,
+    CommStats,
+    Communicator,
+)
 from sim.cost import PROFILES, Event, HardwareProfile, Link, Timeline, get_profile  # noqa: E402
 from sim.device import (  # noqa: E402
-    TAGS, ActivationTracker, Device, Host, MemoryLedger, OutOfMemoryError, bytes_per_parameter,
-    format_bytes_per_parameter)
+    TAGS,
+    ActivationTracker,
+    Device,
+    Host,
+    MemoryLedger,
+    OutOfMemoryError,
+    bytes_per_parameter,
+    format_bytes_per_parameter,
+)
 from sim.launch import init, world  # noqa: E402
 
 __all__ = [

@@ -50,8 +50,15 @@ import numpy as np
 from mpi4py import MPI
 
 from sim import collectives as algo
-from sim.agreement import (DTYPE_CODES, OP_CODES, REDUCE_OP_CODES, REDUCIBLE, CollectiveMismatchError,
-                           CollectiveTimeoutError, mismatch_table)
+from sim.agreement import (
+    DTYPE_CODES,
+    OP_CODES,
+    REDUCE_OP_CODES,
+    REDUCIBLE,
+    CollectiveMismatchError,
+    CollectiveTimeoutError,
+    mismatch_table,
+)
 from sim.traffic import CommRecord, CommStats, Traffic  # noqa: F401  (re-exported)
 
 BACKENDS = ("explicit", "mpi")

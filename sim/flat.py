@@ -109,7 +109,7 @@ def split_units(model) -> list[Unit]:
                 blocks.append((f"{prefix}.{i}" if prefix else str(i), child))
     owner = {}
     for bname, child in blocks:
-        for name, p in child.named_parameters(prefix=bname):
+        for _, p in child.named_parameters(prefix=bname):
             owner.setdefault(id(p), bname)
     root_names, root_params = [], []
     by_block = {bname: ([], []) for bname, _ in blocks}

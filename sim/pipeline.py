@@ -55,10 +55,10 @@ import numpy as np
 
 from sim.cost import Event
 from tinyllm import ops
+from tinyllm.engine import Tensor, no_grad
 from tinyllm.nn.layers import Linear
 from tinyllm.nn.module import Module, ModuleDict, Parameter
 from tinyllm.recompute import checkpoint
-from tinyllm.engine import Tensor, no_grad
 
 CLOCK_TAG = 7  # the simulated arrival time travels under this tag beside each message
 

@@ -65,10 +65,10 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import ops
-from tinyllm.nn.attention import merge_heads
-from tinyllm.nn.module import Module, Parameter
 from tinyllm.engine import Function, Tensor
 from tinyllm.engine.flops import MOVES_DATA
+from tinyllm.nn.attention import merge_heads
+from tinyllm.nn.module import Module, Parameter
 from tinyllm.runtime.random import default_generator
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.zero import ZeRO2
-from tinyllm.precision.mixed import write_model_params_
 from tinyllm.engine import Function, Tensor
+from tinyllm.precision.mixed import write_model_params_
 
 
 class _PreBackward(Function):

@@ -68,11 +68,12 @@ def run_mpi(script, n: int | None, args=(), timeout: float = 60, env: dict | Non
                             env=full_env, start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as timed_out:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
         result = MPIResult(command, -9, stdout, stderr, time.monotonic() - start)
-        raise AssertionError(f"mpirun job timed out after {timeout} s\n{result.describe()}")
+        raise AssertionError(f"mpirun job timed out after {timeout} s\n{result.describe()}") \
+            from timed_out
     result = MPIResult(command, proc.returncode, stdout, stderr, time.monotonic() - start)
     if check and result.returncode != 0:
         raise AssertionError(f"mpirun job failed\n{result.describe()}")

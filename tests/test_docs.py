@@ -58,7 +58,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-
 from mpi_helpers import mpirun_path
 
 ROOT = Path(__file__).resolve().parents[1]

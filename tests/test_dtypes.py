@@ -16,11 +16,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinyllm
-from tinyllm import Tensor, no_grad, ops
-from tinyllm.nn import functional as F
-from tinyllm import dtypes
+from tinyllm import Tensor, dtypes, no_grad
 from tinyllm.engine import hooks
 from tinyllm.kernels import bf16
+from tinyllm.nn import functional as F
 from tinyllm.precision import GradScaler
 
 BF16, FP16, FP32 = tinyllm.bfloat16, np.dtype(np.float16), np.dtype(np.float32)

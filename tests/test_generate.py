@@ -7,8 +7,14 @@ sampling); the decoding loop against an independent argmax loop over full forwar
 import numpy as np
 import pytest
 
-from tinyllm.generate import (apply_repetition_penalty, apply_top_k, apply_top_p, choose_next,
-                              decode_loop, process_scores)
+from tinyllm.generate import (
+    apply_repetition_penalty,
+    apply_top_k,
+    apply_top_p,
+    choose_next,
+    decode_loop,
+    process_scores,
+)
 from tinyllm.models import GPT, GPTConfig
 
 V = 29

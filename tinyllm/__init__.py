@@ -1,7 +1,7 @@
 """tinyllm — an LLM framework written by hand in NumPy, to be read like a textbook.
 
 The package mirrors PyTorch's names, so what you learn here transfers. Read it in this order;
-each room stands only on the rooms above it (the layering is checked, .importlinter):
+each room uses only the rooms listed before it (import-linter checks it: pyproject.toml):
 
     runtime/        plumbing: the seeded random generator, threads, the allocator, atomic writes
     kernels/        the hot loops as numba kernels, each beside its plain-NumPy reference
@@ -29,15 +29,47 @@ package `sim`, built on this one; tinyllm never imports it.
 """
 import numpy as _np
 
-from tinyllm.runtime import allocator as _allocator
-from tinyllm.runtime.random import manual_seed
+from tinyllm import nn, optim  # torch-style: tinyllm.nn, tinyllm.optim
 from tinyllm.dtypes import bfloat16
 from tinyllm.engine import Function, Tensor, enable_grad, is_grad_enabled, no_grad, observe
-from tinyllm.ops import (abs, arange, cat, chunk, clamp, concatenate, cross_entropy, empty, exp,
-                         full, gelu, log, log_softmax, matmul, maximum, mean, minimum, ones,
-                         ones_like, rand, randint, randn, relu, sigmoid, softmax, split, sqrt,
-                         stack, sum, tanh, tensor, where, zeros, zeros_like)
-from tinyllm import nn, optim  # torch-style: tinyllm.nn, tinyllm.optim
+from tinyllm.ops import (
+    abs,
+    arange,
+    cat,
+    chunk,
+    clamp,
+    concatenate,
+    cross_entropy,
+    empty,
+    exp,
+    full,
+    gelu,
+    log,
+    log_softmax,
+    matmul,
+    maximum,
+    mean,
+    minimum,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    relu,
+    sigmoid,
+    softmax,
+    split,
+    sqrt,
+    stack,
+    sum,
+    tanh,
+    tensor,
+    where,
+    zeros,
+    zeros_like,
+)
+from tinyllm.runtime import allocator as _allocator
+from tinyllm.runtime.random import manual_seed
 
 float16 = _np.float16
 float32 = _np.float32

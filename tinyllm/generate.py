@@ -32,7 +32,6 @@ import numpy as np
 
 from tinyllm.engine import no_grad
 
-
 # ---- logits processing (on NumPy arrays, float64 for stable sorting/cumsum) ----------------
 
 

@@ -45,9 +45,9 @@ exactly in IEEE arithmetic — so tests/test_recompute.py asserts bitwise equali
 """
 from __future__ import annotations
 
-from tinyllm.runtime.random import get_rng_state, set_rng_state
 from tinyllm.engine import Function, Tensor, enable_grad, is_grad_enabled, no_grad
 from tinyllm.engine.flops import MOVES_DATA
+from tinyllm.runtime.random import get_rng_state, set_rng_state
 
 
 class CheckpointFunction(Function):

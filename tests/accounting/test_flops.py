@@ -22,10 +22,18 @@ import pytest
 
 import tinyllm
 from tinyllm import ops
-from tinyllm.accounting import (FlopCounter, compare_with_formulas, comparison_table,
-                                kaplan_flops_per_token, layer_forward_flops, notes_layer_macs,
-                                palm_flops_per_token, palm_flops_per_token_for, pf_days,
-                                training_flops)
+from tinyllm.accounting import (
+    FlopCounter,
+    compare_with_formulas,
+    comparison_table,
+    kaplan_flops_per_token,
+    layer_forward_flops,
+    notes_layer_macs,
+    palm_flops_per_token,
+    palm_flops_per_token_for,
+    pf_days,
+    training_flops,
+)
 from tinyllm.engine import Function, Tensor
 from tinyllm.engine.flops import FlopRule
 
@@ -54,7 +62,7 @@ def gpt_loss(w, cfg, idx, targets):
     h, nh = cfg.n_embd, cfg.n_head
     x = ops.embedding(idx, w["wte"]) + ops.embedding(np.arange(t), w["wpe"])      # (B, T, H)
     for i in range(cfg.n_layer):
-        g = lambda name: w[f"h.{i}.{name}"]  # noqa: E731
+        g = lambda name, i=i: w[f"h.{i}.{name}"]  # noqa: E731
         a = ops.layer_norm(x, h, g("ln_1.w"), g("ln_1.b"))
         q, k, v = ops.split(ops.linear(a, g("attn.c_attn.w"), g("attn.c_attn.b")), h, axis=2)
         q, k, v = (z.reshape(b, t, nh, h // nh).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hd)

@@ -3,9 +3,16 @@ import math
 
 import pytest
 
-from tinyllm.accounting import (FP32_ADAM, GB, MIXED_PRECISION_ADAM, ZERO_TABLE1,
-                                notes_rule_of_thumb, zero_communication_elements, zero_memory,
-                                zero_table)
+from tinyllm.accounting import (
+    FP32_ADAM,
+    GB,
+    MIXED_PRECISION_ADAM,
+    ZERO_TABLE1,
+    notes_rule_of_thumb,
+    zero_communication_elements,
+    zero_memory,
+    zero_table,
+)
 
 
 def printed_forms(value, decimals):

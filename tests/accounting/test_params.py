@@ -169,8 +169,12 @@ def shape(v, t, n, heads, hd, bias):
 @example(shape=shape(17, 5, 3, 3, 2, False), type_vocab=1, num_labels=4, head="classification")
 @example(shape=shape(8, 4, 1, 1, 4, True), type_vocab=3, num_labels=2, head=None)
 def test_bert_components_from_the_model_equal_the_formula(shape, type_vocab, num_labels, head):
-    from tinyllm.models.bert import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
-                                     BertModel)
+    from tinyllm.models.bert import (
+        BertConfig,
+        BertForMaskedLM,
+        BertForSequenceClassification,
+        BertModel,
+    )
 
     h = shape["n_head"] * shape["head_dim"]
     v, t, n, bias = shape["vocab_size"], shape["block_size"], shape["n_layer"], shape["bias"]

@@ -5,9 +5,18 @@ import math
 import numpy as np
 import pytest
 
-from tinyllm.accounting import (CHINCHILLA, CHINCHILLA_TABLE3, ChinchillaLaw,
-                                compute_optimal_by_rule, fit_power_law, measure_matmul_peak, mfu,
-                                model_flops_per_second, scaling_rows, training_flops)
+from tinyllm.accounting import (
+    CHINCHILLA,
+    CHINCHILLA_TABLE3,
+    ChinchillaLaw,
+    compute_optimal_by_rule,
+    fit_power_law,
+    measure_matmul_peak,
+    mfu,
+    model_flops_per_second,
+    scaling_rows,
+    training_flops,
+)
 
 
 def test_rule_reproduces_chinchilla_table3_within_10_percent():

@@ -11,9 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyllm.data import (ENDOFTEXT, MASK, ByteLevelBPE, TokenizerFileError, learn_merges,
-                          learn_merges_reference, pre_split, pre_split_reference,
-                          standard_special_tokens)
+from tinyllm.data import (
+    ENDOFTEXT,
+    MASK,
+    ByteLevelBPE,
+    TokenizerFileError,
+    learn_merges,
+    learn_merges_reference,
+    pre_split,
+    pre_split_reference,
+    standard_special_tokens,
+)
 from tinyllm.data.bpe_merge import bpe_merge, bpe_merge_reference
 from tinyllm.data.bpe_train import merge_pair
 from tinyllm.data.corpus import stdlib_text

@@ -11,13 +11,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyllm.data.batches import (IGNORE_INDEX, get_batch, get_mlm_batch,
-                                  get_span_corruption_batch, make_mlm_batch, mask_tokens,
-                                  random_segmentation, random_spans_noise_mask, span_corrupt,
-                                  span_corruption_lengths, span_counts)
+from tinyllm.data.batches import (
+    IGNORE_INDEX,
+    get_batch,
+    get_mlm_batch,
+    get_span_corruption_batch,
+    make_mlm_batch,
+    mask_tokens,
+    random_segmentation,
+    random_spans_noise_mask,
+    span_corrupt,
+    span_corruption_lengths,
+    span_counts,
+)
 from tinyllm.data.bpe import ENDOFTEXT, ByteLevelBPE
-from tinyllm.data.corpus import (SKIP_DIRS, Corpus, load_corpus, split_train_val, stdlib_dir,
-                                 stdlib_files, stdlib_text, tokenize_corpus)
+from tinyllm.data.corpus import (
+    SKIP_DIRS,
+    Corpus,
+    load_corpus,
+    split_train_val,
+    stdlib_dir,
+    stdlib_files,
+    stdlib_text,
+    tokenize_corpus,
+)
 
 
 def within(observed, expected, n, sigmas=5.0):

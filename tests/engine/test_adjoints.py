@@ -5,7 +5,6 @@ gives, and never let two tensors share one gradient array.
 import numpy as np
 
 
-
 def test_slices_of_one_tensor_share_one_gradient_buffer():
     import tinyllm as tl
 

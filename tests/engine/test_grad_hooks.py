@@ -2,8 +2,8 @@
 import numpy as np
 
 import tinyllm
-from tinyllm.models import GPT, GPTConfig
 from tinyllm.engine import Tensor
+from tinyllm.models import GPT, GPTConfig
 
 
 def test_hook_fires_once_per_backward_after_all_uses():

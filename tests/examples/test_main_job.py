@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mpi_helpers import run_mpi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,9 +98,10 @@ def test_checkpoint_resumes_in_one_process_with_ddp(jobs):
 def test_consolidated_checkpoint_trains_on_in_a_plain_loop(jobs):
     """No sim at all: consolidate the shards into a GPT + AdamW and continue by hand."""
     sys.path.insert(0, str(ROOT / "examples"))
-    import train_zero  # noqa: E402  (only for its flags' defaults)
-    from sim.checkpoint import load_into_model, read_index
     import common  # examples/common.py (examples/ is on the path: see above)
+    import train_zero  # noqa: E402  (only for its flags' defaults)
+
+    from sim.checkpoint import load_into_model, read_index
     from tinyllm.data import get_batch
     from tinyllm.models import GPT, GPTConfig
     from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay

@@ -8,7 +8,6 @@ same bits as the code the others loaded — a kernel whose machine code depended
 helpers came from the cache would make the first run after install differ from every later one.
 """
 import pytest
-
 from mpi_helpers import run_mpi
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]

@@ -7,9 +7,7 @@ import pytest
 
 from tinyllm import kernels
 from tinyllm.kernels import attention as attn
-from tinyllm.kernels import gelu
-from tinyllm.kernels import jit
-
+from tinyllm.kernels import gelu, jit
 
 
 def test_kernels_split_over_threads_give_the_serial_numbers(monkeypatch):

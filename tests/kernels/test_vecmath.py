@@ -10,7 +10,6 @@ import numpy as np
 from tinyllm.kernels import jit, vecmath
 
 
-
 @numba.njit(fastmath=jit.FASTMATH, error_model="numpy")
 def _map_exp_erf(x, e, f):
     for i in range(x.size):

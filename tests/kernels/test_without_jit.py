@@ -11,7 +11,6 @@ import textwrap
 
 import numpy as np
 
-
 MODEL_STEP = textwrap.dedent("""
     import json, sys
     import numpy as np

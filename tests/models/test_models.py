@@ -9,12 +9,20 @@ import math
 
 import numpy as np
 import pytest
+from torch_nanogpt import nanogpt_torch
 
-from tinyllm.models import (GPT, T5, BertConfig, BertForMaskedLM, BertForSequenceClassification,
-                            GPTConfig, T5Config, shift_right)
+from tinyllm.models import (
+    GPT,
+    T5,
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    GPTConfig,
+    T5Config,
+    shift_right,
+)
 from tinyllm.optim import AdamW
 from tinyllm.testing import gradcheck
-from torch_nanogpt import nanogpt_torch
 
 
 def to64(module):
@@ -353,7 +361,7 @@ def test_t5_learns_to_copy():
     opt = AdamW(m.parameters(), lr=3e-3, weight_decay=0.0)
     data = np.random.default_rng(0)
     losses = []
-    for step in range(350):
+    for _ in range(350):
         src = data.integers(2, V, (32, L))
         _, loss = m(src, labels=src)
         opt.zero_grad()

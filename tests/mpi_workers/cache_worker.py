@@ -9,6 +9,8 @@ cache must compute the same bits, or a run right after install would not repeat.
 """
 import sim  # first: the thread variables must be set before NumPy loads BLAS
 
+# isort: split
+
 import hashlib
 import importlib
 import json

@@ -11,6 +11,8 @@ every rank's results; the test checks them against the textbook formulas.
 """
 import sim  # first, so the thread variables are set before NumPy loads
 
+# isort: split
+
 import hashlib
 import json
 import sys

@@ -8,6 +8,8 @@ Usage: mpirun -n N python failure_worker.py MODE
 """
 import sim
 
+# isort: split
+
 import sys
 
 import numpy as np

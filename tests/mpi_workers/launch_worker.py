@@ -5,6 +5,8 @@ test can check that local rank 0 finished before any other rank started.
 """
 import sim  # first: the thread variables must be set before NumPy loads BLAS
 
+# isort: split
+
 import json
 import os
 import time

@@ -11,13 +11,21 @@ activation bytes the ledger saw.
 """
 import sim  # first, so the thread variables are set before NumPy loads
 
+# isort: split
+
 import json
 import sys
 
 import numpy as np
+from parallel_common import (
+    batches,
+    local_param_error,
+    make_model,
+    parallel_run,
+    reference_run,
+    relative_errors,
+)
 
-from parallel_common import (batches, local_param_error, make_model, parallel_run,
-                             reference_run, relative_errors)
 from sim.parallel3d import Parallel3D
 from tinyllm.models import GPTConfig
 

@@ -12,17 +12,25 @@ TP / PP rows that examples/train_zero.py --compare adds (examples/compare_3d.py)
 """
 import sim  # first, so the thread variables are set before NumPy loads
 
+# isort: split
+
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from parallel_common import (
+    batches,
+    local_param_error,
+    make_model,
+    parallel_run,
+    reference_run,
+    relative_errors,
+)
 
 import tinyllm
-from parallel_common import (batches, local_param_error, make_model, parallel_run,
-                             reference_run, relative_errors)
 from sim.parallel3d import Parallel3D
-from sim.tensor_parallel import (TPGroup, gather_state_dict, parallelize_gpt, shard_state_dict)
+from sim.tensor_parallel import TPGroup, gather_state_dict, parallelize_gpt, shard_state_dict
 from tinyllm.models import GPTConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))

@@ -11,9 +11,9 @@ import pytest
 
 import tinyllm
 from tinyllm import nn
+from tinyllm.engine import Tensor
 from tinyllm.nn.attention import KVCache
 from tinyllm.testing import gradcheck
-from tinyllm.engine import Tensor
 
 
 def to64(module):
@@ -255,7 +255,7 @@ def mha_numpy(m, xq, xkv, blocked=None):
     d = E // h
     lin = lambda layer, x: x @ layer.weight.data.T + layer.bias.data   # noqa: E731
     q, k, v = lin(m.q_proj, xq), lin(m.k_proj, xkv), lin(m.v_proj, xkv)
-    B, L, S = xq.shape[0], xq.shape[1], xkv.shape[1]
+    B, L = xq.shape[0], xq.shape[1]
     out = np.zeros((B, L, E))
     for b in range(B):
         for i in range(h):

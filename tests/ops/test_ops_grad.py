@@ -13,15 +13,23 @@ import operator
 
 import numpy as np
 import pytest
+from engine_strategies import (
+    arrays,
+    axes,
+    broadcastable,
+    even_grid,
+    leaf,
+    odd_grid,
+    positive,
+    shapes,
+    smooth,
+)
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tinyllm as tl
 from tinyllm import Function, Tensor, kernels, ops
 from tinyllm.testing import gradcheck
-
-from engine_strategies import (arrays, axes, broadcastable, even_grid, leaf, odd_grid, positive,
-                               shapes, smooth)
 
 BACKENDS = ("numpy", "numba")
 close = np.testing.assert_allclose

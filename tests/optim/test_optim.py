@@ -12,9 +12,18 @@ import pytest
 from tinyllm.kernels import adam as adam_kernels
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.nn import Parameter
-from tinyllm.optim import (SGD, Adam, AdamW, CosineWithWarmup, LambdaLR, LinearWithWarmup,
-                           clip_grad_norm_, param_groups_for_weight_decay, warmup_cosine,
-                           warmup_linear)
+from tinyllm.optim import (
+    SGD,
+    Adam,
+    AdamW,
+    CosineWithWarmup,
+    LambdaLR,
+    LinearWithWarmup,
+    clip_grad_norm_,
+    param_groups_for_weight_decay,
+    warmup_cosine,
+    warmup_linear,
+)
 
 STEPS = 20
 SHAPES = [(4, 3), (5,)]

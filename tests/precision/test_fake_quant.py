@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tinyllm import Tensor, clamp
-from tinyllm.precision import (FakeQuant, MinMaxObserver, dequantize, fake_quantize, quantize)
+from tinyllm.precision import FakeQuant, MinMaxObserver, dequantize, fake_quantize, quantize
 from tinyllm.testing import gradcheck
 
 QMIN, QMAX = -128, 127

@@ -5,12 +5,22 @@ rounding, from np.finfo, and (when installed) from PyTorch's own bf16 conversion
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tinyllm.precision import (BF16, FP16, FP32, FP64, INT8, bf16_bits_to_fp32, format_table,
-                               fp32_to_bf16_bits, round_to_bf16, round_to_fp16)
+from tinyllm.precision import (
+    BF16,
+    FP16,
+    FP32,
+    FP64,
+    INT8,
+    bf16_bits_to_fp32,
+    format_table,
+    fp32_to_bf16_bits,
+    round_to_bf16,
+    round_to_fp16,
+)
 
 
 def _f32(bits):

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 import tinyllm
-from tinyllm import Tensor
+from tinyllm import Tensor, dtypes
 from tinyllm.nn import functional as F
 from tinyllm.optim import SGD, AdamW
-from tinyllm import dtypes
 from tinyllm.precision import GradScaler, MixedPrecisionOptimizer
 from tinyllm.precision.mixed import state_arrays, write_model_params_
 

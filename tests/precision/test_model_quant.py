@@ -16,8 +16,15 @@ from tinyllm import Tensor, no_grad
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.nn import Embedding, LayerNorm, Linear
 from tinyllm.optim import AdamW
-from tinyllm.precision import (QATLinear, QuantizedLinear, QuantizedLinearModule, convert_qat,
-                               model_nbytes, prepare_qat, quantize_model)
+from tinyllm.precision import (
+    QATLinear,
+    QuantizedLinear,
+    QuantizedLinearModule,
+    convert_qat,
+    model_nbytes,
+    prepare_qat,
+    quantize_model,
+)
 from tinyllm.precision.qlinear import quantize_weight
 
 CFG = GPTConfig(block_size=8, vocab_size=32, n_layer=2, n_head=2, n_embd=16)

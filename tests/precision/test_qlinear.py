@@ -6,9 +6,16 @@ accuracy ratios stated as inequalities with margin (the measured values are in t
 import numpy as np
 import pytest
 
-from tinyllm.precision import (QuantizedLinear, dequantize, llm_int8_linear, outlier_columns,
-                               qparams_from_minmax, quantize, quantize_weight,
-                               vectorwise_quantize)
+from tinyllm.precision import (
+    QuantizedLinear,
+    dequantize,
+    llm_int8_linear,
+    outlier_columns,
+    qparams_from_minmax,
+    quantize,
+    quantize_weight,
+    vectorwise_quantize,
+)
 from tinyllm.precision.int8_matmul import quantized_matmul
 
 

@@ -13,8 +13,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tinyllm import kernels
-from tinyllm.precision import (MinMaxObserver, MovingAverageMinMaxObserver, dequantize,
-                               int8_matmul, qparams_from_minmax, quantize, quantized_matmul)
+from tinyllm.precision import (
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    dequantize,
+    int8_matmul,
+    qparams_from_minmax,
+    quantize,
+    quantized_matmul,
+)
 from tinyllm.precision.int8_matmul import int8_matmul_numba, int8_matmul_reference
 
 F32_EPS = float(np.finfo(np.float32).eps)
@@ -167,7 +174,7 @@ def test_observers_and_quantize_match_pytorch(qscheme, moving):
     theirs = theirs_cls(dtype=torch.qint8, qscheme=getattr(torch, qscheme), **kw)
     rng = np.random.default_rng(7)
     row_scale = rng.uniform(0.01, 5.0, size=(16, 1))  # rows of very different magnitude
-    for step in range(4):
+    for _ in range(4):
         x = (rng.standard_normal((16, 40)) * row_scale + rng.uniform(-1, 1)).astype(np.float32)
         ours(x)
         theirs(torch.from_numpy(x))

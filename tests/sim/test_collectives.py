@@ -14,8 +14,8 @@ import math
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-
 from mpi_helpers import run_mpi
+
 from sim.collectives import binomial_tree, chunk_offsets, chunk_sizes, padded_count
 
 OPS = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "reduce")

@@ -4,10 +4,18 @@ import numpy as np
 import pytest
 
 import tinyllm
+from sim.device import (
+    NOTES_RULE,
+    TAGS,
+    ActivationTracker,
+    Device,
+    Host,
+    OutOfMemoryError,
+    bytes_per_parameter,
+    format_bytes_per_parameter,
+)
 from tinyllm import Tensor
 from tinyllm.nn import functional as F
-from sim.device import (NOTES_RULE, TAGS, ActivationTracker, Device, Host, OutOfMemoryError,
-                        bytes_per_parameter, format_bytes_per_parameter)
 
 
 def test_current_and_peak_per_tag_and_total():

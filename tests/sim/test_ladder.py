@@ -11,11 +11,17 @@ the checkpoint protocol.
   strategy that lacks one raises NotImplementedError naming its class and the method.
 """
 import pytest
-
 from mpi_helpers import run_mpi
+
 from sim.ddp import DDP, NaiveDDP
-from sim.offload import (ZERO_CLASSES, ZeRO1Offload, ZeRO2Offload, ZeRO3Offload,
-                         ZeRO3OffloadParams, zero_class)
+from sim.offload import (
+    ZERO_CLASSES,
+    ZeRO1Offload,
+    ZeRO2Offload,
+    ZeRO3Offload,
+    ZeRO3OffloadParams,
+    zero_class,
+)
 from sim.strategy import Strategy
 from sim.zero import ZeRO1, ZeRO2
 from sim.zero3 import ZeRO3

@@ -2,8 +2,8 @@
 import os
 
 import pytest
-
 from mpi_helpers import run_mpi
+
 from sim.launch import available_cores
 
 

@@ -13,8 +13,8 @@ The truth, stated independently of the code under test:
 import json
 
 import pytest
-
 from mpi_helpers import run_mpi
+
 from sim.topology import Grid
 
 

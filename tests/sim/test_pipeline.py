@@ -14,10 +14,15 @@ The truth, stated independently of the code under test:
   memory per stage ∝ m for GPipe and ∝ min(p − s, m) for 1F1B.
 """
 import pytest
-
 from mpi_helpers import run_mpi
-from sim.pipeline import (SCHEDULES, bubble_fraction, in_flight_peak, one_f_one_b_schedule,
-                          stage_layers)
+
+from sim.pipeline import (
+    SCHEDULES,
+    bubble_fraction,
+    in_flight_peak,
+    one_f_one_b_schedule,
+    stage_layers,
+)
 
 CASES = [(p, m) for p in range(1, 6) for m in range(1, 10)]
 

@@ -9,7 +9,6 @@ whole batch: they agree to bf16/fp16 resolution (gradients are averaged in half 
 across ranks, one rounding more than one process does).
 """
 import pytest
-
 from mpi_helpers import run_mpi
 
 

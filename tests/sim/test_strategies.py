@@ -19,7 +19,6 @@ The truth is stated independently of the strategies:
   after backward, so all of its communication is exposed.
 """
 import pytest
-
 from mpi_helpers import run_mpi
 
 TAGS = ("parameters", "gradients", "optimizer_states")

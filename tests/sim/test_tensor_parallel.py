@@ -18,9 +18,9 @@ import math
 
 import numpy as np
 import pytest
+from mpi_helpers import run_mpi
 
 import tinyllm
-from mpi_helpers import run_mpi
 from sim.tensor_parallel import merge_state_dicts, qkv_rows, shard_state_dict
 from tinyllm.models import GPT, GPTConfig
 

@@ -13,18 +13,51 @@
 
 Everything here is arithmetic on shapes and counts; nothing allocates a model.
 """
-from tinyllm.accounting.params import (ParamCount, bert_param_formula, blocks_formula,
-                                       count_parameters, gpt_param_formula, layer_params,
-                                       param_table, t5_param_formula)
-from tinyllm.accounting.flops import (PETAFLOP_S_DAY, kaplan_flops_per_token,
-                                      layer_forward_flops, notes_layer_macs,
-                                      palm_flops_per_token, palm_flops_per_token_for, pf_days,
-                                      training_flops)
-from tinyllm.accounting.counter import (FlopCounter, FlopTally, compare_with_formulas,
-                                       comparison_table)
+from tinyllm.accounting.counter import (
+                                       FlopCounter,
+                                       FlopTally,
+                                       compare_with_formulas,
+                                       comparison_table,
+)
+from tinyllm.accounting.flops import (
+                                       PETAFLOP_S_DAY,
+                                       kaplan_flops_per_token,
+                                       layer_forward_flops,
+                                       notes_layer_macs,
+                                       palm_flops_per_token,
+                                       palm_flops_per_token_for,
+                                       pf_days,
+                                       training_flops,
+)
+from tinyllm.accounting.memory import (
+                                       FP32_ADAM,
+                                       GB,
+                                       MIXED_PRECISION_ADAM,
+                                       ZERO_TABLE1,
+                                       ModelStateMemory,
+                                       Precision,
+                                       notes_rule_of_thumb,
+                                       zero_communication_elements,
+                                       zero_memory,
+                                       zero_table,
+)
 from tinyllm.accounting.mfu import measure_matmul_peak, mfu, model_flops_per_second
-from tinyllm.accounting.memory import (FP32_ADAM, GB, MIXED_PRECISION_ADAM, ZERO_TABLE1,
-                                       ModelStateMemory, Precision, notes_rule_of_thumb,
-                                       zero_communication_elements, zero_memory, zero_table)
-from tinyllm.accounting.scaling import (CHINCHILLA, CHINCHILLA_TABLE3, ChinchillaLaw, PowerLaw,
-                                        compute_optimal_by_rule, fit_power_law, scaling_rows)
+from tinyllm.accounting.params import (
+                                       ParamCount,
+                                       bert_param_formula,
+                                       blocks_formula,
+                                       count_parameters,
+                                       gpt_param_formula,
+                                       layer_params,
+                                       param_table,
+                                       t5_param_formula,
+)
+from tinyllm.accounting.scaling import (
+                                       CHINCHILLA,
+                                       CHINCHILLA_TABLE3,
+                                       ChinchillaLaw,
+                                       PowerLaw,
+                                       compute_optimal_by_rule,
+                                       fit_power_law,
+                                       scaling_rows,
+)

@@ -143,8 +143,11 @@ def compare_with_formulas(fc: FlopCounter, config, batch_size: int, seq_len: int
     N = the matmul weights (12·n_layer·H² + V·H for a tied GPT): biases and norms are not
     multiplied by every token. Per step = per token × batch_size·seq_len.
     """
-    from tinyllm.accounting.flops import (kaplan_flops_per_token, layer_forward_flops,
-                                          palm_flops_per_token)
+    from tinyllm.accounting.flops import (
+        kaplan_flops_per_token,
+        layer_forward_flops,
+        palm_flops_per_token,
+    )
 
     b, t = batch_size, seq_len
     n_layer, h, v = config.n_layer, config.n_embd, config.vocab_size

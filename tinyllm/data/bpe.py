@@ -43,14 +43,14 @@ import os
 import re
 from collections import Counter
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
-from tinyllm.runtime.fileio import atomic_write_bytes
 from tinyllm.data.bpe_merge import bpe_merge
 from tinyllm.data.bpe_train import learn_merges
 from tinyllm.data.pretokenize import pre_split
+from tinyllm.runtime.fileio import atomic_write_bytes
 
 ENDOFTEXT = "<|endoftext|>"
 PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
@@ -342,7 +342,8 @@ def _parse_tokenizer_file(path, header: str) -> tuple[list[tuple[bytes, bytes]],
         lines = raw.decode("ascii").split("\n")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        raise TokenizerFileError(f"{name}, line {line}: non-ASCII byte; not a tokenizer file")
+        raise TokenizerFileError(
+            f"{name}, line {line}: non-ASCII byte; not a tokenizer file") from None
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line
     pos = 0

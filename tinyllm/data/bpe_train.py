@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from typing import Iterable, Mapping
+from typing import Mapping
 
 Pair = tuple[bytes, bytes]
 

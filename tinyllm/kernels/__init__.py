@@ -33,16 +33,15 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from tinyllm.runtime.threads import blas_threads, num_threads, parallel_for
-
+from tinyllm.kernels import adam as _adam
+from tinyllm.kernels import attention as _attn
+from tinyllm.kernels import bf16 as _bf16
 from tinyllm.kernels import cross_entropy as _ce
 from tinyllm.kernels import embedding as _emb
 from tinyllm.kernels import gelu as _gelu
 from tinyllm.kernels import layernorm as _ln
 from tinyllm.kernels import softmax as _sm
-from tinyllm.kernels import adam as _adam
-from tinyllm.kernels import attention as _attn
-from tinyllm.kernels import bf16 as _bf16
+from tinyllm.runtime.threads import blas_threads, num_threads, parallel_for
 
 BACKENDS = ("numba", "numpy")
 _backend = os.environ.get("TINYLLM_KERNELS", "numba")

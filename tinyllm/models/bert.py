@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tinyllm import ops
+from tinyllm.engine import Tensor
 from tinyllm.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleDict, Parameter
 from tinyllm.nn.transformer import Encoder
 from tinyllm.runtime.random import generator_or_default
-from tinyllm.engine import Tensor
 
 
 @dataclass

@@ -31,13 +31,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tinyllm import ops
+from tinyllm.engine import Tensor
 from tinyllm.nn.attention import KVCache, cached_causal_mask, merge_heads
 from tinyllm.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleDict, ModuleList
 from tinyllm.nn.transformer import FeedForward
-from tinyllm.runtime.random import generator_or_default
 from tinyllm.recompute import checkpoint
-from tinyllm.engine import Tensor
+from tinyllm.runtime.random import generator_or_default
 
 
 @dataclass

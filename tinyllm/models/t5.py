@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tinyllm import ops
+from tinyllm.engine import Tensor, no_grad
 from tinyllm.generate import _check_options, decode_loop
 from tinyllm.nn.attention import KVCache
 from tinyllm.nn.layers import Dropout, Embedding, LayerNorm
@@ -38,7 +39,6 @@ from tinyllm.nn.module import Module
 from tinyllm.nn.positional import SinusoidalPositionalEncoding
 from tinyllm.nn.transformer import Decoder, Encoder
 from tinyllm.runtime.random import generator_or_default
-from tinyllm.engine import Tensor, no_grad
 
 
 @dataclass

@@ -8,9 +8,12 @@
     functional.py   the functional ops (tinyllm.nn.functional ≈ torch.nn.functional)
 """
 from tinyllm.nn import functional
-from tinyllm.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
-from tinyllm.nn.layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Tanh
-from tinyllm.nn.positional import (LearnedPositionalEmbedding, SinusoidalPositionalEncoding,
-                                   sinusoidal_table)
 from tinyllm.nn.attention import KVCache, MultiHeadAttention
+from tinyllm.nn.layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Tanh
+from tinyllm.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from tinyllm.nn.positional import (
+                                   LearnedPositionalEmbedding,
+                                   SinusoidalPositionalEncoding,
+                                   sinusoidal_table,
+)
 from tinyllm.nn.transformer import Decoder, DecoderBlock, Encoder, EncoderBlock, FeedForward

@@ -33,10 +33,10 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import ops
-from tinyllm.nn.layers import Linear
-from tinyllm.nn.module import Module
 from tinyllm.dtypes import DEFAULT_DTYPE
 from tinyllm.engine import Tensor
+from tinyllm.nn.layers import Linear
+from tinyllm.nn.module import Module
 
 
 class KVCache:

@@ -16,10 +16,10 @@ import math
 import numpy as np
 
 from tinyllm import ops
-from tinyllm.nn.module import Module, Parameter
-from tinyllm.runtime.random import generator_or_default
 from tinyllm.dtypes import DEFAULT_DTYPE
 from tinyllm.engine import Tensor
+from tinyllm.nn.module import Module, Parameter
+from tinyllm.runtime.random import generator_or_default
 
 
 class Linear(Module):

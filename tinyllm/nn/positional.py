@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import ops
-from tinyllm.nn.layers import Embedding
-from tinyllm.nn.module import Module
 from tinyllm.dtypes import DEFAULT_DTYPE
 from tinyllm.engine import Tensor
+from tinyllm.nn.layers import Embedding
+from tinyllm.nn.module import Module
 
 
 def sinusoidal_table(max_len: int, d_model: int, dtype=DEFAULT_DTYPE) -> np.ndarray:

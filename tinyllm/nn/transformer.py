@@ -22,11 +22,11 @@ attention weights, as in PyTorch), FeedForward applies it to its own output.
 """
 from __future__ import annotations
 
+from tinyllm.dtypes import DEFAULT_DTYPE
+from tinyllm.engine import Tensor
 from tinyllm.nn.attention import KVCache, MultiHeadAttention
 from tinyllm.nn.layers import GELU, Dropout, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleList
-from tinyllm.dtypes import DEFAULT_DTYPE
-from tinyllm.engine import Tensor
 
 
 class FeedForward(Module):

@@ -22,23 +22,64 @@ users call. Read them in this order:
 
 A new op is its file (or a class in its family's file), its tests, and a line below.
 """
-from tinyllm.ops.arithmetic import (abs, add, clamp, div, exp, log, maximum, minimum, mul, neg,
-                                    pow, sqrt, sub, where)
 from tinyllm.ops.activation import gelu, relu, sigmoid, tanh
-from tinyllm.ops.reduce import max, mean, min, sum, var
-from tinyllm.ops.shape import (cat, chunk, concatenate, contiguous, expand, flatten, getitem,
-                               masked_fill, permute, reshape, split, squeeze, stack, transpose,
-                               unsqueeze)
-from tinyllm.ops.linalg import linear, matmul
-from tinyllm.ops.probability import cross_entropy, log_softmax, softmax
-from tinyllm.ops.norm import layer_norm
-from tinyllm.ops.lookup import embedding
-from tinyllm.ops.regularization import dropout
+from tinyllm.ops.arithmetic import (
+                                    abs,
+                                    add,
+                                    clamp,
+                                    div,
+                                    exp,
+                                    log,
+                                    maximum,
+                                    minimum,
+                                    mul,
+                                    neg,
+                                    pow,
+                                    sqrt,
+                                    sub,
+                                    where,
+)
 from tinyllm.ops.attention import scaled_dot_product_attention
-from tinyllm.ops.conversion import cast, clone
 from tinyllm.ops.compare import eq, ge, gt, le, lt
-from tinyllm.ops.creation import (arange, empty, full, ones, ones_like, rand, randint, randn,
-                                  tensor, zeros, zeros_like)
+from tinyllm.ops.conversion import cast, clone
+from tinyllm.ops.creation import (
+                                    arange,
+                                    empty,
+                                    full,
+                                    ones,
+                                    ones_like,
+                                    rand,
+                                    randint,
+                                    randn,
+                                    tensor,
+                                    zeros,
+                                    zeros_like,
+)
+from tinyllm.ops.linalg import linear, matmul
+from tinyllm.ops.lookup import embedding
+from tinyllm.ops.norm import layer_norm
+from tinyllm.ops.probability import cross_entropy, log_softmax, softmax
+from tinyllm.ops.reduce import max, mean, min, sum, var
+from tinyllm.ops.regularization import dropout
+from tinyllm.ops.shape import (
+                                    cat,
+                                    chunk,
+                                    concatenate,
+                                    contiguous,
+                                    expand,
+                                    flatten,
+                                    getitem,
+                                    masked_fill,
+                                    permute,
+                                    reshape,
+                                    split,
+                                    squeeze,
+                                    stack,
+                                    transpose,
+                                    unsqueeze,
+)
+
+# isort: split
 from tinyllm.ops import methods  # noqa: F401  (attaches the Tensor's operators and methods)
 
 __all__ = [

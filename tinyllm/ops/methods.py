@@ -13,13 +13,25 @@ import numpy as np
 from tinyllm.engine import Tensor
 from tinyllm.ops.activation import relu, sigmoid, tanh
 from tinyllm.ops.arithmetic import abs, add, div, exp, log, mul, neg, pow, sqrt, sub
-from tinyllm.ops.conversion import cast, clone
 from tinyllm.ops.compare import eq, ge, gt, le, lt
+from tinyllm.ops.conversion import cast, clone
 from tinyllm.ops.linalg import matmul
 from tinyllm.ops.probability import log_softmax, softmax
 from tinyllm.ops.reduce import max, mean, min, sum, var
-from tinyllm.ops.shape import (chunk, contiguous, expand, flatten, getitem, masked_fill, permute,
-                               reshape, split, squeeze, transpose, unsqueeze)
+from tinyllm.ops.shape import (
+    chunk,
+    contiguous,
+    expand,
+    flatten,
+    getitem,
+    masked_fill,
+    permute,
+    reshape,
+    split,
+    squeeze,
+    transpose,
+    unsqueeze,
+)
 
 
 def _reflected(op):

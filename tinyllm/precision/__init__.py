@@ -23,20 +23,53 @@ rounding and type promotion — are core, in tinyllm/dtypes.py; this package bui
 Half-precision values here are *emulated*: arithmetic runs in fp32 and results are rounded to
 the storage format, which reproduces what the format can represent, not half-precision speed.
 """
-from tinyllm.dtypes import (bf16_bits_to_fp32, bfloat16, float16, fp32_to_bf16_bits, round_to_bf16,
-                            round_to_fp16, to_float32, to_storage)
-from tinyllm.precision.formats import (BF16, FLOAT_FORMATS, FP16, FP32, FP64, INT8, FloatFormat,
-                                       IntFormat, format_table)
-from tinyllm.precision.quant import (MinMaxObserver, MovingAverageMinMaxObserver, dequantize,
-                                     qparams_from_minmax, quantize)
-from tinyllm.precision.int8_matmul import int8_matmul, quantized_matmul
-from tinyllm.precision.qlinear import (QuantizedLinear, llm_int8_linear, outlier_columns,
-                                       quantize_weight, vectorwise_quantize)
+from tinyllm.dtypes import (
+                            bf16_bits_to_fp32,
+                            bfloat16,
+                            float16,
+                            fp32_to_bf16_bits,
+                            round_to_bf16,
+                            round_to_fp16,
+                            to_float32,
+                            to_storage,
+)
 from tinyllm.precision.fake_quant import FakeQuant, FakeQuantize, fake_quantize
+from tinyllm.precision.formats import (
+                            BF16,
+                            FLOAT_FORMATS,
+                            FP16,
+                            FP32,
+                            FP64,
+                            INT8,
+                            FloatFormat,
+                            IntFormat,
+                            format_table,
+)
+from tinyllm.precision.int8_matmul import int8_matmul, quantized_matmul
 from tinyllm.precision.loss_scale import GradScaler, unscale_grads_, update_scale
 from tinyllm.precision.mixed import MixedPrecisionOptimizer, master_copy, write_model_params_
-from tinyllm.precision.model_quant import (QATLinear, QuantizedLinearModule, convert_qat,
-                                           model_nbytes, prepare_qat, quantize_model)
+from tinyllm.precision.model_quant import (
+                            QATLinear,
+                            QuantizedLinearModule,
+                            convert_qat,
+                            model_nbytes,
+                            prepare_qat,
+                            quantize_model,
+)
+from tinyllm.precision.qlinear import (
+                            QuantizedLinear,
+                            llm_int8_linear,
+                            outlier_columns,
+                            quantize_weight,
+                            vectorwise_quantize,
+)
+from tinyllm.precision.quant import (
+                            MinMaxObserver,
+                            MovingAverageMinMaxObserver,
+                            dequantize,
+                            qparams_from_minmax,
+                            quantize,
+)
 
 __all__ = [
     "BF16", "FLOAT_FORMATS", "FP16", "FP32", "FP64", "INT8", "FloatFormat", "IntFormat",

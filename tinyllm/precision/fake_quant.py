@@ -32,8 +32,12 @@ import numpy as np
 
 from tinyllm.engine import Function, Tensor
 from tinyllm.engine.flops import per_element
-from tinyllm.precision.quant import (MovingAverageMinMaxObserver, _check_params, _per_axis,
-                                     rounded_levels)
+from tinyllm.precision.quant import (
+    MovingAverageMinMaxObserver,
+    _check_params,
+    _per_axis,
+    rounded_levels,
+)
 
 
 class FakeQuantize(Function):

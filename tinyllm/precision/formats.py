@@ -39,8 +39,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 # ---- the format table, computed from bit layouts -------------------------------------------
 
 

@@ -29,6 +29,7 @@ selects the reference). No int8 hardware instructions are used: this shows the a
 from __future__ import annotations
 
 import numpy as np
+
 from tinyllm import kernels
 from tinyllm.kernels.jit import jit, over_range
 

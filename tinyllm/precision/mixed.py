@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.optim.clip import clip_grad_norm_
 from tinyllm.dtypes import is_half, to_float32, to_storage
 from tinyllm.engine import Tensor
+from tinyllm.optim.clip import clip_grad_norm_
 
 
 def master_copy(param_data: np.ndarray) -> np.ndarray:

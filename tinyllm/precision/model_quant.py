@@ -38,12 +38,12 @@ import copy
 import numpy as np
 
 from tinyllm import ops
+from tinyllm.engine import Tensor, is_grad_enabled
 from tinyllm.nn.layers import Embedding, Linear
 from tinyllm.nn.module import Module
 from tinyllm.precision.fake_quant import FakeQuant
 from tinyllm.precision.qlinear import LLM_INT8_THRESHOLD, QuantizedLinear
 from tinyllm.precision.quant import quantize
-from tinyllm.engine import Tensor, is_grad_enabled
 
 
 class QuantizedLinearModule(Module):

@@ -37,8 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm.precision.int8_matmul import quantized_matmul
-from tinyllm.precision.quant import (FP32_EPS, _array, dequantize, qparams_from_minmax,
-                                     quantize)
+from tinyllm.precision.quant import FP32_EPS, _array, dequantize, qparams_from_minmax, quantize
 
 LLM_INT8_THRESHOLD = 6.0
 
