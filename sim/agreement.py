@@ -10,10 +10,16 @@ collective, every rank encodes its call as a signature of seven integers
 and one MPI all-reduce of (sig, −sig) with MAX yields the element-wise max and −min: equal
 means everyone agrees. Otherwise the ranks gather all signatures and raise
 `CollectiveMismatchError` with `mismatch_table`, which names what each rank called.
+
+Before that, each rank checks its own arguments (`flat_buffer`, `chunk_problem`,
+`root_problem`); a problem found there is part of the signature, so every rank raises — not
+only the one with the bad buffer, which would leave the others waiting.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from sim.collectives import REDUCE_OPS, chunk_sizes, is_bf16
 
 # Dtypes a collective can move: floats, and integers for token ids, int8 weights and the
 # uint16 bit patterns tinyllm uses for bf16 (NumPy has no bfloat16). Only floats are reduced.
@@ -50,3 +56,43 @@ def mismatch_table(everyone: list[dict], world_ranks) -> str:
             line += f" — invalid here: {entry['problem']}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def flat_buffer(arr, what: str, writeable: bool = False, reduce_op: str | None = None):
+    """Check a buffer argument and return it as a flat view (collectives work on flat data)."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{what}: expected a NumPy array, got {type(arr).__name__} "
+                        f"(pass tensor.data for a Tensor)")
+    if not arr.flags.c_contiguous:
+        raise ValueError(f"{what}: the buffer of shape {arr.shape} is not C-contiguous; "
+                         f"collectives send memory as it is (np.ascontiguousarray first)")
+    if writeable and not arr.flags.writeable:
+        raise ValueError(f"{what}: the buffer of shape {arr.shape} is read-only")
+    if arr.dtype not in DTYPE_CODES:
+        raise TypeError(f"{what}: dtype {arr.dtype} is not supported "
+                        f"(supported: {', '.join(str(d) for d in DTYPE_CODES)})")
+    if reduce_op is not None:
+        if reduce_op not in REDUCE_OPS:
+            raise ValueError(f"{what}: unknown reduction op {reduce_op!r}; "
+                             f"expected one of {REDUCE_OPS}")
+        if arr.dtype not in REDUCIBLE and not is_bf16(arr.dtype):
+            raise TypeError(f"{what}: reductions need float16, float32, float64 or tinyllm's "
+                            f"bfloat16, got {arr.dtype} (untagged uint16 bit patterns cannot "
+                            f"be summed as integers)")
+    return arr.reshape(-1)
+
+def chunk_problem(which: str, chunk: np.ndarray, full: np.ndarray, rank: int,
+                  size: int) -> str | None:
+    """None if `chunk` is this rank's share of the flat `full` buffer, else what is wrong."""
+    want = chunk_sizes(full.size, size)
+    if chunk.size == want[rank] and chunk.dtype == full.dtype:
+        return None
+    return (f"{which} buffer has {chunk.size} × {chunk.dtype} but rank {rank}'s chunk of "
+            f"{full.size} × {full.dtype} over {size} ranks has {want[rank]} "
+            f"elements (chunk sizes {want})")
+
+def root_problem(root: int, size: int) -> str | None:
+    """None if `root` is a rank of a communicator of `size` ranks, else what is wrong."""
+    if not 0 <= root < size:
+        return f"root {root} is not a rank of this communicator of {size} ranks"
+    return None

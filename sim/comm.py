@@ -54,10 +54,12 @@ from sim.agreement import (
     DTYPE_CODES,
     OP_CODES,
     REDUCE_OP_CODES,
-    REDUCIBLE,
     CollectiveMismatchError,
     CollectiveTimeoutError,
+    chunk_problem,
+    flat_buffer,
     mismatch_table,
+    root_problem,
 )
 from sim.traffic import CommRecord, CommStats, Traffic  # noqa: F401  (re-exported)
 
@@ -152,14 +154,14 @@ class Communicator:
     # ---- point-to-point ---------------------------------------------------------------------
     def send(self, array: np.ndarray, dest: int, tag: int = 0) -> CommRecord:
         """Send a contiguous array to `dest` (blocking; pair it with a `recv` there)."""
-        array = self._buffer(array, "send")
+        array = flat_buffer(array, "send")
         rec = self._begin("send", array.size, array.dtype)
         self._send(array, dest, f"tag {tag}", tag, self.mpi)
         return self._end(rec)
 
     def recv(self, out: np.ndarray, source: int, tag: int = 0) -> CommRecord:
         """Receive into the preallocated `out`; the message must have exactly out.nbytes bytes."""
-        out = self._buffer(out, "recv", writeable=True)
+        out = flat_buffer(out, "recv", writeable=True)
         rec = self._begin("recv", out.size, out.dtype)
         self._recv(out, source, f"tag {tag}", tag, self.mpi)
         return self._end(rec)
@@ -167,8 +169,8 @@ class Communicator:
     def sendrecv(self, array: np.ndarray, dest: int, out: np.ndarray, source: int,
                  tag: int = 0) -> CommRecord:
         """Send `array` to `dest` while receiving `out` from `source` (no deadlock in a ring)."""
-        array = self._buffer(array, "sendrecv")
-        out = self._buffer(out, "sendrecv", writeable=True)
+        array = flat_buffer(array, "sendrecv")
+        out = flat_buffer(out, "sendrecv", writeable=True)
         rec = self._begin("sendrecv", array.size, array.dtype)
         self._sendrecv(array, dest, out, source, f"tag {tag}", tag, self.mpi)
         return self._end(rec)
@@ -211,7 +213,7 @@ class Communicator:
     # ---- collectives ------------------------------------------------------------------------
     def all_reduce(self, buf: np.ndarray, op: str = "sum") -> CommRecord:
         """In place: every rank's `buf` becomes the sum (or average, op="avg") over ranks."""
-        buf = self._buffer(buf, "all_reduce", writeable=True, reduce_op=op)
+        buf = flat_buffer(buf, "all_reduce", writeable=True, reduce_op=op)
         self._agree("all_reduce", buf.size, buf.dtype, reduce_op=op)
         rec = self._begin("all_reduce", buf.size, buf.dtype)
         if self.backend == "explicit":
@@ -228,10 +230,10 @@ class Communicator:
         Chunk sizes follow `collectives.chunk_sizes(send.size, n)`; when send.size is a
         multiple of n (ZeRO's padded flat buffers) every recv has send.size / n elements.
         """
-        send = self._buffer(send, "reduce_scatter", reduce_op=op)
-        recv = self._buffer(recv, "reduce_scatter", writeable=True, reduce_op=op)
+        send = flat_buffer(send, "reduce_scatter", reduce_op=op)
+        recv = flat_buffer(recv, "reduce_scatter", writeable=True, reduce_op=op)
         self._agree("reduce_scatter", send.size, send.dtype, reduce_op=op,
-                    problem=self._chunk_problem("recv", recv, send))
+                    problem=chunk_problem("recv", recv, send, self.rank, self.size))
         rec = self._begin("reduce_scatter", send.size, send.dtype)
         if self.backend == "explicit":
             algo.explicit_reduce_scatter(self, send, recv, op)
@@ -246,10 +248,10 @@ class Communicator:
 
         Rank r's `send` must have `collectives.chunk_sizes(recv.size, n)[r]` elements.
         """
-        send = self._buffer(send, "all_gather")
-        recv = self._buffer(recv, "all_gather", writeable=True)
+        send = flat_buffer(send, "all_gather")
+        recv = flat_buffer(recv, "all_gather", writeable=True)
         self._agree("all_gather", recv.size, recv.dtype,
-                    problem=self._chunk_problem("send", send, recv))
+                    problem=chunk_problem("send", send, recv, self.rank, self.size))
         rec = self._begin("all_gather", recv.size, recv.dtype)
         if self.backend == "explicit":
             algo.explicit_all_gather(self, send, recv)
@@ -261,9 +263,9 @@ class Communicator:
 
     def broadcast(self, buf: np.ndarray, root: int = 0) -> CommRecord:
         """In place: every rank's `buf` becomes root's (binomial tree, ⌈log₂ n⌉ rounds)."""
-        buf = self._buffer(buf, "broadcast", writeable=True)
+        buf = flat_buffer(buf, "broadcast", writeable=True)
         self._agree("broadcast", buf.size, buf.dtype, root=root,
-                    problem=self._root_problem(root))
+                    problem=root_problem(root, self.size))
         rec = self._begin("broadcast", buf.size, buf.dtype)
         if self.backend == "explicit":
             algo.tree_broadcast(self, buf, root)
@@ -275,9 +277,9 @@ class Communicator:
 
     def reduce(self, buf: np.ndarray, root: int = 0, op: str = "sum") -> CommRecord:
         """In place on `root`: its `buf` becomes the sum (or average) over ranks; others unchanged."""
-        buf = self._buffer(buf, "reduce", writeable=True, reduce_op=op)
+        buf = flat_buffer(buf, "reduce", writeable=True, reduce_op=op)
         self._agree("reduce", buf.size, buf.dtype, root=root, reduce_op=op,
-                    problem=self._root_problem(root))
+                    problem=root_problem(root, self.size))
         rec = self._begin("reduce", buf.size, buf.dtype)
         if self.backend == "explicit":
             algo.tree_reduce(self, buf, root, op)
@@ -310,43 +312,6 @@ class Communicator:
         return json.loads(buf.tobytes())
 
     # ---- bookkeeping shared by the collectives ----------------------------------------------
-    def _buffer(self, arr, what: str, writeable: bool = False, reduce_op: str | None = None):
-        """Check a buffer argument and return it as a flat view (collectives work on flat data)."""
-        if not isinstance(arr, np.ndarray):
-            raise TypeError(f"{what}: expected a NumPy array, got {type(arr).__name__} "
-                            f"(pass tensor.data for a Tensor)")
-        if not arr.flags.c_contiguous:
-            raise ValueError(f"{what}: the buffer of shape {arr.shape} is not C-contiguous; "
-                             f"collectives send memory as it is (np.ascontiguousarray first)")
-        if writeable and not arr.flags.writeable:
-            raise ValueError(f"{what}: the buffer of shape {arr.shape} is read-only")
-        if arr.dtype not in DTYPE_CODES:
-            raise TypeError(f"{what}: dtype {arr.dtype} is not supported "
-                            f"(supported: {', '.join(str(d) for d in DTYPE_CODES)})")
-        if reduce_op is not None:
-            if reduce_op not in algo.REDUCE_OPS:
-                raise ValueError(f"{what}: unknown reduction op {reduce_op!r}; "
-                                 f"expected one of {algo.REDUCE_OPS}")
-            if arr.dtype not in REDUCIBLE and not algo.is_bf16(arr.dtype):
-                raise TypeError(f"{what}: reductions need float16, float32, float64 or tinyllm's "
-                                f"bfloat16, got {arr.dtype} (untagged uint16 bit patterns cannot "
-                                f"be summed as integers)")
-        return arr.reshape(-1)
-
-    def _chunk_problem(self, which: str, chunk: np.ndarray, full: np.ndarray) -> str | None:
-        """None if `chunk` is this rank's share of the flat `full` buffer, else what is wrong."""
-        want = algo.chunk_sizes(full.size, self.size)
-        if chunk.size == want[self.rank] and chunk.dtype == full.dtype:
-            return None
-        return (f"{which} buffer has {chunk.size} × {chunk.dtype} but rank {self.rank}'s chunk of "
-                f"{full.size} × {full.dtype} over {self.size} ranks has {want[self.rank]} "
-                f"elements (chunk sizes {want})")
-
-    def _root_problem(self, root: int) -> str | None:
-        if not 0 <= root < self.size:
-            return f"root {root} is not a rank of this communicator of {self.size} ranks"
-        return None
-
     def _agree(self, op: str, count: int, dtype, root: int = -1, reduce_op: str = "",
                problem: str | None = None) -> None:
         """Checked mode: raise on every rank unless every rank entered this same collective."""

@@ -2,7 +2,7 @@
 
 Read in this order: pretokenize.py (cutting text into word-like chunks), bpe_train.py (learning
 merges), bpe_merge.py (replaying them on one chunk), bpe.py (the tokenizer: encode, decode,
-special tokens, files), corpus.py (the Python
+special tokens), bpe_file.py (its file), corpus.py (the Python
 standard library as a corpus that every machine has), batches.py (causal LM, masked LM and
 span-corruption batches).
 """
@@ -16,6 +16,7 @@ from tinyllm.data.batches import (
                               span_corrupt,
                               span_corruption_lengths,
 )
+from tinyllm.data.bpe_file import TokenizerFileError
 from tinyllm.data.bpe import (
                               CLS,
                               ENDOFTEXT,
@@ -23,7 +24,6 @@ from tinyllm.data.bpe import (
                               PAD,
                               SEP,
                               ByteLevelBPE,
-                              TokenizerFileError,
                               sentinel,
                               standard_special_tokens,
 )

@@ -33,8 +33,8 @@ token's string raises an error (`disallowed_special="all"`), so user text can ne
 a control token by accident. Pass `disallowed_special=()` to encode such text as plain bytes.
 Normal text therefore never produces a special id, and a special token is never split.
 
-Files: `save` writes a plain-text file (format in `save`'s docstring), atomically; `load`
-names the file and line of any problem. No pickle.
+Files: `save` writes a plain-text file, atomically; `load` names the file and line of any
+problem (tinyllm/data/bpe_file.py). No pickle.
 """
 from __future__ import annotations
 
@@ -47,10 +47,14 @@ from typing import Iterable
 
 import numpy as np
 
+from tinyllm.data.bpe_file import (
+    FORMAT,
+    read_tokenizer_file,
+    write_tokenizer_file,
+)
 from tinyllm.data.bpe_merge import bpe_merge
 from tinyllm.data.bpe_train import learn_merges
 from tinyllm.data.pretokenize import pre_split
-from tinyllm.runtime.fileio import atomic_write_bytes
 
 ENDOFTEXT = "<|endoftext|>"
 PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
@@ -79,10 +83,6 @@ codecs.register_error("tinyllm.bpe", _lossless_then_replace)
 
 
 # ---- the tokenizer ------------------------------------------------------------------------
-
-class TokenizerFileError(ValueError):
-    """A tokenizer file is malformed; the message names the file and the line."""
-
 
 class ByteLevelBPE:
     """Byte-level BPE tokenizer with GPT-2 pre-splitting and special tokens.
@@ -298,32 +298,17 @@ class ByteLevelBPE:
 
     # -- files --
 
-    FORMAT = "tinyllm-bpe v1"
+    FORMAT = FORMAT
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the tokenizer as plain text, atomically (temp file + os.replace).
-
-        Format (ASCII, one item per line; tokens as hex of their bytes):
-
-            tinyllm-bpe v1
-            merges <N>
-            <hex a> <hex b>        N lines, in rank order; e.g. "20 74" merges b" " + b"t"
-            specials <K>
-            <hex>                  K lines, the UTF-8 of each special token, in id order
-            end
-        """
-        lines = [self.FORMAT, f"merges {len(self.merges)}"]
-        lines += [f"{a.hex()} {b.hex()}" for a, b in self.merges]
+        """Write the tokenizer as plain text, atomically (the format: tinyllm/data/bpe_file.py)."""
         specials = sorted(self._special_to_id, key=self._special_to_id.get)
-        lines += [f"specials {len(specials)}"] + [s.encode("utf-8").hex() for s in specials]
-        lines.append("end")
-        atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("ascii"))
+        write_tokenizer_file(path, self.merges, specials)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ByteLevelBPE":
         """Read a file written by `save`; any malformation raises TokenizerFileError(file:line)."""
-        merges, specials = _parse_tokenizer_file(path, cls.FORMAT)
-        return cls(merges, specials)
+        return cls(*read_tokenizer_file(path))
 
 
 @lru_cache(maxsize=16)
@@ -332,77 +317,3 @@ def _special_splitter(tokens: frozenset[str]) -> re.Pattern:
     re.split keeps them as separate pieces."""
     ordered = sorted(tokens, key=lambda t: (-len(t), t))  # "<a><b>" must win over "<a>"
     return re.compile("(" + "|".join(map(re.escape, ordered)) + ")")
-
-
-def _parse_tokenizer_file(path, header: str) -> tuple[list[tuple[bytes, bytes]], list[str]]:
-    name = os.fspath(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        lines = raw.decode("ascii").split("\n")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise TokenizerFileError(
-            f"{name}, line {line}: non-ASCII byte; not a tokenizer file") from None
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
-    pos = 0
-
-    def next_line(what: str) -> str:
-        nonlocal pos
-        if pos >= len(lines):
-            raise TokenizerFileError(f"{name}, line {pos + 1}: file ends where {what} was "
-                                     "expected (truncated?)")
-        pos += 1
-        return lines[pos - 1]
-
-    def fail(message: str):
-        raise TokenizerFileError(f"{name}, line {pos}: {message}")
-
-    def hex_token(field: str, what: str) -> bytes:
-        try:
-            token = bytes.fromhex(field)
-        except ValueError:
-            fail(f"{what} {field!r} is not hexadecimal bytes")
-        if not token:
-            fail(f"{what} is empty")
-        return token
-
-    def count_line(keyword: str) -> int:
-        fields = next_line(f"'{keyword} <count>'").split(" ")
-        if len(fields) != 2 or fields[0] != keyword or not fields[1].isdigit():
-            fail(f"expected '{keyword} <count>', got {' '.join(fields)!r}")
-        return int(fields[1])
-
-    if next_line("the header") != header:
-        fail(f"expected the header {header!r}; not a tokenizer file or another version")
-    merges, seen = [], set()
-    known = {bytes([i]) for i in range(256)}  # the vocabulary so far, to check each merge
-    for _ in range(count_line("merges")):
-        fields = next_line("a merge line").split(" ")
-        if len(fields) != 2:
-            fail(f"a merge line holds two hex tokens, got {len(fields)} fields")
-        a, b = hex_token(fields[0], "token"), hex_token(fields[1], "token")
-        for part in (a, b):
-            if part not in known:
-                fail(f"token {part.hex()} is not made by the merges above it")
-        if (a, b) in seen:
-            fail(f"merge {fields[0]} {fields[1]} appears twice")
-        seen.add((a, b))
-        known.add(a + b)
-        merges.append((a, b))
-    specials = []
-    for _ in range(count_line("specials")):
-        token = hex_token(next_line("a special token line"), "special token")
-        try:
-            specials.append(token.decode("utf-8"))
-        except UnicodeDecodeError:
-            fail("special token is not valid UTF-8")
-        if specials[-1] in specials[:-1]:
-            fail(f"special token {specials[-1]!r} appears twice")
-    if next_line("'end'") != "end":
-        fail("expected 'end' after the special tokens")
-    if pos != len(lines):
-        pos += 1
-        fail("unexpected content after 'end'")
-    return merges, specials

@@ -4,7 +4,8 @@ Each file defines, per op, a `Function` subclass with `forward` and `backward` s
 the FLOPs it declares (`flops`, tinyllm/engine/flops.py), followed by the lowercase function
 users call. Read them in this order:
 
-    arithmetic.py     + − × ÷ pow, neg, exp, log, sqrt, abs, maximum, minimum, clamp, where
+    arithmetic.py     + − × ÷ pow, neg, exp, log, sqrt, abs
+    selection.py      maximum, minimum, clamp, where
     activation.py     relu, gelu, tanh, sigmoid
     reduce.py         sum, mean, max, min, var
     shape.py          reshape, transpose, permute, expand, concatenate, stack, split,
@@ -26,18 +27,14 @@ from tinyllm.ops.activation import gelu, relu, sigmoid, tanh
 from tinyllm.ops.arithmetic import (
                                     abs,
                                     add,
-                                    clamp,
                                     div,
                                     exp,
                                     log,
-                                    maximum,
-                                    minimum,
                                     mul,
                                     neg,
                                     pow,
                                     sqrt,
                                     sub,
-                                    where,
 )
 from tinyllm.ops.attention import scaled_dot_product_attention
 from tinyllm.ops.compare import eq, ge, gt, le, lt
@@ -61,6 +58,7 @@ from tinyllm.ops.norm import layer_norm
 from tinyllm.ops.probability import cross_entropy, log_softmax, softmax
 from tinyllm.ops.reduce import max, mean, min, sum, var
 from tinyllm.ops.regularization import dropout
+from tinyllm.ops.selection import clamp, maximum, minimum, where
 from tinyllm.ops.shape import (
                                     cat,
                                     chunk,

@@ -16,16 +16,15 @@ product is an element-wise product too:
 | mul       | a · b               | b                  | a                 |
 | div       | a / b               | 1/b                | −a/b²             |
 | pow       | a^b                 | b·a^(b−1)          | a^b · ln a        |
-| maximum   | max(a, b)           | [a > b] (+½ tie)   | [b > a] (+½ tie)  |
 | exp       | eˣ                  | eˣ                 |                   |
 | log       | ln x                | 1/x                |                   |
 | sqrt      | √x                  | 1/(2√x)            |                   |
 | abs       | |x|                 | sign x             |                   |
-| clamp     | min(max(x, lo), hi) | [lo ≤ x ≤ hi]      |                   |
 
 A Python scalar operand (`x * 2`) is converted to the tensor's dtype, so it never upcasts
-float32 to float64. The activation functions (relu, gelu, tanh, sigmoid) are element-wise too;
-they have their own file, activation.py. Each op costs one FLOP per output element in both
+float32 to float64. The activation functions (relu, gelu, tanh, sigmoid) and the ops that choose
+between values (maximum, minimum, clamp, where) are element-wise too; they have their own files,
+activation.py and selection.py. Each op costs one FLOP per output element in both
 passes (tinyllm/engine/flops.py).
 """
 from __future__ import annotations
@@ -62,7 +61,9 @@ def _float_like(t: Tensor, other):
     return t
 
 
-def _pair(a, b):
+def binary_operands(a, b):
+    """(a, b) ready for a binary op: at least one is a Tensor; constants take its dtype, an
+    integer tensor meeting a float becomes that float (see above)."""
     if isinstance(a, Tensor):
         b = _operand(b, a)
         return _float_like(a, b), b
@@ -76,7 +77,7 @@ def _shape(x):
     return x.shape
 
 
-def _check_broadcast(op, a, b):
+def check_broadcast(op, a, b):
     try:
         return np.broadcast_shapes(_shape(a), _shape(b))
     except ValueError:
@@ -105,8 +106,8 @@ class Add(Function):
 
 
 def add(a, b) -> Tensor:
-    a, b = _pair(a, b)
-    _check_broadcast("add", a, b)
+    a, b = binary_operands(a, b)
+    check_broadcast("add", a, b)
     return Add.apply(a, b)
 
 
@@ -126,8 +127,8 @@ class Sub(Function):
 
 
 def sub(a, b) -> Tensor:
-    a, b = _pair(a, b)
-    _check_broadcast("sub", a, b)
+    a, b = binary_operands(a, b)
+    check_broadcast("sub", a, b)
     return Sub.apply(a, b)
 
 
@@ -148,8 +149,8 @@ class Mul(Function):
 
 
 def mul(a, b) -> Tensor:
-    a, b = _pair(a, b)
-    _check_broadcast("mul", a, b)
+    a, b = binary_operands(a, b)
+    check_broadcast("mul", a, b)
     return Mul.apply(a, b)
 
 
@@ -171,12 +172,12 @@ class Div(Function):
 
 
 def div(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = binary_operands(a, b)
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(b.dtype, np.floating)):
         # true division of integers gives the default float dtype (float32), as in PyTorch
         a, b = (Tensor(np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32))
                 for x in (a, b))
-    _check_broadcast("div", a, b)
+    check_broadcast("div", a, b)
     return Div.apply(a, b)
 
 
@@ -205,73 +206,9 @@ class Pow(Function):
 
 
 def pow(a, b) -> Tensor:  # noqa: A001 - PyTorch's name
-    a, b = _pair(a, b)
-    _check_broadcast("pow", a, b)
+    a, b = binary_operands(a, b)
+    check_broadcast("pow", a, b)
     return Pow.apply(a, b)
-
-
-class Maximum(Function):
-    flops = ELEMENTWISE
-
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        return np.maximum(a, b)
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        na, nb = ctx.needs_input_grad
-        # Ties split the gradient evenly between the two inputs (PyTorch's convention).
-        wa = (a > b) + 0.5 * (a == b)
-        ga = unbroadcast((grad * wa).astype(grad.dtype), a.shape) if na else None
-        gb = unbroadcast((grad * (1 - wa)).astype(grad.dtype), b.shape) if nb else None
-        return ga, gb
-
-
-def maximum(a, b) -> Tensor:
-    a, b = _pair(a, b)
-    _check_broadcast("maximum", a, b)
-    return Maximum.apply(a, b)
-
-
-def minimum(a, b) -> Tensor:
-    """min(a, b) = −max(−a, −b)."""
-    return neg(maximum(neg(a) if isinstance(a, Tensor) else -np.asarray(a),
-                       neg(b) if isinstance(b, Tensor) else -np.asarray(b)))
-
-
-class Where(Function):
-    flops = ELEMENTWISE
-
-    @staticmethod
-    def forward(ctx, cond, a, b):
-        ctx.save_for_backward(cond)
-        ctx.shapes = (np.shape(a), np.shape(b))
-        return np.where(cond, a, b)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (cond,) = ctx.saved_tensors
-        _, na, nb = ctx.needs_input_grad
-        zero = np.zeros((), dtype=grad.dtype)
-        ga = unbroadcast(np.where(cond, grad, zero), ctx.shapes[0]) if na else None
-        gb = unbroadcast(np.where(cond, zero, grad), ctx.shapes[1]) if nb else None
-        return None, ga, gb
-
-
-def where(condition, a, b) -> Tensor:
-    """Elements of `a` where `condition` is true, else of `b` (all three broadcast)."""
-    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
-    if cond.dtype != np.bool_:
-        raise TypeError(f"where: condition must be boolean, got dtype {cond.dtype}")
-    a, b = _pair(a, b)
-    try:
-        np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
-    except ValueError:
-        raise ValueError(f"where: shapes {cond.shape}, {tuple(np.shape(a))} and "
-                         f"{tuple(np.shape(b))} cannot be broadcast together") from None
-    return Where.apply(cond, a, b)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,32 +304,3 @@ class Abs(Function):
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001 - PyTorch's name
     return Abs.apply(x)
-
-
-class Clamp(Function):
-    flops = ELEMENTWISE
-
-    @staticmethod
-    def forward(ctx, x, lo=None, hi=None):
-        # Bounds take x's dtype: a NumPy float64 bound must not upcast a float32 tensor.
-        dt = x.dtype if np.issubdtype(x.dtype, np.floating) else None
-        lo = None if lo is None else np.asarray(lo, dtype=dt)
-        hi = None if hi is None else np.asarray(hi, dtype=dt)
-        ctx.save_for_backward(x)
-        ctx.bounds = (lo, hi)
-        return np.clip(x, lo, hi)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        lo, hi = ctx.bounds
-        inside = np.ones(x.shape, dtype=bool)
-        if lo is not None:
-            inside &= x >= lo
-        if hi is not None:
-            inside &= x <= hi
-        return grad * inside
-
-
-def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
-    return Clamp.apply(x, lo=min, hi=max)

@@ -1,0 +1,114 @@
+"""Selection: element-wise ops that choose between values — maximum, minimum, clamp, where.
+
+Each output element is one of its inputs, chosen by a comparison, so the gradient flows to the
+input that was chosen and is zero for the others:
+
+| op        | y                   | ∂y/∂a                  | ∂y/∂b               |
+|-----------|---------------------|------------------------|---------------------|
+| maximum   | max(a, b)           | [a > b] (+½ on a tie)  | [b > a] (+½ on a tie) |
+| minimum   | min(a, b) = −max(−a, −b)                                             |
+| clamp     | min(max(x, lo), hi) | [lo ≤ x ≤ hi]          |                     |
+| where     | c ? a : b           | [c]                    | [not c]             |
+
+Ties split the gradient evenly (PyTorch's convention for maximum). Each costs one FLOP per
+output element in both passes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyllm.engine import Function, Tensor, unbroadcast
+from tinyllm.ops.arithmetic import ELEMENTWISE, binary_operands, check_broadcast, neg
+
+
+class Maximum(Function):
+    flops = ELEMENTWISE
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        # Ties split the gradient evenly between the two inputs (PyTorch's convention).
+        wa = (a > b) + 0.5 * (a == b)
+        ga = unbroadcast((grad * wa).astype(grad.dtype), a.shape) if na else None
+        gb = unbroadcast((grad * (1 - wa)).astype(grad.dtype), b.shape) if nb else None
+        return ga, gb
+
+
+def maximum(a, b) -> Tensor:
+    a, b = binary_operands(a, b)
+    check_broadcast("maximum", a, b)
+    return Maximum.apply(a, b)
+
+
+def minimum(a, b) -> Tensor:
+    """min(a, b) = −max(−a, −b)."""
+    return neg(maximum(neg(a) if isinstance(a, Tensor) else -np.asarray(a),
+                       neg(b) if isinstance(b, Tensor) else -np.asarray(b)))
+
+
+class Where(Function):
+    flops = ELEMENTWISE
+
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (cond,) = ctx.saved_tensors
+        _, na, nb = ctx.needs_input_grad
+        zero = np.zeros((), dtype=grad.dtype)
+        ga = unbroadcast(np.where(cond, grad, zero), ctx.shapes[0]) if na else None
+        gb = unbroadcast(np.where(cond, zero, grad), ctx.shapes[1]) if nb else None
+        return None, ga, gb
+
+
+def where(condition, a, b) -> Tensor:
+    """Elements of `a` where `condition` is true, else of `b` (all three broadcast)."""
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be boolean, got dtype {cond.dtype}")
+    a, b = binary_operands(a, b)
+    try:
+        np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
+    except ValueError:
+        raise ValueError(f"where: shapes {cond.shape}, {tuple(np.shape(a))} and "
+                         f"{tuple(np.shape(b))} cannot be broadcast together") from None
+    return Where.apply(cond, a, b)
+
+
+class Clamp(Function):
+    flops = ELEMENTWISE
+
+    @staticmethod
+    def forward(ctx, x, lo=None, hi=None):
+        # Bounds take x's dtype: a NumPy float64 bound must not upcast a float32 tensor.
+        dt = x.dtype if np.issubdtype(x.dtype, np.floating) else None
+        lo = None if lo is None else np.asarray(lo, dtype=dt)
+        hi = None if hi is None else np.asarray(hi, dtype=dt)
+        ctx.save_for_backward(x)
+        ctx.bounds = (lo, hi)
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        inside = np.ones(x.shape, dtype=bool)
+        if lo is not None:
+            inside &= x >= lo
+        if hi is not None:
+            inside &= x <= hi
+        return grad * inside
+
+
+def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
+    return Clamp.apply(x, lo=min, hi=max)
