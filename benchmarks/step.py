@@ -11,7 +11,7 @@ dropout 0. The two reference workloads of issue 8:
 
 How it is measured, and why this way:
 
-* Each framework runs in its own worker process (this file with --worker), started with the
+* Each framework runs in its own worker process (benchmarks/step_worker.py), started with the
   same thread count (numba + OpenBLAS for tinyllm, torch.set_num_threads for PyTorch). Separate
   processes keep the thread pools apart (PyTorch ships its own OpenMP runtime) and let each one
   report its own peak memory: `ru_maxrss`, the high-water mark of the resident set.
@@ -44,200 +44,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
-
-# tests/torch_nanogpt.py: nanoGPT in PyTorch, the same reference the tests use
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
-
-WORKLOADS = {
-    "R1": dict(n_layer=4, n_embd=256, n_head=4, block_size=128, batch=8, vocab_size=512),
-    "R2": dict(n_layer=6, n_embd=384, n_head=6, block_size=256, batch=4, vocab_size=512),
-}
-LR, WEIGHT_DECAY, BETAS = 6e-4, 0.1, (0.9, 0.95)
-
-# Function classes → the family the profile charges them to (anything else: "other ops").
-FAMILIES = {
-    "MatMul": "matmul", "Linear": "matmul",
-    "ScaledDotProductAttention": "attention",
-    "LayerNorm": "layer norm",
-    "GELU": "GELU",
-    "Softmax": "softmax / cross-entropy", "LogSoftmax": "softmax / cross-entropy",
-    "CrossEntropy": "softmax / cross-entropy",
-    "Embedding": "embedding",
-}
-
-
-def batch(w, seed):
-    rng = np.random.default_rng(seed + 1)
-    shape = (w["batch"], w["block_size"])
-    return rng.integers(0, w["vocab_size"], shape), rng.integers(0, w["vocab_size"], shape)
-
-
-def rss_now_kib() -> int:
-    """The current resident set (VmRSS) in KiB, from /proc (Linux); 0 elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-# ---- the two step functions -------------------------------------------------------------------
-
-
-def gpt_config(w):
-    """The workload's GPTConfig (float32, dropout 0)."""
-    from tinyllm.models import GPTConfig
-
-    return GPTConfig(n_layer=w["n_layer"], n_embd=w["n_embd"], n_head=w["n_head"],
-                     block_size=w["block_size"], vocab_size=w["vocab_size"], dropout=0.0)
-
-
-def training_step(model, opt, x, y):
-    """step() → loss: forward, backward, optimizer step, zero_grad — the same four calls in
-    either framework (tinyllm's API is PyTorch's)."""
-    def step():
-        _, loss = model(x, y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return float(loss.item())
-
-    return step
-
-
-def tinyllm_step(w, seed):
-    """(step() → loss, model, optimizer) for tinyllm's GPT and AdamW."""
-    from tinyllm.models import GPT
-
-    cfg = gpt_config(w)
-    model = GPT(cfg, generator=np.random.default_rng(seed))
-    opt = model.configure_optimizers(WEIGHT_DECAY, LR, betas=BETAS)
-    x, y = batch(w, seed)
-    return training_step(model, opt, x, y), model, opt
-
-
-def torch_step(w, seed):
-    """The same model in PyTorch eager — nanoGPT's model.py (tests/torch_nanogpt.py, the
-    reference the tests use) — loaded with tinyllm's initial weights."""
-    import torch
-    from torch_nanogpt import nanogpt_torch
-
-    from tinyllm.models import GPT
-
-    cfg = gpt_config(w)
-    model = nanogpt_torch(cfg)
-    reference = GPT(cfg, generator=np.random.default_rng(seed))
-    model.load_state_dict({k: torch.from_numpy(v.copy())
-                           for k, v in reference.state_dict().items()})
-    del reference
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS)
-    x, y = (torch.from_numpy(a) for a in batch(w, seed))
-    return training_step(model, opt, x, y), model, opt
-
-
-# ---- the tinyllm profile ----------------------------------------------------------------------
-
-
-def profile_tinyllm(step, opt, steps):
-    """Seconds per step by op family, optimizer, and the Python/graph overhead left over."""
-    from tinyllm.engine import GraphObserver, observe
-
-    class Timer(GraphObserver):
-        def __init__(self):
-            self.seconds, self.forward_ops, self.backward_ops = {}, 0, 0
-
-        def add(self, fn, seconds):
-            family = FAMILIES.get(fn.__name__, "other ops (elementwise, shape)")
-            self.seconds[family] = self.seconds.get(family, 0.0) + seconds
-
-        def on_forward(self, fn, ctx, out, seconds):
-            self.forward_ops += 1
-            self.add(fn, seconds)
-
-        def on_backward(self, fn, ctx, seconds):
-            self.backward_ops += 1
-            self.add(fn, seconds)
-
-    timer = Timer()
-    inner_step = opt.step
-    opt_seconds = [0.0]
-
-    def timed_opt_step():
-        t0 = time.perf_counter()
-        inner_step()
-        opt_seconds[0] += time.perf_counter() - t0
-
-    opt.step = timed_opt_step
-    try:
-        with observe(timer):
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            wall = time.perf_counter() - t0
-    finally:
-        del opt.step
-    per = {k: v / steps for k, v in timer.seconds.items()}
-    per["optimizer (AdamW)"] = opt_seconds[0] / steps
-    per["Python / graph overhead"] = wall / steps - sum(per.values())
-    return dict(seconds=per, wall=wall / steps, forward_ops=timer.forward_ops // steps,
-                backward_ops=timer.backward_ops // steps)
-
-
-# ---- worker process: one framework, commands on stdin, JSON answers on stdout ------------------
-
-
-def worker(framework, workload, threads, seed):
-    from tinyllm.runtime import allocator
-
-    allocator.configure()   # both workers: freed pages reused (tinyllm/runtime/allocator.py)
-    if framework == "tinyllm":
-        import numba
-
-        from tinyllm.runtime.threads import set_blas_threads
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        set_blas_threads(threads)
-        step, model, opt = tinyllm_step(WORKLOADS[workload], seed)
-    else:
-        import torch
-
-        torch.set_num_threads(threads)
-        step, model, opt = torch_step(WORKLOADS[workload], seed)
-    rss_before = rss_now_kib()
-    first_loss = step()          # first step: compiles / loads kernels, allocates state
-    step()
-    reply = lambda obj: print(json.dumps(obj), flush=True)  # noqa: E731
-    reply(dict(ready=True, first_loss=first_loss, rss_before_kib=rss_before))
-    for line in sys.stdin:
-        cmd, *arg = line.split()
-        if cmd == "time":
-            times = []
-            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            for _ in range(int(arg[0])):
-                t0 = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - t0)
-            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
-            reply(dict(seconds=times, faults_per_step=faults / int(arg[0])))
-        elif cmd == "rss":
-            reply(dict(peak_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
-        elif cmd == "profile":
-            reply(profile_tinyllm(step, opt, int(arg[0])))
-        elif cmd == "quit":
-            return
+import step_worker  # the worker process: benchmarks/step_worker.py, beside this file
+from step_worker import WORKLOADS
 
 
 class Worker:
@@ -250,8 +64,7 @@ class Worker:
                                                               env.get("PYTHONPATH")]))
         self.name = name or framework
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", framework, "--workloads", workload,
-             "--threads", str(threads), "--seed", str(seed)],
+            [sys.executable, step_worker.__file__, framework, workload, str(threads), str(seed)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.hello = self.read()
 
@@ -298,7 +111,7 @@ def run_workload(name, args, have_torch):
     from tinyllm.models import GPT
 
     w = WORKLOADS[name]
-    cfg = gpt_config(w)
+    cfg = step_worker.gpt_config(w)
     n_params = GPT(cfg).get_num_params()         # non-embedding: the position table left out
     flops_per_token = palm_flops_per_token(n_params, w["n_layer"], w["n_head"],
                                            w["n_embd"] // w["n_head"], w["block_size"])
@@ -410,10 +223,7 @@ def main():
                              "git archive REV tinyllm | tar -x -C DIR), as 'baseline'")
     parser.add_argument("--start-up", action="store_true",
                         help="also time the main job's start (mpirun -n 4), cold and warm")
-    parser.add_argument("--worker", choices=["tinyllm", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        return worker(args.worker, args.workloads[0], args.threads, args.seed)
 
     have_torch = False
     if not args.no_torch:

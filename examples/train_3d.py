@@ -25,6 +25,10 @@ over the simulated step time (the slowest rank's) and the profile's peak for the
 """
 from __future__ import annotations
 
+import sim  # first: it sets the BLAS/numba thread counts before NumPy loads
+
+# isort: split
+
 import argparse
 import sys
 import time
@@ -32,7 +36,6 @@ import time
 import common
 import numpy as np
 
-import sim  # noqa: I001 — first: it sets the BLAS/numba thread counts before NumPy loads
 import tinyllm
 from sim.parallel3d import Parallel3D
 from sim.topology import Grid

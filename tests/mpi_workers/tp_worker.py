@@ -8,7 +8,7 @@ bytes and number of all-reduces in forward and in backward (with and without act
 checkpointing), the state-dict round trip (gather → load into a plain GPT → same logits), and
 three training steps (losses and parameters), also in float32; forward and backward with
 dropout 0.2 (plain and checkpointed) against the one-process model from the same seed; and the
-TP / PP rows that examples/train_zero.py --compare adds (examples/compare_3d.py).
+TP / PP rows that examples/train_zero.py --compare adds (examples/compare.py).
 """
 import sim  # first, so the thread variables are set before NumPy loads
 
@@ -34,7 +34,7 @@ from sim.tensor_parallel import TPGroup, gather_state_dict, parallelize_gpt, sha
 from tinyllm.models import GPTConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from compare_3d import compare_rows  # noqa: E402 — the example's module, beside train_zero.py
+from compare import compare_rows  # noqa: E402 — the example's module, beside train_zero.py
 
 CONFIG = GPTConfig(block_size=8, vocab_size=32, n_layer=2, n_head=4, n_embd=16)
 BATCH = 4
