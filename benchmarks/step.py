@@ -4,7 +4,7 @@
                               [--no-torch] [--no-profile] [--start-up] [--baseline DIR]
 
 A training step is forward, backward, AdamW step and zero_grad, on a fixed random batch, float32,
-dropout 0. The two reference workloads of issue 8:
+dropout 0. The two reference workloads (docs/03-kernels.md reports them):
 
     R1   n_layer 4, n_embd 256, n_head 4, block_size 128, batch 8, vocab 512
     R2   n_layer 6, n_embd 384, n_head 6, block_size 256, batch 4, vocab 512

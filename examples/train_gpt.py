@@ -1,6 +1,6 @@
 """Train a small GPT on the Python standard library's source code, in one process.
 
-    python examples/train_gpt.py                      # ~2-4 minutes on 2 cores
+    python examples/train_gpt.py                      # a few minutes on 2 cores
     python examples/train_gpt.py --steps 50 --report runs/gpt.json
 
 What it shows: next-token prediction (tinyllm/models/gpt.py) trained with AdamW, warmup +

@@ -1,6 +1,6 @@
 """The main job: train a small GPT with ZeRO on simulated GPUs (one MPI rank = one GPU).
 
-    mpirun -n 4 python examples/train_zero.py                    # ZeRO-3 on 4 ranks, ~3 min
+    mpirun -n 4 python examples/train_zero.py                    # ZeRO-3 on 4 ranks, a few minutes
     mpirun -n 4 python examples/train_zero.py --stage 2 --offload optimizer
     mpirun -n 4 python examples/train_zero.py --compare           # every strategy, one table
     mpirun -n 4 python examples/train_zero.py --stage 0 --device-memory 12MB   # DDP: OOM

@@ -20,10 +20,8 @@ scripts relative to it (`python examples/train_gpt.py`). Each file's commands ru
 temporary working directory with the script paths made absolute — so what a command writes
 (runs/…, checkpoints, reports) lands there, and later commands of the same file find it, as
 they would for a reader. Every command gets small settings appended (`SMALL` below: two
-steps, a tiny model, 50 KB of corpus, a shared tokenizer cache), so the whole book runs in
-about two minutes of a loaded 2-core machine (measured: 99 s at a load average of 6, 133 s at
-9; ~110 CPU-seconds in all; with the multi-machine and benchmark commands added later, 140 s at
-a load average of 9–12, 194 CPU-seconds for this whole file); argparse lets the last flag win. A command that
+steps, a tiny model, 50 KB of corpus, a shared tokenizer cache), so the whole book runs in a
+few minutes on two cores; argparse lets the last flag win. A command that
 sets `--device-memory` keeps its model size (the capacity was chosen for that model) and gets
 only the cheap flags. A command that sets a flag of `IF_SET` gets that flag's small value
 (`--stop-at 200` of the default 400 steps becomes `--stop-at 1` of the two). `mpirun -n N`

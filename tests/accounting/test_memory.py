@@ -52,7 +52,7 @@ def test_figure1_example_and_ddp_baseline():
     assert [round(m.total / GB, 2) for m in (m1, m2, m3)] == [31.41, 16.64, 1.88]
 
 
-def test_fp32_layout_of_issue_5():
+def test_fp32_adam_layout_per_stage():
     """fp32 Adam (4 + 4 + 8 bytes): DDP 16Ψ; stage 1 8Ψ + 8Ψ/N; stage 2 4Ψ + 12Ψ/N; stage 3
     16Ψ/N (+ the largest gathered layer's 4 bytes per parameter)."""
     psi, n = 1000, 4

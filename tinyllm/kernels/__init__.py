@@ -156,7 +156,7 @@ def embedding_backward(ids, g, num_embeddings):
 
 # ---- 2-D matrix products on tinyllm's threads ----------------------------------------------------
 
-GEMM_PARALLEL_MIN_FLOPS = 1 << 25   # ~0.4 ms on one core: below, one BLAS call on one thread
+GEMM_PARALLEL_MIN_FLOPS = 1 << 25   # well under a millisecond on one core: one BLAS call there
 GEMM_MIN_ROWS = 64                  # rows per block, so that each block is still a good GEMM
 
 

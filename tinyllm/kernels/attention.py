@@ -39,14 +39,13 @@ among threads — walks tiles of 32 queries × 32 keys:
 
 With causal masking a key tile entirely to the right of the diagonal is skipped, which halves
 the work. The tile products are written so that LLVM vectorizes them (2 rows × 4 columns per
-step, each a dot product or a row update along the contiguous axis): ~48 GFLOP/s on one core
-here against ~60 for OpenBLAS on the same 64×64×64 products — and half of the products are not
-done at all. Measured on one core, (8, 4, 128, 64) causal: forward 2.6 ms, backward 6.0 ms,
-against 10 and 16 ms for the reference with single-threaded OpenBLAS and 3.2 / 7.7 ms for
-PyTorch 2.13's flash kernel.
+step, each a dot product or a row update along the contiguous axis), close to OpenBLAS on the
+same small products — and half of the products are not done at all, so the kernel beats the
+reference's batched BLAS calls (docs/03-kernels.md and benchmarks/kernels.py have the numbers,
+beside PyTorch's flash kernel).
 
 The kernel covers bias=None, with or without `causal`; any other mask goes to the reference.
-Its tiles are 32 × 32 (measured: 32 beats 48 and 64, which waste more work on the diagonal).
+Its tiles are 32 × 32: larger tiles waste more work on the diagonal (benchmarks/kernels.py).
 """
 import numpy as np
 
@@ -331,7 +330,7 @@ def _flash_backward(q, k, v, scale, causal, out, lse, dout, dq, dk, dv, lo, hi):
 
 
 # The (batch, head) pairs are split over threads (over_range, tinyllm/kernels/jit.py) once QKᵀ
-# has ATTENTION_MIN_WORK multiply-adds (~1 ms of work).
+# has ATTENTION_MIN_WORK multiply-adds (about a millisecond of one-thread work).
 ATTENTION_MIN_WORK = 1 << 24
 
 

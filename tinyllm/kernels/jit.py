@@ -7,7 +7,7 @@ Options (every kernel and helper):
   so −∞ masks and NaN inputs keep their IEEE meaning.
 * error_model="numpy" — a division by zero gives ±∞ or NaN, as in NumPy. numba's default
   (Python's) checks every division and raises ZeroDivisionError; that branch also stops LLVM
-  from vectorizing the loop (a layer norm of (1024, 256): 0.6 ms → 0.15 ms without it).
+  from vectorizing the loop, which costs a row kernel several times its speed.
 * cache=True — the machine code is kept on disk, so a process pays the compile only once per
   machine (`tinyllm.kernels.warmup`).
 * nogil=True — a running kernel releases Python's GIL, so several Python threads can run
@@ -18,12 +18,12 @@ serial code that works on a *range* of its rows (or elements): `kernel(*args, lo
 
 `over_range(kernel, n, *args, work=…)` runs such a kernel over rows 0 … n − 1: in one call
 when the work is small, and split into blocks shared out by tinyllm.runtime.threads.parallel_for when
-it has at least PARALLEL_MIN_WORK units (about 1 ms of one-thread work). Below that, starting
-threads costs more than it saves: tens of µs on an idle machine, whole scheduler time slices on
-a busy one (tinyllm/runtime/threads.py has the measurements). parallel_for is help-first, so a busy
-machine cannot stall a call the way it stalls a fork-join team — numba's own `prange` is not
-used for that reason, and because a `parallel=True` compilation takes ~3× longer (measured:
-layer-norm backward 1.4 s against 4.1 s), which is most of a cold start.
+it has at least PARALLEL_MIN_WORK units (about a millisecond of one-thread work). Below that,
+starting threads costs more than it saves: a little on an idle machine, whole scheduler time
+slices on a busy one (tinyllm/runtime/threads.py). parallel_for is help-first, so a busy machine
+cannot stall a call the way it stalls a fork-join team — numba's own `prange` is not used for
+that reason, and because a `parallel=True` compilation takes several times longer, which would
+be most of a cold start (docs/03-kernels.md has the measurements).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from tinyllm.runtime.threads import num_threads, parallel_for
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", cache=True, nogil=True)
 
-PARALLEL_MIN_WORK = 1 << 21   # elements: ~1 ms of one-thread work for a row or element kernel
+PARALLEL_MIN_WORK = 1 << 21   # elements: about a millisecond of one-thread row/element work
 
 
 def jit(fn=None, **options):

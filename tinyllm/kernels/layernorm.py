@@ -48,9 +48,8 @@ def layer_norm_backward_reference(x, weight, mean, rstd, g):
 # ---- numba kernels (same signatures; the None-able weight/bias handled in a wrapper) ---------
 #
 # Sums accumulate in the input's dtype (float32 for a float32 model, as PyTorch's CPU kernel
-# does): with fast-math reassociation each sum becomes 8 partial sums in one SIMD register.
-# Measured on (1024, 256): 0.6 ms with float64 accumulators and Python's division checks,
-# 0.08 ms like this.
+# does): with fast-math reassociation each sum becomes 8 partial sums in one SIMD register,
+# several times faster than float64 accumulators with Python's division checks.
 
 
 @jit

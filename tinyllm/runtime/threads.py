@@ -4,9 +4,9 @@ NumPy hands matrix products to a BLAS library (OpenBLAS in NumPy's wheels), whic
 product across threads. That pays for big products. For a *batch* of small ones — attention's
 QKᵀ per (batch, head), 64 products of 128×64×128 — NumPy calls BLAS once per product, and every
 call wakes, synchronizes and parks the worker threads. On a busy machine (other processes, or
-several MPI ranks per core) a parked worker may wait a whole scheduler time slice to run again:
-measured here with 2 threads and a loaded 2-core machine, a (16, 4, 128, 32) @ (16, 4, 32, 128)
-batched matmul took ~1 s instead of ~3 ms with one thread.
+several MPI ranks per core) a parked worker may wait a whole scheduler time slice to run again,
+once per product — so the batch can take hundreds of times longer with two threads than with
+one (docs/03-kernels.md has the measurements).
 
 So tinyllm runs batched small products under `blas_threads(1)`, and leaves the big 2-D
 products of the linear layers to BLAS's own threading. `set_blas_threads(n)` changes the count
@@ -14,25 +14,22 @@ of NumPy's bundled OpenBLAS at run time through its C API (what threadpoolctl do
 library cannot be found the functions do nothing and report False.
 
 numba's parallel kernels have the same problem at a smaller scale: every call starts and joins
-its thread team. Measured on this 2-core machine under load: a layer norm of (1024, 256) takes
-0.12 ms on one thread and 5–16 ms with two (the second thread waits for a time slice), while
-on an idle machine two threads save ~0.05 ms. So tinyllm's kernels run serially unless a call
-has enough work to repay the team (tinyllm/kernels/jit.py).
+its thread team. On a busy machine the second thread may wait a time slice, which costs far more
+than a small kernel's whole work; on an idle one two threads save little. So tinyllm's kernels
+run serially unless a call has enough work to repay the team (tinyllm/kernels/jit.py).
 
 Help-first parallel loops. Even a big product suffers on a busy machine: a fork-join team (an
 OpenBLAS call, a numba prange) splits the work evenly and then waits for *every* thread, so one
 thread that the scheduler has not yet run stalls the whole call. `parallel_for(n, task)`
 instead puts n tasks behind a shared counter; helper threads and the calling thread take them
 one at a time, and at the end the caller waits only for tasks a helper is actually running — a
-helper that never woke up simply gets no task. Measured, (1024×256)·(256×1024) float32 on this
-2-core machine at load average ~9: OpenBLAS with 2 threads 32 ms, with 1 thread 14 ms, split
-into 4 row blocks by `parallel_for` over 2 threads (OpenBLAS at 1 thread each) 14 ms, 9 ms
-when the second core is free. tinyllm runs its linear layers' products and its attention
+helper that never woke up simply gets no task: on a busy machine the call is never slower than
+one thread, and when a second core is free it is faster. tinyllm runs its linear layers' products and its attention
 kernel this way (tinyllm/kernels); the tasks are numba kernels compiled with nogil=True or
 BLAS calls, which release Python's GIL, so the threads really run at the same time.
 
 No count ever goes *above* what the process was given: `sim.init()` gives each MPI rank
-cores // (ranks on this machine) threads for numba and BLAS, and `parallel_for` uses numba's
+cores // (ranks on the machine) threads for numba and BLAS, and `parallel_for` uses numba's
 thread count (numba.get_num_threads(), NUMBA_NUM_THREADS by default) as its budget.
 """
 from __future__ import annotations
