@@ -17,6 +17,7 @@ The ratio column is explicit time / MPI time (> 1: the explicit ring is slower).
 mode's signature exchange is off here (`checked=False`), so both backends time only their
 algorithm; the last line measures what checked mode adds to a small all-reduce.
 """
+
 import sim  # first: thread variables before NumPy loads BLAS
 
 # isort: split
@@ -34,8 +35,12 @@ OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
 
 
 def bus_factor(op, n):
-    return {"all_reduce": 2 * (n - 1) / n, "all_gather": (n - 1) / n,
-            "reduce_scatter": (n - 1) / n, "broadcast": 1.0}[op]
+    return {
+        "all_reduce": 2 * (n - 1) / n,
+        "all_gather": (n - 1) / n,
+        "reduce_scatter": (n - 1) / n,
+        "broadcast": 1.0,
+    }[op]
 
 
 def make_call(world, op, count, dtype):
@@ -70,7 +75,7 @@ def parse_bytes(text):
     units = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
     for unit, factor in units.items():
         if text.endswith(unit):
-            return int(float(text[:-len(unit)]) * factor)
+            return int(float(text[: -len(unit)]) * factor)
     return int(text)
 
 
@@ -94,7 +99,7 @@ def main():
     args = parser.parse_args()
     from tinyllm.runtime import allocator
 
-    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
+    allocator.configure()  # a benchmark is a program: reuse freed pages (runtime/allocator.py)
 
     world = sim.init(checked=False, warmup=False)
     n = world.size
@@ -104,40 +109,52 @@ def main():
     while s <= parse_bytes(args.max_bytes):
         sizes.append(s)
         s *= args.factor
-    world.print0(f"# {n} ranks, {args.dtype}, median of the slowest rank; times in µs, "
-                 f"bandwidths in GB/s (1e9 B/s)")
+    world.print0(
+        f"# {n} ranks, {args.dtype}, median of the slowest rank; times in µs, "
+        f"bandwidths in GB/s (1e9 B/s)"
+    )
     rows = []
     for op in args.ops.split(","):
         world.print0(f"\n{op}")
-        world.print0(f"{'size':>10} | {'explicit µs':>12} {'algbw':>7} {'busbw':>7} | "
-                     f"{'MPI µs':>10} {'algbw':>7} {'busbw':>7} | {'explicit/MPI':>12}")
+        world.print0(
+            f"{'size':>10} | {'explicit µs':>12} {'algbw':>7} {'busbw':>7} | "
+            f"{'MPI µs':>10} {'algbw':>7} {'busbw':>7} | {'explicit/MPI':>12}"
+        )
         for nbytes in sizes:
             iters = args.iters if nbytes <= 2**20 else min(args.iters, 5)
             row = {"op": op, "bytes": nbytes, "ranks": n}
             for backend in ("explicit", "mpi"):
                 world.backend = backend
-                t = time_call(world, make_call(world, op, nbytes // itemsize, args.dtype),
-                              args.warmup, iters)
+                t = time_call(
+                    world, make_call(world, op, nbytes // itemsize, args.dtype), args.warmup, iters
+                )
                 algbw = nbytes / t / 1e9
                 row[backend] = {"seconds": t, "algbw": algbw, "busbw": algbw * bus_factor(op, n)}
             e, m = row["explicit"], row["mpi"]
             row["ratio"] = e["seconds"] / m["seconds"]
             rows.append(row)
-            world.print0(f"{human(nbytes):>10} | {e['seconds'] * 1e6:12.1f} {e['algbw']:7.3f} "
-                         f"{e['busbw']:7.3f} | {m['seconds'] * 1e6:10.1f} {m['algbw']:7.3f} "
-                         f"{m['busbw']:7.3f} | {row['ratio']:12.2f}")
+            world.print0(
+                f"{human(nbytes):>10} | {e['seconds'] * 1e6:12.1f} {e['algbw']:7.3f} "
+                f"{e['busbw']:7.3f} | {m['seconds'] * 1e6:10.1f} {m['algbw']:7.3f} "
+                f"{m['busbw']:7.3f} | {row['ratio']:12.2f}"
+            )
     # What checked mode (the signature exchange before every collective) costs.
     world.backend = "explicit"
     small = make_call(world, "all_reduce", 1024 // itemsize, args.dtype)
     plain = time_call(world, small, args.warmup, args.iters)
     world.checked = True
     checked = time_call(world, small, args.warmup, args.iters)
-    world.print0(f"\nchecked mode, 1 KiB explicit all-reduce: {checked * 1e6:.1f} µs vs "
-                 f"{plain * 1e6:.1f} µs unchecked")
+    world.print0(
+        f"\nchecked mode, 1 KiB explicit all-reduce: {checked * 1e6:.1f} µs vs "
+        f"{plain * 1e6:.1f} µs unchecked"
+    )
     if args.json and world.rank == 0:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "checked_1KiB_seconds": checked,
-                       "unchecked_1KiB_seconds": plain}, f, indent=1)
+            json.dump(
+                {"rows": rows, "checked_1KiB_seconds": checked, "unchecked_1KiB_seconds": plain},
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

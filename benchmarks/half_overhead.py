@@ -24,6 +24,7 @@ the change, e.g.
 `git archive <commit> tinyllm | tar -x -C /tmp/before` and `PYTHONPATH=/tmp/before python
 benchmarks/half_overhead.py`, alternating with a run on the current tree.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,11 @@ def workloads(dtype):
         y.backward()
         w.grad = None
 
-    return {"add (8,8)": (a.__add__, b), "matmul (8,8)": (a.__matmul__, b),
-            "fwd+bwd chain (per op)": (chain,)}
+    return {
+        "add (8,8)": (a.__add__, b),
+        "matmul (8,8)": (a.__matmul__, b),
+        "fwd+bwd chain (per op)": (chain,),
+    }
 
 
 def turn_us(call, n):
@@ -71,12 +75,15 @@ def main(argv=None):
     args = p.parse_args(argv)
     from tinyllm.runtime import allocator
 
-    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
+    allocator.configure()  # a benchmark is a program: reuse freed pages (runtime/allocator.py)
     assert not hooks.half, "the half-precision rules must start off"
     inactive = workloads(None)
-    configs = {"inactive": inactive, "active": inactive,
-               "bf16": workloads(tinyllm.bfloat16),  # making these switches the rules on
-               "fp16": workloads(tinyllm.float16)}
+    configs = {
+        "inactive": inactive,
+        "active": inactive,
+        "bf16": workloads(tinyllm.bfloat16),  # making these switches the rules on
+        "fp16": workloads(tinyllm.float16),
+    }
     best = {c: {} for c in configs}
     for _ in range(args.repeats):
         for c, loads in configs.items():
@@ -87,8 +94,11 @@ def main(argv=None):
                 best[c][k] = min(best[c].get(k, np.inf), t)
     hooks.enable_half(True)
     names = list(configs)
-    print(f"{'µs per op (min of turns)':26s}" + "".join(f"{n:>11s}" for n in names)
-          + "   active/inactive")
+    print(
+        f"{'µs per op (min of turns)':26s}"
+        + "".join(f"{n:>11s}" for n in names)
+        + "   active/inactive"
+    )
     for k in best["inactive"]:
         row = f"{k:26s}" + "".join(f"{best[n][k]:11.2f}" for n in names)
         row += f"   {best['active'][k] / best['inactive'][k]:8.3f}"

@@ -14,6 +14,7 @@ and the ratios. No int8 hardware instructions (VNNI, tensor cores) are used, so 
 the arithmetic tinyllm writes out, not what int8 inference can reach on a GPU. All results are
 checked to agree before they are timed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,11 +52,13 @@ def main() -> None:
     args = ap.parse_args()
     from tinyllm.runtime import allocator
 
-    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
+    allocator.configure()  # a benchmark is a program: reuse freed pages (runtime/allocator.py)
     rng = np.random.default_rng(args.seed)
     print(f"numba threads: {numba.get_num_threads()}; best of {args.repeats}; times in ms")
-    print(f"{'M×K·(N×K)ᵀ':>22}{'numba':>9}{'f32 BLAS':>10}{'int ref':>9}{'q-linear':>10}"
-          f"{'numba/f32':>11}{'ref/numba':>11}{'GMAC/s numba':>14}")
+    print(
+        f"{'M×K·(N×K)ᵀ':>22}{'numba':>9}{'f32 BLAS':>10}{'int ref':>9}{'q-linear':>10}"
+        f"{'numba/f32':>11}{'ref/numba':>11}{'GMAC/s numba':>14}"
+    )
     for m, k, n in SHAPES[:1] if args.quick else SHAPES:
         xq = rng.integers(-128, 128, (m, k), dtype=np.int8)
         wq = rng.integers(-128, 128, (n, k), dtype=np.int8)
@@ -64,16 +67,19 @@ def main() -> None:
         got = int8_matmul(xq, wq)
         assert np.array_equal(got, int8_matmul_reference(xq, wq, zx, zw))
         assert np.array_equal(got, (xf @ wf.T).astype(np.int32))  # |sums| < 2^24: exact in f32
-        ql = QuantizedLinear.from_float(rng.standard_normal((n, k)).astype(np.float32),
-                                        mode="dynamic")
+        ql = QuantizedLinear.from_float(
+            rng.standard_normal((n, k)).astype(np.float32), mode="dynamic"
+        )
         x = rng.standard_normal((m, k)).astype(np.float32)
         t_numba = best_time(lambda: int8_matmul(xq, wq), args.repeats)
         t_f32 = best_time(lambda: xf @ wf.T, args.repeats)
         t_ref = best_time(lambda: int8_matmul_reference(xq, wq, zx, zw), max(1, args.repeats // 2))
         t_ql = best_time(lambda: ql(x), args.repeats)
-        print(f"{f'{m}×{k}·({n}×{k})ᵀ':>22}{t_numba * 1e3:>9.2f}{t_f32 * 1e3:>10.2f}"
-              f"{t_ref * 1e3:>9.1f}{t_ql * 1e3:>10.2f}{t_numba / t_f32:>11.2f}"
-              f"{t_ref / t_numba:>11.1f}{m * k * n / t_numba / 1e9:>14.1f}")
+        print(
+            f"{f'{m}×{k}·({n}×{k})ᵀ':>22}{t_numba * 1e3:>9.2f}{t_f32 * 1e3:>10.2f}"
+            f"{t_ref * 1e3:>9.1f}{t_ql * 1e3:>10.2f}{t_numba / t_f32:>11.2f}"
+            f"{t_ref / t_numba:>11.1f}{m * k * n / t_numba / 1e9:>14.1f}"
+        )
 
 
 if __name__ == "__main__":

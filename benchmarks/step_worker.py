@@ -9,6 +9,7 @@ minor page faults per step), `rss` (peak resident memory), `profile N` (tinyllm 
 op family from a GraphObserver), `quit`. benchmarks/step.py starts one per framework and
 interleaves them.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,11 +31,13 @@ LR, WEIGHT_DECAY, BETAS = 6e-4, 0.1, (0.9, 0.95)
 
 # Function classes → the family the profile charges them to (anything else: "other ops").
 FAMILIES = {
-    "MatMul": "matmul", "Linear": "matmul",
+    "MatMul": "matmul",
+    "Linear": "matmul",
     "ScaledDotProductAttention": "attention",
     "LayerNorm": "layer norm",
     "GELU": "GELU",
-    "Softmax": "softmax / cross-entropy", "LogSoftmax": "softmax / cross-entropy",
+    "Softmax": "softmax / cross-entropy",
+    "LogSoftmax": "softmax / cross-entropy",
     "CrossEntropy": "softmax / cross-entropy",
     "Embedding": "embedding",
 }
@@ -65,13 +68,20 @@ def gpt_config(w):
     """The workload's GPTConfig (float32, dropout 0)."""
     from tinyllm.models import GPTConfig
 
-    return GPTConfig(n_layer=w["n_layer"], n_embd=w["n_embd"], n_head=w["n_head"],
-                     block_size=w["block_size"], vocab_size=w["vocab_size"], dropout=0.0)
+    return GPTConfig(
+        n_layer=w["n_layer"],
+        n_embd=w["n_embd"],
+        n_head=w["n_head"],
+        block_size=w["block_size"],
+        vocab_size=w["vocab_size"],
+        dropout=0.0,
+    )
 
 
 def training_step(model, opt, x, y):
     """step() → loss: forward, backward, optimizer step, zero_grad — the same four calls in
     either framework (tinyllm's API is PyTorch's)."""
+
     def step():
         _, loss = model(x, y)
         loss.backward()
@@ -104,13 +114,20 @@ def torch_step(w, seed):
     cfg = gpt_config(w)
     model = nanogpt_torch(cfg)
     reference = GPT(cfg, generator=np.random.default_rng(seed))
-    model.load_state_dict({k: torch.from_numpy(v.copy())
-                           for k, v in reference.state_dict().items()})
+    model.load_state_dict(
+        {k: torch.from_numpy(v.copy()) for k, v in reference.state_dict().items()}
+    )
     del reference
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS)
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": WEIGHT_DECAY},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=LR,
+        betas=BETAS,
+    )
     x, y = (torch.from_numpy(a) for a in batch(w, seed))
     return training_step(model, opt, x, y), model, opt
 
@@ -159,8 +176,12 @@ def profile_tinyllm(step, opt, steps):
     per = {k: v / steps for k, v in timer.seconds.items()}
     per["optimizer (AdamW)"] = opt_seconds[0] / steps
     per["Python / graph overhead"] = wall / steps - sum(per.values())
-    return dict(seconds=per, wall=wall / steps, forward_ops=timer.forward_ops // steps,
-                backward_ops=timer.backward_ops // steps)
+    return dict(
+        seconds=per,
+        wall=wall / steps,
+        forward_ops=timer.forward_ops // steps,
+        backward_ops=timer.backward_ops // steps,
+    )
 
 
 # ---- worker process: one framework, commands on stdin, JSON answers on stdout ------------------
@@ -169,7 +190,7 @@ def profile_tinyllm(step, opt, steps):
 def worker(framework, workload, threads, seed):
     from tinyllm.runtime import allocator
 
-    allocator.configure()   # both workers: freed pages reused (tinyllm/runtime/allocator.py)
+    allocator.configure()  # both workers: freed pages reused (tinyllm/runtime/allocator.py)
     if framework == "tinyllm":
         import numba
 
@@ -184,7 +205,7 @@ def worker(framework, workload, threads, seed):
         torch.set_num_threads(threads)
         step, model, opt = torch_step(WORKLOADS[workload], seed)
     rss_before = rss_now_kib()
-    first_loss = step()          # first step: compiles / loads kernels, allocates state
+    first_loss = step()  # first step: compiles / loads kernels, allocates state
     step()
     reply = lambda obj: print(json.dumps(obj), flush=True)  # noqa: E731
     reply(dict(ready=True, first_loss=first_loss, rss_before_kib=rss_before))
@@ -208,5 +229,10 @@ def worker(framework, workload, threads, seed):
 
 
 if __name__ == "__main__":
-    framework, workload, threads, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    framework, workload, threads, seed = (
+        sys.argv[1],
+        sys.argv[2],
+        int(sys.argv[3]),
+        int(sys.argv[4]),
+    )
     worker(framework, workload, threads, seed)

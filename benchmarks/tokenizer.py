@@ -20,6 +20,7 @@ against the incremental one (on a slice small enough for the reference to finish
 
 Numbers depend on the Python version (the corpus is its stdlib) and on the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,14 +59,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes-mb", type=float, nargs="+", default=[2, 5])
     parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[512, 2048, 8192])
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="run each measurement this many times and keep the fastest")
-    parser.add_argument("--reference-kb", type=int, default=30,
-                        help="corpus slice for the slow reference trainer")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run each measurement this many times and keep the fastest",
+    )
+    parser.add_argument(
+        "--reference-kb", type=int, default=30, help="corpus slice for the slow reference trainer"
+    )
     args = parser.parse_args()
     from tinyllm.runtime import allocator
 
-    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
+    allocator.configure()  # a benchmark is a program: reuse freed pages (runtime/allocator.py)
 
     _, build = timed(gpt2_pattern)  # cached after the first call: time it before repeating
     print(f"pre-split pattern built in {build:.2f} s (once per process)")
@@ -74,10 +80,14 @@ def main() -> None:
     held_out = load_corpus(max_bytes=10 * MB, val_fraction=0.1).val
     held_bytes = len(held_out.encode("utf-8"))
     specials = standard_special_tokens(100)
-    print(f"held-out text: {held_bytes / MB:.2f} MB; {len(specials)} special tokens in every "
-          "vocabulary\n")
-    print(f"{'corpus':>8} {'vocab':>6} {'train s':>8} {'(split':>7} {'merges)':>8} "
-          f"{'train MB/s':>10} {'enc MB/s':>9} {'bytes/tok':>9} {'held-out':>9}")
+    print(
+        f"held-out text: {held_bytes / MB:.2f} MB; {len(specials)} special tokens in every "
+        "vocabulary\n"
+    )
+    print(
+        f"{'corpus':>8} {'vocab':>6} {'train s':>8} {'(split':>7} {'merges)':>8} "
+        f"{'train MB/s':>10} {'enc MB/s':>9} {'bytes/tok':>9} {'held-out':>9}"
+    )
     for size_mb in args.sizes_mb:
         text = stdlib_text(int(size_mb * MB))
         n_bytes = len(text.encode("utf-8"))
@@ -89,23 +99,29 @@ def main() -> None:
             ids, t_enc = timed(lambda: ByteLevelBPE(tok.merges, specials).encode(text))
             held_ids = tok.encode(held_out, disallowed_special=())
             assert tok.decode(ids) == text
-            print(f"{n_bytes / MB:6.2f}MB {vocab_size:6d} {t_train:8.2f} {t_count:7.2f} "
-                  f"{t_merges:8.2f} {n_bytes / MB / t_train:10.2f} {n_bytes / MB / t_enc:9.2f} "
-                  f"{n_bytes / len(ids):9.2f} {held_bytes / len(held_ids):9.2f}")
+            print(
+                f"{n_bytes / MB:6.2f}MB {vocab_size:6d} {t_train:8.2f} {t_count:7.2f} "
+                f"{t_merges:8.2f} {n_bytes / MB / t_train:10.2f} {n_bytes / MB / t_enc:9.2f} "
+                f"{n_bytes / len(ids):9.2f} {held_bytes / len(held_ids):9.2f}"
+            )
 
     print("\nreadable reference vs fast version, same input, one run:")
     text = stdlib_text(300_000)
     slow, t_slow = timed(pre_split_reference, text)
     fast, t_fast = timed(pre_split, text)
     assert slow == fast
-    print(f"  pre-split 0.30 MB:  scanner {t_slow:.2f} s, re pattern {t_fast:.3f} s "
-          f"-> {t_slow / t_fast:.0f}x")
+    print(
+        f"  pre-split 0.30 MB:  scanner {t_slow:.2f} s, re pattern {t_fast:.3f} s "
+        f"-> {t_slow / t_fast:.0f}x"
+    )
     counts = word_counts(stdlib_text(args.reference_kb * 1000))
     slow, t_slow = timed(learn_merges_reference, counts, 256)
     fast, t_fast = timed(learn_merges, counts, 256)
     assert slow == fast
-    print(f"  BPE training {args.reference_kb} KB -> 256 new tokens:  reference {t_slow:.2f} s, "
-          f"incremental {t_fast:.3f} s -> {t_slow / t_fast:.0f}x")
+    print(
+        f"  BPE training {args.reference_kb} KB -> 256 new tokens:  reference {t_slow:.2f} s, "
+        f"incremental {t_fast:.3f} s -> {t_slow / t_fast:.0f}x"
+    )
 
 
 if __name__ == "__main__":

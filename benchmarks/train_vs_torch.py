@@ -16,6 +16,7 @@ step loops are interleaved (tinyllm step i, then PyTorch step i), so both see th
 load, and the median step times are printed side by side. `--threads` sets the numba, BLAS
 and torch thread counts (the first two before NumPy loads).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,8 @@ def batches(data, steps: int, batch: int, block: int, seed: int):
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         off = rng.integers(0, len(data) - block - 1, batch)
-        x = np.stack([data[o:o + block] for o in off])
-        y = np.stack([data[o + 1:o + block + 1] for o in off])
+        x = np.stack([data[o : o + block] for o in off])
+        y = np.stack([data[o + 1 : o + block + 1] for o in off])
         yield x, y
 
 
@@ -73,10 +74,10 @@ def main() -> None:
     args = ap.parse_args()
 
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(args.threads)            # read when NumPy / numba load
+        os.environ[var] = str(args.threads)  # read when NumPy / numba load
     from tinyllm.runtime import allocator
 
-    allocator.configure()   # a benchmark is a program: reuse freed pages (runtime/allocator.py)
+    allocator.configure()  # a benchmark is a program: reuse freed pages (runtime/allocator.py)
     import numpy as np
     import torch
     from torch_nanogpt import nanogpt_torch
@@ -86,28 +87,43 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     betas = (0.9, 0.95)
-    cfg = GPTConfig(vocab_size=256, block_size=args.block_size, n_layer=args.n_layer,
-                    n_head=args.n_head, n_embd=args.n_embd, dropout=0.0)
+    cfg = GPTConfig(
+        vocab_size=256,
+        block_size=args.block_size,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        dropout=0.0,
+    )
     ours = GPT(cfg, generator=np.random.default_rng(args.seed))
     ref = nanogpt_torch(cfg)
     ref.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()}, strict=True)
     opt = ours.configure_optimizers(args.weight_decay, args.lr, betas=betas)
     decay = [p for p in ref.parameters() if p.dim() >= 2]
     no_decay = [p for p in ref.parameters() if p.dim() < 2]
-    topt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=args.lr, betas=betas, eps=1e-8)
+    topt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": args.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=args.lr,
+        betas=betas,
+        eps=1e-8,
+    )
 
     data = stdlib_bytes()
-    print(f"GPT n_layer={cfg.n_layer} n_embd={cfg.n_embd} n_head={cfg.n_head} "
-          f"block={cfg.block_size} vocab=256 ({ours.get_num_params(False):,} parameters), "
-          f"batch {args.batch_size}, AdamW lr={args.lr} betas={betas} wd={args.weight_decay}, "
-          f"float32, {args.threads} thread(s) each; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"GPT n_layer={cfg.n_layer} n_embd={cfg.n_embd} n_head={cfg.n_head} "
+        f"block={cfg.block_size} vocab=256 ({ours.get_num_params(False):,} parameters), "
+        f"batch {args.batch_size}, AdamW lr={args.lr} betas={betas} wd={args.weight_decay}, "
+        f"float32, {args.threads} thread(s) each; load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'step':>5} {'tinyllm':>10} {'pytorch':>10} {'|diff|':>9}")
     losses = {"tinyllm": [], "pytorch": []}
     times = {"tinyllm": [], "pytorch": []}
-    for step, (x, y) in enumerate(batches(data, args.steps, args.batch_size, cfg.block_size,
-                                          args.seed)):
+    for step, (x, y) in enumerate(
+        batches(data, args.steps, args.batch_size, cfg.block_size, args.seed)
+    ):
         t0 = time.perf_counter()
         _, loss = ours(x, y)
         opt.zero_grad()
@@ -124,24 +140,36 @@ def main() -> None:
         times["tinyllm"].append(t1 - t0)
         times["pytorch"].append(t2 - t1)
         diff = abs(losses["tinyllm"][-1] - losses["pytorch"][-1])
-        print(f"{step:5d} {losses['tinyllm'][-1]:10.6f} {losses['pytorch'][-1]:10.6f} "
-              f"{diff:9.2e}", flush=True)
+        print(
+            f"{step:5d} {losses['tinyllm'][-1]:10.6f} {losses['pytorch'][-1]:10.6f} {diff:9.2e}",
+            flush=True,
+        )
 
     diffs = np.abs(np.array(losses["tinyllm"]) - np.array(losses["pytorch"]))
-    w = max(float(np.abs(p.data - ref.get_parameter(name).detach().numpy()).max())
-            for name, p in ours.named_parameters())
+    w = max(
+        float(np.abs(p.data - ref.get_parameter(name).detach().numpy()).max())
+        for name, p in ours.named_parameters()
+    )
     med = {k: statistics.median(v[1:] or v) for k, v in times.items()}  # step 0 compiles
-    print(f"max |loss difference| over {args.steps} steps: {diffs.max():.2e} "
-          f"(at step {int(diffs.argmax())}); max |weight difference| at the end: "
-          f"{w:.2e}")
-    print(f"median step time: tinyllm {med['tinyllm'] * 1e3:.1f} ms, PyTorch "
-          f"{med['pytorch'] * 1e3:.1f} ms, ratio {med['tinyllm'] / med['pytorch']:.2f}; "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"max |loss difference| over {args.steps} steps: {diffs.max():.2e} "
+        f"(at step {int(diffs.argmax())}); max |weight difference| at the end: "
+        f"{w:.2e}"
+    )
+    print(
+        f"median step time: tinyllm {med['tinyllm'] * 1e3:.1f} ms, PyTorch "
+        f"{med['pytorch'] * 1e3:.1f} ms, ratio {med['tinyllm'] / med['pytorch']:.2f}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     if args.report:
-        report = {"config": cfg.to_dict(), "args": vars(args), "losses": losses,
-                  "max_abs_loss_diff": float(diffs.max()),
-                  "max_abs_weight_diff": w,
-                  "median_step_seconds": med}
+        report = {
+            "config": cfg.to_dict(),
+            "args": vars(args),
+            "losses": losses,
+            "max_abs_loss_diff": float(diffs.max()),
+            "max_abs_weight_diff": w,
+            "median_step_seconds": med,
+        }
         atomic_write_bytes(args.report, json.dumps(report, indent=1).encode())
 
 

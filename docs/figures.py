@@ -30,6 +30,7 @@ chapters (docs/), and this script draws each from what the examples produce:
 The text chart is always printed (and written to --out); --png draws the same data with
 matplotlib when it is installed, and says so when it is not (matplotlib is not a dependency).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,9 @@ def find_curves(report, path=()):
             curves.append((f"{here}/train" if here else "train", list(range(len(losses))), losses))
         val = report.get("val_losses")
         if isinstance(val, list) and val and all(isinstance(p, list) and len(p) == 2 for p in val):
-            curves.append((f"{here}/val" if here else "val", [p[0] for p in val],
-                           [p[1] for p in val]))
+            curves.append(
+                (f"{here}/val" if here else "val", [p[0] for p in val], [p[1] for p in val])
+            )
         for key, value in report.items():
             if isinstance(value, dict):
                 curves += find_curves(value, path + (str(key),))
@@ -93,8 +95,10 @@ def text_chart(curves, width: int = 72, height: int = 18, title: str = "") -> st
         lines.append(label + "".join(row))
     lines.append(f"{'':8} +" + "-" * width)
     lines.append(f"{'':9}{x_lo:<10g}{'step':^{width - 20}}{x_hi:>10g}")
-    lines += [f"  {MARKS[k % len(MARKS)]} {name}: {ys[0]:.4f} → {ys[-1]:.4f} "
-              f"({len(ys)} points)" for k, (name, _, ys) in enumerate(curves)]
+    lines += [
+        f"  {MARKS[k % len(MARKS)]} {name}: {ys[0]:.4f} → {ys[-1]:.4f} ({len(ys)} points)"
+        for k, (name, _, ys) in enumerate(curves)
+    ]
     return "\n".join(lines)
 
 
@@ -125,6 +129,7 @@ def _pyplot():
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -141,8 +146,10 @@ MEMORY_KEYS = ("parameters", "gradients", "optimizer_states", "activations", "bu
 def compare_rows(report: dict) -> list:
     rows = report.get("compare")
     if not isinstance(rows, list):
-        raise SystemExit("this report has no 'compare' rows: write it with "
-                         "`examples/train_zero.py --compare --report PATH`")
+        raise SystemExit(
+            "this report has no 'compare' rows: write it with "
+            "`examples/train_zero.py --compare --report PATH`"
+        )
     return rows
 
 
@@ -201,8 +208,10 @@ def run_pipeline(args) -> str:
 
     world = sim.init()
     if world.size < 2:
-        raise SystemExit("the pipeline figure needs one rank per stage: mpirun -n 4 python "
-                         "docs/figures.py pipeline")
+        raise SystemExit(
+            "the pipeline figure needs one rank per stage: mpirun -n 4 python "
+            "docs/figures.py pipeline"
+        )
     schedules = ("gpipe", "1f1b") if args.schedule == "both" else (args.schedule,)
     texts = [pipeline_step(world, args, schedule) for schedule in schedules]
     return "\n\n".join(texts) if world.rank == 0 else ""
@@ -218,10 +227,23 @@ def pipeline_step(world, args, schedule: str) -> str:
 
     p, m = world.size, args.micro_batches
     tinyllm.manual_seed(0)
-    cfg = GPTConfig(vocab_size=64, block_size=args.block_size, n_layer=p * args.layers_per_stage,
-                    n_head=2, n_embd=args.n_embd, dropout=0.0)
-    strategy = Parallel3D(GPT(cfg), world, pp=p, micro_batches=m, schedule=schedule,
-                          ideal_links=args.links == "free", profile=args.profile)
+    cfg = GPTConfig(
+        vocab_size=64,
+        block_size=args.block_size,
+        n_layer=p * args.layers_per_stage,
+        n_head=2,
+        n_embd=args.n_embd,
+        dropout=0.0,
+    )
+    strategy = Parallel3D(
+        GPT(cfg),
+        world,
+        pp=p,
+        micro_batches=m,
+        schedule=schedule,
+        ideal_links=args.links == "free",
+        profile=args.profile,
+    )
     rng = np.random.default_rng(0)
     x = rng.integers(0, cfg.vocab_size, size=(m * args.micro_batch_size, cfg.block_size))
     y = rng.integers(0, cfg.vocab_size, size=x.shape)
@@ -235,15 +257,19 @@ def pipeline_step(world, args, schedule: str) -> str:
     if world.rank != 0:
         return ""
     links = "free links" if args.links == "free" else f"{args.profile} links"
-    lines = [f"pipeline, one step: p = {p} stages, m = {m} micro-batches, schedule {schedule}, "
-             f"simulated {args.profile} ({links})",
-             f"GPT {cfg.n_layer}L/{cfg.n_embd}E, {args.layers_per_stage} block(s) per stage, "
-             f"{args.micro_batch_size} sequence(s) of {cfg.block_size} tokens per micro-batch",
-             "digits: forward of micro-batch i; letters: its backward (a = 0, b = 1, …); "
-             "'#' other compute; '.' idle", "",
-             pipeline_chart(events, args.width), "",
-             f"bubble (idle fraction) per stage, measured on the timelines beside "
-             f"(p − 1)/(m + p − 1) = {bubbles[0]['formula']:.4f}:"]
+    lines = [
+        f"pipeline, one step: p = {p} stages, m = {m} micro-batches, schedule {schedule}, "
+        f"simulated {args.profile} ({links})",
+        f"GPT {cfg.n_layer}L/{cfg.n_embd}E, {args.layers_per_stage} block(s) per stage, "
+        f"{args.micro_batch_size} sequence(s) of {cfg.block_size} tokens per micro-batch",
+        "digits: forward of micro-batch i; letters: its backward (a = 0, b = 1, …); "
+        "'#' other compute; '.' idle",
+        "",
+        pipeline_chart(events, args.width),
+        "",
+        f"bubble (idle fraction) per stage, measured on the timelines beside "
+        f"(p − 1)/(m + p − 1) = {bubbles[0]['formula']:.4f}:",
+    ]
     lines += [f"  stage {s}: {b['measured']:.4f}" for s, b in enumerate(bubbles)]
     lines += ["", "stage 0's own timeline (sim.cost.Timeline.format):", stage0]
     if args.png:
@@ -262,10 +288,19 @@ def png_pipeline(timelines, path: str, title: str) -> str:
             if e["stream"] != "compute":
                 continue
             forward = e["label"].startswith("F")
-            ax.broken_barh([(e["start"] * 1e6, (e["end"] - e["start"]) * 1e6)], (s - 0.4, 0.8),
-                           facecolors="tab:blue" if forward else "tab:orange")
-            ax.text((e["start"] + e["end"]) / 2 * 1e6, s, e["label"], ha="center",
-                    va="center", fontsize=6)
+            ax.broken_barh(
+                [(e["start"] * 1e6, (e["end"] - e["start"]) * 1e6)],
+                (s - 0.4, 0.8),
+                facecolors="tab:blue" if forward else "tab:orange",
+            )
+            ax.text(
+                (e["start"] + e["end"]) / 2 * 1e6,
+                s,
+                e["label"],
+                ha="center",
+                va="center",
+                fontsize=6,
+            )
     ax.set_yticks(range(len(timelines)), [f"stage {s}" for s in range(len(timelines))])
     ax.invert_yaxis()
     ax.set_xlabel("simulated µs")
@@ -328,7 +363,7 @@ def main(argv=None) -> int:
             text += "\n" + png_curves(curves, args.png, title)
     else:
         sys.path.insert(0, str(ROOT / "examples"))
-        from train_zero import memory_bars  # the chart the example prints, from the report
+        from zero_loop import memory_bars  # the chart the example prints, from the report
 
         rows = compare_rows(json.loads(Path(args.report).read_text()))
         text = memory_bars(rows, width=args.width)

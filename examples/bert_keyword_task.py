@@ -13,6 +13,7 @@ without any line that also occurs among the training lines; both are sampled cla
 and the accuracy reported is the balanced one (the mean of the per-class accuracies: chance is
 1/7). Not a script of its own: train_bert.py imports `keyword_task`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,7 @@ def keyword_examples(text: str, tok, max_tokens: int) -> dict[str, list[list[int
         s = line.strip()
         for k in KEYWORDS:
             if s.startswith(k + " "):
-                rest = s[len(k):]                                   # keeps the leading space
+                rest = s[len(k) :]  # keeps the leading space
                 found[k].setdefault(rest, tok.encode(rest, disallowed_special=())[:max_tokens])
                 break
     return {k: list(v.values()) for k, v in found.items()}
@@ -46,8 +47,8 @@ def keyword_rows(examples: list[list[int]], special: dict):
     am = np.zeros((len(examples), length), dtype=np.int64)
     for b, rest in enumerate(examples):
         row = [special["cls_id"], special["mask_id"], *rest, special["sep_id"]]
-        ids[b, :len(row)] = row
-        am[b, :len(row)] = 1
+        ids[b, : len(row)] = row
+        am[b, : len(row)] = 1
     return ids, am
 
 
@@ -62,7 +63,7 @@ def classify(model, rows, am, batch=128) -> np.ndarray:
     model.eval()
     with no_grad():
         for i in range(0, len(rows), batch):
-            logits, _ = model(rows[i:i + batch], am[i:i + batch])
+            logits, _ = model(rows[i : i + batch], am[i : i + batch])
             preds.append(logits.data.argmax(-1))
     model.train()
     return np.concatenate(preds)
@@ -70,14 +71,15 @@ def classify(model, rows, am, batch=128) -> np.ndarray:
 
 def balanced_accuracy(pred, labels, n_classes) -> float:
     """Mean over classes of the fraction of that class's examples predicted right."""
-    return float(np.mean([np.mean(pred[labels == k] == k) for k in range(n_classes)
-                          if (labels == k).any()]))
+    return float(
+        np.mean([np.mean(pred[labels == k] == k) for k in range(n_classes) if (labels == k).any()])
+    )
 
 
 def finetune_classifier(model, train_sets, test, special, args, log) -> dict:
     """AdamW with linear warmup/decay on class-balanced batches; returns losses and accuracy."""
     opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.cls_lr)
-    rng = np.random.default_rng(args.seed + 3)       # the same batches for every model
+    rng = np.random.default_rng(args.seed + 3)  # the same batches for every model
     losses = []
     for step in range(args.cls_steps):
         lr = warmup_linear(step, args.cls_lr, max(1, args.cls_steps // 10), args.cls_steps)
@@ -95,13 +97,16 @@ def finetune_classifier(model, train_sets, test, special, args, log) -> dict:
             log(f"cls step {step:4d} | loss {loss.item():.4f} | lr {lr:.2e}")
     test_rows, test_am, test_labels = test
     pred = classify(model, test_rows, test_am)
-    return {"losses": losses, "accuracy": balanced_accuracy(pred, test_labels, len(KEYWORDS)),
-            "predictions": pred}
+    return {
+        "losses": losses,
+        "accuracy": balanced_accuracy(pred, test_labels, len(KEYWORDS)),
+        "predictions": pred,
+    }
 
 
 def keyword_task(args, tok, special, model, rng_seed) -> dict:
     corpus = load_corpus(args.data, max_bytes=args.data_bytes)
-    max_rest = args.cls_len - 3                                 # room for [CLS] [MASK] … [SEP]
+    max_rest = args.cls_len - 3  # room for [CLS] [MASK] … [SEP]
     train = keyword_examples(corpus.train, tok, max_rest)
     val = keyword_examples(corpus.val, tok, max_rest)
     seen = {k: {tuple(e) for e in v} for k, v in train.items()}
@@ -109,10 +114,12 @@ def keyword_task(args, tok, special, model, rng_seed) -> dict:
     test_examples, test_labels = [], []
     for k, kw in enumerate(KEYWORDS):
         if not train[kw]:
-            raise SystemExit(f"train_bert: no training line starts with {kw!r}; the corpus "
-                             f"({corpus.name}, {args.data_bytes} bytes) is too small or not Python")
+            raise SystemExit(
+                f"train_bert: no training line starts with {kw!r}; the corpus "
+                f"({corpus.name}, {args.data_bytes} bytes) is too small or not Python"
+            )
         unseen = [e for e in val[kw] if tuple(e) not in seen[kw]]
-        pick = rng.permutation(len(unseen))[:args.cls_eval_per_class]
+        pick = rng.permutation(len(unseen))[: args.cls_eval_per_class]
         test_examples += [unseen[i] for i in pick]
         test_labels += [k] * len(pick)
     if not test_examples:
@@ -124,26 +131,37 @@ def keyword_task(args, tok, special, model, rng_seed) -> dict:
     print(f"keyword task: lines per keyword [train, test] {counts}")
 
     test = (test_rows, test_am, test_labels)
-    head_seed = args.seed + 2                                   # same head init for both runs
+    head_seed = args.seed + 2  # same head init for both runs
     clf = BertForSequenceClassification.from_pretrained_mlm(
-        model, len(KEYWORDS), generator=np.random.default_rng(head_seed))
+        model, len(KEYWORDS), generator=np.random.default_rng(head_seed)
+    )
     print("fine-tuning the pre-trained encoder:")
     result = finetune_classifier(clf, train_sets, test, special, args, print)
-    out = {"task": "name the keyword hidden by [MASK] at the start of a line of code",
-           "labels": list(KEYWORDS), "lines": counts, "chance": 1 / len(KEYWORDS),
-           "losses": result["losses"], "accuracy": result["accuracy"]}
-    print(f"keyword task: balanced test accuracy {100 * result['accuracy']:.1f}% "
-          f"(chance {100 / len(KEYWORDS):.1f}%)")
+    out = {
+        "task": "name the keyword hidden by [MASK] at the start of a line of code",
+        "labels": list(KEYWORDS),
+        "lines": counts,
+        "chance": 1 / len(KEYWORDS),
+        "losses": result["losses"],
+        "accuracy": result["accuracy"],
+    }
+    print(
+        f"keyword task: balanced test accuracy {100 * result['accuracy']:.1f}% "
+        f"(chance {100 / len(KEYWORDS):.1f}%)"
+    )
     for i in range(0, len(test_examples), max(1, len(test_examples) // 5))[:5]:
         guess, truth = KEYWORDS[result["predictions"][i]], KEYWORDS[test_labels[i]]
         print(f"  [MASK]{tok.decode(test_examples[i])!s:40.40}  -> {guess:6s} (truth {truth})")
     if not args.no_baseline:
         scratch = BertForSequenceClassification(
             BertConfig(**{**model.config.to_dict(), "num_labels": len(KEYWORDS)}),
-            generator=np.random.default_rng(head_seed))
+            generator=np.random.default_rng(head_seed),
+        )
         print("the same fine-tuning from a random initialization:")
         base = finetune_classifier(scratch, train_sets, test, special, args, print)
         out["scratch_losses"], out["scratch_accuracy"] = base["losses"], base["accuracy"]
-        print(f"keyword task: pre-trained {100 * result['accuracy']:.1f}% vs from scratch "
-              f"{100 * base['accuracy']:.1f}% balanced test accuracy")
+        print(
+            f"keyword task: pre-trained {100 * result['accuracy']:.1f}% vs from scratch "
+            f"{100 * base['accuracy']:.1f}% balanced test accuracy"
+        )
     return out

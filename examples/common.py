@@ -4,7 +4,8 @@ The examples (examples/train_*.py …) are the experiments of the book; this mod
 short and alike. It is scaffolding for programs, not part of the library: it lives beside the
 scripts (each imports it as `import common`, since a script's own folder is on Python's path)
 and is free to make the choices a program makes — it raises glibc's malloc thresholds for the
-process (tinyllm/runtime/allocator.py), which the library itself never does on import. Every training example accepts the same core flags —
+process (tinyllm/runtime/allocator.py), which the library itself never does on import. Every
+training example accepts the same core flags —
 
     --steps --batch-size --lr --seed --data --report PATH
 
@@ -21,6 +22,7 @@ MFU (model FLOPs utilization, PaLM appendix B): model FLOPs per second ÷ peak F
 model FLOPs of a token are 6N + 12·L·H·Q·T and the peak is measured on this machine by a BLAS
 matmul benchmark (tinyllm.accounting.measure_matmul_peak).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +41,7 @@ from tinyllm.optim import warmup_cosine
 from tinyllm.runtime import allocator
 from tinyllm.runtime.fileio import atomic_write_bytes
 
-allocator.configure()   # a training program: keep freed arrays' pages for the next step
+allocator.configure()  # a training program: keep freed arrays' pages for the next step
 
 
 # ---- stop and resume: the checkpoint also carries the batch stream and the report ------------
@@ -49,8 +51,14 @@ def save_run(path: str, model, optimizer, step: int, config: dict, data_rng, rep
     """Checkpoint a run so that `resume_run` continues it with the losses of an uninterrupted
     one: model, optimizer, step and config (tinyllm.checkpoint), plus the batch generator's
     state and the report so far."""
-    save_checkpoint(path, model, optimizer, step=step, config=config,
-                    extra={"data_rng": data_rng.bit_generator.state, "report": report})
+    save_checkpoint(
+        path,
+        model,
+        optimizer,
+        step=step,
+        config=config,
+        extra={"data_rng": data_rng.bit_generator.state, "report": report},
+    )
     print(f"checkpoint saved to {path}")
 
 
@@ -65,21 +73,36 @@ def resume_run(path: str, model, optimizer, data_rng) -> tuple[int, dict]:
 # ---- flags ----------------------------------------------------------------------------------
 
 
-def add_common_args(parser: argparse.ArgumentParser, *, steps: int, batch_size: int, lr: float,
-                    seed: int = 1337) -> argparse.ArgumentParser:
+def add_common_args(
+    parser: argparse.ArgumentParser, *, steps: int, batch_size: int, lr: float, seed: int = 1337
+) -> argparse.ArgumentParser:
     g = parser.add_argument_group("training (shared by every example)")
     g.add_argument("--steps", type=int, default=steps, help="optimizer steps")
-    g.add_argument("--batch-size", type=int, default=batch_size,
-                   help="global batch (sequences per step, split across data-parallel ranks)")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help="global batch (sequences per step, split across data-parallel ranks)",
+    )
     g.add_argument("--lr", type=float, default=lr, help="peak learning rate")
     g.add_argument("--seed", type=int, default=seed)
-    g.add_argument("--data", default=None,
-                   help="UTF-8 text file to train on (default: the Python standard library)")
-    g.add_argument("--data-bytes", type=int, default=2_000_000,
-                   help="bytes of the corpus to read (default 2 MB)")
+    g.add_argument(
+        "--data",
+        default=None,
+        help="UTF-8 text file to train on (default: the Python standard library)",
+    )
+    g.add_argument(
+        "--data-bytes",
+        type=int,
+        default=2_000_000,
+        help="bytes of the corpus to read (default 2 MB)",
+    )
     g.add_argument("--report", default=None, metavar="PATH", help="write a JSON report here")
-    g.add_argument("--cache-dir", default=os.path.join("runs", "cache"),
-                   help="where tokenizers and encoded corpora are cached")
+    g.add_argument(
+        "--cache-dir",
+        default=os.path.join("runs", "cache"),
+        help="where tokenizers and encoded corpora are cached",
+    )
     g.add_argument("--eval-interval", type=int, default=50, help="steps between validations")
     g.add_argument("--eval-iters", type=int, default=4, help="batches per validation")
     g.add_argument("--log-interval", type=int, default=10, help="steps between progress lines")
@@ -89,15 +112,27 @@ def add_common_args(parser: argparse.ArgumentParser, *, steps: int, batch_size: 
     return parser
 
 
-def add_model_args(parser: argparse.ArgumentParser, *, n_layer: int, n_head: int, n_embd: int,
-                   block_size: int, vocab_size: int, dropout: float = 0.0):
+def add_model_args(
+    parser: argparse.ArgumentParser,
+    *,
+    n_layer: int,
+    n_head: int,
+    n_embd: int,
+    block_size: int,
+    vocab_size: int,
+    dropout: float = 0.0,
+):
     g = parser.add_argument_group("model size")
     g.add_argument("--n-layer", type=int, default=n_layer)
     g.add_argument("--n-head", type=int, default=n_head)
     g.add_argument("--n-embd", type=int, default=n_embd)
     g.add_argument("--block-size", type=int, default=block_size)
-    g.add_argument("--vocab-size", type=int, default=vocab_size,
-                   help="BPE vocabulary size (256 bytes + merges + special tokens)")
+    g.add_argument(
+        "--vocab-size",
+        type=int,
+        default=vocab_size,
+        help="BPE vocabulary size (256 bytes + merges + special tokens)",
+    )
     g.add_argument("--dropout", type=float, default=dropout)
     return parser
 
@@ -105,7 +140,9 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_layer: int, n_head: int
 def check_args(args) -> None:
     for name in ("steps", "batch_size"):
         if getattr(args, name) <= 0:
-            raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+            raise SystemExit(
+                f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+            )
     if args.lr <= 0:
         raise SystemExit(f"--lr must be positive, got {args.lr}")
 
@@ -116,14 +153,23 @@ def check_args(args) -> None:
 def data_cache_key(text: str, vocab_size: int, special_tokens) -> str:
     h = hashlib.sha256()
     h.update(text.encode("utf-8", errors="surrogatepass"))
-    h.update(json.dumps({"vocab_size": vocab_size, "special": list(special_tokens),
-                         "format": 1}).encode())
+    h.update(
+        json.dumps(
+            {"vocab_size": vocab_size, "special": list(special_tokens), "format": 1}
+        ).encode()
+    )
     return h.hexdigest()[:16]
 
 
-def prepare_text_data(data: str | None, vocab_size: int, max_bytes: int,
-                      cache_dir: str | None = os.path.join("runs", "cache"),
-                      special_tokens=("<|endoftext|>",), log=print, only_load: bool = False):
+def prepare_text_data(
+    data: str | None,
+    vocab_size: int,
+    max_bytes: int,
+    cache_dir: str | None = os.path.join("runs", "cache"),
+    special_tokens=("<|endoftext|>",),
+    log=print,
+    only_load: bool = False,
+):
     """(tokenizer, train_ids, val_ids) for the corpus, trained/encoded once and cached.
 
     With `only_load=True` the cache must already exist."""
@@ -140,14 +186,17 @@ def prepare_text_data(data: str | None, vocab_size: int, max_bytes: int,
     if only_load:
         raise FileNotFoundError(f"prepare_text_data: cache {tok_path} / {ids_path} missing")
     t0 = time.perf_counter()
-    tok = ByteLevelBPE().train(corpus.train, vocab_size=vocab_size,
-                               special_tokens=list(special_tokens))
+    tok = ByteLevelBPE().train(
+        corpus.train, vocab_size=vocab_size, special_tokens=list(special_tokens)
+    )
     t1 = time.perf_counter()
     train_ids, val_ids = tokenize_corpus(corpus, tok)
     t2 = time.perf_counter()
-    log(f"data: {corpus!r}; BPE vocab {tok.vocab_size} trained in {t1 - t0:.1f} s, "
+    log(
+        f"data: {corpus!r}; BPE vocab {tok.vocab_size} trained in {t1 - t0:.1f} s, "
         f"encoded {len(train_ids):,} + {len(val_ids):,} tokens in {t2 - t1:.1f} s "
-        f"({len(corpus.train.encode()) / max(1, len(train_ids)):.2f} bytes/token)")
+        f"({len(corpus.train.encode()) / max(1, len(train_ids)):.2f} bytes/token)"
+    )
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
         tok.save(tok_path)
@@ -164,25 +213,39 @@ def share_text_data(comm, args, log=print):
     works across machines."""
     payload = None
     if comm.rank == 0:
-        tok, train_ids, val_ids = prepare_text_data(args.data, args.vocab_size, args.data_bytes,
-                                                    args.cache_dir, log=log)
-        payload = {"merges": [[a.hex(), b.hex()] for a, b in tok.merges],
-                   "special": list(tok.special_tokens), "train": train_ids.tolist(),
-                   "val": val_ids.tolist()}
+        tok, train_ids, val_ids = prepare_text_data(
+            args.data, args.vocab_size, args.data_bytes, args.cache_dir, log=log
+        )
+        payload = {
+            "merges": [[a.hex(), b.hex()] for a, b in tok.merges],
+            "special": list(tok.special_tokens),
+            "train": train_ids.tolist(),
+            "val": val_ids.tolist(),
+        }
     payload = comm.bcast_json(payload)
     if comm.rank == 0:
         return tok, train_ids, val_ids
-    tok = ByteLevelBPE([(bytes.fromhex(a), bytes.fromhex(b)) for a, b in payload["merges"]],
-                       payload["special"])
-    return (tok, np.array(payload["train"], dtype=np.int64),
-            np.array(payload["val"], dtype=np.int64))
+    tok = ByteLevelBPE(
+        [(bytes.fromhex(a), bytes.fromhex(b)) for a, b in payload["merges"]], payload["special"]
+    )
+    return (
+        tok,
+        np.array(payload["train"], dtype=np.int64),
+        np.array(payload["val"], dtype=np.int64),
+    )
 
 
 # ---- evaluation, progress, report -----------------------------------------------------------
 
 
-def estimate_loss(forward, data: np.ndarray, batch_size: int, block_size: int, iters: int,
-                  rng: np.random.Generator) -> float:
+def estimate_loss(
+    forward,
+    data: np.ndarray,
+    batch_size: int,
+    block_size: int,
+    iters: int,
+    rng: np.random.Generator,
+) -> float:
     """Mean loss of `forward(x, y) -> (logits, loss)` over `iters` random batches, no grad."""
     losses = []
     with no_grad():

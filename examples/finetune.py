@@ -29,6 +29,7 @@ The tokenizer must be the pre-trained model's: it is rebuilt from the pre-traini
 examples/generate.py. The fine-tuned checkpoint is saved to --out-checkpoint and records those
 flags, so `python examples/generate.py --checkpoint <it>` finds the tokenizer by itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,17 +52,26 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_common_args(p, steps=60, batch_size=16, lr=3e-3)
     p.set_defaults(eval_interval=10)
-    p.add_argument("--domain", default="pydoc_data",
-                   help="stdlib packages/files of the new domain, comma-separated (ignored "
-                        "with --data)")
-    p.add_argument("--checkpoint", default=os.path.join("runs", "gpt.ckpt.npz"),
-                   help="the pre-trained GPT (from examples/train_gpt.py)")
+    p.add_argument(
+        "--domain",
+        default="pydoc_data",
+        help="stdlib packages/files of the new domain, comma-separated (ignored with --data)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=os.path.join("runs", "gpt.ckpt.npz"),
+        help="the pre-trained GPT (from examples/train_gpt.py)",
+    )
     p.add_argument("--out-checkpoint", default=os.path.join("runs", "gpt-finetuned.ckpt.npz"))
     p.add_argument("--sample-tokens", type=int, default=120)
     g = p.add_argument_group("the pre-training text (for the tokenizer and the old-domain loss)")
     g.add_argument("--pretrain-data", default=None, help="default: the stdlib")
-    g.add_argument("--pretrain-data-bytes", type=int, default=None,
-                   help="default: as recorded in the checkpoint, else 2 MB (train_gpt's default)")
+    g.add_argument(
+        "--pretrain-data-bytes",
+        type=int,
+        default=None,
+        help="default: as recorded in the checkpoint, else 2 MB (train_gpt's default)",
+    )
     g.add_argument("--tokenizer", default=None, help="a saved tokenizer file instead")
     return p
 
@@ -90,22 +100,25 @@ def stdlib_domain_text(names: list[str], max_bytes: int, exclude_text: str | Non
         if used >= max_bytes:
             break
     text = "".join(parts).encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
-    return text[:text.rfind("\n") + 1], skipped
+    return text[: text.rfind("\n") + 1], skipped
 
 
-def train_on_domain(model, train_ids, val_ids, args, label, old_val_ids=None,
-                    flops_per_token=None, peak=None):
+def train_on_domain(
+    model, train_ids, val_ids, args, label, old_val_ids=None, flops_per_token=None, peak=None
+):
     """args.steps of AdamW on the new domain; → {losses, val_losses, tokens, seconds, ...}.
     With the model FLOPs per token and a peak FLOP/s, the progress lines show MFU."""
-    opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr,
-                betas=(0.9, 0.95))
-    data_rng = np.random.default_rng(args.seed)               # same batches for both models
+    opt = AdamW(
+        param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.95)
+    )
+    data_rng = np.random.default_rng(args.seed)  # same batches for both models
     bs, t = args.batch_size, model.config.block_size
 
     def val_loss(ids):
         model.eval()
-        v = common.estimate_loss(model, ids, bs, t, args.eval_iters,
-                                   np.random.default_rng(args.seed + 1))
+        v = common.estimate_loss(
+            model, ids, bs, t, args.eval_iters, np.random.default_rng(args.seed + 1)
+        )
         model.train()
         return v
 
@@ -129,13 +142,17 @@ def train_on_domain(model, train_ids, val_ids, args, label, old_val_ids=None,
         tokens += x.size
         if step % args.log_interval == 0 or step == args.steps - 1:
             tps, mfu = meter.read()
-            print(f"[{label}] step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | "
-                  f"{tps:8.0f} tok/s" + (f" | MFU {100 * mfu:5.1f}%" if mfu is not None else ""),
-                  flush=True)
+            print(
+                f"[{label}] step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | "
+                f"{tps:8.0f} tok/s" + (f" | MFU {100 * mfu:5.1f}%" if mfu is not None else ""),
+                flush=True,
+            )
         if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
             out["val_losses"].append([step + 1, val_loss(val_ids)])
-            print(f"[{label}] step {step + 1:5d} | val loss {out['val_losses'][-1][1]:.4f}",
-                  flush=True)
+            print(
+                f"[{label}] step {step + 1:5d} | val loss {out['val_losses'][-1][1]:.4f}",
+                flush=True,
+            )
     out["tokens"], out["seconds"] = tokens, time.perf_counter() - t0
     if old_val_ids is not None:
         out["old_domain_val_after"] = val_loss(old_val_ids)
@@ -151,13 +168,18 @@ def main(argv=None):
     if not meta.get("config") or "n_layer" not in meta["config"]:
         raise SystemExit(f"finetune: {args.checkpoint} holds no GPT config")
     cfg = GPTConfig(**meta["config"])
-    recorded = meta.get("extra", {}).get("data") or {}      # a checkpoint of this script
+    recorded = meta.get("extra", {}).get("data") or {}  # a checkpoint of this script
     if args.pretrain_data is None:
         args.pretrain_data = recorded.get("data")
-    args.pretrain_data_bytes = (args.pretrain_data_bytes or recorded.get("data_bytes")
-                                or 2_000_000)
-    tok = load_tokenizer(args.checkpoint, meta, args.tokenizer, args.pretrain_data,
-                         args.pretrain_data_bytes, args.cache_dir)
+    args.pretrain_data_bytes = args.pretrain_data_bytes or recorded.get("data_bytes") or 2_000_000
+    tok = load_tokenizer(
+        args.checkpoint,
+        meta,
+        args.tokenizer,
+        args.pretrain_data,
+        args.pretrain_data_bytes,
+        args.cache_dir,
+    )
     old = load_corpus(args.pretrain_data, max_bytes=args.pretrain_data_bytes)
 
     if args.data is not None:
@@ -165,12 +187,14 @@ def main(argv=None):
         name, train_text, val_text, skipped = domain.name, domain.train, domain.val, []
     else:
         names = [n.strip() for n in args.domain.split(",") if n.strip()]
-        text, skipped = stdlib_domain_text(names, args.data_bytes,
-                                           old.train + old.val if args.pretrain_data is None
-                                           else None)
+        text, skipped = stdlib_domain_text(
+            names, args.data_bytes, old.train + old.val if args.pretrain_data is None else None
+        )
         if not text:
-            raise SystemExit(f"finetune: the domain {names} has no text left (all of it is "
-                             "in the pre-training text?)")
+            raise SystemExit(
+                f"finetune: the domain {names} has no text left (all of it is "
+                "in the pre-training text?)"
+            )
         name, (train_text, val_text) = f"stdlib:{','.join(names)}", split_train_val(text)
     if skipped:
         print(f"left out {len(skipped)} domain files that the pre-training text contains")
@@ -180,30 +204,47 @@ def main(argv=None):
 
     train_ids, val_ids = encode(train_text), encode(val_text)
     old_val_ids = encode(old.val)
-    print(f"new domain {name}: {len(train_text):,} + {len(val_text):,} chars → "
-          f"{len(train_ids):,} + {len(val_ids):,} tokens "
-          f"({len(train_text.encode()) / max(1, len(train_ids)):.2f} bytes/token with the "
-          "pre-trained tokenizer)")
+    print(
+        f"new domain {name}: {len(train_text):,} + {len(val_text):,} chars → "
+        f"{len(train_ids):,} + {len(val_ids):,} tokens "
+        f"({len(train_text.encode()) / max(1, len(train_ids)):.2f} bytes/token with the "
+        "pre-trained tokenizer)"
+    )
     if len(val_ids) <= cfg.block_size or len(train_ids) <= cfg.block_size:
-        raise SystemExit(f"finetune: the domain's train/val parts ({len(train_ids)}/"
-                         f"{len(val_ids)} tokens) must each exceed block_size {cfg.block_size}")
+        raise SystemExit(
+            f"finetune: the domain's train/val parts ({len(train_ids)}/"
+            f"{len(val_ids)} tokens) must each exceed block_size {cfg.block_size}"
+        )
 
     pretrained = GPT(cfg)
     load_checkpoint(args.checkpoint, pretrained, restore_rng=False)
-    print(f"GPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E, {pretrained.num_parameters():,} "
-          f"parameters, pre-trained for {meta['step']} steps ({args.checkpoint})")
+    print(
+        f"GPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E, {pretrained.num_parameters():,} "
+        f"parameters, pre-trained for {meta['step']} steps ({args.checkpoint})"
+    )
     # MFU (PaLM appendix B): tokens/s × model FLOPs per token (6N + 12·L·H·Q·T) / the peak
     # FLOP/s of this machine's fp32 matmul (tinyllm/accounting/mfu.py)
     from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
+
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     flops_per_token = palm_flops_per_token_for(cfg, cfg.block_size)
-    print(f"model FLOPs per token {flops_per_token:,.0f} (6N + 12·L·H·Q·T); measured fp32 "
-          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
-    tuned = train_on_domain(pretrained, train_ids, val_ids, args, "fine-tuned", old_val_ids,
-                            flops_per_token, peak)
+    print(
+        f"model FLOPs per token {flops_per_token:,.0f} (6N + 12·L·H·Q·T); measured fp32 "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s"
+    )
+    tuned = train_on_domain(
+        pretrained, train_ids, val_ids, args, "fine-tuned", old_val_ids, flops_per_token, peak
+    )
     scratch_model = GPT(cfg, generator=np.random.default_rng(args.seed))
-    scratch = train_on_domain(scratch_model, train_ids, val_ids, args, "scratch",
-                              flops_per_token=flops_per_token, peak=peak)
+    scratch = train_on_domain(
+        scratch_model,
+        train_ids,
+        val_ids,
+        args,
+        "scratch",
+        flops_per_token=flops_per_token,
+        peak=peak,
+    )
 
     print("\nvalidation loss on the new domain")
     print(f"{'step':>6} {'fine-tuned':>11} {'scratch':>9} {'gap':>7}")
@@ -213,41 +254,71 @@ def main(argv=None):
         print(f"{s:6d} {a:11.4f} {b:9.4f} {b - a:7.4f}")
     start_val = tuned["val_losses"][0][1]
     catch_up = next((s for s, v in scratch["val_losses"] if v <= start_val), None)
-    print(f"the pre-trained model starts at {start_val:.4f} before any fine-tuning; from scratch "
-          + (f"reaches that at step {catch_up}" if catch_up is not None
-             else f"does not reach it in {args.steps} steps"))
-    print(f"old-domain val loss of the fine-tuned model: {tuned['old_domain_val_before']:.4f} "
-          f"before → {tuned['old_domain_val_after']:.4f} after")
+    print(
+        f"the pre-trained model starts at {start_val:.4f} before any fine-tuning; from scratch "
+        + (
+            f"reaches that at step {catch_up}"
+            if catch_up is not None
+            else f"does not reach it in {args.steps} steps"
+        )
+    )
+    print(
+        f"old-domain val loss of the fine-tuned model: {tuned['old_domain_val_before']:.4f} "
+        f"before → {tuned['old_domain_val_after']:.4f} after"
+    )
 
-    save_checkpoint(args.out_checkpoint, pretrained, step=meta["step"] + args.steps,
-                    config=cfg.to_dict(),
-                    extra={"data": {"data": args.pretrain_data,
-                                    "data_bytes": args.pretrain_data_bytes},
-                           "finetuned_on": name, "finetune_steps": args.steps})
+    save_checkpoint(
+        args.out_checkpoint,
+        pretrained,
+        step=meta["step"] + args.steps,
+        config=cfg.to_dict(),
+        extra={
+            "data": {"data": args.pretrain_data, "data_bytes": args.pretrain_data_bytes},
+            "finetuned_on": name,
+            "finetune_steps": args.steps,
+        },
+    )
     print(f"fine-tuned checkpoint saved to {args.out_checkpoint}")
-    report = {"losses": tuned["losses"], "val_losses": tuned["val_losses"],
-              "scratch": {"losses": scratch["losses"], "val_losses": scratch["val_losses"]},
-              "gap": gap, "scratch_reaches_start_at": catch_up,
-              "old_domain_val": {"before": tuned["old_domain_val_before"],
-                                 "after": tuned["old_domain_val_after"]},
-              "params": pretrained.num_parameters(), "config": cfg.to_dict(),
-              "domain": {"name": name, "train_tokens": len(train_ids),
-                         "val_tokens": len(val_ids), "skipped_files": skipped},
-              "tokens_per_second": (tuned["tokens"] + scratch["tokens"])
-              / max(tuned["seconds"] + scratch["seconds"], 1e-9),
-              "flops_per_token": flops_per_token, "peak_flops": peak}
+    report = {
+        "losses": tuned["losses"],
+        "val_losses": tuned["val_losses"],
+        "scratch": {"losses": scratch["losses"], "val_losses": scratch["val_losses"]},
+        "gap": gap,
+        "scratch_reaches_start_at": catch_up,
+        "old_domain_val": {
+            "before": tuned["old_domain_val_before"],
+            "after": tuned["old_domain_val_after"],
+        },
+        "params": pretrained.num_parameters(),
+        "config": cfg.to_dict(),
+        "domain": {
+            "name": name,
+            "train_tokens": len(train_ids),
+            "val_tokens": len(val_ids),
+            "skipped_files": skipped,
+        },
+        "tokens_per_second": (tuned["tokens"] + scratch["tokens"])
+        / max(tuned["seconds"] + scratch["seconds"], 1e-9),
+        "flops_per_token": flops_per_token,
+        "peak_flops": peak,
+    }
     report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
-    print(f"both runs: {report['tokens_per_second']:.0f} tok/s, MFU {100 * report['mfu']:.1f}% "
-          f"of the measured peak")
+    print(
+        f"both runs: {report['tokens_per_second']:.0f} tok/s, MFU {100 * report['mfu']:.1f}% "
+        f"of the measured peak"
+    )
     if args.sample_tokens > 0:
         prompt = val_ids[None, :16]
-        out = pretrained.generate(prompt, args.sample_tokens, do_sample=True, temperature=0.8,
-                                  top_k=50, seed=args.seed)
+        out = pretrained.generate(
+            prompt, args.sample_tokens, do_sample=True, temperature=0.8, top_k=50, seed=args.seed
+        )
         report["sample"] = tok.decode(out[0].tolist())
         print("---- sample (fine-tuned; the prompt is the first 16 validation tokens) ----")
         print(report["sample"])
-    report["time"] = {"wall_seconds": time.perf_counter() - t0,
-                      "cpu_seconds": time.process_time() - cpu0}
+    report["time"] = {
+        "wall_seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - cpu0,
+    }
     common.write_report(args.report, report)
     return report
 

@@ -19,6 +19,7 @@ finetune.py record them and this script uses those. `--tokenizer FILE` loads a s
 instead (ByteLevelBPE.save's plain-text format). A vocabulary that does not match the model's
 is an error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,12 @@ from tinyllm.models import GPT, GPTConfig
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default=os.path.join("runs", "gpt.ckpt.npz"))
-    p.add_argument("--prompt", action="append", default=None,
-                   help="a prompt (repeat for a batch; default: one prompt 'def ')")
+    p.add_argument(
+        "--prompt",
+        action="append",
+        default=None,
+        help="a prompt (repeat for a batch; default: one prompt 'def ')",
+    )
     p.add_argument("--max-new-tokens", type=int, default=100)
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy argmax")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -51,14 +56,24 @@ def build_parser():
     g = p.add_argument_group("tokenizer (as the model was trained)")
     g.add_argument("--tokenizer", default=None, help="a saved tokenizer file")
     g.add_argument("--data", default=None, help="the training text file (default: the stdlib)")
-    g.add_argument("--data-bytes", type=int, default=None,
-                   help="bytes of the corpus read in training (default 2 MB, or the checkpoint's)")
+    g.add_argument(
+        "--data-bytes",
+        type=int,
+        default=None,
+        help="bytes of the corpus read in training (default 2 MB, or the checkpoint's)",
+    )
     g.add_argument("--cache-dir", default=os.path.join("runs", "cache"))
     return p
 
 
-def load_tokenizer(checkpoint: str, meta: dict, tokenizer: str | None, data: str | None,
-                   data_bytes: int | None, cache_dir: str | None) -> ByteLevelBPE:
+def load_tokenizer(
+    checkpoint: str,
+    meta: dict,
+    tokenizer: str | None,
+    data: str | None,
+    data_bytes: int | None,
+    cache_dir: str | None,
+) -> ByteLevelBPE:
     """The tokenizer of the model in `checkpoint` (its metadata `meta`): a saved file, or
     rebuilt by prepare_text_data from the training text's flags — those recorded in the
     checkpoint (by finetune.py) unless given here."""
@@ -71,9 +86,11 @@ def load_tokenizer(checkpoint: str, meta: dict, tokenizer: str | None, data: str
         data_bytes = data_bytes or recorded.get("data_bytes") or 2_000_000
         tok, _, _ = common.prepare_text_data(data, vocab_size, data_bytes, cache_dir)
     if tok.vocab_size != vocab_size:
-        raise SystemExit(f"the tokenizer has {tok.vocab_size} tokens but the model in "
-                         f"{checkpoint} was trained with {vocab_size}; pass the --data / "
-                         "--data-bytes (or --tokenizer) it was trained with")
+        raise SystemExit(
+            f"the tokenizer has {tok.vocab_size} tokens but the model in "
+            f"{checkpoint} was trained with {vocab_size}; pass the --data / "
+            "--data-bytes (or --tokenizer) it was trained with"
+        )
     return tok
 
 
@@ -83,8 +100,8 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndar
     idx = np.full((len(prompts), t), pad_id, dtype=np.int64)
     mask = np.zeros((len(prompts), t), dtype=np.int64)
     for b, p in enumerate(prompts):
-        idx[b, t - len(p):] = p
-        mask[b, t - len(p):] = 1
+        idx[b, t - len(p) :] = p
+        mask[b, t - len(p) :] = 1
     return idx, mask
 
 
@@ -92,54 +109,88 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.max_new_tokens < 0:
         raise SystemExit(f"--max-new-tokens must be ≥ 0, got {args.max_new_tokens}")
-    meta = load_checkpoint(args.checkpoint, None, restore_rng=False)   # the config first
+    meta = load_checkpoint(args.checkpoint, None, restore_rng=False)  # the config first
     if not meta.get("config") or "n_layer" not in meta["config"]:
         raise SystemExit(f"generate: {args.checkpoint} holds no GPT config")
     cfg = GPTConfig(**meta["config"])
     model = GPT(cfg)
     load_checkpoint(args.checkpoint, model, restore_rng=False)
-    tok = load_tokenizer(args.checkpoint, meta, args.tokenizer, args.data, args.data_bytes,
-                         args.cache_dir)
+    tok = load_tokenizer(
+        args.checkpoint, meta, args.tokenizer, args.data, args.data_bytes, args.cache_dir
+    )
     eos = tok.token_to_id(ENDOFTEXT)
 
     texts = args.prompt or ["def "]
     # an empty prompt starts from <|endoftext|>, the document boundary (as GPT-2 does)
     prompts = [tok.encode(t, disallowed_special=()) or [eos] for t in texts]
     if max(len(p) for p in prompts) > cfg.block_size:
-        raise SystemExit(f"generate: a prompt of {max(len(p) for p in prompts)} tokens exceeds "
-                         f"the model's block_size {cfg.block_size}")
+        raise SystemExit(
+            f"generate: a prompt of {max(len(p) for p in prompts)} tokens exceeds "
+            f"the model's block_size {cfg.block_size}"
+        )
     idx, mask = left_pad(prompts, eos)
-    print(f"GPT {cfg.n_layer}L {cfg.n_embd}E from {args.checkpoint} (step {meta['step']}); "
-          f"{len(prompts)} prompt(s) of {[len(p) for p in prompts]} tokens; "
-          f"{'sampling' if args.do_sample else 'greedy'}, "
-          f"{'no ' if args.no_cache else ''}KV cache")
+    print(
+        f"GPT {cfg.n_layer}L {cfg.n_embd}E from {args.checkpoint} (step {meta['step']}); "
+        f"{len(prompts)} prompt(s) of {[len(p) for p in prompts]} tokens; "
+        f"{'sampling' if args.do_sample else 'greedy'}, "
+        f"{'no ' if args.no_cache else ''}KV cache"
+    )
     t0 = time.perf_counter()
-    out = model.generate(idx, args.max_new_tokens, do_sample=args.do_sample,
-                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                         repetition_penalty=args.repetition_penalty,
-                         eos_token_id=eos if args.eos else None, pad_token_id=eos,
-                         use_cache=not args.no_cache, seed=args.seed, attention_mask=mask)
+    out = model.generate(
+        idx,
+        args.max_new_tokens,
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        eos_token_id=eos if args.eos else None,
+        pad_token_id=eos,
+        use_cache=not args.no_cache,
+        seed=args.seed,
+        attention_mask=mask,
+    )
     seconds = time.perf_counter() - t0
-    new = out[:, idx.shape[1]:]                                   # (B, new)
+    new = out[:, idx.shape[1] :]  # (B, new)
     completions = []
     for b, text in enumerate(texts):
         row = new[b].tolist()
         if args.eos and eos in row:
-            row = row[:row.index(eos)]
+            row = row[: row.index(eos)]
         completions.append(row)
         print(f"---- prompt {b}: {text!r} ----")
         print(text + tok.decode(row))
     tps = new.size / max(seconds, 1e-9)
-    print(f"{new.size} tokens ({len(texts)} × {new.shape[1]}) in {seconds:.2f} s: "
-          f"{tps:.1f} tokens/s")
-    common.write_report(args.report, {
-        "checkpoint": args.checkpoint, "prompts": texts,
-        "prompt_tokens": [len(p) for p in prompts], "shape": list(out.shape),
-        "new_tokens": completions, "completions": [tok.decode(c) for c in completions],
-        "seconds": seconds, "tokens_per_second": tps,
-        "settings": {k: getattr(args, k) for k in ("max_new_tokens", "do_sample", "temperature",
-                                                    "top_k", "top_p", "repetition_penalty",
-                                                    "seed", "eos", "no_cache")}})
+    print(
+        f"{new.size} tokens ({len(texts)} × {new.shape[1]}) in {seconds:.2f} s: {tps:.1f} tokens/s"
+    )
+    common.write_report(
+        args.report,
+        {
+            "checkpoint": args.checkpoint,
+            "prompts": texts,
+            "prompt_tokens": [len(p) for p in prompts],
+            "shape": list(out.shape),
+            "new_tokens": completions,
+            "completions": [tok.decode(c) for c in completions],
+            "seconds": seconds,
+            "tokens_per_second": tps,
+            "settings": {
+                k: getattr(args, k)
+                for k in (
+                    "max_new_tokens",
+                    "do_sample",
+                    "temperature",
+                    "top_k",
+                    "top_p",
+                    "repetition_penalty",
+                    "seed",
+                    "eos",
+                    "no_cache",
+                )
+            },
+        },
+    )
     return out
 
 

@@ -7,6 +7,7 @@ For each model size Ψ and data-parallel degree N, the formulas of tinyllm/accou
 give the bytes per device at ZeRO stages 1, 2 and 3 (mixed-precision Adam, K = 12). Beside each
 number: the value printed in the paper (Rajbhandari et al. 2019, Table 1), in GB = 10⁹ bytes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,9 @@ def print_table1() -> None:
         print(f"Ψ = {label} parameters")
         print(f"{'N':>6}  " + "".join(f"{STAGE_NAMES[s]:>22}" for s in (1, 2, 3)))
         for n, printed in rows.items():
-            cells = "".join(f"{fmt(v) + ' [' + p + ']':>22}"
-                            for v, p in zip(computed[psi][n], printed))
+            cells = "".join(
+                f"{fmt(v) + ' [' + p + ']':>22}" for v, p in zip(computed[psi][n], printed)
+            )
             print(f"{n:>6}  {cells}")
         print()
 
@@ -54,24 +56,34 @@ def print_rule_of_thumb(n_params: float) -> None:
     for key in ("weights", "gradients", "adam", "activations"):
         print(f"  {key:<12} {r[key] / n_params:>4.0f} bytes/param  {r[key] / GB:>7.1f} GB")
     extra = r["total"] - r["weights"]
-    print(f"  {'total':<12} {r['total'] / n_params:>4.0f} bytes/param  {r['total'] / GB:>7.1f} GB"
-          f"   (= 4 bytes of weights + {extra / n_params:.0f} extra bytes per parameter)")
+    print(
+        f"  {'total':<12} {r['total'] / n_params:>4.0f} bytes/param  {r['total'] / GB:>7.1f} GB"
+        f"   (= 4 bytes of weights + {extra / n_params:.0f} extra bytes per parameter)"
+    )
     ddp = zero_memory(n_params, 1, 0, FP32_ADAM).total
-    print(f"  of which model states (DDP, fp32 Adam 4+4+8): {ddp / GB:.1f} GB; the 8-byte "
-          f"activation term is the notes' high-end allowance, not a formula.\n")
+    print(
+        f"  of which model states (DDP, fp32 Adam 4+4+8): {ddp / GB:.1f} GB; the 8-byte "
+        f"activation term is the notes' high-end allowance, not a formula.\n"
+    )
 
 
 def print_one(psi: float, devices: int, precision_name: str) -> None:
     precision = PRECISIONS[precision_name]
-    print(f"Ψ = {psi:,.0f} parameters on N = {devices} devices, {precision_name} Adam "
-          f"({precision.param:g} + {precision.grad:g} + {precision.optim:g} bytes/param)")
-    print(f"{'stage':<12}{'params GB':>12}{'grads GB':>12}{'optim GB':>12}{'total GB':>12}"
-          f"{'comm elems/step':>18}")
+    print(
+        f"Ψ = {psi:,.0f} parameters on N = {devices} devices, {precision_name} Adam "
+        f"({precision.param:g} + {precision.grad:g} + {precision.optim:g} bytes/param)"
+    )
+    print(
+        f"{'stage':<12}{'params GB':>12}{'grads GB':>12}{'optim GB':>12}{'total GB':>12}"
+        f"{'comm elems/step':>18}"
+    )
     for stage in (0, 1, 2, 3):
         m = zero_memory(psi, devices, stage, precision)
         comm = zero_communication_elements(psi, devices, stage)
-        print(f"{stage} {STAGE_NAMES[stage]:<10}{m.parameters / GB:>12.3f}{m.gradients / GB:>12.3f}"
-              f"{m.optimizer_states / GB:>12.3f}{m.total / GB:>12.3f}{comm:>18,.0f}")
+        print(
+            f"{stage} {STAGE_NAMES[stage]:<10}{m.parameters / GB:>12.3f}{m.gradients / GB:>12.3f}"
+            f"{m.optimizer_states / GB:>12.3f}{m.total / GB:>12.3f}{comm:>18,.0f}"
+        )
     kept = zero_communication_elements(psi, devices, 3, reshard_after_forward=False)
     print(f"stage 3 with parameters kept between forward and backward: {kept:,.0f} elements\n")
 
@@ -81,8 +93,12 @@ def main(argv=None) -> None:
     parser.add_argument("--psi", type=float, default=7.5e9, help="parameters Ψ (default 7.5e9)")
     parser.add_argument("--devices", type=int, default=64, help="data-parallel degree N")
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="mixed")
-    parser.add_argument("--rule-params", type=float, default=1e9,
-                        help="parameters for the notes' rule of thumb (default 1e9)")
+    parser.add_argument(
+        "--rule-params",
+        type=float,
+        default=1e9,
+        help="parameters for the notes' rule of thumb (default 1e9)",
+    )
     args = parser.parse_args(argv)
     if args.psi <= 0 or args.devices < 1:
         parser.error("--psi must be positive and --devices at least 1")

@@ -33,6 +33,7 @@ the same steps, so that QAT's gain is not mistaken for extra training:
 Both fine-tunings print tokens/s and MFU (tokens/s × the float model's 6N + 12·L·H·Q·T FLOPs
 per token / this machine's measured fp32 matmul peak) as they go, and report them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,14 +60,24 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_common_args(p, steps=300, batch_size=16, lr=3e-3)
     common.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=1024)
-    p.add_argument("--checkpoint", default=None,
-                   help="load this checkpoint (from examples/train_gpt.py) instead of training")
-    p.add_argument("--save", default=os.path.join("runs", "quantize-base.ckpt.npz"),
-                   help="where the model trained here is saved")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="load this checkpoint (from examples/train_gpt.py) instead of training",
+    )
+    p.add_argument(
+        "--save",
+        default=os.path.join("runs", "quantize-base.ckpt.npz"),
+        help="where the model trained here is saved",
+    )
     p.add_argument("--eval-batches", type=int, default=8, help="validation batches per format")
     p.add_argument("--threshold", type=float, default=6.0, help="LLM.int8() outlier threshold")
-    p.add_argument("--qat-bits", type=int, default=2,
-                   help="weight levels 2^bits (stored in int8) for PTQ vs QAT")
+    p.add_argument(
+        "--qat-bits",
+        type=int,
+        default=2,
+        help="weight levels 2^bits (stored in int8) for PTQ vs QAT",
+    )
     p.add_argument("--qat-steps", type=int, default=100)
     p.add_argument("--qat-lr", type=float, default=1e-3)
     return p
@@ -79,16 +90,35 @@ def trained_model(args):
         cfg = GPTConfig(**meta["config"])
         model = GPT(cfg)
         load_checkpoint(args.checkpoint, model, restore_rng=False)
-        _, train_ids, val_ids = common.prepare_text_data(args.data, cfg.vocab_size,
-                                                           args.data_bytes, args.cache_dir)
+        _, train_ids, val_ids = common.prepare_text_data(
+            args.data, cfg.vocab_size, args.data_bytes, args.cache_dir
+        )
         print(f"loaded {args.checkpoint} (step {meta['step']})")
         return model, train_ids, val_ids, None
     import train_gpt  # examples/train_gpt.py: the same training loop, flags and checkpoint
 
-    argv = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
-            ("steps", "batch_size", "lr", "seed", "data_bytes", "cache_dir", "eval_interval",
-             "eval_iters", "log_interval", "weight_decay", "grad_clip", "n_layer", "n_head",
-             "n_embd", "block_size", "vocab_size", "dropout")]
+    argv = [
+        f"--{k.replace('_', '-')}={getattr(args, k)}"
+        for k in (
+            "steps",
+            "batch_size",
+            "lr",
+            "seed",
+            "data_bytes",
+            "cache_dir",
+            "eval_interval",
+            "eval_iters",
+            "log_interval",
+            "weight_decay",
+            "grad_clip",
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "block_size",
+            "vocab_size",
+            "dropout",
+        )
+    ]
     argv += [f"--checkpoint={args.save}", "--sample-tokens=0"]
     if args.data:
         argv.append(f"--data={args.data}")
@@ -112,8 +142,11 @@ def evaluate(model, batches):
             _, loss = model(x, y)
             losses.append(loss.item())
             tokens += x.size
-    return (float(np.mean(losses)), tokens / (time.perf_counter() - t0),
-            tokens / (time.process_time() - cpu0))
+    return (
+        float(np.mean(losses)),
+        tokens / (time.perf_counter() - t0),
+        tokens / (time.process_time() - cpu0),
+    )
 
 
 def outlier_fraction(model_q, x, threshold):
@@ -122,10 +155,12 @@ def outlier_fraction(model_q, x, threshold):
     seen = []
     layers = [m for m in model_q.modules() if isinstance(m, QuantizedLinearModule)]
     for m in layers:
+
         def probe(inp, m=m):
             seen.append(outlier_columns(inp.numpy().reshape(-1, m.in_features), threshold).mean())
             return QuantizedLinearModule.forward(m, inp)
-        m.forward = probe                   # an instance attribute shadows the method
+
+        m.forward = probe  # an instance attribute shadows the method
     try:
         with no_grad():
             model_q(x)
@@ -156,25 +191,29 @@ def fine_tune(model, train_ids, steps, lr, args, seed, label, flops_per_token, p
         meter.add(x.size)
         if step % args.log_interval == 0 or step == steps - 1:
             tps, mfu = meter.read()
-            print(f"  [{label}] step {step:4d} | loss {losses[-1]:.4f} | {tps:7.0f} tok/s | "
-                  f"MFU {100 * mfu:5.1f}%", flush=True)
-    return losses, steps * args.batch_size * args.block_size / max(time.perf_counter() - t0,
-                                                                    1e-9)
+            print(
+                f"  [{label}] step {step:4d} | loss {losses[-1]:.4f} | {tps:7.0f} tok/s | "
+                f"MFU {100 * mfu:5.1f}%",
+                flush=True,
+            )
+    return losses, steps * args.batch_size * args.block_size / max(time.perf_counter() - t0, 1e-9)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     common.check_args(args)
     if not 2 <= args.qat_bits <= 8:
-        raise SystemExit(f"--qat-bits must be in 2..8 (levels are stored in int8), got "
-                         f"{args.qat_bits}")
+        raise SystemExit(
+            f"--qat-bits must be in 2..8 (levels are stored in int8), got {args.qat_bits}"
+        )
     tinyllm.manual_seed(args.seed)
     model, train_ids, val_ids, train_report = trained_model(args)
     cfg = model.config
     n_params = model.num_parameters()
     rng = np.random.default_rng(args.seed + 1)
-    batches = [get_batch(val_ids, args.batch_size, cfg.block_size, rng)
-               for _ in range(args.eval_batches)]
+    batches = [
+        get_batch(val_ids, args.batch_size, cfg.block_size, rng) for _ in range(args.eval_batches)
+    ]
 
     # ---- part 1: the table ----------------------------------------------------------------
     t = args.threshold
@@ -182,46 +221,65 @@ def main(argv=None):
         "fp32": lambda: model,
         "bf16": lambda: copy.deepcopy(model).to(tinyllm.bfloat16),
         "fp16": lambda: copy.deepcopy(model).to(tinyllm.float16),
-        "int8 weight-only, per-tensor": lambda: quantize_model(model, "weight_only",
-                                                               per_channel=False),
+        "int8 weight-only, per-tensor": lambda: quantize_model(
+            model, "weight_only", per_channel=False
+        ),
         "int8 weight-only, per-channel": lambda: quantize_model(model, "weight_only"),
         "int8 dynamic, per-tensor": lambda: quantize_model(model, "dynamic", per_channel=False),
         "int8 dynamic, per-channel": lambda: quantize_model(model, "dynamic"),
         f"LLM.int8() (threshold {t:g})": lambda: quantize_model(model, "llm_int8", threshold=t),
     }
     rows = []
-    print(f"\nGPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
-          f"{cfg.vocab_size}: {n_params:,} parameters; {args.eval_batches} validation batches "
-          f"of {args.batch_size}×{cfg.block_size} tokens")
-    print(f"{'format':32s} {'bytes':>10s} {'B/param':>8s} {'val loss':>9s} {'ppl':>8s} "
-          f"{'Δ loss':>8s} {'tok/s':>8s} {'tok/CPU-s':>9s}")
+    print(
+        f"\nGPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
+        f"{cfg.vocab_size}: {n_params:,} parameters; {args.eval_batches} validation batches "
+        f"of {args.batch_size}×{cfg.block_size} tokens"
+    )
+    print(
+        f"{'format':32s} {'bytes':>10s} {'B/param':>8s} {'val loss':>9s} {'ppl':>8s} "
+        f"{'Δ loss':>8s} {'tok/s':>8s} {'tok/CPU-s':>9s}"
+    )
     for name, make in formats.items():
         m = make()
         loss, tps, tpc = evaluate(m, batches)
-        row = {"format": name, "bytes": model_nbytes(m), "bytes_per_param":
-               model_nbytes(m) / n_params, "val_loss": loss, "perplexity": math.exp(loss),
-               "tokens_per_second": tps, "tokens_per_cpu_second": tpc}
+        row = {
+            "format": name,
+            "bytes": model_nbytes(m),
+            "bytes_per_param": model_nbytes(m) / n_params,
+            "val_loss": loss,
+            "perplexity": math.exp(loss),
+            "tokens_per_second": tps,
+            "tokens_per_cpu_second": tpc,
+        }
         row["delta_loss"] = loss - rows[0]["val_loss"] if rows else 0.0
         if name.startswith("LLM.int8"):
             row["outlier_column_fraction"] = outlier_fraction(m, batches[0][0], t)
         rows.append(row)
-        print(f"{name:32s} {row['bytes']:10,d} {row['bytes_per_param']:8.2f} {loss:9.4f} "
-              f"{row['perplexity']:8.2f} {row['delta_loss']:+8.4f} {tps:8.0f} {tpc:9.0f}",
-              flush=True)
+        print(
+            f"{name:32s} {row['bytes']:10,d} {row['bytes_per_param']:8.2f} {loss:9.4f} "
+            f"{row['perplexity']:8.2f} {row['delta_loss']:+8.4f} {tps:8.0f} {tpc:9.0f}",
+            flush=True,
+        )
     frac = rows[-1].get("outlier_column_fraction", 0.0)
-    print(f"(LLM.int8(): {100 * frac:.2f}% of input feature columns had |x| ≥ {t:g} and ran in "
-          f"float. Embeddings, LayerNorms and the tied lm_head stay fp32 in the int8 rows.)")
+    print(
+        f"(LLM.int8(): {100 * frac:.2f}% of input feature columns had |x| ≥ {t:g} and ran in "
+        f"float. Embeddings, LayerNorms and the tied lm_head stay fp32 in the int8 rows.)"
+    )
 
     # ---- part 2: PTQ sweep, then PTQ vs QAT ---------------------------------------------------
     base_loss = rows[0]["val_loss"]
     print("\nPTQ of the Linear weights to fewer levels (per-tensor symmetric, weight-only):")
     sweep = {}
     for bits in sorted({8, 4, 3, 2, args.qat_bits}, reverse=True):
-        lo, hi = -2 ** (bits - 1), 2 ** (bits - 1) - 1
-        sweep[bits], _, _ = evaluate(quantize_model(model, "weight_only", per_channel=False,
-                                                 quant_min=lo, quant_max=hi), batches)
-        print(f"  {bits}-bit levels [{lo}, {hi}]: val loss {sweep[bits]:.4f}   Δ vs fp32 "
-              f"{sweep[bits] - base_loss:+.4f}")
+        lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        sweep[bits], _, _ = evaluate(
+            quantize_model(model, "weight_only", per_channel=False, quant_min=lo, quant_max=hi),
+            batches,
+        )
+        print(
+            f"  {bits}-bit levels [{lo}, {hi}]: val loss {sweep[bits]:.4f}   Δ vs fp32 "
+            f"{sweep[bits] - base_loss:+.4f}"
+        )
     qmax = 2 ** (args.qat_bits - 1) - 1
     qmin = -qmax - 1
     scheme = f"{args.qat_bits}-bit levels [{qmin}, {qmax}], per-tensor symmetric weights"
@@ -229,53 +287,98 @@ def main(argv=None):
     ptq_loss = sweep[args.qat_bits]
     # MFU of the fine-tuning: tokens/s × model FLOPs per token / this machine's fp32 peak
     from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
+
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     flops_per_token = palm_flops_per_token_for(cfg, args.block_size)
-    print(f"  model FLOPs per token {flops_per_token:,.0f} (6N + 12·L·H·Q·T); measured fp32 "
-          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"  model FLOPs per token {flops_per_token:,.0f} (6N + 12·L·H·Q·T); measured fp32 "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s"
+    )
     qat = prepare_qat(model, quant_min=qmin, quant_max=qmax)
-    qat_train, qat_tps = fine_tune(qat, train_ids, args.qat_steps, args.qat_lr, args,
-                                   args.seed + 2, "QAT", flops_per_token, peak)
+    qat_train, qat_tps = fine_tune(
+        qat,
+        train_ids,
+        args.qat_steps,
+        args.qat_lr,
+        args,
+        args.seed + 2,
+        "QAT",
+        flops_per_token,
+        peak,
+    )
     qat_loss, _, _ = evaluate(convert_qat(qat), batches)
     control = copy.deepcopy(model)
-    control_train, control_tps = fine_tune(control, train_ids, args.qat_steps, args.qat_lr,
-                                           args, args.seed + 2, "control", flops_per_token,
-                                           peak)
-    qat_mfu, control_mfu = (qat_tps * flops_per_token / peak,
-                            control_tps * flops_per_token / peak)
+    control_train, control_tps = fine_tune(
+        control,
+        train_ids,
+        args.qat_steps,
+        args.qat_lr,
+        args,
+        args.seed + 2,
+        "control",
+        flops_per_token,
+        peak,
+    )
+    qat_mfu, control_mfu = (qat_tps * flops_per_token / peak, control_tps * flops_per_token / peak)
     control_loss, _, _ = evaluate(control, batches)
-    control_ptq_loss, _, _ = evaluate(quantize_model(control, "weight_only", per_channel=False,
-                                                  quant_min=qmin, quant_max=qmax), batches)
+    control_ptq_loss, _, _ = evaluate(
+        quantize_model(control, "weight_only", per_channel=False, quant_min=qmin, quant_max=qmax),
+        batches,
+    )
     # PTQ's gap is measured from the trained model; QAT's from the float model trained as
     # long (the control), so that the fine-tuning itself is not counted as recovery.
     ptq_gap, qat_gap = ptq_loss - base_loss, qat_loss - control_loss
     recovered = 1 - qat_gap / ptq_gap if ptq_gap > 0 else float("nan")
-    qat_rows = [("fp32 (trained)", base_loss), (f"PTQ {args.qat_bits}-bit", ptq_loss),
-                (f"QAT {args.qat_bits}-bit (converted)", qat_loss),
-                ("control: fp32 fine-tuned as long", control_loss),
-                (f"control: its PTQ {args.qat_bits}-bit", control_ptq_loss)]
+    qat_rows = [
+        ("fp32 (trained)", base_loss),
+        (f"PTQ {args.qat_bits}-bit", ptq_loss),
+        (f"QAT {args.qat_bits}-bit (converted)", qat_loss),
+        ("control: fp32 fine-tuned as long", control_loss),
+        (f"control: its PTQ {args.qat_bits}-bit", control_ptq_loss),
+    ]
     for name, loss in qat_rows:
         print(f"  {name:36s} val loss {loss:.4f}   Δ vs fp32 {loss - base_loss:+.4f}")
-    print(f"  PTQ loses {ptq_gap:+.4f} against the trained fp32 model; QAT {qat_gap:+.4f} "
-          f"against the fp32 model fine-tuned as long: QAT recovers {100 * recovered:.0f}% "
-          f"of PTQ's loss")
-    print(f"  fine-tuning speed: QAT {qat_tps:.0f} tok/s, MFU {100 * qat_mfu:.1f}%; control "
-          f"{control_tps:.0f} tok/s, MFU {100 * control_mfu:.1f}% (fake quantization is not "
-          f"model FLOPs)")
+    print(
+        f"  PTQ loses {ptq_gap:+.4f} against the trained fp32 model; QAT {qat_gap:+.4f} "
+        f"against the fp32 model fine-tuned as long: QAT recovers {100 * recovered:.0f}% "
+        f"of PTQ's loss"
+    )
+    print(
+        f"  fine-tuning speed: QAT {qat_tps:.0f} tok/s, MFU {100 * qat_mfu:.1f}%; control "
+        f"{control_tps:.0f} tok/s, MFU {100 * control_mfu:.1f}% (fake quantization is not "
+        f"model FLOPs)"
+    )
 
-    report = {"params": n_params, "config": cfg.to_dict(), "table": rows,
-              "ptq_sweep": {str(b): v for b, v in sweep.items()},
-              "qat": {"scheme": scheme, "steps": args.qat_steps, "lr": args.qat_lr,
-                      "fp32_loss": base_loss, "ptq_loss": ptq_loss, "qat_loss": qat_loss,
-                      "ptq_gap": ptq_gap, "qat_gap": qat_gap,
-                      "control_fp32_loss": control_loss, "control_ptq_loss": control_ptq_loss,
-                      "recovered_fraction": recovered, "qat_train_losses": qat_train,
-                      "control_train_losses": control_train, "flops_per_token": flops_per_token,
-                      "peak_flops": peak, "tokens_per_second": qat_tps, "mfu": qat_mfu,
-                      "control_tokens_per_second": control_tps, "control_mfu": control_mfu},
-              "losses": [] if train_report is None else train_report["losses"],
-              "val_losses": [] if train_report is None else train_report["val_losses"],
-              "tokens_per_second": rows[0]["tokens_per_second"]}
+    report = {
+        "params": n_params,
+        "config": cfg.to_dict(),
+        "table": rows,
+        "ptq_sweep": {str(b): v for b, v in sweep.items()},
+        "qat": {
+            "scheme": scheme,
+            "steps": args.qat_steps,
+            "lr": args.qat_lr,
+            "fp32_loss": base_loss,
+            "ptq_loss": ptq_loss,
+            "qat_loss": qat_loss,
+            "ptq_gap": ptq_gap,
+            "qat_gap": qat_gap,
+            "control_fp32_loss": control_loss,
+            "control_ptq_loss": control_ptq_loss,
+            "recovered_fraction": recovered,
+            "qat_train_losses": qat_train,
+            "control_train_losses": control_train,
+            "flops_per_token": flops_per_token,
+            "peak_flops": peak,
+            "tokens_per_second": qat_tps,
+            "mfu": qat_mfu,
+            "control_tokens_per_second": control_tps,
+            "control_mfu": control_mfu,
+        },
+        "losses": [] if train_report is None else train_report["losses"],
+        "val_losses": [] if train_report is None else train_report["val_losses"],
+        "tokens_per_second": rows[0]["tokens_per_second"],
+    }
     common.write_report(args.report, report)
     return report
 

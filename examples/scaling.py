@@ -8,6 +8,7 @@
 under the same constraint, how many tokens per parameter the fitted law asks for, and how far
 the two answers are apart. Then it checks the rule against the paper's Table 3.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,38 +33,52 @@ def si(x: float) -> str:
 def print_table(budgets) -> None:
     law = CHINCHILLA
     print("Compute-optimal N (parameters) and D (tokens) for a budget C = 6·N·D FLOPs")
-    print(f"fitted law: L(N, D) = {law.E} + {law.A}/N^{law.alpha} + {law.B}/D^{law.beta}"
-          f"  (Hoffmann et al. 2022, Approach 3)\n")
-    head = (f"{'C FLOPs':>9} {'PF-days':>9} | {'N rule':>7} {'D rule':>7} | {'N law':>7} "
-            f"{'D law':>7} {'D/N law':>8} | {'N law/rule':>10} {'loss rule':>9} {'loss law':>9}")
+    print(
+        f"fitted law: L(N, D) = {law.E} + {law.A}/N^{law.alpha} + {law.B}/D^{law.beta}"
+        f"  (Hoffmann et al. 2022, Approach 3)\n"
+    )
+    head = (
+        f"{'C FLOPs':>9} {'PF-days':>9} | {'N rule':>7} {'D rule':>7} | {'N law':>7} "
+        f"{'D law':>7} {'D/N law':>8} | {'N law/rule':>10} {'loss rule':>9} {'loss law':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in scaling_rows(budgets, law):
-        print(f"{r['flops']:>9.0e} {pf_days(r['flops']):>9.3g} | {si(r['n_rule']):>7} "
-              f"{si(r['d_rule']):>7} | {si(r['n_law']):>7} {si(r['d_law']):>7} "
-              f"{r['tokens_per_param_law']:>8.1f} | {r['n_law_over_rule']:>10.2f} "
-              f"{r['loss_rule']:>9.4f} {r['loss_law']:>9.4f}")
+        print(
+            f"{r['flops']:>9.0e} {pf_days(r['flops']):>9.3g} | {si(r['n_rule']):>7} "
+            f"{si(r['d_rule']):>7} | {si(r['n_law']):>7} {si(r['d_law']):>7} "
+            f"{r['tokens_per_param_law']:>8.1f} | {r['n_law_over_rule']:>10.2f} "
+            f"{r['loss_rule']:>9.4f} {r['loss_law']:>9.4f}"
+        )
     s = law.alpha + law.beta
-    print(f"\nThe fitted law's tokens per parameter are not 20: D/N = G⁻²·(C/6)^((α−β)/(α+β)) "
-          f"grows as C^{(law.alpha - law.beta) / s:.3f}\n(G = {law.G:.4f}); its N_opt ∝ "
-          f"C^{law.beta / s:.3f} against the rule's C^0.5. Both are the paper's; they disagree.\n")
+    print(
+        f"\nThe fitted law's tokens per parameter are not 20: D/N = G⁻²·(C/6)^((α−β)/(α+β)) "
+        f"grows as C^{(law.alpha - law.beta) / s:.3f}\n(G = {law.G:.4f}); its N_opt ∝ "
+        f"C^{law.beta / s:.3f} against the rule's C^0.5. Both are the paper's; they disagree.\n"
+    )
 
     print("The 20-tokens rule against the paper's Table 3 (Approach 1 projections)")
-    head = (f"{'paper N':>8} {'paper C':>9} {'paper D':>8} | {'rule N':>7} {'rule D':>7} | "
-            f"{'ΔN':>6} {'ΔD':>6}")
+    head = (
+        f"{'paper N':>8} {'paper C':>9} {'paper D':>8} | {'rule N':>7} {'rule D':>7} | "
+        f"{'ΔN':>6} {'ΔD':>6}"
+    )
     print(head)
     print("-" * len(head))
     for params, flops, tokens in CHINCHILLA_TABLE3:
         n, d = compute_optimal_by_rule(flops)
-        print(f"{si(params):>8} {flops:>9.2e} {si(tokens):>8} | {si(n):>7} {si(d):>7} | "
-              f"{n / params - 1:>+6.1%} {d / tokens - 1:>+6.1%}")
+        print(
+            f"{si(params):>8} {flops:>9.2e} {si(tokens):>8} | {si(n):>7} {si(d):>7} | "
+            f"{n / params - 1:>+6.1%} {d / tokens - 1:>+6.1%}"
+        )
 
 
 # (layers, heads, width): 2.8 K … 356 K parameters — small enough at the low end that the best
 # size of every budget but the smallest lies inside the grid (a U, not only its right half)
 SWEEP_SIZES = [(1, 1, 8), (1, 1, 12), (1, 1, 16), (1, 2, 32), (2, 2, 48), (2, 4, 64), (3, 4, 96)]
 SWEEP_BLOCK, SWEEP_BATCH = 32, 32
-SWEEP_VOCAB = 257  # the 256 bytes + <|endoftext|>: no merges, so the tiny models' output layer stays small
+SWEEP_VOCAB = (
+    257  # the 256 bytes + <|endoftext|>: no merges, so the tiny models' output layer stays small
+)
 
 
 def isoflop_minimum(log_n, loss):
@@ -113,8 +128,9 @@ def run_sweep(args) -> None:
 
     budgets = [float(b) for b in args.budgets.split(",")]
     block, batch = SWEEP_BLOCK, SWEEP_BATCH
-    tok, train_ids, val_ids = common.prepare_text_data(args.data, SWEEP_VOCAB, args.data_bytes,
-                                                         args.cache_dir)
+    tok, train_ids, val_ids = common.prepare_text_data(
+        args.data, SWEEP_VOCAB, args.data_bytes, args.cache_dir
+    )
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     print(f"measured fp32 matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
@@ -122,39 +138,61 @@ def run_sweep(args) -> None:
     for c in budgets:
         for n_layer, n_head, n_embd in SWEEP_SIZES:
             tinyllm.manual_seed(args.seed)
-            cfg = GPTConfig(block_size=block, vocab_size=tok.vocab_size, n_layer=n_layer,
-                            n_head=n_head, n_embd=n_embd)
+            cfg = GPTConfig(
+                block_size=block,
+                vocab_size=tok.vocab_size,
+                n_layer=n_layer,
+                n_head=n_head,
+                n_embd=n_embd,
+            )
             model = GPT(cfg)
             n = count_parameters(model).matmul
             f = palm_flops_per_token_for(cfg, block)
             steps = max(1, int(round(c / f / (batch * block))))
-            opt = AdamW(param_groups_for_weight_decay(model, 0.1), lr=args.sweep_lr,
-                        betas=(0.9, 0.95))
+            opt = AdamW(
+                param_groups_for_weight_decay(model, 0.1), lr=args.sweep_lr, betas=(0.9, 0.95)
+            )
             rng = np.random.default_rng(args.seed)
             t0 = time.perf_counter()
             for step in range(steps):
                 for g in opt.param_groups:
-                    g["lr"] = warmup_cosine(step, args.sweep_lr, max(1, steps // 20), steps,
-                                            args.sweep_lr * 0.1)
+                    g["lr"] = warmup_cosine(
+                        step, args.sweep_lr, max(1, steps // 20), steps, args.sweep_lr * 0.1
+                    )
                 x, y = get_batch(train_ids, batch, block, rng)
                 _, loss = model(x, y)
                 opt.zero_grad()
                 loss.backward()
                 clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
-            seconds = time.perf_counter() - t0   # training only, before the evaluation
+            seconds = time.perf_counter() - t0  # training only, before the evaluation
             tps = steps * batch * block / seconds
             model.eval()
-            val = common.estimate_loss(model, val_ids, batch, block, 8,
-                                         np.random.default_rng(args.seed + 1))
-            rows.append({"budget": c, "n_layer": n_layer, "n_embd": n_embd, "params": n,
-                         "flops_per_token": f, "tokens": steps * batch * block, "steps": steps,
-                         "val_loss": val, "seconds": seconds, "tokens_per_second": tps,
-                         "mfu": tps * f / peak})
-            print(f"C={c:.0e}  {n_layer}L {n_embd:>3}E  N={si(n):>6}  "
-                  f"D={si(steps * batch * block):>6} ({steps:>4} steps)  val loss {val:.4f}  "
-                  f"{tps:7.0f} tok/s  MFU {100 * tps * f / peak:5.1f}%   "
-                  f"[{time.perf_counter() - t_start:6.0f} s]", flush=True)
+            val = common.estimate_loss(
+                model, val_ids, batch, block, 8, np.random.default_rng(args.seed + 1)
+            )
+            rows.append(
+                {
+                    "budget": c,
+                    "n_layer": n_layer,
+                    "n_embd": n_embd,
+                    "params": n,
+                    "flops_per_token": f,
+                    "tokens": steps * batch * block,
+                    "steps": steps,
+                    "val_loss": val,
+                    "seconds": seconds,
+                    "tokens_per_second": tps,
+                    "mfu": tps * f / peak,
+                }
+            )
+            print(
+                f"C={c:.0e}  {n_layer}L {n_embd:>3}E  N={si(n):>6}  "
+                f"D={si(steps * batch * block):>6} ({steps:>4} steps)  val loss {val:.4f}  "
+                f"{tps:7.0f} tok/s  MFU {100 * tps * f / peak:5.1f}%   "
+                f"[{time.perf_counter() - t_start:6.0f} s]",
+                flush=True,
+            )
     os.makedirs(os.path.dirname(os.path.abspath(args.sweep_out)) or ".", exist_ok=True)
     text = io.StringIO(newline="")
     w = csv.DictWriter(text, fieldnames=list(rows[0]))
@@ -170,12 +208,15 @@ def run_sweep(args) -> None:
     print(text_chart(rows, budgets))
     for c, nb in zip(budgets, best):
         print(f"  C = {c:.0e} FLOPs: best N ≈ {si(nb)}")
-    print(f"\nfitted N_opt = {law.coefficient:.3g}·C^{law.exponent:.3f} (R² {law.r2:.3f}); "
-          f"the 20-tokens rule says C^0.5, the paper's fitted loss law C^"
-          f"{CHINCHILLA.beta / (CHINCHILLA.alpha + CHINCHILLA.beta):.3f}")
+    print(
+        f"\nfitted N_opt = {law.coefficient:.3g}·C^{law.exponent:.3f} (R² {law.r2:.3f}); "
+        f"the 20-tokens rule says C^0.5, the paper's fitted loss law C^"
+        f"{CHINCHILLA.beta / (CHINCHILLA.alpha + CHINCHILLA.beta):.3f}"
+    )
     print(f"results written to {args.sweep_out}")
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -217,8 +258,11 @@ def main(argv=None) -> None:
     parser.add_argument("--sweep", action="store_true", help="train a grid of tiny GPTs")
     parser.add_argument("--min-exp", type=int, default=18, help="smallest budget 10^k FLOPs")
     parser.add_argument("--max-exp", type=int, default=26, help="largest budget 10^k FLOPs")
-    parser.add_argument("--budgets", default="1e10,3e10,1e11,3e11",
-                        help="--sweep: comma-separated training budgets in FLOPs")
+    parser.add_argument(
+        "--budgets",
+        default="1e10,3e10,1e11,3e11",
+        help="--sweep: comma-separated training budgets in FLOPs",
+    )
     parser.add_argument("--sweep-lr", type=float, default=3e-3)
     parser.add_argument("--sweep-out", default="runs/scaling_sweep.csv")
     parser.add_argument("--data", default=None, help="--sweep: text file (default: the stdlib)")
@@ -231,7 +275,7 @@ def main(argv=None) -> None:
     if not (args.table or args.sweep):
         args.table = True
     if args.table:
-        print_table([10.0 ** k for k in range(args.min_exp, args.max_exp + 1)])
+        print_table([10.0**k for k in range(args.min_exp, args.max_exp + 1)])
     if args.sweep:
         run_sweep(args)
 

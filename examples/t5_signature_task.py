@@ -15,6 +15,7 @@ accuracy (every parameter name right, in order, and nothing else).
 
 Not a script of its own: train_t5.py imports `signature_task`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -69,7 +70,7 @@ def seq2seq_batch(pairs, pad_id):
     am = np.zeros((len(pairs), s), dtype=np.int64)
     y = np.full((len(pairs), t), -100, dtype=np.int64)
     for b, (src, tgt) in enumerate(pairs):
-        x[b, :len(src)], am[b, :len(src)], y[b, :len(tgt)] = src, 1, tgt
+        x[b, : len(src)], am[b, : len(src)], y[b, : len(tgt)] = src, 1, tgt
     return x, am, y
 
 
@@ -77,13 +78,14 @@ def exact_match(model, pairs, pad_id, eos_id, max_new, batch=50):
     """Greedy, cached decoding of every input; → (fraction exactly right, predictions)."""
     right, preds = 0, []
     for i in range(0, len(pairs), batch):
-        chunk = pairs[i:i + batch]
+        chunk = pairs[i : i + batch]
         x, am, _ = seq2seq_batch(chunk, pad_id)
-        out = model.generate(x, max_new, attention_mask=am, eos_token_id=eos_id,
-                             pad_token_id=pad_id, use_cache=True)           # (B, 1 + ≤max_new)
+        out = model.generate(
+            x, max_new, attention_mask=am, eos_token_id=eos_id, pad_token_id=pad_id, use_cache=True
+        )  # (B, 1 + ≤max_new)
         for row, (_, tgt) in zip(out[:, 1:], chunk):
             row = row.tolist()
-            pred = tuple(row[:row.index(eos_id) + 1]) if eos_id in row else tuple(row)
+            pred = tuple(row[: row.index(eos_id) + 1]) if eos_id in row else tuple(row)
             preds.append(pred)
             right += pred == tgt
     return right / max(len(pairs), 1), preds
@@ -95,12 +97,18 @@ def signature_task(args, tok, model, pad_id, eos_id) -> dict:
     train = signature_examples(corpus.train, tok, eos_id, *lengths)
     val = signature_examples(corpus.val, tok, eos_id, *lengths)
     test = [(s, t) for s, t in val.items() if s not in train]
-    test = [test[i] for i in np.random.default_rng(args.seed + 5).permutation(len(test))
-            [:args.ft_eval_examples]]
+    test = [
+        test[i]
+        for i in np.random.default_rng(args.seed + 5).permutation(len(test))[
+            : args.ft_eval_examples
+        ]
+    ]
     train = list(train.items())
     if not train or not test:
-        raise SystemExit(f"train_t5: {len(train)} training and {len(test)} test def lines — "
-                         "the corpus is too small or not Python")
+        raise SystemExit(
+            f"train_t5: {len(train)} training and {len(test)} test def lines — "
+            "the corpus is too small or not Python"
+        )
     print(f"parameter task: {len(train)} training and {len(test)} test def lines")
     before, _ = exact_match(model, test, pad_id, eos_id, args.ft_target_len)
     opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.ft_lr)
@@ -124,15 +132,28 @@ def signature_task(args, tok, model, pad_id, eos_id) -> dict:
     acc, preds = exact_match(model, test, pad_id, eos_id, args.ft_target_len)
     dt = time.perf_counter() - t0
     new_tokens = sum(len(p) for p in preds)
-    print(f"parameter task: exact match {100 * acc:.1f}% of {len(test)} test lines (before "
-          f"fine-tuning {100 * before:.1f}%); decoded {new_tokens / dt:.0f} tok/s with the cache")
+    print(
+        f"parameter task: exact match {100 * acc:.1f}% of {len(test)} test lines (before "
+        f"fine-tuning {100 * before:.1f}%); decoded {new_tokens / dt:.0f} tok/s with the cache"
+    )
     examples = []
     for (src, tgt), pred in list(zip(test, preds))[:5]:
-        examples.append({"input": tok.decode(list(src)), "target": tok.decode(list(tgt[:-1])),
-                         "generated": tok.decode([i for i in pred if i != eos_id])})
+        examples.append(
+            {
+                "input": tok.decode(list(src)),
+                "target": tok.decode(list(tgt[:-1])),
+                "generated": tok.decode([i for i in pred if i != eos_id]),
+            }
+        )
         e = examples[-1]
         print(f"  {e['input']!s:50.50} -> {e['generated'][:40]!r} (truth {e['target']!r})")
-    return {"task": "def line -> its parameter names (labels by ast)",
-            "train_examples": len(train), "test_examples": len(test), "losses": losses,
-            "exact_match": acc, "exact_match_before": before,
-            "decode_tokens_per_second": new_tokens / max(dt, 1e-9), "examples": examples}
+    return {
+        "task": "def line -> its parameter names (labels by ast)",
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "losses": losses,
+        "exact_match": acc,
+        "exact_match_before": before,
+        "decode_tokens_per_second": new_tokens / max(dt, 1e-9),
+        "examples": examples,
+    }

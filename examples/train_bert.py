@@ -18,6 +18,7 @@ raise, import) hidden by [MASK] at the start of a line of code, scored by balanc
 (chance 1/7). The same fine-tuning from a random initialization runs beside it
 (`--no-baseline` skips it) and shows what pre-training contributed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,23 +50,40 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
     common.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
-    p.add_argument("--checkpoint", default=os.path.join("runs", "bert.ckpt.npz"),
-                   help="where to save the pre-trained (masked-LM) checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        default=os.path.join("runs", "bert.ckpt.npz"),
+        help="where to save the pre-trained (masked-LM) checkpoint",
+    )
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--stop-at", type=int, default=None,
-                   help="stop pre-training (and checkpoint) after this many steps of --steps; "
-                        "the fine-tuning part then does not run")
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        help="stop pre-training (and checkpoint) after this many steps of --steps; "
+        "the fine-tuning part then does not run",
+    )
     g = p.add_argument_group("fine-tuning: name the hidden keyword")
     g.add_argument("--cls-steps", type=int, default=100, help="fine-tuning steps (0: skip)")
     g.add_argument("--cls-batch-size", type=int, default=32)
     g.add_argument("--cls-lr", type=float, default=1e-3)
-    g.add_argument("--cls-len", type=int, default=32,
-                   help="most tokens per example, [CLS] and [SEP] included (longer lines are "
-                        "cut)")
-    g.add_argument("--cls-eval-per-class", type=int, default=60,
-                   help="test lines per keyword (fewer where the validation text has fewer)")
-    g.add_argument("--no-baseline", action="store_true",
-                   help="skip fine-tuning a randomly initialized encoder for comparison")
+    g.add_argument(
+        "--cls-len",
+        type=int,
+        default=32,
+        help="most tokens per example, [CLS] and [SEP] included (longer lines are cut)",
+    )
+    g.add_argument(
+        "--cls-eval-per-class",
+        type=int,
+        default=60,
+        help="test lines per keyword (fewer where the validation text has fewer)",
+    )
+    g.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip fine-tuning a randomly initialized encoder for comparison",
+    )
     return p
 
 
@@ -75,9 +93,14 @@ def build_parser():
 def special_ids(tok) -> dict:
     """The keyword arguments get_mlm_batch needs: [CLS]/[SEP]/[PAD]/[MASK] ids, vocab size and
     every special id (none of them may be chosen or drawn as a random replacement)."""
-    return dict(cls_id=tok.token_to_id(CLS), sep_id=tok.token_to_id(SEP),
-                pad_id=tok.token_to_id(PAD), mask_id=tok.token_to_id(MASK),
-                vocab_size=tok.vocab_size, special_ids=sorted(tok.special_tokens.values()))
+    return dict(
+        cls_id=tok.token_to_id(CLS),
+        sep_id=tok.token_to_id(SEP),
+        pad_id=tok.token_to_id(PAD),
+        mask_id=tok.token_to_id(MASK),
+        vocab_size=tok.vocab_size,
+        special_ids=sorted(tok.special_tokens.values()),
+    )
 
 
 def evaluate_mlm(model, ids, batch_size, block_size, iters, rng, special) -> tuple[float, float]:
@@ -88,7 +111,7 @@ def evaluate_mlm(model, ids, batch_size, block_size, iters, rng, special) -> tup
     with no_grad():
         for _ in range(iters):
             x, labels, am = get_mlm_batch(ids, batch_size, block_size, rng, **special)
-            logits, loss = model(x, am, labels=labels)              # logits (B, T, V)
+            logits, loss = model(x, am, labels=labels)  # logits (B, T, V)
             chosen = labels != -100
             correct += int((logits.data.argmax(-1)[chosen] == labels[chosen]).sum())
             chosen_total += int(chosen.sum())
@@ -108,21 +131,28 @@ def bert_flops_per_token(model, seq_len: int) -> float:
 def fill_in_sample(model, tok, ids, block_size, rng, special) -> dict:
     """One validation window, masked as in training, and the model's guesses written in."""
     start = int(rng.integers(0, len(ids) - block_size))
-    window = ids[start:start + block_size - 2]
+    window = ids[start : start + block_size - 2]
     row = np.concatenate([[special["cls_id"]], window, [special["sep_id"]]])[None]
-    x, labels = mask_tokens(row, rng, mask_id=special["mask_id"],
-                            vocab_size=special["vocab_size"], special_ids=special["special_ids"])
+    x, labels = mask_tokens(
+        row,
+        rng,
+        mask_id=special["mask_id"],
+        vocab_size=special["vocab_size"],
+        special_ids=special["special_ids"],
+    )
     with no_grad():
         model.eval()
         logits, _ = model(x)
         model.train()
     chosen = labels[0] != -100
     filled = np.where(chosen, logits.data[0].argmax(-1), x[0])
-    return {"original": tok.decode(row[0, 1:-1].tolist()),
-            "masked": tok.decode(x[0, 1:-1].tolist()),
-            "filled": tok.decode(filled[1:-1].tolist()),
-            "correct": int((filled[chosen] == labels[0][chosen]).sum()),
-            "chosen": int(chosen.sum())}
+    return {
+        "original": tok.decode(row[0, 1:-1].tolist()),
+        "masked": tok.decode(x[0, 1:-1].tolist()),
+        "filled": tok.decode(filled[1:-1].tolist()),
+        "correct": int((filled[chosen] == labels[0][chosen]).sum()),
+        "chosen": int(chosen.sum()),
+    }
 
 
 # ---- the script ----------------------------------------------------------------------------
@@ -132,36 +162,54 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     common.check_args(args)
     if args.cls_len < 4 or args.cls_len > args.block_size:
-        raise SystemExit(f"--cls-len must be in [4, --block-size={args.block_size}], "
-                         f"got {args.cls_len}")
+        raise SystemExit(
+            f"--cls-len must be in [4, --block-size={args.block_size}], got {args.cls_len}"
+        )
     t0, cpu0 = time.perf_counter(), time.process_time()
     tinyllm.manual_seed(args.seed)
     tok, train_ids, val_ids = common.prepare_text_data(
-        args.data, args.vocab_size, args.data_bytes, args.cache_dir,
-        special_tokens=standard_special_tokens())
+        args.data,
+        args.vocab_size,
+        args.data_bytes,
+        args.cache_dir,
+        special_tokens=standard_special_tokens(),
+    )
     special = special_ids(tok)
-    cfg = BertConfig(vocab_size=tok.vocab_size, block_size=args.block_size,
-                     n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-                     dropout=args.dropout)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        block_size=args.block_size,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        dropout=args.dropout,
+    )
     model = BertForMaskedLM(cfg)
-    opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr,
-                betas=(0.9, 0.98))
+    opt = AdamW(
+        param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.98)
+    )
     data_rng = np.random.default_rng(args.seed)
     eval_seed = args.seed + 1
     start = 0
     # guessing the most frequent ordinary token: the accuracy to beat at masked positions
     counts = np.bincount(train_ids, minlength=tok.vocab_size)
-    report = {"losses": [], "val_losses": [], "val_mlm_accuracy": [],
-              "params": model.num_parameters(), "config": cfg.to_dict(),
-              "mlm_unigram_baseline": float(counts.max() / counts.sum())}
+    report = {
+        "losses": [],
+        "val_losses": [],
+        "val_mlm_accuracy": [],
+        "params": model.num_parameters(),
+        "config": cfg.to_dict(),
+        "mlm_unigram_baseline": float(counts.max() / counts.sum()),
+    }
     if args.resume:
         start, report = common.resume_run(args.checkpoint, model, opt, data_rng)
 
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     flops_per_token = bert_flops_per_token(model, args.block_size)
-    print(f"BERT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
-          f"{cfg.vocab_size}: {model.num_parameters():,} parameters; measured fp32 matmul "
-          f"peak {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"BERT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
+        f"{cfg.vocab_size}: {model.num_parameters():,} parameters; measured fp32 matmul "
+        f"peak {peak / 1e9:.1f} GFLOP/s"
+    )
     meter = common.Throughput(flops_per_token, peak)
     end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
     t_train, tokens_total = time.perf_counter(), 0
@@ -169,8 +217,9 @@ def main(argv=None):
         lr = common.lr_at(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
-        x, labels, am = get_mlm_batch(train_ids, args.batch_size, args.block_size, data_rng,
-                                      **special)
+        x, labels, am = get_mlm_batch(
+            train_ids, args.batch_size, args.block_size, data_rng, **special
+        )
         _, loss = model(x, am, labels=labels)
         opt.zero_grad()
         loss.backward()
@@ -181,36 +230,59 @@ def main(argv=None):
         tokens_total += x.size
         if step % args.log_interval == 0 or step == end - 1:
             tps, mfu = meter.read()
-            print(f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tps:8.0f} tok/s"
-                  f" | MFU {100 * mfu:5.1f}%", flush=True)
+            print(
+                f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tps:8.0f} tok/s"
+                f" | MFU {100 * mfu:5.1f}%",
+                flush=True,
+            )
         if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
-            val, acc = evaluate_mlm(model, val_ids, args.batch_size, args.block_size,
-                                    args.eval_iters, np.random.default_rng(eval_seed), special)
+            val, acc = evaluate_mlm(
+                model,
+                val_ids,
+                args.batch_size,
+                args.block_size,
+                args.eval_iters,
+                np.random.default_rng(eval_seed),
+                special,
+            )
             report["val_losses"].append([step + 1, val])
             report["val_mlm_accuracy"].append([step + 1, acc])
-            print(f"step {step + 1:5d} | val loss {val:.4f} | masked-token accuracy "
-                  f"{100 * acc:.1f}% (most frequent token: "
-                  f"{100 * report['mlm_unigram_baseline']:.1f}%)", flush=True)
+            print(
+                f"step {step + 1:5d} | val loss {val:.4f} | masked-token accuracy "
+                f"{100 * acc:.1f}% (most frequent token: "
+                f"{100 * report['mlm_unigram_baseline']:.1f}%)",
+                flush=True,
+            )
     elapsed = time.perf_counter() - t_train
-    if end > start:     # a resumed run that had nothing left to do keeps the earlier figures
+    if end > start:  # a resumed run that had nothing left to do keeps the earlier figures
         report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
         report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
     common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
     if end == args.steps:
         if report["val_mlm_accuracy"]:
             report["mlm_accuracy"] = report["val_mlm_accuracy"][-1][1]
-        sample = fill_in_sample(model, tok, val_ids, min(args.block_size, 48),
-                                np.random.default_rng(args.seed + 4), special)
+        sample = fill_in_sample(
+            model,
+            tok,
+            val_ids,
+            min(args.block_size, 48),
+            np.random.default_rng(args.seed + 4),
+            special,
+        )
         report["sample"] = sample
         print("---- fill in the masks ----")
-        print(f"masked: {sample['masked']!r}\nfilled: {sample['filled']!r}\n"
-              f"truth:  {sample['original']!r}\n({sample['correct']}/{sample['chosen']} "
-              "chosen tokens right)")
+        print(
+            f"masked: {sample['masked']!r}\nfilled: {sample['filled']!r}\n"
+            f"truth:  {sample['original']!r}\n({sample['correct']}/{sample['chosen']} "
+            "chosen tokens right)"
+        )
         if args.cls_steps > 0:
             report["classification"] = keyword_task(args, tok, special, model, args.seed + 5)
             report["cls_accuracy"] = report["classification"]["accuracy"]
-    report["time"] = {"wall_seconds": time.perf_counter() - t0,
-                      "cpu_seconds": time.process_time() - cpu0}
+    report["time"] = {
+        "wall_seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - cpu0,
+    }
     common.write_report(args.report, report)
     return report
 

@@ -10,6 +10,7 @@ averaged by a ring all-reduce (2Ψ(N−1)/N elements sent per rank per step, pri
 measured bytes), and the cost model says how long the step would take on the chosen GPU
 profile, with the bucketed all-reduce overlapping backward on its timeline.
 """
+
 import sim  # noqa: F401,I001 — first: thread settings before NumPy loads
 
 import sys

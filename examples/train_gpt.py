@@ -9,6 +9,7 @@ measured matmul peak; and at the end a sample that looks like Python. A checkpoi
 (tinyllm/checkpoint.py) and `--resume` continues from it with the same losses as an
 uninterrupted run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,18 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_common_args(p, steps=400, batch_size=16, lr=3e-3)
     common.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=1024)
-    p.add_argument("--checkpoint", default=os.path.join("runs", "gpt.ckpt.npz"),
-                   help="where to save the final checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        default=os.path.join("runs", "gpt.ckpt.npz"),
+        help="where to save the final checkpoint",
+    )
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--stop-at", type=int, default=None,
-                   help="stop (and checkpoint) after this many steps of the --steps schedule")
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        help="stop (and checkpoint) after this many steps of the --steps schedule",
+    )
     p.add_argument("--sample-tokens", type=int, default=200)
     return p
 
@@ -41,27 +49,42 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     common.check_args(args)
     tinyllm.manual_seed(args.seed)
-    tok, train_ids, val_ids = common.prepare_text_data(args.data, args.vocab_size,
-                                                         args.data_bytes, args.cache_dir)
-    cfg = GPTConfig(block_size=args.block_size, vocab_size=tok.vocab_size, n_layer=args.n_layer,
-                    n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
+    tok, train_ids, val_ids = common.prepare_text_data(
+        args.data, args.vocab_size, args.data_bytes, args.cache_dir
+    )
+    cfg = GPTConfig(
+        block_size=args.block_size,
+        vocab_size=tok.vocab_size,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        dropout=args.dropout,
+    )
     model = GPT(cfg)
-    opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr,
-                betas=(0.9, 0.95))
+    opt = AdamW(
+        param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.95)
+    )
     data_rng = np.random.default_rng(args.seed)
     eval_rng_seed = args.seed + 1
     start = 0
-    report = {"losses": [], "val_losses": [], "params": model.num_parameters(),
-              "config": cfg.to_dict()}
+    report = {
+        "losses": [],
+        "val_losses": [],
+        "params": model.num_parameters(),
+        "config": cfg.to_dict(),
+    }
     if args.resume:
         start, report = common.resume_run(args.checkpoint, model, opt, data_rng)
 
     from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
+
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     flops_per_token = palm_flops_per_token_for(cfg, args.block_size)
-    print(f"GPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
-          f"{cfg.vocab_size}: {model.num_parameters():,} parameters; measured fp32 matmul "
-          f"peak {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"GPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size} vocab "
+        f"{cfg.vocab_size}: {model.num_parameters():,} parameters; measured fp32 matmul "
+        f"peak {peak / 1e9:.1f} GFLOP/s"
+    )
     meter = common.Throughput(flops_per_token, peak)
     end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
     t_start = time.perf_counter()
@@ -81,12 +104,21 @@ def main(argv=None):
         tokens_total += x.size
         if step % args.log_interval == 0 or step == end - 1:
             tps, mfu = meter.read()
-            print(f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tps:8.0f} tok/s"
-                  f" | MFU {100 * mfu:5.1f}%", flush=True)
+            print(
+                f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tps:8.0f} tok/s"
+                f" | MFU {100 * mfu:5.1f}%",
+                flush=True,
+            )
         if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
             model.eval()
-            val = common.estimate_loss(model, val_ids, args.batch_size, args.block_size,
-                                         args.eval_iters, np.random.default_rng(eval_rng_seed))
+            val = common.estimate_loss(
+                model,
+                val_ids,
+                args.batch_size,
+                args.block_size,
+                args.eval_iters,
+                np.random.default_rng(eval_rng_seed),
+            )
             model.train()
             report["val_losses"].append([step + 1, val])
             print(f"step {step + 1:5d} | val loss {val:.4f}", flush=True)
@@ -96,8 +128,9 @@ def main(argv=None):
     common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
     if end == args.steps and args.sample_tokens > 0:
         prompt = np.array([tok.encode("def ")], dtype=np.int64)
-        out = model.generate(prompt, args.sample_tokens, do_sample=True, temperature=0.8,
-                             top_k=50, seed=args.seed)
+        out = model.generate(
+            prompt, args.sample_tokens, do_sample=True, temperature=0.8, top_k=50, seed=args.seed
+        )
         report["sample"] = tok.decode(out[0].tolist())
         print("---- sample ----")
         print(report["sample"])

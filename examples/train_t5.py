@@ -21,6 +21,7 @@ Part 2, fine-tuning on a task made from the corpus (examples/t5_signature_task.p
 function's parameters* — input a one-line `def`, target the names of its parameters in order as
 Python's parser reads them — decoded greedily with the KV cache and scored by exact match.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,24 +52,40 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
     common.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
-    p.add_argument("--n-decoder-layer", type=int, default=None,
-                   help="decoder blocks (default: --n-layer)")
+    p.add_argument(
+        "--n-decoder-layer", type=int, default=None, help="decoder blocks (default: --n-layer)"
+    )
     p.add_argument("--noise-density", type=float, default=0.15)
     p.add_argument("--mean-span", type=float, default=3.0, help="mean noise span length")
-    p.add_argument("--checkpoint", default=os.path.join("runs", "t5.ckpt.npz"),
-                   help="where to save the pre-trained checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        default=os.path.join("runs", "t5.ckpt.npz"),
+        help="where to save the pre-trained checkpoint",
+    )
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--stop-at", type=int, default=None,
-                   help="stop pre-training (and checkpoint) after this many steps of --steps; "
-                        "the fine-tuning part then does not run")
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        help="stop pre-training (and checkpoint) after this many steps of --steps; "
+        "the fine-tuning part then does not run",
+    )
     g = p.add_argument_group("fine-tuning: list a function's parameters")
     g.add_argument("--ft-steps", type=int, default=150, help="fine-tuning steps (0: skip)")
     g.add_argument("--ft-batch-size", type=int, default=32)
     g.add_argument("--ft-lr", type=float, default=1e-3)
-    g.add_argument("--ft-input-len", type=int, default=48,
-                   help="longest def line in tokens (longer ones are left out)")
-    g.add_argument("--ft-target-len", type=int, default=24,
-                   help="longest target in tokens, <|endoftext|> included")
+    g.add_argument(
+        "--ft-input-len",
+        type=int,
+        default=48,
+        help="longest def line in tokens (longer ones are left out)",
+    )
+    g.add_argument(
+        "--ft-target-len",
+        type=int,
+        default=24,
+        help="longest target in tokens, <|endoftext|> included",
+    )
     g.add_argument("--ft-eval-examples", type=int, default=200, help="test lines to decode")
     return p
 
@@ -101,19 +118,28 @@ def evaluate_span(model, ids, args, rng, sentinels) -> float:
 
 
 def span_batch(ids, batch_size, args, rng, sentinels):
-    return get_span_corruption_batch(ids, batch_size, args.block_size, rng,
-                                     sentinel_ids=sentinels, noise_density=args.noise_density,
-                                     mean_noise_span_length=args.mean_span)
+    return get_span_corruption_batch(
+        ids,
+        batch_size,
+        args.block_size,
+        rng,
+        sentinel_ids=sentinels,
+        noise_density=args.noise_density,
+        mean_noise_span_length=args.mean_span,
+    )
 
 
 def span_sample(model, tok, ids, args, rng, sentinels) -> dict:
     """Corrupt one validation window and let the model write the missing spans (greedy)."""
     x, y = span_batch(ids, 1, args, rng, sentinels)
-    out = model.generate(x, y.shape[1])                          # (1, 1 + target length)
+    out = model.generate(x, y.shape[1])  # (1, 1 + target length)
     pred = out[0, 1:]
-    return {"input": tok.decode(x[0].tolist()), "target": tok.decode(y[0].tolist()),
-            "generated": tok.decode(pred.tolist()),
-            "token_accuracy": float(np.mean(pred == y[0]))}
+    return {
+        "input": tok.decode(x[0].tolist()),
+        "target": tok.decode(y[0].tolist()),
+        "generated": tok.decode(pred.tolist()),
+        "token_accuracy": float(np.mean(pred == y[0])),
+    }
 
 
 # ---- the script ----------------------------------------------------------------------------
@@ -125,22 +151,38 @@ def main(argv=None):
     t0, cpu0 = time.perf_counter(), time.process_time()
     tinyllm.manual_seed(args.seed)
     tok, train_ids, val_ids = common.prepare_text_data(
-        args.data, args.vocab_size, args.data_bytes, args.cache_dir,
-        special_tokens=standard_special_tokens(N_SENTINELS))
+        args.data,
+        args.vocab_size,
+        args.data_bytes,
+        args.cache_dir,
+        special_tokens=standard_special_tokens(N_SENTINELS),
+    )
     pad_id, eos_id = tok.token_to_id(PAD), tok.token_to_id(ENDOFTEXT)
     sentinels = [tok.token_to_id(sentinel(i)) for i in range(N_SENTINELS)]
-    cfg = T5Config(vocab_size=tok.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
-                   n_decoder_layer=args.n_decoder_layer or args.n_layer, n_head=args.n_head,
-                   n_embd=args.n_embd, dropout=args.dropout, pad_token_id=pad_id,
-                   decoder_start_token_id=pad_id)
+    cfg = T5Config(
+        vocab_size=tok.vocab_size,
+        block_size=args.block_size,
+        n_layer=args.n_layer,
+        n_decoder_layer=args.n_decoder_layer or args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        dropout=args.dropout,
+        pad_token_id=pad_id,
+        decoder_start_token_id=pad_id,
+    )
     model = T5(cfg)
-    opt = AdamW(param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr,
-                betas=(0.9, 0.98))
+    opt = AdamW(
+        param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.98)
+    )
     data_rng = np.random.default_rng(args.seed)
     eval_seed = args.seed + 1
     start = 0
-    report = {"losses": [], "val_losses": [], "params": model.num_parameters(),
-              "config": cfg.to_dict()}
+    report = {
+        "losses": [],
+        "val_losses": [],
+        "params": model.num_parameters(),
+        "config": cfg.to_dict(),
+    }
     if args.resume:
         start, report = common.resume_run(args.checkpoint, model, opt, data_rng)
 
@@ -150,10 +192,12 @@ def main(argv=None):
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     flops_per_step = t5_flops_per_step(model, args.batch_size, src_len, tgt_len)
     tokens_per_step = args.batch_size * (src_len + tgt_len)
-    print(f"T5 {cfg.n_layer}+{cfg.n_decoder_layer}L {cfg.n_head}H {cfg.n_embd}E vocab "
-          f"{cfg.vocab_size}: {model.num_parameters():,} parameters; windows of "
-          f"{args.block_size} → inputs {src_len}, targets {tgt_len} tokens; measured fp32 "
-          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"T5 {cfg.n_layer}+{cfg.n_decoder_layer}L {cfg.n_head}H {cfg.n_embd}E vocab "
+        f"{cfg.vocab_size}: {model.num_parameters():,} parameters; windows of "
+        f"{args.block_size} → inputs {src_len}, targets {tgt_len} tokens; measured fp32 "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s"
+    )
     meter = common.Throughput(flops_per_step / tokens_per_step, peak)
     end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
     t_train, tokens_total = time.perf_counter(), 0
@@ -172,29 +216,37 @@ def main(argv=None):
         tokens_total += tokens_per_step
         if step % args.log_interval == 0 or step == end - 1:
             tps, mfu = meter.read()
-            print(f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tps:8.0f} tok/s"
-                  f" | MFU {100 * mfu:5.1f}%", flush=True)
+            print(
+                f"step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | {tps:8.0f} tok/s"
+                f" | MFU {100 * mfu:5.1f}%",
+                flush=True,
+            )
         if (step + 1) % args.eval_interval == 0 or step == args.steps - 1:
             val = evaluate_span(model, val_ids, args, np.random.default_rng(eval_seed), sentinels)
             report["val_losses"].append([step + 1, val])
             print(f"step {step + 1:5d} | val loss {val:.4f}", flush=True)
     elapsed = time.perf_counter() - t_train
-    if end > start:     # a resumed run that had nothing left to do keeps the earlier figures
+    if end > start:  # a resumed run that had nothing left to do keeps the earlier figures
         report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
         report["mfu"] = report["tokens_per_second"] * flops_per_step / tokens_per_step / peak
     common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
     if end == args.steps:
-        sample = span_sample(model, tok, val_ids, args, np.random.default_rng(args.seed + 4),
-                             sentinels)
+        sample = span_sample(
+            model, tok, val_ids, args, np.random.default_rng(args.seed + 4), sentinels
+        )
         report["sample"] = sample
         print("---- fill in the spans (greedy) ----")
-        print(f"input:     {sample['input']!r}\ntarget:    {sample['target']!r}\n"
-              f"generated: {sample['generated']!r}")
+        print(
+            f"input:     {sample['input']!r}\ntarget:    {sample['target']!r}\n"
+            f"generated: {sample['generated']!r}"
+        )
         if args.ft_steps > 0:
             report["seq2seq"] = signature_task(args, tok, model, pad_id, eos_id)
             report["exact_match"] = report["seq2seq"]["exact_match"]
-    report["time"] = {"wall_seconds": time.perf_counter() - t0,
-                      "cpu_seconds": time.process_time() - cpu0}
+    report["time"] = {
+        "wall_seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - cpu0,
+    }
     common.write_report(args.report, report)
     return report
 

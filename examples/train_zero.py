@@ -14,6 +14,7 @@ trains, rank 0 prints the loss, tokens/s and the simulated step time on a real G
 bytes each rank sent per step next to the paper's communication volume, a generated sample, and
 a sharded checkpoint (sim/checkpoint.py) that any number of ranks can load (`--resume`).
 """
+
 from __future__ import annotations
 
 import sim  # first: it sets the BLAS/numba thread counts before NumPy loads
@@ -53,23 +54,42 @@ def build_parser():
     g = p.add_argument_group("parallelism")
     g.add_argument("--stage", type=int, choices=(0, 1, 2, 3), default=3, help="0 = DDP")
     g.add_argument("--offload", choices=("none", "optimizer", "params"), default="none")
-    g.add_argument("--sharding-factor", type=int, default=None,
-                   help="shard within groups of F ranks, replicate across groups (default: all)")
+    g.add_argument(
+        "--sharding-factor",
+        type=int,
+        default=None,
+        help="shard within groups of F ranks, replicate across groups (default: all)",
+    )
     g.add_argument("--reshard-after-forward", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--prefetch", action="store_true", help="ZeRO-3: gather the next unit early")
     g.add_argument("--naive-ddp", action="store_true", help="stage 0: one all-reduce per parameter")
     g.add_argument("--bucket-mb", type=float, default=25.0, help="DDP bucket size")
     g.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation micro-steps")
-    g.add_argument("--device-memory", type=parse_bytes, default=None,
-                   help="simulated device capacity (e.g. 12MB); default: the profile's")
+    g.add_argument(
+        "--device-memory",
+        type=parse_bytes,
+        default=None,
+        help="simulated device capacity (e.g. 12MB); default: the profile's",
+    )
     g.add_argument("--profile", default="A100-80GB", help="cost-model GPU (sim/cost.py)")
-    g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="model precision: half formats train with fp32 master weights in the "
-                        "optimizer (ZeRO's K = 12 layout); float16 adds dynamic loss scaling")
-    g.add_argument("--backend", choices=("explicit", "mpi"), default=None,
-                   help="collectives: explicit point-to-point (default) or MPI's built-in")
-    g.add_argument("--compare", action="store_true",
-                   help="run DDP and every stage/offload for a few steps; print one table")
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="model precision: half formats train with fp32 master weights in the "
+        "optimizer (ZeRO's K = 12 layout); float16 adds dynamic loss scaling",
+    )
+    g.add_argument(
+        "--backend",
+        choices=("explicit", "mpi"),
+        default=None,
+        help="collectives: explicit point-to-point (default) or MPI's built-in",
+    )
+    g.add_argument(
+        "--compare",
+        action="store_true",
+        help="run DDP and every stage/offload for a few steps; print one table",
+    )
     g.add_argument("--compare-steps", type=int, default=3)
     g.add_argument("--checkpoint-dir", default=os.path.join("runs", "zero-ckpt"))
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
@@ -95,6 +115,7 @@ def main(argv=None, **defaults):
         from sim.launch import available_cores
         from tinyllm.accounting import measure_matmul_peak
         from tinyllm.runtime.threads import blas_threads
+
         with blas_threads(1):
             peak = measure_matmul_peak(np.float32, n=512, repeats=5) * available_cores()
     args.machine_peak = world.bcast_json(peak if world.rank == 0 else None)
@@ -106,37 +127,63 @@ def main(argv=None, **defaults):
         return rows
 
     model, cfg = zero_loop.build_model(args, tok.vocab_size)
-    strategy = zero_loop.make_strategy(model, world, args, args.stage, args.offload,
-                             args.reshard_after_forward, args.prefetch, args.sharding_factor)
-    label = zero_loop.strategy_label(args.stage, args.offload, args.reshard_after_forward, args.prefetch,
-                           args.sharding_factor, world, naive=args.naive_ddp)
+    strategy = zero_loop.make_strategy(
+        model,
+        world,
+        args,
+        args.stage,
+        args.offload,
+        args.reshard_after_forward,
+        args.prefetch,
+        args.sharding_factor,
+    )
+    label = zero_loop.strategy_label(
+        args.stage,
+        args.offload,
+        args.reshard_after_forward,
+        args.prefetch,
+        args.sharding_factor,
+        world,
+        naive=args.naive_ddp,
+    )
     if args.dtype != "float32":
         label += f" ({args.dtype})"
     data_rng = np.random.default_rng(args.seed)
     start = 0
-    report = {"world_size": world.size, "strategy": label, "params": strategy.n_params,
-              "config": cfg.to_dict(), "losses": [], "val_losses": []}
+    report = {
+        "world_size": world.size,
+        "strategy": label,
+        "params": strategy.n_params,
+        "config": cfg.to_dict(),
+        "losses": [],
+        "val_losses": [],
+    }
     if args.resume:
         index = load_sharded(strategy, args.checkpoint_dir)
         start = index["step"]
         data_rng.bit_generator.state = index["extra"]["data_rng"]
         report = index["extra"]["report"]
-        log(f"resumed from {args.checkpoint_dir} at step {start} (saved by "
-            f"{index['world_size']} ranks, {index['strategy']})")
-    log(f"{label} on {world.size} rank(s): GPT {cfg.n_layer}L/{cfg.n_embd}E, "
+        log(
+            f"resumed from {args.checkpoint_dir} at step {start} (saved by "
+            f"{index['world_size']} ranks, {index['strategy']})"
+        )
+    log(
+        f"{label} on {world.size} rank(s): GPT {cfg.n_layer}L/{cfg.n_embd}E, "
         f"Ψ = {strategy.n_params:,} parameters; global batch {args.batch_size} × "
         f"{args.block_size} tokens; simulated {args.profile}; first step after "
-        f"{time.perf_counter() - t0:.1f} s")
+        f"{time.perf_counter() - t0:.1f} s"
+    )
     end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
     t_train = time.perf_counter()
     step = start
     stats = {}
     while step < end:
         chunk_end = min(end, (step // args.eval_interval + 1) * args.eval_interval)
-        losses, chunk_stats = zero_loop.train_steps(strategy, world, args, train_ids, data_rng, step,
-                                          chunk_end, log=log)
+        losses, chunk_stats = zero_loop.train_steps(
+            strategy, world, args, train_ids, data_rng, step, chunk_end, log=log
+        )
         report["losses"] += losses
-        stats = chunk_stats[-1] if chunk_stats else stats   # the last *training* step
+        stats = chunk_stats[-1] if chunk_stats else stats  # the last *training* step
         step = chunk_end
         if step % args.eval_interval == 0 or step == args.steps:
             val = zero_loop.evaluate(strategy, world, args, val_ids, args.seed + 1)
@@ -150,40 +197,68 @@ def main(argv=None, **defaults):
     sent_per_rank = world.allgather_json(stats.get("bytes_sent", 0))
     theory = strategy.theory()
     theory_bytes = strategy.theory_comm_bytes(args.accum_steps)
-    layout = (f"{args.dtype} model + fp32 masters: K = 12" if strategy.precision.mixed
-              else "fp32 Adam: K = 8")
-    log(zero_loop.memory_table(per_rank, theory, f"memory per rank at peak ({label}, Ψ = "
-                                       f"{strategy.n_params:,}, {layout})"))
-    log("bytes per parameter on rank 0 beside the course notes' rule of thumb:\n"
-        + format_bytes_per_parameter(strategy.device, strategy.n_params))
-    log(f"bytes sent per rank in the last step: "
+    layout = (
+        f"{args.dtype} model + fp32 masters: K = 12"
+        if strategy.precision.mixed
+        else "fp32 Adam: K = 8"
+    )
+    log(
+        zero_loop.memory_table(
+            per_rank,
+            theory,
+            f"memory per rank at peak ({label}, Ψ = {strategy.n_params:,}, {layout})",
+        )
+    )
+    log(
+        "bytes per parameter on rank 0 beside the course notes' rule of thumb:\n"
+        + format_bytes_per_parameter(strategy.device, strategy.n_params)
+    )
+    log(
+        f"bytes sent per rank in the last step: "
         f"{[f'{b / 1e6:.3f} MB' for b in sent_per_rank]}; the paper's volume: "
-        f"{theory_bytes / 1e6:.3f} MB")
+        f"{theory_bytes / 1e6:.3f} MB"
+    )
     if trained:
-        log(f"simulated step on {args.profile}: {1e3 * stats['simulated_seconds']:.3f} ms "
+        log(
+            f"simulated step on {args.profile}: {1e3 * stats['simulated_seconds']:.3f} ms "
             f"(compute {1e3 * stats['timeline']['compute_seconds']:.3f} ms, communication "
             f"{1e3 * stats['timeline']['comm_seconds']:.3f} ms of which exposed "
             f"{1e3 * stats['timeline']['exposed_comm_seconds']:.3f} ms); this machine: "
-            f"{elapsed / trained:.3f} s/step wall")
+            f"{elapsed / trained:.3f} s/step wall"
+        )
     from tinyllm.accounting import palm_flops_per_token_for
+
     tokens_per_second = trained * args.batch_size * args.block_size / max(elapsed, 1e-9)
-    report.update({
-        "params": strategy.n_params,
-        "tokens_per_second": tokens_per_second,
-        "mfu": tokens_per_second * palm_flops_per_token_for(cfg, args.block_size) / args.machine_peak,
-        "machine_peak_flops": args.machine_peak,
-        "memory": {"per_rank": per_rank, "theory": theory},
-        "comm": {"bytes_per_step": sent_per_rank, "theory_bytes_per_step": theory_bytes},
-        "simulated": {"step_seconds": stats.get("simulated_seconds"), "profile": args.profile,
-                      "mfu": stats.get("simulated_mfu"), "timeline": stats.get("timeline")},
-    })
-    save_sharded(strategy, args.checkpoint_dir, end,
-                 extra={"data_rng": data_rng.bit_generator.state, "report": report})
+    report.update(
+        {
+            "params": strategy.n_params,
+            "tokens_per_second": tokens_per_second,
+            "mfu": tokens_per_second
+            * palm_flops_per_token_for(cfg, args.block_size)
+            / args.machine_peak,
+            "machine_peak_flops": args.machine_peak,
+            "memory": {"per_rank": per_rank, "theory": theory},
+            "comm": {"bytes_per_step": sent_per_rank, "theory_bytes_per_step": theory_bytes},
+            "simulated": {
+                "step_seconds": stats.get("simulated_seconds"),
+                "profile": args.profile,
+                "mfu": stats.get("simulated_mfu"),
+                "timeline": stats.get("timeline"),
+            },
+        }
+    )
+    save_sharded(
+        strategy,
+        args.checkpoint_dir,
+        end,
+        extra={"data_rng": data_rng.bit_generator.state, "report": report},
+    )
     log(f"sharded checkpoint saved to {args.checkpoint_dir}")
     if end == args.steps and args.sample_tokens > 0:
         prompt = np.array([tok.encode("def ")], dtype=np.int64)
-        out = model.generate(prompt, args.sample_tokens, do_sample=True, temperature=0.8,
-                             top_k=40, seed=args.seed)
+        out = model.generate(
+            prompt, args.sample_tokens, do_sample=True, temperature=0.8, top_k=40, seed=args.seed
+        )
         report["sample"] = tok.decode(out[0].tolist())
         log("---- sample ----\n" + report["sample"])
     if world.rank == 0:

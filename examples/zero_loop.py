@@ -7,6 +7,7 @@ of sim/zero.py, sim/zero3.py, sim/offload.py), draws the same global batch and t
 1/N of it (`local_batch`, `train_steps`). The loop is the one sim/strategy.py documents — the
 same for every strategy. Not a script of its own; the scripts beside it import it.
 """
+
 from __future__ import annotations
 
 import common
@@ -24,14 +25,19 @@ from tinyllm.precision import GradScaler
 STAGE_NAMES = {0: "DDP", 1: "ZeRO-1", 2: "ZeRO-2", 3: "ZeRO-3"}
 
 
-
-def make_strategy(model, world, args, stage, offload="none", reshard=True, prefetch=False,
-                  factor=None):
+def make_strategy(
+    model, world, args, stage, offload="none", reshard=True, prefetch=False, factor=None
+):
     """The flags' strategy: DDP for stage 0, else the ZeRO rung of sim/zero.py and
     sim/offload.py (options only where the stage has them: ZeRO-3's reshard and prefetch)."""
 
-    common = dict(lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay,
-                  device_memory=args.device_memory, profile=args.profile)
+    common = dict(
+        lr=args.lr,
+        betas=(0.9, 0.95),
+        weight_decay=args.weight_decay,
+        device_memory=args.device_memory,
+        profile=args.profile,
+    )
     if args.dtype == "float16":
         common["loss_scaler"] = GradScaler()
     if stage == 0:
@@ -47,13 +53,16 @@ def make_strategy(model, world, args, stage, offload="none", reshard=True, prefe
     if stage == 3:
         common.update(reshard_after_forward=reshard, prefetch=prefetch)
     elif prefetch or not reshard:
-        raise SystemExit("--prefetch and --no-reshard-after-forward need --stage 3: only ZeRO-3 "
-                         "gathers and frees parameters")
+        raise SystemExit(
+            "--prefetch and --no-reshard-after-forward need --stage 3: only ZeRO-3 "
+            "gathers and frees parameters"
+        )
     return cls(model, world, sharding_factor=factor, **common)
 
 
-def strategy_label(stage, offload="none", reshard=True, prefetch=False, factor=None, world=None,
-                   naive=False):
+def strategy_label(
+    stage, offload="none", reshard=True, prefetch=False, factor=None, world=None, naive=False
+):
     label = "naive DDP" if stage == 0 and naive else STAGE_NAMES[stage]
     if offload != "none":
         label += f" + offload {offload}"
@@ -69,14 +78,16 @@ def strategy_label(stage, offload="none", reshard=True, prefetch=False, factor=N
 def local_batch(x, world):
     """Rank r's rows of the global batch (the global batch must divide by the world size)."""
     b = x.shape[0] // world.size
-    return x[world.rank * b:(world.rank + 1) * b]
+    return x[world.rank * b : (world.rank + 1) * b]
 
 
 def train_steps(strategy, world, args, train_ids, data_rng, start, end, log=None, report=None):
     """The training loop — the same for every strategy."""
     if args.batch_size % (world.size * args.accum_steps):
-        raise SystemExit(f"--batch-size {args.batch_size} must divide by world size × "
-                         f"accum steps = {world.size * args.accum_steps}")
+        raise SystemExit(
+            f"--batch-size {args.batch_size} must divide by world size × "
+            f"accum steps = {world.size * args.accum_steps}"
+        )
     losses, all_stats = [], []
     flops_per_token = palm_flops_per_token_for(strategy.model.config, args.block_size)
     meter = common.Throughput(flops_per_token, getattr(args, "machine_peak", None))
@@ -92,7 +103,7 @@ def train_steps(strategy, world, args, train_ids, data_rng, start, end, log=None
         local = 0.0
         for a in range(args.accum_steps):
             with strategy.no_sync(a < args.accum_steps - 1):
-                _, loss = strategy(x[a * mb:(a + 1) * mb], y[a * mb:(a + 1) * mb])
+                _, loss = strategy(x[a * mb : (a + 1) * mb], y[a * mb : (a + 1) * mb])
                 strategy.backward(loss * (1.0 / args.accum_steps))
             local += loss.item() / args.accum_steps
         strategy.clip_grad_norm_(args.grad_clip)
@@ -105,15 +116,18 @@ def train_steps(strategy, world, args, train_ids, data_rng, start, end, log=None
         meter.add(args.batch_size * args.block_size)
         # MFU (PaLM appendix B): model FLOPs / time / peak — here on this machine (all ranks
         # share its cores) and in simulation (one rank's FLOPs on one simulated GPU).
-        stats["simulated_mfu"] = (tokens_per_rank * flops_per_token
-                                  / max(stats["simulated_seconds"], 1e-30) / gpu_peak)
+        stats["simulated_mfu"] = (
+            tokens_per_rank * flops_per_token / max(stats["simulated_seconds"], 1e-30) / gpu_peak
+        )
         if log and (step % args.log_interval == 0 or step == end - 1):
             tps, mfu = meter.read()
             mfu_text = f"MFU {100 * mfu:4.1f}% | " if mfu is not None else ""
-            log(f"step {step:4d} | loss {global_loss:.4f} | lr {lr:.2e} | {tps:7.0f} tok/s | "
+            log(
+                f"step {step:4d} | loss {global_loss:.4f} | lr {lr:.2e} | {tps:7.0f} tok/s | "
                 f"{mfu_text}simulated {1e3 * stats['simulated_seconds']:.3f} ms/step on "
                 f"{args.profile} (MFU {100 * stats['simulated_mfu']:.1f}%) | "
-                f"sent {stats['bytes_sent'] / 1e6:.2f} MB")
+                f"sent {stats['bytes_sent'] / 1e6:.2f} MB"
+            )
     return losses, all_stats
 
 
@@ -136,15 +150,23 @@ def memory_table(per_rank, theory, title):
     lines = [title, f"  {'rank':<6}" + "".join(f"{k:>18}" for k in keys)]
     for r, m in enumerate(per_rank):
         lines.append(f"  {r:<6}" + "".join(f"{m[k] / mb:>15.3f} MB" for k in keys))
-    lines.append(f"  {'theory':<6}" + "".join(
-        f"{theory[k] / mb:>15.3f} MB" if k in theory else f"{'—':>18}" for k in keys))
+    lines.append(
+        f"  {'theory':<6}"
+        + "".join(f"{theory[k] / mb:>15.3f} MB" if k in theory else f"{'—':>18}" for k in keys)
+    )
     return "\n".join(lines)
 
 
 def build_model(args, vocab_size):
     tinyllm.manual_seed(args.seed)
-    cfg = GPTConfig(block_size=args.block_size, vocab_size=vocab_size, n_layer=args.n_layer,
-                    n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
+    cfg = GPTConfig(
+        block_size=args.block_size,
+        vocab_size=vocab_size,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        dropout=args.dropout,
+    )
     model = GPT(cfg)
     if args.dtype != "float32":
         model.to(getattr(tinyllm, args.dtype))
@@ -157,10 +179,16 @@ def memory_bars(rows, width=50):
     if not ok:
         return ""
     top = max(r["memory"]["peak"] for r in ok) or 1
-    marks = {"parameters": "P", "gradients": "G", "optimizer_states": "O", "activations": "A",
-             "buffers": "b"}
-    lines = ["peak device memory per rank (P params, G grads, O optimizer, A activations, "
-             "b buffers):"]
+    marks = {
+        "parameters": "P",
+        "gradients": "G",
+        "optimizer_states": "O",
+        "activations": "A",
+        "buffers": "b",
+    }
+    lines = [
+        "peak device memory per rank (P params, G grads, O optimizer, A activations, b buffers):"
+    ]
     for r in ok:
         m = r["memory"]
         bar = "".join(ch * int(round(width * m[k] / top)) for k, ch in marks.items())

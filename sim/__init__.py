@@ -30,6 +30,7 @@ can be read and measured. The modules, in reading order:
 A script starts with `world = sim.init()` and runs the same under `python script.py` (world size
 1) and `mpirun -n 4 python script.py`.
 """
+
 # Thread variables must be set before NumPy loads BLAS: this comes before every other import.
 from sim.launch import set_thread_env_defaults as _set_thread_env_defaults
 
@@ -56,8 +57,25 @@ from sim.device import (  # noqa: E402
 from sim.launch import init, world  # noqa: E402
 
 __all__ = [
-    "init", "world", "Communicator", "CommRecord", "CommStats", "CollectiveMismatchError",
-    "CollectiveTimeoutError", "Device", "Host", "MemoryLedger", "OutOfMemoryError", "TAGS",
-    "ActivationTracker", "bytes_per_parameter", "format_bytes_per_parameter", "Link",
-    "HardwareProfile", "PROFILES", "get_profile", "Timeline", "Event",
+    "init",
+    "world",
+    "Communicator",
+    "CommRecord",
+    "CommStats",
+    "CollectiveMismatchError",
+    "CollectiveTimeoutError",
+    "Device",
+    "Host",
+    "MemoryLedger",
+    "OutOfMemoryError",
+    "TAGS",
+    "ActivationTracker",
+    "bytes_per_parameter",
+    "format_bytes_per_parameter",
+    "Link",
+    "HardwareProfile",
+    "PROFILES",
+    "get_profile",
+    "Timeline",
+    "Event",
 ]

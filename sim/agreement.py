@@ -11,11 +11,21 @@ and one MPI all-reduce of (sig, −sig) with MAX yields the element-wise max and
 means everyone agrees. Otherwise the ranks gather all signatures and raise
 `CollectiveMismatchError` with `mismatch_table`, which names what each rank called.
 
+The cost is one extra small-message exchange per collective, not counted in the stats (a
+simulated GPU would not pay it): about the time of a tiny collective itself, negligible for large
+buffers (benchmarks/collectives.py measures both modes). While waiting there (`wait_for`), a
+rank gives up after a timeout with `CollectiveTimeoutError`: a rank that never arrives (it left
+the loop early, or is stuck) then ends the job instead of hanging it. What cannot be detected:
+mismatched point-to-point `send`/`recv` pairs, and everything with checks off.
+
 Before that, each rank checks its own arguments (`flat_buffer`, `chunk_problem`,
 `root_problem`); a problem found there is part of the signature, so every rank raises — not
 only the one with the bad buffer, which would leave the others waiting.
 """
+
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -23,12 +33,20 @@ from sim.collectives import REDUCE_OPS, chunk_sizes, is_bf16
 
 # Dtypes a collective can move: floats, and integers for token ids, int8 weights and the
 # uint16 bit patterns tinyllm uses for bf16 (NumPy has no bfloat16). Only floats are reduced.
-DTYPE_CODES = {np.dtype(t): code for code, t in enumerate(
-    (np.float16, np.float32, np.float64, np.int8, np.uint8, np.uint16, np.int32, np.int64),
-    start=1)}
+DTYPE_CODES = {
+    np.dtype(t): code
+    for code, t in enumerate(
+        (np.float16, np.float32, np.float64, np.int8, np.uint8, np.uint16, np.int32, np.int64),
+        start=1,
+    )
+}
 REDUCIBLE = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-OP_CODES = {name: code for code, name in enumerate(
-    ("broadcast", "reduce", "reduce_scatter", "all_gather", "all_reduce"), start=1)}
+OP_CODES = {
+    name: code
+    for code, name in enumerate(
+        ("broadcast", "reduce", "reduce_scatter", "all_gather", "all_reduce"), start=1
+    )
+}
 REDUCE_OP_CODES = {"": 0, "sum": 1, "avg": 2}
 
 
@@ -45,13 +63,18 @@ def mismatch_table(everyone: list[dict], world_ranks) -> str:
     names = {code: name for name, code in OP_CODES.items()}
     dtypes = {code: str(dt) for dt, code in DTYPE_CODES.items()}
     ops = {code: name for name, code in REDUCE_OP_CODES.items()}
-    lines = [f"ranks {list(world_ranks)} (world ranks) did not enter the same collective "
-             f"with the same arguments:"]
+    lines = [
+        f"ranks {list(world_ranks)} (world ranks) did not enter the same collective "
+        f"with the same arguments:"
+    ]
     for r, entry in enumerate(everyone):
         seq, op, count, dt, root, rop, ok = entry["sig"]
-        line = (f"  rank {r}: call #{seq} {names[op]}(count={count}, dtype={dtypes[dt]}"
-                + (f", root={root}" if root >= 0 else "") + (f", op={ops[rop]}" if rop else "")
-                + ")")
+        line = (
+            f"  rank {r}: call #{seq} {names[op]}(count={count}, dtype={dtypes[dt]}"
+            + (f", root={root}" if root >= 0 else "")
+            + (f", op={ops[rop]}" if rop else "")
+            + ")"
+        )
         if entry["problem"]:
             line += f" — invalid here: {entry['problem']}"
         lines.append(line)
@@ -61,38 +84,92 @@ def mismatch_table(everyone: list[dict], world_ranks) -> str:
 def flat_buffer(arr, what: str, writeable: bool = False, reduce_op: str | None = None):
     """Check a buffer argument and return it as a flat view (collectives work on flat data)."""
     if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{what}: expected a NumPy array, got {type(arr).__name__} "
-                        f"(pass tensor.data for a Tensor)")
+        raise TypeError(
+            f"{what}: expected a NumPy array, got {type(arr).__name__} "
+            f"(pass tensor.data for a Tensor)"
+        )
     if not arr.flags.c_contiguous:
-        raise ValueError(f"{what}: the buffer of shape {arr.shape} is not C-contiguous; "
-                         f"collectives send memory as it is (np.ascontiguousarray first)")
+        raise ValueError(
+            f"{what}: the buffer of shape {arr.shape} is not C-contiguous; "
+            f"collectives send memory as it is (np.ascontiguousarray first)"
+        )
     if writeable and not arr.flags.writeable:
         raise ValueError(f"{what}: the buffer of shape {arr.shape} is read-only")
     if arr.dtype not in DTYPE_CODES:
-        raise TypeError(f"{what}: dtype {arr.dtype} is not supported "
-                        f"(supported: {', '.join(str(d) for d in DTYPE_CODES)})")
+        raise TypeError(
+            f"{what}: dtype {arr.dtype} is not supported "
+            f"(supported: {', '.join(str(d) for d in DTYPE_CODES)})"
+        )
     if reduce_op is not None:
         if reduce_op not in REDUCE_OPS:
-            raise ValueError(f"{what}: unknown reduction op {reduce_op!r}; "
-                             f"expected one of {REDUCE_OPS}")
+            raise ValueError(
+                f"{what}: unknown reduction op {reduce_op!r}; expected one of {REDUCE_OPS}"
+            )
         if arr.dtype not in REDUCIBLE and not is_bf16(arr.dtype):
-            raise TypeError(f"{what}: reductions need float16, float32, float64 or tinyllm's "
-                            f"bfloat16, got {arr.dtype} (untagged uint16 bit patterns cannot "
-                            f"be summed as integers)")
+            raise TypeError(
+                f"{what}: reductions need float16, float32, float64 or tinyllm's "
+                f"bfloat16, got {arr.dtype} (untagged uint16 bit patterns cannot "
+                f"be summed as integers)"
+            )
     return arr.reshape(-1)
 
-def chunk_problem(which: str, chunk: np.ndarray, full: np.ndarray, rank: int,
-                  size: int) -> str | None:
+
+def chunk_problem(
+    which: str, chunk: np.ndarray, full: np.ndarray, rank: int, size: int
+) -> str | None:
     """None if `chunk` is this rank's share of the flat `full` buffer, else what is wrong."""
     want = chunk_sizes(full.size, size)
     if chunk.size == want[rank] and chunk.dtype == full.dtype:
         return None
-    return (f"{which} buffer has {chunk.size} × {chunk.dtype} but rank {rank}'s chunk of "
-            f"{full.size} × {full.dtype} over {size} ranks has {want[rank]} "
-            f"elements (chunk sizes {want})")
+    return (
+        f"{which} buffer has {chunk.size} × {chunk.dtype} but rank {rank}'s chunk of "
+        f"{full.size} × {full.dtype} over {size} ranks has {want[rank]} "
+        f"elements (chunk sizes {want})"
+    )
+
 
 def root_problem(root: int, size: int) -> str | None:
     """None if `root` is a rank of a communicator of `size` ranks, else what is wrong."""
     if not 0 <= root < size:
         return f"root {root} is not a rank of this communicator of {size} ranks"
     return None
+
+
+def signature(seq, op, count, dtype, root=-1, reduce_op="", valid=True) -> np.ndarray:
+    """The seven integers one rank contributes for one collective call."""
+    codes = [
+        seq,
+        OP_CODES[op],
+        count,
+        DTYPE_CODES[np.dtype(dtype)],
+        root,
+        REDUCE_OP_CODES[reduce_op],
+    ]
+    return np.array(codes + [valid], dtype=np.int64)
+
+
+def everyone_agrees(both: np.ndarray) -> bool:
+    """After the MAX all-reduce of (sig, −sig): max == min everywhere, and every buffer valid."""
+    n = both.size // 2
+    return bool(np.array_equal(both[:n], -both[n:]) and both[n - 1])
+
+
+def wait_for(request, timeout: float, what: str, who: str) -> None:
+    """Wait for a non-blocking MPI request, but give up after `timeout` seconds.
+
+    Poll without pausing for the first ~200 µs (the common case: the others are already there),
+    then sleep between polls, up to 1 ms, so that a waiting rank leaves the CPU to ranks still
+    computing on the same cores.
+    """
+    start = time.monotonic()
+    pause = 0.0
+    while not request.Test():
+        waited = time.monotonic() - start
+        if waited > timeout:
+            raise CollectiveTimeoutError(
+                f"{who} waited {timeout:g} s for the other ranks to enter {what}; some rank took "
+                f"another code path, left early, or is stuck (SIM_TIMEOUT sets the limit)"
+            )
+        if waited > 2e-4:
+            time.sleep(pause)
+            pause = min(2 * pause + 1e-5, 1e-3)

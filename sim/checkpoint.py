@@ -18,9 +18,11 @@ strategy with any world size, stage or sharding factor then takes its own shards
 (`Strategy.load_full_state`), and `load_into_model` puts it into a plain model and AdamW for a
 single process. Of a strategy, this module uses only the checkpoint protocol that
 sim/strategy.py declares — `writes_checkpoint`, `shard_state`, `load_full_state` — besides its
-`world`, `name` and `named_params`. Nothing here needs the ranks to share a machine: only the checkpoint directory
-must be reachable by all of them. Files are NumPy archives read with allow_pickle=False.
+`world`, `name` and `named_params`. Nothing here needs the ranks to share a machine: only the
+checkpoint directory must be reachable by all of them. Files are NumPy archives read with
+allow_pickle=False.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +52,7 @@ def save_sharded(strategy, directory: str, step: int, extra: dict | None = None)
         os.makedirs(directory, exist_ok=True)
         stale = os.path.join(directory, INDEX)
         if os.path.exists(stale):
-            os.unlink(stale)       # the old index must not describe the new shards
+            os.unlink(stale)  # the old index must not describe the new shards
     world.barrier()
     if strategy.writes_checkpoint():
         arrays, layouts = {}, {}
@@ -59,17 +61,32 @@ def save_sharded(strategy, directory: str, step: int, extra: dict | None = None)
             arrays[f"{g.name}/exp_avg"] = g.exp_avg
             arrays[f"{g.name}/exp_avg_sq"] = g.exp_avg_sq
             layouts[g.name] = g.layout.describe()
-        save_arrays(os.path.join(directory, shard_file(shard_index, n_shards)), arrays,
-                    {"format": FORMAT, "shard": shard_index, "n_shards": n_shards,
-                     "layouts": layouts, "step": int(step)})
+        save_arrays(
+            os.path.join(directory, shard_file(shard_index, n_shards)),
+            arrays,
+            {
+                "format": FORMAT,
+                "shard": shard_index,
+                "n_shards": n_shards,
+                "layouts": layouts,
+                "step": int(step),
+            },
+        )
     world.barrier()
     if world.rank == 0:
-        index = {"format": FORMAT, "step": int(step), "n_shards": n_shards,
-                 "files": [shard_file(i, n_shards) for i in range(n_shards)],
-                 "strategy": strategy.name, "world_size": world.size,
-                 "groups": [g.name for g in groups], "extra": extra or {}}
-        atomic_write_bytes(os.path.join(directory, INDEX),
-                            (json.dumps(index, indent=1) + "\n").encode())
+        index = {
+            "format": FORMAT,
+            "step": int(step),
+            "n_shards": n_shards,
+            "files": [shard_file(i, n_shards) for i in range(n_shards)],
+            "strategy": strategy.name,
+            "world_size": world.size,
+            "groups": [g.name for g in groups],
+            "extra": extra or {},
+        }
+        atomic_write_bytes(
+            os.path.join(directory, INDEX), (json.dumps(index, indent=1) + "\n").encode()
+        )
     world.barrier()
 
 
@@ -94,8 +111,10 @@ def consolidate(directory: str) -> tuple[dict, dict, dict, dict]:
     for i, fname in enumerate(index["files"]):
         arrays, meta = load_arrays(os.path.join(directory, fname))
         if meta.get("shard") != i or meta.get("n_shards") != index["n_shards"]:
-            raise CheckpointError(f"{directory}/{fname}: holds shard {meta.get('shard')} of "
-                                  f"{meta.get('n_shards')}, expected {i} of {index['n_shards']}")
+            raise CheckpointError(
+                f"{directory}/{fname}: holds shard {meta.get('shard')} of "
+                f"{meta.get('n_shards')}, expected {i} of {index['n_shards']}"
+            )
         shards.append((arrays, meta))
     params, exp_avg, exp_avg_sq = {}, {}, {}
     for name in index["groups"]:
@@ -109,8 +128,10 @@ def consolidate(directory: str) -> tuple[dict, dict, dict, dict]:
             except KeyError:
                 raise CheckpointError(f"{directory}: a shard lacks {name}/{kind}") from None
             if flat.size != layout.padded:
-                raise CheckpointError(f"{directory}: {name}/{kind} has {flat.size} elements "
-                                      f"over all shards, layout says {layout.padded}")
+                raise CheckpointError(
+                    f"{directory}: {name}/{kind} has {flat.size} elements "
+                    f"over all shards, layout says {layout.padded}"
+                )
             for pname, view in zip(layout.names, layout.views(flat)):
                 out[pname] = np.array(view)
     return params, exp_avg, exp_avg_sq, index
@@ -123,8 +144,9 @@ def load_sharded(strategy, directory: str) -> dict:
     missing = [n for n in names if n not in params]
     unexpected = [n for n in params if n not in set(names)]
     if missing or unexpected:
-        raise CheckpointError(f"{directory}: does not fit the model — missing {missing}, "
-                              f"unexpected {unexpected}")
+        raise CheckpointError(
+            f"{directory}: does not fit the model — missing {missing}, unexpected {unexpected}"
+        )
     strategy.load_full_state(params, m, v, index["step"])
     return index
 
@@ -138,12 +160,15 @@ def load_into_model(directory: str, model, optimizer=None) -> dict:
         raise CheckpointError(f"{directory}: no values for {missing}")
     for name, p in named.items():
         if p.shape != params[name].shape:
-            raise CheckpointError(f"{directory}: {name} has shape {params[name].shape}, model "
-                                  f"has {p.shape}")
+            raise CheckpointError(
+                f"{directory}: {name} has shape {params[name].shape}, model has {p.shape}"
+            )
         p.data[...] = params[name]
     if optimizer is not None:
         for name, p in named.items():
-            optimizer.state[id(p)] = {"step": index["step"],
-                                      "exp_avg": m[name].astype(p.dtype),
-                                      "exp_avg_sq": v[name].astype(p.dtype)}
+            optimizer.state[id(p)] = {
+                "step": index["step"],
+                "exp_avg": m[name].astype(p.dtype),
+                "exp_avg_sq": v[name].astype(p.dtype),
+            }
     return index

@@ -36,10 +36,12 @@ chunks — its shards — are equal and each rank sends exactly (n−1)/n · S.
 Ops: "sum", and "avg" (the sum divided by n after the reduction, how data parallelism averages
 gradients), on float16/32/64 and on tinyllm's bf16 (uint16 bit patterns tagged as bfloat16,
 added in float32 and rounded back); each partial sum is rounded to the buffer's format at every
-step, as NCCL does. Collectives that only move data take integer dtypes too. The explicit functions take a `sim.comm.Communicator` and move data only through its
-`_sendrecv` / `_send` / `_recv`, which count every byte; the `mpi_*` functions beside them call
-MPI's built-in collective, which is faster but hides its algorithm.
+step, as NCCL does. Collectives that only move data take integer dtypes too. The explicit functions
+take a `sim.comm.Communicator` and move data only through its `_sendrecv` / `_send` / `_recv`, which
+count every byte; the `mpi_*` functions beside them call MPI's built-in collective, which is faster
+but hides its algorithm.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,6 +53,7 @@ REDUCE_OPS = ("sum", "avg")
 
 
 # ---- adding in a buffer's own format ----------------------------------------------------------
+
 
 def is_bf16(dtype) -> bool:
     """tinyllm's bf16 storage: uint16 bit patterns whose dtype carries a tinyllm tag."""
@@ -76,6 +79,7 @@ def divide(buf: np.ndarray, n: int) -> None:
 
 # ---- how a buffer is cut and how the ranks are wired ------------------------------------------
 
+
 def chunk_sizes(count: int, n: int) -> list[int]:
     """Elements in each of the n chunks of a `count`-element buffer (numpy.array_split's rule)."""
     base, extra = divmod(count, n)
@@ -99,7 +103,7 @@ def padded_count(count: int, n: int) -> int:
 def chunk_views(buf: np.ndarray, n: int) -> list[np.ndarray]:
     """The n chunks of a flat buffer as views (writing to a chunk writes to `buf`)."""
     bounds = chunk_offsets(buf.size, n)
-    return [buf[bounds[c]:bounds[c + 1]] for c in range(n)]
+    return [buf[bounds[c] : bounds[c + 1]] for c in range(n)]
 
 
 def binomial_tree(v: int, n: int) -> tuple[int | None, list[int]]:
@@ -127,6 +131,7 @@ def binomial_tree(v: int, n: int) -> tuple[int | None, list[int]]:
 
 # ---- ring reduce-scatter, all-gather, all-reduce ----------------------------------------------
 
+
 def ring_reduce_scatter(comm, chunks: list[np.ndarray], out: np.ndarray, op: str) -> None:
     """Reduce the n `chunks` (this rank's contribution) around the ring; chunk `rank` → `out`.
 
@@ -143,7 +148,7 @@ def ring_reduce_scatter(comm, chunks: list[np.ndarray], out: np.ndarray, op: str
     outgoing = chunks[(r - 1) % n]  # step 0: our own copy of chunk r−1 starts its journey
     for step in range(n - 1):
         c = (r - step - 2) % n  # the chunk whose partial sum arrives from the left now
-        incoming = scratch[step % 2][:chunks[c].size]
+        incoming = scratch[step % 2][: chunks[c].size]
         comm._sendrecv(outgoing, right, incoming, left, f"step {step + 1}/{n - 1}")
         add_into(incoming, chunks[c])  # add this rank's contribution
         outgoing = incoming  # ...and pass it on next step
@@ -157,8 +162,13 @@ def ring_all_gather(comm, chunks: list[np.ndarray]) -> None:
     n, r = comm.size, comm.rank
     right, left = (r + 1) % n, (r - 1) % n
     for step in range(n - 1):
-        comm._sendrecv(chunks[(r - step) % n], right, chunks[(r - step - 1) % n], left,
-                       f"step {step + 1}/{n - 1}")
+        comm._sendrecv(
+            chunks[(r - step) % n],
+            right,
+            chunks[(r - step - 1) % n],
+            left,
+            f"step {step + 1}/{n - 1}",
+        )
 
 
 def ring_all_reduce(comm, buf: np.ndarray, op: str) -> None:
@@ -179,6 +189,7 @@ def explicit_all_gather(comm, send: np.ndarray, recv: np.ndarray) -> None:
 
 
 # ---- binomial-tree broadcast and reduce -------------------------------------------------------
+
 
 def tree_broadcast(comm, buf: np.ndarray, root: int) -> None:
     """Broadcast `buf` from `root`: receive from the parent, then forward to each child."""
@@ -212,16 +223,19 @@ def tree_reduce(comm, buf: np.ndarray, root: int, op: str) -> None:
 
 # ---- the same collectives by MPI's built-in implementations -----------------------------------
 
+
 def _through_float32(fn):
     """MPI has no bf16: reduce bf16 buffers as float32 values and round the result back."""
+
     def wrapper(mpi_comm, *args):
         arrays = [a for a in args if isinstance(a, np.ndarray)]
         if not is_bf16(arrays[-1].dtype):
             return fn(mpi_comm, *args)
         wide = [to_float32(a).copy() if isinstance(a, np.ndarray) else a for a in args]
         fn(mpi_comm, *wide)
-        result = [w for w in wide if isinstance(w, np.ndarray)][-1]   # the output buffer
+        result = [w for w in wide if isinstance(w, np.ndarray)][-1]  # the output buffer
         to_storage(result, "bfloat16", out=arrays[-1])
+
     return wrapper
 
 
@@ -239,8 +253,9 @@ def mpi_reduce_scatter(mpi_comm, send, recv, op):
     if send.size % mpi_comm.size == 0:
         mpi_comm.Reduce_scatter_block(send, recv, op=MPI.SUM)
     else:
-        mpi_comm.Reduce_scatter(send, recv, recvcounts=chunk_sizes(send.size, mpi_comm.size),
-                                op=MPI.SUM)
+        mpi_comm.Reduce_scatter(
+            send, recv, recvcounts=chunk_sizes(send.size, mpi_comm.size), op=MPI.SUM
+        )
     if op == "avg":
         recv /= mpi_comm.size
 
@@ -268,6 +283,7 @@ def mpi_reduce(mpi_comm, buf, root, op):
 
 # ---- what each algorithm sends: used to count the MPI backend's traffic -----------------------
 
+
 def ring_volume(op: str, count: int, itemsize: int, rank: int, n: int) -> dict:
     """Bytes and messages that rank `rank` sends and receives in the ring version of `op`.
 
@@ -276,15 +292,22 @@ def ring_volume(op: str, count: int, itemsize: int, rank: int, n: int) -> dict:
     chunks that is (n−1)/n · S each way, per phase.
     """
     sizes = chunk_sizes(count, n)
-    phases = {"reduce_scatter": [(rank, rank - 1)], "all_gather": [(rank + 1, rank)],
-              "all_reduce": [(rank, rank - 1), (rank + 1, rank)]}[op]
+    phases = {
+        "reduce_scatter": [(rank, rank - 1)],
+        "all_gather": [(rank + 1, rank)],
+        "all_reduce": [(rank, rank - 1), (rank + 1, rank)],
+    }[op]
     sent = recv = 0
     for skip_sent, skip_recv in phases:
         sent += count - sizes[skip_sent % n]
         recv += count - sizes[skip_recv % n]
     messages = len(phases) * (n - 1)
-    return {"bytes_sent": sent * itemsize, "bytes_recv": recv * itemsize,
-            "messages_sent": messages, "messages_recv": messages}
+    return {
+        "bytes_sent": sent * itemsize,
+        "bytes_recv": recv * itemsize,
+        "messages_sent": messages,
+        "messages_recv": messages,
+    }
 
 
 def tree_volume(op: str, nbytes: int, rank: int, root: int, n: int) -> dict:
@@ -295,5 +318,9 @@ def tree_volume(op: str, nbytes: int, rank: int, root: int, n: int) -> dict:
         msgs_in, msgs_out = to_parent, len(children)
     else:  # reduce: up the tree
         msgs_in, msgs_out = len(children), to_parent
-    return {"bytes_sent": msgs_out * nbytes, "bytes_recv": msgs_in * nbytes,
-            "messages_sent": msgs_out, "messages_recv": msgs_in}
+    return {
+        "bytes_sent": msgs_out * nbytes,
+        "bytes_recv": msgs_in * nbytes,
+        "messages_sent": msgs_out,
+        "messages_recv": msgs_in,
+    }

@@ -11,34 +11,20 @@ A `Communicator` is a group of n ranks, numbered 0 … n−1, over an MPI commun
   sharding (ranks with the same color form a new communicator, ordered by key);
 * `barrier`, `print0` (print on rank 0 only), and `gather_json` / `bcast_json` for reports.
 
-Counting (sim/traffic.py). Every collective returns a `CommRecord`: bytes and messages this rank sent and received.
-`comm.stats` accumulates them per collective (`stats.by_op`, `stats.total`) until
-`stats.reset()` — call it once per training step. A sub-communicator's traffic is also added to
-its parent's stats, so the world communicator's stats hold everything the rank did. With the
-"explicit" backend the counts are the real messages; with the "mpi" backend MPI hides its
-algorithm (it switches between trees, rings and recursive halving by size), so the traffic is
-*counted as the explicit algorithm would send it*: the ring volume for reduce-scatter, all-gather
-and all-reduce, the binomial-tree volume for broadcast and reduce. Both backends therefore
-report the same numbers, and the numbers are the textbook volumes.
+Counting (sim/traffic.py): every collective returns a `CommRecord` of what this rank sent and
+received, and `comm.stats` accumulates them until `stats.reset()`; with the "mpi" backend the
+traffic is counted as the explicit algorithm would send it, so both report the textbook volumes.
 
-Safety (the signature and the mismatch table are in sim/agreement.py). In checked mode (the default; `SIM_CHECKED=0` turns it off) every collective first
-makes sure all ranks entered the same call: each rank contributes the signature
-(call number, collective, element count, dtype, root, reduction op, "my buffers are valid") to
-one non-blocking MPI all-reduce of 2×7 int64 (max and −min). Equal max and min means everyone
-agrees; otherwise every rank gathers all signatures and raises `CollectiveMismatchError` with a
-table, so the mistake is named instead of corrupting data or deadlocking in the middle of a
-ring. The cost is one extra small-message exchange per collective, not counted in the stats
-(a simulated GPU would not pay it): about the time of a tiny collective itself, negligible for
-large buffers (benchmarks/collectives.py measures both modes). While waiting there, a rank
-gives up after `timeout` seconds (`SIM_TIMEOUT`, default 300) with `CollectiveTimeoutError`: a
-rank that never arrives (it left the loop early, or is stuck) then ends the job instead of
-hanging it. What cannot be detected: mismatched point-to-point `send`/`recv` pairs, and
-everything with checks off.
+Safety (sim/agreement.py): in checked mode (the default; `SIM_CHECKED=0` turns it off) every
+collective first makes sure all ranks entered the same call, and a rank that waits longer than
+`timeout` seconds (`SIM_TIMEOUT`, default 300) ends the job with `CollectiveTimeoutError`
+instead of hanging it.
 
 Verbose mode (`SIM_VERBOSE=1` or `verbose=True`) prints every message to stderr:
 
     [sim 1 | 1/4] all_reduce#3 step 2/3: send 1024 B → 2, recv 1024 B ← 0
 """
+
 from __future__ import annotations
 
 import json
@@ -51,15 +37,15 @@ from mpi4py import MPI
 
 from sim import collectives as algo
 from sim.agreement import (
-    DTYPE_CODES,
-    OP_CODES,
-    REDUCE_OP_CODES,
     CollectiveMismatchError,
-    CollectiveTimeoutError,
+    CollectiveTimeoutError,  # noqa: F401  (re-exported)
     chunk_problem,
+    everyone_agrees,
     flat_buffer,
     mismatch_table,
     root_problem,
+    signature,
+    wait_for,
 )
 from sim.traffic import CommRecord, CommStats, Traffic  # noqa: F401  (re-exported)
 
@@ -72,20 +58,32 @@ def _env_flag(name: str, default: bool) -> bool:
 
 # ---- the communicator -------------------------------------------------------------------------
 
+
 class Communicator:
     """A group of ranks over an mpi4py communicator (default: all ranks, MPI.COMM_WORLD)."""
 
-    def __init__(self, mpi_comm=None, *, backend: str | None = None, checked: bool | None = None,
-                 verbose: bool | None = None, timeout: float | None = None,
-                 parent_stats: CommStats | None = None):
+    def __init__(
+        self,
+        mpi_comm=None,
+        *,
+        backend: str | None = None,
+        checked: bool | None = None,
+        verbose: bool | None = None,
+        timeout: float | None = None,
+        parent_stats: CommStats | None = None,
+    ):
         self.mpi = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
         # Collectives run on a duplicate, so their messages never match a user's send/recv.
         self._coll = self.mpi.Dup()
         self.rank = self.mpi.Get_rank()
         self.size = self.mpi.Get_size()
         self.world_rank = MPI.COMM_WORLD.Get_rank()
-        self.world_ranks = tuple(int(r) for r in self.mpi.Get_group().Translate_ranks(
-            list(range(self.size)), MPI.COMM_WORLD.Get_group()))
+        self.world_ranks = tuple(
+            int(r)
+            for r in self.mpi.Get_group().Translate_ranks(
+                list(range(self.size)), MPI.COMM_WORLD.Get_group()
+            )
+        )
         self.backend = backend or os.environ.get("SIM_BACKEND", "explicit")
         self.checked = _env_flag("SIM_CHECKED", True) if checked is None else checked
         self.verbose = _env_flag("SIM_VERBOSE", False) if verbose is None else verbose
@@ -105,8 +103,10 @@ class Communicator:
         self._backend = name
 
     def __repr__(self):
-        return (f"Communicator(rank={self.rank}, size={self.size}, world_ranks={self.world_ranks},"
-                f" backend={self.backend!r}, checked={self.checked})")
+        return (
+            f"Communicator(rank={self.rank}, size={self.size}, world_ranks={self.world_ranks},"
+            f" backend={self.backend!r}, checked={self.checked})"
+        )
 
     # ---- groups, printing, barrier ------------------------------------------------------------
     def split(self, color: int | None, key: int | None = None) -> "Communicator | None":
@@ -116,12 +116,19 @@ class Communicator:
         Example (hybrid sharding, F ranks per shard group): shard = comm.split(rank // F),
         replicas = comm.split(rank % F).
         """
-        sub = self.mpi.Split(MPI.UNDEFINED if color is None else color,
-                             self.rank if key is None else key)
+        sub = self.mpi.Split(
+            MPI.UNDEFINED if color is None else color, self.rank if key is None else key
+        )
         if sub == MPI.COMM_NULL:
             return None
-        return Communicator(sub, backend=self.backend, checked=self.checked,
-                            verbose=self.verbose, timeout=self.timeout, parent_stats=self.stats)
+        return Communicator(
+            sub,
+            backend=self.backend,
+            checked=self.checked,
+            verbose=self.verbose,
+            timeout=self.timeout,
+            parent_stats=self.stats,
+        )
 
     def print0(self, *args, **kwargs) -> None:
         """print() on rank 0 only (flushed, so lines from ranks do not interleave mid-line)."""
@@ -132,24 +139,9 @@ class Communicator:
         self._wait(self._coll.Ibarrier(), "barrier")
 
     def _wait(self, request, what: str) -> None:
-        """Wait for a non-blocking MPI request, but give up after `self.timeout` seconds.
-
-        Poll without pausing for the first ~200 µs (the common case: the others are already
-        there), then sleep between polls, up to 1 ms, so that a waiting rank leaves the CPU to
-        ranks still computing on the same cores.
-        """
-        start = time.monotonic()
-        pause = 0.0
-        while not request.Test():
-            waited = time.monotonic() - start
-            if waited > self.timeout:
-                raise CollectiveTimeoutError(
-                    f"rank {self.rank} of {self.size} (world rank {self.world_rank}) waited "
-                    f"{self.timeout:g} s for the other ranks to enter {what}; some rank took "
-                    f"another code path, left early, or is stuck (SIM_TIMEOUT sets the limit)")
-            if waited > 2e-4:
-                time.sleep(pause)
-                pause = min(2 * pause + 1e-5, 1e-3)
+        """Wait for a non-blocking MPI request, giving up after `self.timeout` seconds."""
+        who = f"rank {self.rank} of {self.size} (world rank {self.world_rank})"
+        wait_for(request, self.timeout, what, who)
 
     # ---- point-to-point ---------------------------------------------------------------------
     def send(self, array: np.ndarray, dest: int, tag: int = 0) -> CommRecord:
@@ -166,8 +158,9 @@ class Communicator:
         self._recv(out, source, f"tag {tag}", tag, self.mpi)
         return self._end(rec)
 
-    def sendrecv(self, array: np.ndarray, dest: int, out: np.ndarray, source: int,
-                 tag: int = 0) -> CommRecord:
+    def sendrecv(
+        self, array: np.ndarray, dest: int, out: np.ndarray, source: int, tag: int = 0
+    ) -> CommRecord:
         """Send `array` to `dest` while receiving `out` from `source` (no deadlock in a ring)."""
         array = flat_buffer(array, "sendrecv")
         out = flat_buffer(out, "sendrecv", writeable=True)
@@ -188,8 +181,10 @@ class Communicator:
         (mpi_comm or self._coll).Recv(out, source=source, tag=tag, status=status)
         got = status.Get_count(MPI.BYTE)
         if got != out.nbytes:
-            raise ValueError(f"rank {self.rank}: recv from rank {source} expected {out.nbytes} "
-                             f"bytes ({out.size} × {out.dtype}) but the message had {got} bytes")
+            raise ValueError(
+                f"rank {self.rank}: recv from rank {source} expected {out.nbytes} "
+                f"bytes ({out.size} × {out.dtype}) but the message had {got} bytes"
+            )
         if self.verbose:
             self._trace(f"{note}: recv {out.nbytes} B ← {source}")
         self._record.bytes_recv += out.nbytes
@@ -207,8 +202,11 @@ class Communicator:
 
     def _trace(self, text: str) -> None:
         rec = self._record
-        print(f"[sim {self.world_rank} | {self.rank}/{self.size}] {rec.op}#{rec.seq} {text}",
-              file=sys.stderr, flush=True)
+        print(
+            f"[sim {self.world_rank} | {self.rank}/{self.size}] {rec.op}#{rec.seq} {text}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     # ---- collectives ------------------------------------------------------------------------
     def all_reduce(self, buf: np.ndarray, op: str = "sum") -> CommRecord:
@@ -220,8 +218,9 @@ class Communicator:
             algo.ring_all_reduce(self, buf, op)
         else:
             algo.mpi_all_reduce(self._coll, buf, op)
-            self._count_as(rec, algo.ring_volume("all_reduce", buf.size, buf.itemsize,
-                                                 self.rank, self.size))
+            self._count_as(
+                rec, algo.ring_volume("all_reduce", buf.size, buf.itemsize, self.rank, self.size)
+            )
         return self._end(rec)
 
     def reduce_scatter(self, send: np.ndarray, recv: np.ndarray, op: str = "sum") -> CommRecord:
@@ -232,15 +231,22 @@ class Communicator:
         """
         send = flat_buffer(send, "reduce_scatter", reduce_op=op)
         recv = flat_buffer(recv, "reduce_scatter", writeable=True, reduce_op=op)
-        self._agree("reduce_scatter", send.size, send.dtype, reduce_op=op,
-                    problem=chunk_problem("recv", recv, send, self.rank, self.size))
+        self._agree(
+            "reduce_scatter",
+            send.size,
+            send.dtype,
+            reduce_op=op,
+            problem=chunk_problem("recv", recv, send, self.rank, self.size),
+        )
         rec = self._begin("reduce_scatter", send.size, send.dtype)
         if self.backend == "explicit":
             algo.explicit_reduce_scatter(self, send, recv, op)
         else:
             algo.mpi_reduce_scatter(self._coll, send, recv, op)
-            self._count_as(rec, algo.ring_volume("reduce_scatter", send.size, send.itemsize,
-                                                 self.rank, self.size))
+            self._count_as(
+                rec,
+                algo.ring_volume("reduce_scatter", send.size, send.itemsize, self.rank, self.size),
+            )
         return self._end(rec)
 
     def all_gather(self, send: np.ndarray, recv: np.ndarray) -> CommRecord:
@@ -250,43 +256,55 @@ class Communicator:
         """
         send = flat_buffer(send, "all_gather")
         recv = flat_buffer(recv, "all_gather", writeable=True)
-        self._agree("all_gather", recv.size, recv.dtype,
-                    problem=chunk_problem("send", send, recv, self.rank, self.size))
+        self._agree(
+            "all_gather",
+            recv.size,
+            recv.dtype,
+            problem=chunk_problem("send", send, recv, self.rank, self.size),
+        )
         rec = self._begin("all_gather", recv.size, recv.dtype)
         if self.backend == "explicit":
             algo.explicit_all_gather(self, send, recv)
         else:
             algo.mpi_all_gather(self._coll, send, recv)
-            self._count_as(rec, algo.ring_volume("all_gather", recv.size, recv.itemsize,
-                                                 self.rank, self.size))
+            self._count_as(
+                rec, algo.ring_volume("all_gather", recv.size, recv.itemsize, self.rank, self.size)
+            )
         return self._end(rec)
 
     def broadcast(self, buf: np.ndarray, root: int = 0) -> CommRecord:
         """In place: every rank's `buf` becomes root's (binomial tree, ⌈log₂ n⌉ rounds)."""
         buf = flat_buffer(buf, "broadcast", writeable=True)
-        self._agree("broadcast", buf.size, buf.dtype, root=root,
-                    problem=root_problem(root, self.size))
+        self._agree(
+            "broadcast", buf.size, buf.dtype, root=root, problem=root_problem(root, self.size)
+        )
         rec = self._begin("broadcast", buf.size, buf.dtype)
         if self.backend == "explicit":
             algo.tree_broadcast(self, buf, root)
         else:
             algo.mpi_broadcast(self._coll, buf, root)
-            self._count_as(rec, algo.tree_volume("broadcast", buf.nbytes, self.rank, root,
-                                                 self.size))
+            self._count_as(
+                rec, algo.tree_volume("broadcast", buf.nbytes, self.rank, root, self.size)
+            )
         return self._end(rec)
 
     def reduce(self, buf: np.ndarray, root: int = 0, op: str = "sum") -> CommRecord:
-        """In place on `root`: its `buf` becomes the sum (or average) over ranks; others unchanged."""
+        """In place on `root` only: its `buf` becomes the sum (or average) over the ranks."""
         buf = flat_buffer(buf, "reduce", writeable=True, reduce_op=op)
-        self._agree("reduce", buf.size, buf.dtype, root=root, reduce_op=op,
-                    problem=root_problem(root, self.size))
+        self._agree(
+            "reduce",
+            buf.size,
+            buf.dtype,
+            root=root,
+            reduce_op=op,
+            problem=root_problem(root, self.size),
+        )
         rec = self._begin("reduce", buf.size, buf.dtype)
         if self.backend == "explicit":
             algo.tree_reduce(self, buf, root, op)
         else:
             algo.mpi_reduce(self._coll, buf, root, op)
-            self._count_as(rec, algo.tree_volume("reduce", buf.nbytes, self.rank, root,
-                                                 self.size))
+            self._count_as(rec, algo.tree_volume("reduce", buf.nbytes, self.rank, root, self.size))
         return self._end(rec)
 
     # ---- JSON exchange for reports (host-side bookkeeping, not simulated GPU traffic) ---------
@@ -307,24 +325,34 @@ class Communicator:
         data = json.dumps(obj).encode() if self.rank == root else b""
         size = np.array([len(data)], np.int64)
         self._coll.Bcast(size, root=root)
-        buf = np.frombuffer(data, np.uint8).copy() if self.rank == root else np.empty(size[0], np.uint8)
+        buf = (
+            np.frombuffer(data, np.uint8).copy()
+            if self.rank == root
+            else np.empty(size[0], np.uint8)
+        )
         self._coll.Bcast(buf, root=root)
         return json.loads(buf.tobytes())
 
     # ---- bookkeeping shared by the collectives ----------------------------------------------
-    def _agree(self, op: str, count: int, dtype, root: int = -1, reduce_op: str = "",
-               problem: str | None = None) -> None:
+    def _agree(
+        self,
+        op: str,
+        count: int,
+        dtype,
+        root: int = -1,
+        reduce_op: str = "",
+        problem: str | None = None,
+    ) -> None:
         """Checked mode: raise on every rank unless every rank entered this same collective."""
         self._seq += 1
         if not self.checked:
             if problem:
                 raise ValueError(f"{op}: {problem}")
             return
-        sig = np.array([self._seq, OP_CODES[op], count, DTYPE_CODES[np.dtype(dtype)], root,
-                        REDUCE_OP_CODES[reduce_op], problem is None], dtype=np.int64)
+        sig = signature(self._seq, op, count, dtype, root, reduce_op, problem is None)
         both = np.concatenate([sig, -sig])  # one MAX-reduction gives max and −min
         self._wait(self._coll.Iallreduce(MPI.IN_PLACE, both, op=MPI.MAX), f"{op}#{self._seq}")
-        if np.array_equal(both[:sig.size], -both[sig.size:]) and sig[-1]:
+        if everyone_agrees(both):
             return
         everyone = self.allgather_json({"sig": sig.tolist(), "problem": problem})
         raise CollectiveMismatchError(mismatch_table(everyone, self.world_ranks))
@@ -339,8 +367,14 @@ class Communicator:
         return _split_json(out, sizes)
 
     def _begin(self, op: str, count: int, dtype) -> CommRecord:
-        self._record = CommRecord(op=op, count=int(count), itemsize=np.dtype(dtype).itemsize,
-                                  backend=self.backend, group=self.world_ranks, seq=self._seq)
+        self._record = CommRecord(
+            op=op,
+            count=int(count),
+            itemsize=np.dtype(dtype).itemsize,
+            backend=self.backend,
+            group=self.world_ranks,
+            seq=self._seq,
+        )
         self._record.seconds = time.perf_counter()
         return self._record
 
@@ -361,4 +395,4 @@ class Communicator:
 def _split_json(data: np.ndarray, sizes) -> list:
     """Cut the concatenated UTF-8 JSON texts of each rank apart and parse them."""
     bounds = np.cumsum([0] + [int(s) for s in sizes])
-    return [json.loads(data[bounds[i]:bounds[i + 1]].tobytes()) for i in range(len(sizes))]
+    return [json.loads(data[bounds[i] : bounds[i + 1]].tobytes()) for i in range(len(sizes))]

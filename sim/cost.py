@@ -32,6 +32,7 @@ Simplifications, said plainly: peak numbers (real kernels reach a fraction of pe
 cost is this rank's own traffic (no waiting for a slower rank); latencies are typical values, not
 datasheet figures (vendors do not publish them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 GB = 1e9  # vendors quote link bandwidth in decimal GB/s
-GiB = 2 ** 30  # ...and memory capacity in binary GB
+GiB = 2**30  # ...and memory capacity in binary GB
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,10 @@ class HardwareProfile:
     def compute_seconds(self, flops: float, dtype="fp32") -> float:
         name = dtype_name(dtype)
         if name not in self.peak_flops:
-            raise ValueError(f"profile {self.name} has no peak for dtype {name!r}; "
-                             f"known: {sorted(self.peak_flops)}")
+            raise ValueError(
+                f"profile {self.name} has no peak for dtype {name!r}; "
+                f"known: {sorted(self.peak_flops)}"
+            )
         return flops / self.peak_flops[name]
 
     def link_for(self, world_ranks) -> Link:
@@ -81,24 +84,31 @@ class HardwareProfile:
     def comm_seconds(self, record) -> float:
         """Seconds of one rank's part of a collective (a sim.comm.CommRecord)."""
         link = self.link_for(record.group)
-        return link.seconds(max(record.bytes_sent, record.bytes_recv),
-                            max(record.messages_sent, record.messages_recv))
+        return link.seconds(
+            max(record.bytes_sent, record.bytes_recv),
+            max(record.messages_sent, record.messages_recv),
+        )
 
     def transfer_seconds(self, nbytes: float) -> float:
         return self.host.seconds(nbytes)
 
 
 def dtype_name(dtype) -> str:
-    """"fp32"-style name for a NumPy dtype or a name ("tf32" and "bf16" pass through)."""
+    """ "fp32"-style name for a NumPy dtype or a name ("tf32" and "bf16" pass through)."""
     if isinstance(dtype, str) and dtype in ("fp64", "fp32", "tf32", "fp16", "bf16"):
         return dtype
-    names = {np.dtype(np.float64): "fp64", np.dtype(np.float32): "fp32",
-             np.dtype(np.float16): "fp16"}
+    names = {
+        np.dtype(np.float64): "fp64",
+        np.dtype(np.float32): "fp32",
+        np.dtype(np.float16): "fp16",
+    }
     try:
         return names[np.dtype(dtype)]
     except (TypeError, KeyError):
-        raise ValueError(f"unknown compute dtype {dtype!r}; use fp64, fp32, tf32, fp16 or bf16 "
-                         f"(or a NumPy float dtype)") from None
+        raise ValueError(
+            f"unknown compute dtype {dtype!r}; use fp64, fp32, tf32, fp16 or bf16 "
+            f"(or a NumPy float dtype)"
+        ) from None
 
 
 # ---- profiles ---------------------------------------------------------------------------------
@@ -120,32 +130,65 @@ def dtype_name(dtype) -> str:
 TFLOPS = 1e12
 us = 1e-6
 
-_A100_PEAKS = {"fp64": 9.7 * TFLOPS, "fp32": 19.5 * TFLOPS, "tf32": 156 * TFLOPS,
-               "fp16": 312 * TFLOPS, "bf16": 312 * TFLOPS}  # SXM and PCIe cards alike
+_A100_PEAKS = {
+    "fp64": 9.7 * TFLOPS,
+    "fp32": 19.5 * TFLOPS,
+    "tf32": 156 * TFLOPS,
+    "fp16": 312 * TFLOPS,
+    "bf16": 312 * TFLOPS,
+}  # SXM and PCIe cards alike
 
 PROFILES = {
     "V100-32GB": HardwareProfile(
-        "V100-32GB", 32 * GiB,
-        {"fp64": 7.8 * TFLOPS, "fp32": 15.7 * TFLOPS, "tf32": 15.7 * TFLOPS,
-         "fp16": 125 * TFLOPS, "bf16": 15.7 * TFLOPS},
-        intra_node=Link(2 * us, 150 * GB), inter_node=Link(5 * us, 6.25 * GB),
-        host=Link(10 * us, 16 * GB), notes="SXM2, NVLink (DGX-1)"),
+        "V100-32GB",
+        32 * GiB,
+        {
+            "fp64": 7.8 * TFLOPS,
+            "fp32": 15.7 * TFLOPS,
+            "tf32": 15.7 * TFLOPS,
+            "fp16": 125 * TFLOPS,
+            "bf16": 15.7 * TFLOPS,
+        },
+        intra_node=Link(2 * us, 150 * GB),
+        inter_node=Link(5 * us, 6.25 * GB),
+        host=Link(10 * us, 16 * GB),
+        notes="SXM2, NVLink (DGX-1)",
+    ),
     "A100-80GB": HardwareProfile(
-        "A100-80GB", 80 * GiB, _A100_PEAKS,
-        intra_node=Link(2 * us, 300 * GB), inter_node=Link(5 * us, 25 * GB),
-        host=Link(10 * us, 32 * GB), notes="SXM4, NVLink/NVSwitch (DGX A100)"),
+        "A100-80GB",
+        80 * GiB,
+        _A100_PEAKS,
+        intra_node=Link(2 * us, 300 * GB),
+        inter_node=Link(5 * us, 25 * GB),
+        host=Link(10 * us, 32 * GB),
+        notes="SXM4, NVLink/NVSwitch (DGX A100)",
+    ),
     "H100-80GB": HardwareProfile(
-        "H100-80GB", 80 * GiB,
-        {"fp64": 34 * TFLOPS, "fp32": 67 * TFLOPS, "tf32": 494.7 * TFLOPS,
-         "fp16": 989.4 * TFLOPS, "bf16": 989.4 * TFLOPS},
-        intra_node=Link(2 * us, 450 * GB), inter_node=Link(5 * us, 50 * GB),
-        host=Link(10 * us, 64 * GB), notes="SXM5, NVLink/NVSwitch (DGX H100)"),
+        "H100-80GB",
+        80 * GiB,
+        {
+            "fp64": 34 * TFLOPS,
+            "fp32": 67 * TFLOPS,
+            "tf32": 494.7 * TFLOPS,
+            "fp16": 989.4 * TFLOPS,
+            "bf16": 989.4 * TFLOPS,
+        },
+        intra_node=Link(2 * us, 450 * GB),
+        inter_node=Link(5 * us, 50 * GB),
+        host=Link(10 * us, 64 * GB),
+        notes="SXM5, NVLink/NVSwitch (DGX H100)",
+    ),
     "A100-80GB-PCIe": HardwareProfile(
-        "A100-80GB-PCIe", 80 * GiB, _A100_PEAKS,
+        "A100-80GB-PCIe",
+        80 * GiB,
+        _A100_PEAKS,
         # GPU ↔ GPU peer traffic crosses PCIe Gen4 (32 GB/s each way); the node shares one
         # 200 Gb/s NIC among 8 GPUs (3.125 GB/s per GPU).
-        intra_node=Link(5 * us, 32 * GB), inter_node=Link(5 * us, 3.125 * GB),
-        host=Link(10 * us, 32 * GB), notes="PCIe-only node, no NVLink"),
+        intra_node=Link(5 * us, 32 * GB),
+        inter_node=Link(5 * us, 3.125 * GB),
+        host=Link(10 * us, 32 * GB),
+        notes="PCIe-only node, no NVLink",
+    ),
 }
 
 
@@ -157,6 +200,7 @@ def get_profile(name: str) -> HardwareProfile:
 
 
 # ---- the per-rank timeline --------------------------------------------------------------------
+
 
 @dataclass
 class Event:
@@ -199,17 +243,22 @@ class Timeline:
 
     def compute(self, flops: float, label: str = "compute", dtype=None, after=()) -> Event:
         """FLOPs on the compute stream (waiting also for `after`, e.g. an all-gather)."""
-        return self.add("compute", self.profile.compute_seconds(flops, dtype or self.dtype),
-                        label, after)
+        return self.add(
+            "compute", self.profile.compute_seconds(flops, dtype or self.dtype), label, after
+        )
 
     def communicate(self, record, label: str | None = None, after=None) -> Event:
         """A collective (a CommRecord) on the comm stream; by default after the compute so far."""
         after = [self.free_at["compute"]] if after is None else after
-        return self.add("comm", self.profile.comm_seconds(record),
-                        label or f"{record.op} {record.nbytes} B", after)
+        return self.add(
+            "comm",
+            self.profile.comm_seconds(record),
+            label or f"{record.op} {record.nbytes} B",
+            after,
+        )
 
     def transfer(self, nbytes: float, label: str = "host↔device", after=None) -> Event:
-        """A host ↔ device copy over PCIe on the copy stream; by default after the compute so far."""
+        """A host ↔ device PCIe copy on the copy stream; by default after the compute so far."""
         after = [self.free_at["compute"]] if after is None else after
         return self.add("copy", self.profile.transfer_seconds(nbytes), label, after)
 
@@ -235,14 +284,20 @@ class Timeline:
     def summary(self) -> dict:
         """Step time, busy time per stream, and how much communication was hidden by compute."""
         comm, compute = self.busy("comm"), self.busy("compute")
-        return {"step_seconds": self.elapsed, "compute_seconds": compute,
-                "comm_seconds": comm, "copy_seconds": self.busy("copy"),
-                "serial_seconds": compute + comm + self.busy("copy"),
-                "exposed_comm_seconds": max(0.0, self.elapsed - compute)}
+        return {
+            "step_seconds": self.elapsed,
+            "compute_seconds": compute,
+            "comm_seconds": comm,
+            "copy_seconds": self.busy("copy"),
+            "serial_seconds": compute + comm + self.busy("copy"),
+            "exposed_comm_seconds": max(0.0, self.elapsed - compute),
+        }
 
     def as_dicts(self) -> list[dict]:
-        return [{"stream": e.stream, "label": e.label, "start": e.start, "end": e.end}
-                for e in self.events]
+        return [
+            {"stream": e.stream, "label": e.label, "start": e.start, "end": e.end}
+            for e in self.events
+        ]
 
     def format(self, width: int = 60) -> str:
         """A text Gantt chart of the streams, then the events in start order."""

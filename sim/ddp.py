@@ -24,6 +24,7 @@ Two versions, naive first:
 DDP is the first rung of a ladder that sim/zero.py climbs: ZeRO-1, -2 and -3 remove, one kind
 of state at a time, the N identical copies that DDP keeps.
 """
+
 from __future__ import annotations
 
 from sim.flat import FlatLayout
@@ -42,9 +43,20 @@ class NaiveDDP(Strategy):
         self._opt = []
         for name, p in self.named_params:
             layout = FlatLayout([name], [p.shape], 1)
-            self._opt.append((p, ShardOptimizer(p.data.reshape(-1), layout, 0,
-                                                [self.decay_flag[id(p)]], self.device, name,
-                                                copy_tag=self.precision.master_tag)))
+            self._opt.append(
+                (
+                    p,
+                    ShardOptimizer(
+                        p.data.reshape(-1),
+                        layout,
+                        0,
+                        [self.decay_flag[id(p)]],
+                        self.device,
+                        name,
+                        copy_tag=self.precision.master_tag,
+                    ),
+                )
+            )
             p.register_post_accumulate_grad_hook(self._charge_grad)
 
     def _charge_grad(self, p):
@@ -67,8 +79,9 @@ class NaiveDDP(Strategy):
     def _optimizer_step(self):
         with_grad = [(p, opt) for p, opt in self._opt if p.grad is not None]
         for (p, opt), (g, _) in zip(with_grad, self.grads32()):
-            opt.step(g.reshape(-1), self.step_count, self.lr, self.betas, self.eps,
-                     self.weight_decay)
+            opt.step(
+                g.reshape(-1), self.step_count, self.lr, self.betas, self.eps, self.weight_decay
+            )
             opt.publish(p.data.reshape(-1))
         self._adam_time(self.n_params)
 
@@ -81,8 +94,11 @@ class NaiveDDP(Strategy):
         """Every rank holds everything: bΨ + bΨ + KΨ (fp32 Adam: 4Ψ + 4Ψ + 8Ψ)."""
         psi = self.n_params
         b = self.precision.itemsize
-        return {"parameters": b * psi, "gradients": b * psi,
-                "optimizer_states": self.precision.optimizer_bytes * psi}
+        return {
+            "parameters": b * psi,
+            "gradients": b * psi,
+            "optimizer_states": self.precision.optimizer_bytes * psi,
+        }
 
     # ---- checkpoints (sim/checkpoint.py): every rank holds everything; rank 0 writes ---------
     def writes_checkpoint(self) -> bool:
@@ -93,8 +109,10 @@ class NaiveDDP(Strategy):
 
     def shard_state(self) -> list:
         """(name, layout, shard index, param, exp_avg, exp_avg_sq) per flat group."""
-        return [ShardState(name, FlatLayout([name], [p.shape], 1), 0, opt.params, opt.m, opt.v)
-                for (name, _), (p, opt) in zip(self.named_params, self._opt)]
+        return [
+            ShardState(name, FlatLayout([name], [p.shape], 1), 0, opt.params, opt.m, opt.v)
+            for (name, _), (p, opt) in zip(self.named_params, self._opt)
+        ]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
         for (name, _), (p, opt) in zip(self.named_params, self._opt):
@@ -127,7 +145,7 @@ class DDP(Strategy):
     stage = 0
 
     def __init__(self, model, world, *, bucket_cap_mb: float = 25.0, **kwargs):
-        self.bucket_cap_bytes = int(bucket_cap_mb * 2 ** 20)
+        self.bucket_cap_bytes = int(bucket_cap_mb * 2**20)
         super().__init__(model, world, **kwargs)
 
     def _setup(self):
@@ -147,19 +165,29 @@ class DDP(Strategy):
         dtype = self.precision.storage_dtype
         for i, group in enumerate(groups):
             b = Bucket(i, [n for n, _ in group], [p for _, p in group])
-            b.param_flat = self.device.allocate((b.layout.padded,), dtype,
-                                                "parameters", f"bucket {i} params")
-            b.grad_flat = self.device.allocate((b.layout.padded,), dtype,
-                                               "gradients", f"bucket {i} grads")
+            b.param_flat = self.device.allocate(
+                (b.layout.padded,), dtype, "parameters", f"bucket {i} params"
+            )
+            b.grad_flat = self.device.allocate(
+                (b.layout.padded,), dtype, "gradients", f"bucket {i} grads"
+            )
             b.layout.pack([p.data for p in b.params], b.param_flat)
-            for p, pv, gv in zip(b.params, b.layout.views(b.param_flat), b.layout.views(b.grad_flat)):
-                p.data = pv           # the parameter now lives in the bucket
-                p.grad = gv           # backward accumulates straight into the bucket
+            for p, pv, gv in zip(
+                b.params, b.layout.views(b.param_flat), b.layout.views(b.grad_flat)
+            ):
+                p.data = pv  # the parameter now lives in the bucket
+                p.grad = gv  # backward accumulates straight into the bucket
                 self._bucket_of[id(p)] = b
                 p.register_post_accumulate_grad_hook(self._grad_ready)
-            b.opt = ShardOptimizer(b.param_flat, b.layout, 0,
-                                   [self.decay_flag[id(p)] for p in b.params], self.device,
-                                   f"bucket {i}", copy_tag=self.precision.master_tag)
+            b.opt = ShardOptimizer(
+                b.param_flat,
+                b.layout,
+                0,
+                [self.decay_flag[id(p)] for p in b.params],
+                self.device,
+                f"bucket {i}",
+                copy_tag=self.precision.master_tag,
+            )
             self.buckets.append(b)
 
     def _grad_ready(self, p):
@@ -207,12 +235,14 @@ class DDP(Strategy):
     full_state_dict = NaiveDDP.full_state_dict
 
     def shard_state(self) -> list:
-        return [ShardState(f"bucket{b.index}", b.layout, 0, b.opt.params, b.opt.m, b.opt.v)
-                for b in self.buckets]
+        return [
+            ShardState(f"bucket{b.index}", b.layout, 0, b.opt.params, b.opt.m, b.opt.v)
+            for b in self.buckets
+        ]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
         for b in self.buckets:
-            b.layout.pack([params[n] for n in b.names], b.opt.params)   # fp32 (master)
+            b.layout.pack([params[n] for n in b.names], b.opt.params)  # fp32 (master)
             b.opt.publish(b.param_flat)
             b.layout.pack([exp_avg[n] for n in b.names], b.opt.m)
             b.layout.pack([exp_avg_sq[n] for n in b.names], b.opt.v)

@@ -29,6 +29,7 @@ The course notes' rule of thumb for fp32 training with Adam (per parameter): 4 b
 + 4 gradients + 8 optimizer states + ~8 activations ≈ 24 bytes, i.e. ~24 GB for 1B parameters.
 `format_bytes_per_parameter` prints the measured bytes per parameter beside it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -87,8 +88,10 @@ class MemoryLedger:
             raise ValueError(f"unknown memory tag {tag!r}; expected one of {TAGS}")
         if key in self._live:
             held, old_tag, old_label = self._live[key]
-            raise ValueError(f"{self.kind} rank {self.rank}: {label or key!r} is already charged "
-                             f"({_fmt(held)} as {old_tag} {old_label!r})")
+            raise ValueError(
+                f"{self.kind} rank {self.rank}: {label or key!r} is already charged "
+                f"({_fmt(held)} as {old_tag} {old_label!r})"
+            )
         self._check_capacity(nbytes, tag, label)
         self._live[key] = (int(nbytes), tag, label)
         self.current[tag] += nbytes
@@ -99,16 +102,21 @@ class MemoryLedger:
         if self.capacity is not None and self.total + nbytes > self.capacity:
             raise OutOfMemoryError(
                 f"{self.kind} rank {self.rank} out of memory: cannot allocate {_fmt(nbytes)} "
-                f"({nbytes} bytes) for {tag}" + (f" ({label})" if label else "")
-                + f" with {_fmt(self.total)} of {_fmt(self.capacity)} in use\n" + self.report())
+                f"({nbytes} bytes) for {tag}"
+                + (f" ({label})" if label else "")
+                + f" with {_fmt(self.total)} of {_fmt(self.capacity)} in use\n"
+                + self.report()
+            )
 
     def release(self, key) -> int:
         """Forget the charge made under `key`; returns its bytes."""
         try:
             nbytes, tag, _ = self._live.pop(key)
         except KeyError:
-            raise KeyError(f"{self.kind} rank {self.rank}: nothing is charged under {key!r} "
-                           f"(freed twice, or never allocated here)") from None
+            raise KeyError(
+                f"{self.kind} rank {self.rank}: nothing is charged under {key!r} "
+                f"(freed twice, or never allocated here)"
+            ) from None
         self.current[tag] -= nbytes
         self._arrays.pop(key, None)
         return nbytes
@@ -145,13 +153,20 @@ class MemoryLedger:
 
     # ---- reports ------------------------------------------------------------------------------
     def as_dict(self) -> dict:
-        return {"current": dict(self.current), "peak": dict(self.peak),
-                "total": self.total, "peak_total": self.peak_total, "capacity": self.capacity}
+        return {
+            "current": dict(self.current),
+            "peak": dict(self.peak),
+            "total": self.total,
+            "peak_total": self.peak_total,
+            "capacity": self.capacity,
+        }
 
     def report(self) -> str:
         cap = "unlimited" if self.capacity is None else _fmt(self.capacity)
-        lines = [f"{self.kind} rank {self.rank} (capacity {cap})",
-                 f"  {'tag':<17}{'current':>14}{'peak':>14}"]
+        lines = [
+            f"{self.kind} rank {self.rank} (capacity {cap})",
+            f"  {'tag':<17}{'current':>14}{'peak':>14}",
+        ]
         for tag in TAGS:
             lines.append(f"  {tag:<17}{_fmt(self.current[tag]):>14}{_fmt(self.peak[tag]):>14}")
         lines.append(f"  {'total':<17}{_fmt(self.total):>14}{_fmt(self.peak_total):>14}")
@@ -174,6 +189,7 @@ class Host(MemoryLedger):
 
 
 # ---- activations, measured from the autograd graph --------------------------------------------
+
 
 class ActivationTracker(GraphObserver):
     """Charge what autograd nodes save for backward to `ledger` under "activations".
@@ -237,6 +253,7 @@ class ActivationTracker(GraphObserver):
 
 # ---- the report: bytes per parameter beside the rule of thumb ---------------------------------
 
+
 def bytes_per_parameter(ledger: MemoryLedger, n_params: int, which: str = "peak") -> dict:
     """Bytes per parameter for each tag (peak or current), and for their total."""
     if n_params <= 0:
@@ -251,13 +268,15 @@ def format_bytes_per_parameter(ledger: MemoryLedger, n_params: int, which: str =
     """A table: per tag, bytes, bytes per parameter, and the course notes' rule beside it."""
     per = bytes_per_parameter(ledger, n_params, which)
     held = ledger.peak if which == "peak" else ledger.current
-    lines = [f"{ledger.kind} rank {ledger.rank}, {which}, {n_params:,} parameters",
-             f"  {'tag':<17}{'bytes':>14}{'B/param':>10}{'notes rule':>12}"]
+    lines = [
+        f"{ledger.kind} rank {ledger.rank}, {which}, {n_params:,} parameters",
+        f"  {'tag':<17}{'bytes':>14}{'B/param':>10}{'notes rule':>12}",
+    ]
     for tag in TAGS:
         rule = NOTES_RULE.get(tag)
-        lines.append(f"  {tag:<17}{held[tag]:>14,}{per[tag]:>10.2f}"
-                     f"{'' if rule is None else rule:>12}")
+        lines.append(
+            f"  {tag:<17}{held[tag]:>14,}{per[tag]:>10.2f}{'' if rule is None else rule:>12}"
+        )
     total = ledger.peak_total if which == "peak" else ledger.total
-    lines.append(f"  {'total':<17}{total:>14,}{per['total']:>10.2f}"
-                 f"{sum(NOTES_RULE.values()):>12}")
+    lines.append(f"  {'total':<17}{total:>14,}{per['total']:>10.2f}{sum(NOTES_RULE.values()):>12}")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ just before it runs; PyTorch FSDP calls them wrapping units. `split_units(model)
 child of every `ModuleList` (each transformer block) a unit, plus one "root" unit with all
 remaining parameters (embeddings, final LayerNorm, heads).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,8 +58,10 @@ class FlatLayout:
 
     def views(self, buffer: np.ndarray) -> list[np.ndarray]:
         """Parameter-shaped views into `buffer` (length `padded` or at least `numel`)."""
-        return [buffer[self.offsets[i]:self.offsets[i + 1]].reshape(self.shapes[i])
-                for i in range(len(self.names))]
+        return [
+            buffer[self.offsets[i] : self.offsets[i + 1]].reshape(self.shapes[i])
+            for i in range(len(self.names))
+        ]
 
     def pack(self, arrays, out: np.ndarray) -> np.ndarray:
         """Copy arrays (None = zeros) into `out` in layout order; the padding is zeroed."""
@@ -68,7 +71,7 @@ class FlatLayout:
                 out[lo:hi] = 0
             else:
                 out[lo:hi] = a.reshape(-1)
-        out[self.numel:] = 0
+        out[self.numel :] = 0
         return out
 
     def segments(self, r: int) -> list[Segment]:
@@ -83,8 +86,13 @@ class FlatLayout:
         return out
 
     def describe(self) -> dict:
-        return {"names": self.names, "shapes": [list(s) for s in self.shapes],
-                "numel": self.numel, "padded": self.padded, "n_shards": self.n_shards}
+        return {
+            "names": self.names,
+            "shapes": [list(s) for s in self.shapes],
+            "numel": self.numel,
+            "padded": self.padded,
+            "n_shards": self.n_shards,
+        }
 
 
 @dataclass
@@ -92,9 +100,9 @@ class Unit:
     """A group of parameters with one flat buffer: a transformer block, or the root."""
 
     name: str
-    module: object                  # the Module whose forward uses these parameters
-    names: list                     # parameter names (as in model.named_parameters())
-    params: list                    # the Parameter objects, same order
+    module: object  # the Module whose forward uses these parameters
+    names: list  # parameter names (as in model.named_parameters())
+    params: list  # the Parameter objects, same order
 
 
 def split_units(model) -> list[Unit]:

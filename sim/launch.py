@@ -28,13 +28,18 @@ into a well-behaved rank:
    `init` runs `tinyllm.kernels.warmup()` on local rank 0, then a barrier, then on the other
    local ranks, which only load what rank 0 wrote.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                     "NUMBA_NUM_THREADS")
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
 _LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE")
 
 
@@ -81,8 +86,12 @@ def _set_openblas_threads(threads: int) -> bool:
     libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
     for path in glob.glob(os.path.join(libs, "*openblas*")):
         lib = ctypes.CDLL(path)  # already loaded by NumPy: this returns the same library
-        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                       "openblas_set_num_threads64_", "openblas_set_num_threads"):
+        for symbol in (
+            "scipy_openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+        ):
             if hasattr(lib, symbol):
                 getattr(lib, symbol)(ctypes.c_int(threads))
                 return True
@@ -105,6 +114,7 @@ def _excepthook(exc_type, exc, tb):
         # at once, and on a busy machine the traceback just written could be lost on the way.
         # A moment's pause lets the launcher pass it on first.
         import time
+
         time.sleep(1.0)
         MPI.COMM_WORLD.Abort(1)  # with one rank, Python simply exits with status 1
 
@@ -118,9 +128,16 @@ _warmed_up = False
 threads_report: dict = {}
 
 
-def init(*, backend: str | None = None, checked: bool | None = None,
-         verbose: bool | None = None, timeout: float | None = None,
-         limit_threads: bool = True, warmup: bool = True, excepthook: bool = True):
+def init(
+    *,
+    backend: str | None = None,
+    checked: bool | None = None,
+    verbose: bool | None = None,
+    timeout: float | None = None,
+    limit_threads: bool = True,
+    warmup: bool = True,
+    excepthook: bool = True,
+):
     """Set up this rank and return the world `Communicator` (the same object on every call).
 
     backend/checked/verbose/timeout: see sim.comm.Communicator (defaults from SIM_BACKEND,
@@ -136,11 +153,14 @@ def init(*, backend: str | None = None, checked: bool | None = None,
     if excepthook:
         install_excepthook()
     if _world is None:
-        _world = Communicator(backend=backend, checked=checked, verbose=verbose,
-                              timeout=timeout)
+        _world = Communicator(backend=backend, checked=checked, verbose=verbose, timeout=timeout)
     else:
-        for name, value in (("backend", backend), ("checked", checked), ("verbose", verbose),
-                            ("timeout", timeout)):
+        for name, value in (
+            ("backend", backend),
+            ("checked", checked),
+            ("verbose", verbose),
+            ("timeout", timeout),
+        ):
             if value is not None:
                 setattr(_world, name, value)
     node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine
@@ -150,10 +170,13 @@ def init(*, backend: str | None = None, checked: bool | None = None,
 
         threads = min(threads_per_rank(local_size), numba.config.NUMBA_NUM_THREADS)
         numba.set_num_threads(threads)
-        threads_report.update(local_rank=local_rank, local_size=local_size,
-                              numba_threads=numba.get_num_threads(),
-                              blas_env=os.environ.get("OPENBLAS_NUM_THREADS"),
-                              blas_set=_set_openblas_threads(threads))
+        threads_report.update(
+            local_rank=local_rank,
+            local_size=local_size,
+            numba_threads=numba.get_num_threads(),
+            blas_env=os.environ.get("OPENBLAS_NUM_THREADS"),
+            blas_set=_set_openblas_threads(threads),
+        )
     if warmup and not _warmed_up:
         from tinyllm import kernels
 

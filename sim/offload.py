@@ -27,6 +27,7 @@ offload, which DeepSpeed added for stage 3 with ZeRO-Infinity, Rajbhandari et al
 
 `zero_class(stage, offload)` picks the rung for a stage and an offload choice.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,8 +52,15 @@ class OffloadOptimizer:
 
     def _setup_optimizer(self, st):
         flags = [self.decay_flag[id(p)] for p in st.unit.params]
-        st.opt = ShardOptimizer(st.param_shard, st.layout, self.group.index, flags, self.host,
-                                st.name, copy_tag=self._host_copy_tag())
+        st.opt = ShardOptimizer(
+            st.param_shard,
+            st.layout,
+            self.group.index,
+            flags,
+            self.host,
+            st.name,
+            copy_tag=self._host_copy_tag(),
+        )
 
     def _host_copy_tag(self):
         """The tag of Adam's own copy of the parameter shard on the host."""
@@ -85,8 +93,13 @@ class ZeRO1Offload(OffloadOptimizer, ZeRO1):
 
     def _setup_grads(self, st):
         super()._setup_grads(st)
-        st.host_grad = self._alloc(self.host, st.layout.shard_size, "gradients",
-                                   f"{st.name} grad shard", self.precision.master_dtype)
+        st.host_grad = self._alloc(
+            self.host,
+            st.layout.shard_size,
+            "gradients",
+            f"{st.name} grad shard",
+            self.precision.master_dtype,
+        )
 
     def _before_grads32(self):
         for st in self.units:
@@ -106,14 +119,19 @@ class ZeRO2Offload(OffloadOptimizer, ZeRO2):
     """
 
     def _setup_grads(self, st):
-        st.grad_shard = self._alloc(self.host, st.layout.shard_size, "gradients",
-                                    f"{st.name} grad shard", self.precision.master_dtype)
+        st.grad_shard = self._alloc(
+            self.host,
+            st.layout.shard_size,
+            "gradients",
+            f"{st.name} grad shard",
+            self.precision.master_dtype,
+        )
         for p in st.unit.params:
             p.grad = None  # backward allocates them; we reduce and drop them unit by unit
 
     def _accumulate_shard(self, st, reduced):
         self._transfer(reduced.nbytes, f"{st.name} grad shard → host")
-        st.grad_shard += self.precision.to_master(reduced)   # across micro-steps, in fp32
+        st.grad_shard += self.precision.to_master(reduced)  # across micro-steps, in fp32
 
     def theory(self) -> dict:
         t = super().theory()
@@ -144,7 +162,7 @@ class ZeRO3OffloadParams(ZeRO3Offload):
         return self.host
 
     def _host_copy_tag(self):
-        return self.precision.master_tag   # the shard is already on the host: copy only masters
+        return self.precision.master_tag  # the shard is already on the host: copy only masters
 
     def _all_gather_unit(self, st):
         staged = self._alloc(self.device, st.layout.shard_size, "buffers", "param shard (staged)")
@@ -154,7 +172,7 @@ class ZeRO3OffloadParams(ZeRO3Offload):
         self.device.free(staged)
 
     def _write_back(self):
-        for st in self.units:            # host to host: nothing crosses PCIe now
+        for st in self.units:  # host to host: nothing crosses PCIe now
             st.opt.publish(st.param_shard)
 
     def theory(self) -> dict:
@@ -163,9 +181,15 @@ class ZeRO3OffloadParams(ZeRO3Offload):
         return t
 
 
-ZERO_CLASSES = {(1, "none"): ZeRO1, (2, "none"): ZeRO2, (3, "none"): ZeRO3,
-                (1, "optimizer"): ZeRO1Offload, (2, "optimizer"): ZeRO2Offload,
-                (3, "optimizer"): ZeRO3Offload, (3, "params"): ZeRO3OffloadParams}
+ZERO_CLASSES = {
+    (1, "none"): ZeRO1,
+    (2, "none"): ZeRO2,
+    (3, "none"): ZeRO3,
+    (1, "optimizer"): ZeRO1Offload,
+    (2, "optimizer"): ZeRO2Offload,
+    (3, "optimizer"): ZeRO3Offload,
+    (3, "params"): ZeRO3OffloadParams,
+}
 
 
 def zero_class(stage: int, offload: str = "none") -> type:
@@ -175,6 +199,8 @@ def zero_class(stage: int, offload: str = "none") -> type:
     if stage not in (1, 2, 3):
         raise ValueError(f"ZeRO stage must be 1, 2 or 3, got {stage!r}")
     if (stage, offload) not in ZERO_CLASSES:
-        raise ValueError(f"offload='params' needs stage 3 (parameters are partitioned only "
-                         f"there); ZeRO-{stage} can offload 'optimizer'")
+        raise ValueError(
+            f"offload='params' needs stage 3 (parameters are partitioned only "
+            f"there); ZeRO-{stage} can offload 'optimizer'"
+        )
     return ZERO_CLASSES[(stage, offload)]

@@ -47,6 +47,7 @@ one-process masks, sim/tensor_parallel.py) — pipeline stages and data-parallel
 from their own generators, per micro-batch, a different (equally valid) random stream; the
 data-parallel all-reduce runs after the pipeline has flushed, without overlapping the backward.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,8 +66,9 @@ from tinyllm.engine import Tensor, is_grad_enabled
 def free_links_profile(profile):
     """The same hardware with free messages: isolates a schedule's bubble from communication."""
     free = Link(0.0, float("inf"))
-    return dataclasses.replace(profile, name=f"{profile.name} (free links)", intra_node=free,
-                               inter_node=free)
+    return dataclasses.replace(
+        profile, name=f"{profile.name} (free links)", intra_node=free, inter_node=free
+    )
 
 
 def gpt_params_per_rank(config, tp: int = 1, pp: int = 1, stage: int = 0) -> int:
@@ -74,13 +76,13 @@ def gpt_params_per_rank(config, tp: int = 1, pp: int = 1, stage: int = 0) -> int
     e, v, t, bias = config.n_embd, config.vocab_size, config.block_size, bool(config.bias)
     # c_attn 3E² (+ 3E), attn c_proj E², c_fc 4E² (+ 4E), mlp c_proj 4E²: split over tp
     split = 12 * e * e + (7 * e if bias else 0)
-    replicated = 2 * e + (4 * e if bias else 0)        # ln_1, ln_2 (+ their biases, + 2 row biases)
+    replicated = 2 * e + (4 * e if bias else 0)  # ln_1, ln_2 (+ their biases, + 2 row biases)
     lo, hi = stage_layers(config.n_layer, pp)[stage]
     n = (hi - lo) * (split // tp + replicated)
     if stage == 0:
-        n += v * e + t * e                              # wte, wpe
+        n += v * e + t * e  # wte, wpe
     if stage == pp - 1:
-        n += e + (e if bias else 0) + (v * e if pp > 1 else 0)   # ln_f (+ the head's copy of wte)
+        n += e + (e if bias else 0) + (v * e if pp > 1 else 0)  # ln_f (+ the head's copy of wte)
     return n
 
 
@@ -89,12 +91,24 @@ class Parallel3D(Strategy):
 
     name = "3d"
 
-    def __init__(self, model, world, *, dp: int = 1, tp: int = 1, pp: int = 1,
-                 micro_batches: int = 1, schedule: str = "1f1b",
-                 checkpoint_activations: bool = False, ideal_links: bool = False, **kwargs):
+    def __init__(
+        self,
+        model,
+        world,
+        *,
+        dp: int = 1,
+        tp: int = 1,
+        pp: int = 1,
+        micro_batches: int = 1,
+        schedule: str = "1f1b",
+        checkpoint_activations: bool = False,
+        ideal_links: bool = False,
+        **kwargs,
+    ):
         if schedule not in SCHEDULES:
-            raise ValueError(f"unknown pipeline schedule {schedule!r}; expected one of "
-                             f"{sorted(SCHEDULES)}")
+            raise ValueError(
+                f"unknown pipeline schedule {schedule!r}; expected one of {sorted(SCHEDULES)}"
+            )
         if micro_batches < 1:
             raise ValueError(f"micro_batches must be ≥ 1, got {micro_batches}")
         self.topo = Topology(world, dp=dp, tp=tp, pp=pp)
@@ -111,14 +125,25 @@ class Parallel3D(Strategy):
         if ideal_links:
             self.timeline = Timeline(free_links_profile(self.profile))
         self.tp_group.on_comm = lambda record, label: self._comm(record, label, wait=True)
-        self.engine = PipelineEngine(stage, self.topo.pp_comm if pp > 1 else None, self.timeline,
-                                     self._place_compute, self.timeline.profile)
+        self.engine = PipelineEngine(
+            stage,
+            self.topo.pp_comm if pp > 1 else None,
+            self.timeline,
+            self._place_compute,
+            self.timeline.profile,
+        )
         self._last_loss = None
         self.last_bubble: dict = {}
 
     @staticmethod
-    def describe(dp: int, tp: int, pp: int, schedule: str = "1f1b", micro_batches: int = 1,
-                 checkpoint_activations: bool = False) -> str:
+    def describe(
+        dp: int,
+        tp: int,
+        pp: int,
+        schedule: str = "1f1b",
+        micro_batches: int = 1,
+        checkpoint_activations: bool = False,
+    ) -> str:
         """The strategy's name for a grid, e.g. "dp2×tp2×pp2 1f1b m=4" (axes of size 1 left out)."""
         parts = [f"{axis}{n}" for axis, n in (("dp", dp), ("tp", tp), ("pp", pp)) if n > 1]
         text = "×".join(parts or ["1 rank"])
@@ -132,16 +157,25 @@ class Parallel3D(Strategy):
         params = [p for _, p in self.named_params]
         self.dtype = params[0].dtype
         self.layout = FlatLayout(names, [p.shape for p in params], 1)
-        self.param_flat = self.device.allocate((self.layout.padded,), self.dtype, "parameters",
-                                               "stage parameters")
-        self.grad_flat = self.device.allocate((self.layout.padded,), self.dtype, "gradients",
-                                              "stage gradients")
+        self.param_flat = self.device.allocate(
+            (self.layout.padded,), self.dtype, "parameters", "stage parameters"
+        )
+        self.grad_flat = self.device.allocate(
+            (self.layout.padded,), self.dtype, "gradients", "stage gradients"
+        )
         self.layout.pack([p.data for p in params], self.param_flat)
-        for p, pv, gv in zip(params, self.layout.views(self.param_flat),
-                             self.layout.views(self.grad_flat)):
-            p.data, p.grad = pv, gv      # backward accumulates straight into the flat buffer
-        self.opt = ShardOptimizer(self.param_flat, self.layout, 0,
-                                  [self.decay_flag[id(p)] for p in params], self.device, "stage")
+        for p, pv, gv in zip(
+            params, self.layout.views(self.param_flat), self.layout.views(self.grad_flat)
+        ):
+            p.data, p.grad = pv, gv  # backward accumulates straight into the flat buffer
+        self.opt = ShardOptimizer(
+            self.param_flat,
+            self.layout,
+            0,
+            [self.decay_flag[id(p)] for p in params],
+            self.device,
+            "stage",
+        )
 
     # ---- the step ---------------------------------------------------------------------------
     def __call__(self, x, y):
@@ -155,11 +189,13 @@ class Parallel3D(Strategy):
         x, y = np.asarray(x), np.asarray(y)
         b = x.shape[0]
         if b % self.micro_batches:
-            raise ValueError(f"Parallel3D: this replica's batch of {b} sequences does not split "
-                             f"into {self.micro_batches} micro-batches")
+            raise ValueError(
+                f"Parallel3D: this replica's batch of {b} sequences does not split "
+                f"into {self.micro_batches} micro-batches"
+            )
         mb = b // self.micro_batches
-        xs = [x[i * mb:(i + 1) * mb] for i in range(self.micro_batches)]
-        ys = [y[i * mb:(i + 1) * mb] for i in range(self.micro_batches)]
+        xs = [x[i * mb : (i + 1) * mb] for i in range(self.micro_batches)]
+        ys = [y[i * mb : (i + 1) * mb] for i in range(self.micro_batches)]
         return xs, ys, (mb, x.shape[1], self.config.n_embd)
 
     def forward_backward(self, x, y) -> Tensor:
@@ -187,16 +223,20 @@ class Parallel3D(Strategy):
         """Finish the step whose backward the schedule already ran: the gradient all-reduces.
         (`loss` is accepted for the common training loop and not differentiated again.)"""
         if self._last_loss is None:
-            raise RuntimeError("Parallel3D.backward: no step to finish — call strategy(x, y) "
-                               "first (it runs forward and backward), then backward() once")
+            raise RuntimeError(
+                "Parallel3D.backward: no step to finish — call strategy(x, y) "
+                "first (it runs forward and backward), then backward() once"
+            )
         self._last_loss = None
         self._after_backward()
         self._place_compute("backward")
 
     def no_sync(self, active: bool = True):
         if active:
-            raise NotImplementedError("Parallel3D: gradient accumulation is the pipeline's "
-                                      "micro-batching; raise micro_batches instead of no_sync()")
+            raise NotImplementedError(
+                "Parallel3D: gradient accumulation is the pipeline's "
+                "micro-batching; raise micro_batches instead of no_sync()"
+            )
         return super().no_sync(False)
 
     def _after_backward(self):
@@ -224,8 +264,9 @@ class Parallel3D(Strategy):
         return self.topo.mp_comm if self.topo.mp_comm.size > 1 else None
 
     def _optimizer_step(self):
-        self.opt.step(self.grad_flat, self.step_count, self.lr, self.betas, self.eps,
-                      self.weight_decay)
+        self.opt.step(
+            self.grad_flat, self.step_count, self.lr, self.betas, self.eps, self.weight_decay
+        )
         self._adam_time(self.layout.numel)
 
     def _zero_grad(self):
@@ -242,10 +283,15 @@ class Parallel3D(Strategy):
         busy = self.timeline.busy("compute")
         ends = [end] if self.pp == 1 else self.topo.pp_comm.allgather_json(end)
         total = max(ends)
-        self.last_bubble = {"stage": self.topo.coord.pp, "micro_batches": self.micro_batches,
-                            "stages": self.pp, "pipeline_seconds": total, "compute_seconds": busy,
-                            "measured": 1.0 - busy / total if total > 0 else 0.0,
-                            "formula": bubble_fraction(self.pp, self.micro_batches)}
+        self.last_bubble = {
+            "stage": self.topo.coord.pp,
+            "micro_batches": self.micro_batches,
+            "stages": self.pp,
+            "pipeline_seconds": total,
+            "compute_seconds": busy,
+            "measured": 1.0 - busy / total if total > 0 else 0.0,
+            "formula": bubble_fraction(self.pp, self.micro_batches),
+        }
 
     def measure_bubble(self, x, y, free_links: bool = True) -> dict:
         """Run the schedule once more on (x, y) and return its measured bubble — with free
@@ -281,7 +327,7 @@ class Parallel3D(Strategy):
         """Bytes sent by this rank per step along each axis, by the formulas above."""
         c, q = self.config, np.dtype(self.dtype).itemsize
         m = self.micro_batches
-        act = q * (batch_per_replica // m) * seq_len * c.n_embd          # one (b, T, E) message
+        act = q * (batch_per_replica // m) * seq_len * c.n_embd  # one (b, T, E) message
         lo, hi = self.model.layers
         per_block = 6 if self.checkpoint_activations else 4
         first, last = self.model.is_first, self.model.is_last
@@ -317,5 +363,5 @@ class Parallel3D(Strategy):
             for name, shape in shapes[s].items():
                 full[name] = np.empty(shape, self.dtype)
                 comm.recv(full[name], s)
-        full["lm_head.weight"] = full["transformer.wte.weight"]   # tied (the copies are equal)
+        full["lm_head.weight"] = full["transformer.wte.weight"]  # tied (the copies are equal)
         return full

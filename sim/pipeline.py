@@ -47,6 +47,7 @@ different stages, so the last stage keeps a copy (`lm_head.weight`) and after ba
 and last stages add their two gradients (an all-reduce in the embedding group, see
 sim/topology.py) — both copies then take the same optimizer step and stay equal (Megatron-LM).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,6 +70,7 @@ def bubble_fraction(p: int, m: int) -> float:
 
 
 # ---- schedules --------------------------------------------------------------------------------
+
 
 def gpipe_schedule(m: int, p: int, s: int) -> list:
     """All forwards, then all backwards (in micro-batch order)."""
@@ -99,12 +101,15 @@ def in_flight_peak(actions: list) -> int:
 
 # ---- cutting a GPT into stages ----------------------------------------------------------------
 
+
 def stage_layers(n_layer: int, n_stages: int) -> list[tuple[int, int]]:
     """[lo, hi) block ranges of each stage: as equal as possible, earlier stages get the extra
     block (the last stage also carries the head and the loss)."""
     if n_stages < 1 or n_layer < n_stages:
-        raise ValueError(f"pipeline: {n_layer} blocks cannot fill {n_stages} stages "
-                         f"(each stage needs at least one block)")
+        raise ValueError(
+            f"pipeline: {n_layer} blocks cannot fill {n_stages} stages "
+            f"(each stage needs at least one block)"
+        )
     base, extra = divmod(n_layer, n_stages)
     bounds, lo = [], 0
     for s in range(n_stages):
@@ -139,7 +144,7 @@ class GPTStage(Module):
             parts["ln_f"] = tr.ln_f
         self.transformer = ModuleDict(parts)
         if self.is_last and self.is_first:
-            self.lm_head = model.lm_head                 # one stage: the head stays tied to wte
+            self.lm_head = model.lm_head  # one stage: the head stays tied to wte
         elif self.is_last:
             # The head's own copy of the tied embedding (a throwaway generator: drawing from the
             # default one would shift every later random number away from the one-process run).
@@ -159,20 +164,21 @@ class GPTStage(Module):
     def forward(self, inp, targets=None):
         tr = self.transformer
         if self.is_first:
-            idx = np.asarray(inp)                                # (B, T) token ids
+            idx = np.asarray(inp)  # (B, T) token ids
             x = tr.drop(tr.wte(idx) + tr.wpe(np.arange(idx.shape[1])))
         else:
-            x = inp                                              # (B, T, E) from stage s − 1
+            x = inp  # (B, T, E) from stage s − 1
         for block in tr.h.values():
             x = checkpoint(block, x, None, None) if self.gradient_checkpointing else block(x)
         if not self.is_last:
             return x
-        logits = self.lm_head(tr.ln_f(x))                        # (B, T, V)
+        logits = self.lm_head(tr.ln_f(x))  # (B, T, V)
         b, t = logits.shape[:2]
         return ops.cross_entropy(logits.reshape(b * t, -1), np.asarray(targets).reshape(-1))
 
 
 # ---- running one stage's schedule -------------------------------------------------------------
+
 
 class PipelineEngine:
     """Runs a schedule on one stage: forwards, backwards and the messages between stages.
@@ -205,8 +211,12 @@ class PipelineEngine:
         """Place the send on this rank's comm stream; returns its arrival time (1 float64)."""
         if self.timeline is None:
             return np.zeros(1)
-        ev = self.timeline.add("comm", self._link_seconds(peer, array.nbytes), f"send {label}",
-                               after=[self.timeline.free_at["compute"]])
+        ev = self.timeline.add(
+            "comm",
+            self._link_seconds(peer, array.nbytes),
+            f"send {label}",
+            after=[self.timeline.free_at["compute"]],
+        )
         return np.array([ev.end])
 
     def _arrived(self, arrival: np.ndarray, peer: int, nbytes: int, label: str) -> None:
@@ -233,15 +243,24 @@ class PipelineEngine:
         from mpi4py import MPI
 
         clock_out, clock_in = self._post_send(array, peer, label_send), np.empty(1)
-        requests = [self.comm.mpi.Isend(clock_out, dest=peer, tag=CLOCK_TAG),
-                    self.comm.mpi.Irecv(clock_in, source=peer, tag=CLOCK_TAG)]
+        requests = [
+            self.comm.mpi.Isend(clock_out, dest=peer, tag=CLOCK_TAG),
+            self.comm.mpi.Irecv(clock_in, source=peer, tag=CLOCK_TAG),
+        ]
         self.comm.sendrecv(array, peer, out, peer)
         MPI.Request.Waitall(requests)
         self._arrived(clock_in, peer, out.nbytes, label_recv)
 
     # ---- the schedule -----------------------------------------------------------------------
-    def run(self, micro_inputs: list, micro_targets: list, schedule: str = "1f1b",
-            forward_only: bool = False, act_shape=None, dtype=np.float32) -> float | None:
+    def run(
+        self,
+        micro_inputs: list,
+        micro_targets: list,
+        schedule: str = "1f1b",
+        forward_only: bool = False,
+        act_shape=None,
+        dtype=np.float32,
+    ) -> float | None:
         """Run every micro-batch through this stage; returns the mean loss (last stage) or None.
 
         `micro_inputs[i]`: token ids of micro-batch i (used by the first stage);
@@ -250,8 +269,9 @@ class PipelineEngine:
         before its backward, so the gradients are those of the mean over the whole batch.
         """
         if schedule not in SCHEDULES:
-            raise ValueError(f"unknown pipeline schedule {schedule!r}; expected one of "
-                             f"{sorted(SCHEDULES)}")
+            raise ValueError(
+                f"unknown pipeline schedule {schedule!r}; expected one of {sorted(SCHEDULES)}"
+            )
         m = len(micro_inputs)
         if forward_only:
             actions = [("F", i) for i in range(m)]
@@ -260,21 +280,25 @@ class PipelineEngine:
         self._act_shape, self._dtype = tuple(act_shape or ()), dtype
         self._forward_only = forward_only
         self._inputs, self._outputs, self._losses = {}, {}, {}
-        self._early_input = self._early_grad = None   # received by a combined sendrecv
+        self._early_input = self._early_grad = None  # received by a combined sendrecv
         for k, (kind, i) in enumerate(actions):
             nxt = actions[k + 1] if k + 1 < len(actions) else None
             if kind == "F":
                 self._forward(i, micro_inputs[i], micro_targets[i], nxt)
             else:
                 self._backward(i, m, nxt)
-        self.last_run = {"actions": actions, "micro_batches": m, "schedule": schedule,
-                         "end": None if self.timeline is None else self.timeline.free_at["compute"]}
+        self.last_run = {
+            "actions": actions,
+            "micro_batches": m,
+            "schedule": schedule,
+            "end": None if self.timeline is None else self.timeline.free_at["compute"],
+        }
         if not self.stage_module.is_last:
             return None
         return float(np.mean([self._losses[i] for i in range(m)]))
 
     def _buffer(self):
-        return np.empty(self._act_shape, self._dtype)   # (b, T, E)
+        return np.empty(self._act_shape, self._dtype)  # (b, T, E)
 
     def _forward(self, i, tokens, targets, nxt):
         st = self.stage_module
@@ -301,13 +325,13 @@ class PipelineEngine:
             else:
                 self._send(send, self.s + 1, f"activation {i}")
         if not self._forward_only:
-            self._inputs[i], self._outputs[i] = inp, out   # the graph lives until B{i}
+            self._inputs[i], self._outputs[i] = inp, out  # the graph lives until B{i}
 
     def _backward(self, i, m, nxt):
         st = self.stage_module
         out, inp = self._outputs.pop(i), self._inputs.pop(i)
         if st.is_last:
-            out.backward(np.asarray(1.0 / m, dtype=out.dtype))   # d(mean over micro-batches)
+            out.backward(np.asarray(1.0 / m, dtype=out.dtype))  # d(mean over micro-batches)
         else:
             if self._early_grad is not None:
                 grad, self._early_grad = self._early_grad, None

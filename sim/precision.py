@@ -13,6 +13,7 @@ With an fp32 (or fp64) model every piece degenerates: no master copy, no cast, K
 `MixedPrecision` is the one place the strategies ask about the model's format; the stages carry
 no precision branches of their own.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,8 @@ class MixedPrecision:
         self.itemsize = self.storage_dtype.itemsize
         self.master_dtype = np.dtype(np.float32) if self.mixed else self.storage_dtype
         self.compute_dtype = {"bfloat16": "bf16", "float16": "fp16"}.get(
-            str(self.format), self.storage_dtype)
+            str(self.format), self.storage_dtype
+        )
 
     @property
     def optimizer_bytes(self) -> int:

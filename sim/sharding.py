@@ -23,6 +23,7 @@ Elements sent per rank and step, with `reductions` reduce-scatters and `gathers`
 Every stage's memory formula holds with N → F. F = N is plain ZeRO (R = 1: no all-reduce);
 F = 1 keeps the whole state on every rank — DDP's memory, with DDP's all-reduce of Ψ.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +45,7 @@ class ShardGroup:
         # Every rank is in exactly one group of each kind (both splits are collective).
         self.shard_comm = world.split(world.rank // f, world.rank)
         self.replica_comm = world.split(world.rank % f, world.rank)
-        self.index = self.shard_comm.rank          # the shard this rank owns
+        self.index = self.shard_comm.rank  # the shard this rank owns
         self.place = place
 
     @property
@@ -71,7 +72,7 @@ class ShardGroup:
     def elements_sent(self, psi: int, reductions: float, gathers: float) -> float:
         """The module docstring's volume: elements one rank sends for Ψ-element buffers."""
         f, r = self.factor, self.replicas
-        rs = psi * (f - 1) / f                 # one reduce-scatter in the shard group
-        ag = psi * (f - 1) / f                 # one all-gather in the shard group
-        ar = 2 * (psi / f) * (r - 1) / r       # all-reduce of a shard across the replicas
+        rs = psi * (f - 1) / f  # one reduce-scatter in the shard group
+        ag = psi * (f - 1) / f  # one all-gather in the shard group
+        ar = 2 * (psi / f) * (r - 1) / r  # all-reduce of a shard across the replicas
         return reductions * (rs + ar) + gathers * ag

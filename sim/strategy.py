@@ -33,6 +33,7 @@ handled in one place, `sim.precision.MixedPrecision` (fp32 masters, gradients ca
 Checkpoints (sim/checkpoint.py) need four things of every strategy, declared here:
 `writes_checkpoint()`, `shard_state()`, `load_full_state(...)` and `full_state_dict()`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,19 +65,33 @@ class ShardOptimizer:
     which parameter, so weight decay applies only to matrices.
     """
 
-    def __init__(self, params: np.ndarray, layout: FlatLayout, shard: int, decay_flags,
-                 ledger, label: str, copy_tag: str | None = None):
+    def __init__(
+        self,
+        params: np.ndarray,
+        layout: FlatLayout,
+        shard: int,
+        decay_flags,
+        ledger,
+        label: str,
+        copy_tag: str | None = None,
+    ):
         if copy_tag is None:
             self.params = params
         else:
             fmt = MixedPrecision(params.dtype)
-            self.params = ledger.allocate(params.shape, fmt.master_dtype, copy_tag,
-                                          f"{label} fp32 copy")
+            self.params = ledger.allocate(
+                params.shape, fmt.master_dtype, copy_tag, f"{label} fp32 copy"
+            )
             self.params[...] = fmt.to_master(params)
-        self.m = ledger.allocate(params.shape, self.params.dtype, "optimizer_states", f"{label} exp_avg")
-        self.v = ledger.allocate(params.shape, self.params.dtype, "optimizer_states", f"{label} exp_avg_sq")
-        self.segments = [(seg.lo, seg.hi, bool(decay_flags[seg.index]))
-                         for seg in layout.segments(shard)]
+        self.m = ledger.allocate(
+            params.shape, self.params.dtype, "optimizer_states", f"{label} exp_avg"
+        )
+        self.v = ledger.allocate(
+            params.shape, self.params.dtype, "optimizer_states", f"{label} exp_avg_sq"
+        )
+        self.segments = [
+            (seg.lo, seg.hi, bool(decay_flags[seg.index])) for seg in layout.segments(shard)
+        ]
 
     def publish(self, dst: np.ndarray) -> None:
         """Write the updated parameters into `dst` (the model's storage), if they are a copy."""
@@ -85,20 +100,30 @@ class ShardOptimizer:
 
     def step(self, grads: np.ndarray, step: int, lr, betas, eps, weight_decay) -> None:
         for lo, hi, decay in self.segments:
-            kernels.adam_step(self.params[lo:hi], grads[lo:hi], self.m[lo:hi], self.v[lo:hi],
-                              step, lr, betas[0], betas[1], eps,
-                              weight_decay if decay else 0.0, True)
+            kernels.adam_step(
+                self.params[lo:hi],
+                grads[lo:hi],
+                self.m[lo:hi],
+                self.v[lo:hi],
+                step,
+                lr,
+                betas[0],
+                betas[1],
+                eps,
+                weight_decay if decay else 0.0,
+                True,
+            )
 
 
 class ShardState(NamedTuple):
     """One flat group of what a rank owns, as a checkpoint stores it (`Strategy.shard_state`)."""
 
-    name: str                # the group's name (a ZeRO unit, a DDP bucket)
-    layout: FlatLayout       # its parameters end to end; layout.n_shards ranks share it
-    shard: int               # which of the n_shards this rank holds
-    param: np.ndarray        # the parameters of that shard, in the optimizer's dtype (fp32 masters)
-    exp_avg: np.ndarray      # Adam's m for the same elements
-    exp_avg_sq: np.ndarray   # Adam's v
+    name: str  # the group's name (a ZeRO unit, a DDP bucket)
+    layout: FlatLayout  # its parameters end to end; layout.n_shards ranks share it
+    shard: int  # which of the n_shards this rank holds
+    param: np.ndarray  # the parameters of that shard, in the optimizer's dtype (fp32 masters)
+    exp_avg: np.ndarray  # Adam's m for the same elements
+    exp_avg_sq: np.ndarray  # Adam's v
 
 
 class Strategy:
@@ -107,9 +132,20 @@ class Strategy:
     name = "base"
     stage = None
 
-    def __init__(self, model, world, *, lr: float = 1e-3, betas=(0.9, 0.95), eps: float = 1e-8,
-                 weight_decay: float = 0.0, device_memory: int | None = None,
-                 profile: str = "A100-80GB", broadcast_init: bool = True, loss_scaler=None):
+    def __init__(
+        self,
+        model,
+        world,
+        *,
+        lr: float = 1e-3,
+        betas=(0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        device_memory: int | None = None,
+        profile: str = "A100-80GB",
+        broadcast_init: bool = True,
+        loss_scaler=None,
+    ):
         self.model = model
         self.world = world
         self.rank, self.size = world.rank, world.size
@@ -123,13 +159,13 @@ class Strategy:
         # The model's format; a half model trains with fp32 masters (sim/precision.py).
         self.precision = MixedPrecision(self.named_params[0][1].data.dtype)
         self.timeline = Timeline(self.profile, dtype=self.precision.compute_dtype)
-        self.scaler = loss_scaler                                # GradScaler (fp16) or None
+        self.scaler = loss_scaler  # GradScaler (fp16) or None
         self.skipped_steps = 0
-        self._g32, self._g32_buffers = None, []                  # this step's fp32 gradients
+        self._g32, self._g32_buffers = None, []  # this step's fp32 gradients
         self.decay_flag = {id(p): p.ndim >= 2 for _, p in self.named_params}
         self.flops = FlopCounter()
-        self._flops_placed = self._step_flops_start = 0   # cumulative FLOP counts
-        self._pending_comm = []         # timeline events the optimizer must wait for
+        self._flops_placed = self._step_flops_start = 0  # cumulative FLOP counts
+        self._pending_comm = []  # timeline events the optimizer must wait for
         self._step_wall = 0.0
         self.step_count = 0
         self._sync = True
@@ -167,7 +203,7 @@ class Strategy:
 
     # ---- the training-loop API --------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        return self.model(*args, **kwargs)     # forward, with the model's own signature
+        return self.model(*args, **kwargs)  # forward, with the model's own signature
 
     def backward(self, loss) -> None:
         if self.scaler is not None:
@@ -226,7 +262,8 @@ class Strategy:
         if self._g32 is None:
             self._before_grads32()
             self._g32, self._g32_buffers = self.precision.gradients_for_update(
-                self._grad_shards(), self.device, self.scaler)
+                self._grad_shards(), self.device, self.scaler
+            )
         return self._g32
 
     def _before_grads32(self) -> None:
@@ -249,8 +286,9 @@ class Strategy:
         if self.scaler is not None:
             # Dynamic loss scaling: every rank checks its own gradients; one all-reduce makes
             # them agree, so all skip (and halve the scale) or all step.
-            flag = np.array([float(any(not np.all(np.isfinite(g)) for g, _ in grads))],
-                            dtype=np.float32)
+            flag = np.array(
+                [float(any(not np.all(np.isfinite(g)) for g, _ in grads))], dtype=np.float32
+            )
             if self.size > 1:
                 self._comm(self.world.all_reduce(flag), "inf/NaN check", wait=True)
             found_inf = bool(flag[0] > 0)
@@ -353,8 +391,10 @@ class Strategy:
         raise self._not_implemented("full_state_dict")
 
     def _not_implemented(self, method: str) -> NotImplementedError:
-        return NotImplementedError(f"{type(self).__name__} does not implement {method}() of "
-                                   f"the checkpoint protocol (sim/strategy.py)")
+        return NotImplementedError(
+            f"{type(self).__name__} does not implement {method}() of "
+            f"the checkpoint protocol (sim/strategy.py)"
+        )
 
     def _model_state_copy(self) -> dict:
         """full_state_dict() of a strategy whose every rank holds the whole model."""

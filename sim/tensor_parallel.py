@@ -60,6 +60,7 @@ every later mask are those of the one-process model, so training with dropout is
 Simplifications: the vocabulary (embedding and cross-entropy) is not split; no KV-cache
 generation (gather the state dict into a GPT for that).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -98,6 +99,7 @@ class TPGroup:
 
 # ---- f and g --------------------------------------------------------------------------------
 
+
 class CopyToTensorParallel(Function):
     """f: identity forward; backward all-reduces the gradient (every rank used the input)."""
 
@@ -122,7 +124,7 @@ class ReduceFromTensorParallel(Function):
 
     @staticmethod
     def forward(ctx, x, group=None, label="g"):
-        out = np.array(x, order="C", copy=True)   # (B, T, E) partial → full sum
+        out = np.array(x, order="C", copy=True)  # (B, T, E) partial → full sum
         group.all_reduce(out, f"{label} g forward")
         return out
 
@@ -139,8 +141,8 @@ def reduce_from_tensor_parallel(x: Tensor, group: TPGroup, label: str = "g") -> 
     return x if group.size == 1 else ReduceFromTensorParallel.apply(x, group=group, label=label)
 
 
-
 # ---- which rows / columns a rank holds -------------------------------------------------------
+
 
 def block_slice(n: int, rank: int, size: int, what: str = "dimension") -> slice:
     """The rank-th of `size` equal consecutive blocks of range(n)."""
@@ -154,14 +156,18 @@ def qkv_rows(n_embd: int, n_head: int, rank: int, size: int) -> np.ndarray:
     """Rows of the fused c_attn weight (3E, E) = [W_q; W_k; W_v] that produce q, k and v of this
     rank's heads: heads [r·H/n, (r+1)·H/n) are rows [r·E/n, (r+1)·E/n) of each of the three."""
     if n_head % size:
-        raise ValueError(f"tensor parallelism: n_head {n_head} is not divisible by {size} ranks "
-                         f"(heads are the unit of the attention split)")
+        raise ValueError(
+            f"tensor parallelism: n_head {n_head} is not divisible by {size} ranks "
+            f"(heads are the unit of the attention split)"
+        )
     own = block_slice(n_embd, rank, size, "n_embd")
-    return np.concatenate([np.arange(part * n_embd + own.start, part * n_embd + own.stop)
-                           for part in range(3)])
+    return np.concatenate(
+        [np.arange(part * n_embd + own.start, part * n_embd + own.stop) for part in range(3)]
+    )
 
 
 # ---- layers ---------------------------------------------------------------------------------
+
 
 class _ParallelLinear(Module):
     """A Linear's slice on one rank: `weight`, `bias` (or None), the group, a label for traces."""
@@ -218,9 +224,9 @@ class AllHeadsDropoutGenerator:
         self.rank, self.size = rank, size
 
     def random(self, shape, dtype=np.float64):
-        *batch, heads, t, s = shape                    # heads = H/n on this rank
+        *batch, heads, t, s = shape  # heads = H/n on this rank
         full = default_generator().random((*batch, heads * self.size, t, s), dtype=dtype)
-        return full[..., self.rank * heads:(self.rank + 1) * heads, :, :]
+        return full[..., self.rank * heads : (self.rank + 1) * heads, :, :]
 
 
 class ParallelSelfAttention(Module):
@@ -229,29 +235,32 @@ class ParallelSelfAttention(Module):
     def __init__(self, dense, group: TPGroup, label: str = "attn"):
         super().__init__()
         e = dense.c_attn.in_features
-        rows = qkv_rows(e, dense.n_head, group.rank, group.size)   # checks H divides by n
-        self.n_head = dense.n_head // group.size                     # heads on this rank
+        rows = qkv_rows(e, dense.n_head, group.rank, group.size)  # checks H divides by n
+        self.n_head = dense.n_head // group.size  # heads on this rank
         self.rank, self.tp_size = group.rank, group.size
         self.head_dim = e // dense.n_head
         self.c_attn = ColumnParallelLinear.from_dense(dense.c_attn, rows, group, label)
         self.c_proj = RowParallelLinear.from_dense(
-            dense.c_proj, block_slice(e, group.rank, group.size, "n_embd"), group, label)
+            dense.c_proj, block_slice(e, group.rank, group.size, "n_embd"), group, label
+        )
         self.dropout = dense.dropout
         self.resid_dropout = dense.resid_dropout
 
     def forward(self, x: Tensor, cache=None, keep=None) -> Tensor:
         if cache is not None or keep is not None:
-            raise NotImplementedError("tensor-parallel attention: KV caches and padding masks are "
-                                      "not supported; gather_state_dict() into a GPT to generate")
+            raise NotImplementedError(
+                "tensor-parallel attention: KV caches and padding masks are "
+                "not supported; gather_state_dict() into a GPT to generate"
+            )
         b, t, _ = x.shape
-        qkv = self.c_attn(x).reshape(b, t, 3, self.n_head, self.head_dim)   # (B, T, 3, H/n, hs)
-        qkv = qkv.permute(2, 0, 3, 1, 4)                                     # (3, B, H/n, T, hs)
+        qkv = self.c_attn(x).reshape(b, t, 3, self.n_head, self.head_dim)  # (B, T, 3, H/n, hs)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H/n, T, hs)
         q, k, v = qkv[0], qkv[1], qkv[2]
         p = self.dropout if self.training else 0.0
         # dropout: this rank's heads of the one-process mask (see AllHeadsDropoutGenerator)
         gen = AllHeadsDropoutGenerator(self.rank, self.tp_size) if p > 0 else None
         y = ops.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p, generator=gen)
-        return self.resid_dropout(self.c_proj(merge_heads(y)))              # (B, T, E)
+        return self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, E)
 
 
 class ParallelMLP(Module):
@@ -288,8 +297,14 @@ def parallelize_gpt(model, group: TPGroup):
 # ---- state dicts: full ↔ shards --------------------------------------------------------------
 # How each block parameter is split: "qkv" (rows by heads), or an axis cut into n equal blocks.
 # Everything not listed is replicated.
-SPLITS = {"attn.c_attn.weight": "qkv", "attn.c_attn.bias": "qkv", "attn.c_proj.weight": 1,
-          "mlp.c_fc.weight": 0, "mlp.c_fc.bias": 0, "mlp.c_proj.weight": 1}
+SPLITS = {
+    "attn.c_attn.weight": "qkv",
+    "attn.c_attn.bias": "qkv",
+    "attn.c_proj.weight": 1,
+    "mlp.c_fc.weight": 0,
+    "mlp.c_fc.bias": 0,
+    "mlp.c_proj.weight": 1,
+}
 
 
 def split_rule(name: str):

@@ -33,6 +33,7 @@ tied token embedding (wte and lm_head) and add their gradients (as Megatron-LM d
 Each sub-communicator counts its own traffic (and adds it to the world's), so `bytes_by_axis()`
 says how many bytes a rank sent along each axis.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ class Grid:
 
     def coords(self, rank: int) -> Coord:
         if not 0 <= rank < self.size:
-            raise ValueError(f"rank {rank} is outside a {self.describe()} grid of "
-                             f"{self.size} ranks")
+            raise ValueError(
+                f"rank {rank} is outside a {self.describe()} grid of {self.size} ranks"
+            )
         tp, rest = rank % self.tp, rank // self.tp
         return Coord(dp=rest % self.dp, pp=rest // self.dp, tp=tp)
 
@@ -91,11 +93,14 @@ class Grid:
 
     def table(self) -> str:
         """One line per pipeline stage: the ranks of each replica, tp ranks side by side."""
-        lines = [f"{self.describe()} = {self.size} ranks "
-                 f"(rank = tp + {self.tp}·(dp + {self.dp}·pp))"]
+        lines = [
+            f"{self.describe()} = {self.size} ranks (rank = tp + {self.tp}·(dp + {self.dp}·pp))"
+        ]
         for pp in range(self.pp):
-            replicas = [" ".join(str(self.rank_of(dp, pp, tp)) for tp in range(self.tp))
-                        for dp in range(self.dp)]
+            replicas = [
+                " ".join(str(self.rank_of(dp, pp, tp)) for tp in range(self.tp))
+                for dp in range(self.dp)
+            ]
             row = "   ".join(f"[{r}]" for r in replicas)
             lines.append(f"  stage {pp}:  {row}")
         return "\n".join(lines)
@@ -113,8 +118,10 @@ class Topology:
     def __init__(self, world, dp: int = 1, tp: int = 1, pp: int = 1):
         self.grid = Grid(dp=dp, tp=tp, pp=pp)
         if self.grid.size != world.size:
-            raise ValueError(f"Topology: {self.grid.describe()} needs {self.grid.size} ranks, "
-                             f"but the world has {world.size} (run mpirun -n {self.grid.size})")
+            raise ValueError(
+                f"Topology: {self.grid.describe()} needs {self.grid.size} ranks, "
+                f"but the world has {world.size} (run mpirun -n {self.grid.size})"
+            )
         self.world = world
         g, c = self.grid, self.grid.coords(world.rank)
         self.coord = c
@@ -125,8 +132,13 @@ class Topology:
         self.mp_comm = world.split(c.dp, c.tp + g.tp * c.pp)
         ends = c.pp in (0, g.pp - 1) and g.pp > 1
         self.embed_comm = world.split(c.tp + g.tp * c.dp if ends else None, c.pp)
-        self.axis_comms = {"dp": self.dp_comm, "tp": self.tp_comm, "pp": self.pp_comm,
-                           "embedding": self.embed_comm, "model_parallel": self.mp_comm}
+        self.axis_comms = {
+            "dp": self.dp_comm,
+            "tp": self.tp_comm,
+            "pp": self.pp_comm,
+            "embedding": self.embed_comm,
+            "model_parallel": self.mp_comm,
+        }
 
     def reset_stats(self) -> None:
         for comm in self.axis_comms.values():
@@ -136,5 +148,7 @@ class Topology:
     def bytes_by_axis(self) -> dict:
         """Bytes this rank sent along each axis since the last `reset_stats()` (the embedding
         and model-parallel groups apart: small all-reduces of gradients and of a norm)."""
-        return {name: (0 if comm is None else int(comm.stats.total.bytes_sent))
-                for name, comm in self.axis_comms.items()}
+        return {
+            name: (0 if comm is None else int(comm.stats.total.bytes_sent))
+            for name, comm in self.axis_comms.items()
+        }

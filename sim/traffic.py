@@ -5,6 +5,7 @@ sent and received, the buffer size, the group of ranks — and a `CommStats` acc
 collective until `reset()` (once per training step). The cost model (sim/cost.py) turns records
 into simulated seconds; the strategies compare the totals with the papers' volumes.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -73,5 +74,7 @@ class CommStats:
         return t
 
     def as_dict(self) -> dict:
-        return {"total": asdict(self.total),
-                "by_op": {op: asdict(t) for op, t in self.by_op.items()}}
+        return {
+            "total": asdict(self.total),
+            "by_op": {op: asdict(t) for op, t in self.by_op.items()},
+        }

@@ -26,6 +26,7 @@ Simplifications, said plainly: collectives run synchronously here (the overlap i
 the cost model's timeline, not real); activation memory is not partitioned (that is ZeRO-R, not
 implemented).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,9 +46,9 @@ class UnitState:
     def __init__(self, unit, layout):
         self.unit, self.layout = unit, layout
         self.name = unit.name
-        self.ready = 0          # parameters whose gradient backward has finished
-        self.reduced = False    # its gradients were reduced in this backward
-        self.gathered = False   # ZeRO-3: full parameters present on the device
+        self.ready = 0  # parameters whose gradient backward has finished
+        self.reduced = False  # its gradients were reduced in this backward
+        self.gathered = False  # ZeRO-3: full parameters present on the device
 
 
 class ZeRO1(Strategy):
@@ -71,13 +72,17 @@ class ZeRO1(Strategy):
     def __init__(self, model, world, *, sharding_factor: int | None = None, **kwargs):
         for option in ZERO3_OPTIONS:
             if option in kwargs:
-                raise TypeError(f"{type(self).__name__}: {option!r} is an option of ZeRO-3, "
-                                f"which gathers and frees the parameters; ZeRO-{self.stage} "
-                                f"keeps them whole on every rank")
+                raise TypeError(
+                    f"{type(self).__name__}: {option!r} is an option of ZeRO-3, "
+                    f"which gathers and frees the parameters; ZeRO-{self.stage} "
+                    f"keeps them whole on every rank"
+                )
         if "offload" in kwargs:
-            raise TypeError(f"{type(self).__name__}: offload is a rung of its own — "
-                            f"sim/offload.py's ZeRO{self.stage}Offload (or zero_class(stage, "
-                            f"offload))")
+            raise TypeError(
+                f"{type(self).__name__}: offload is a rung of its own — "
+                f"sim/offload.py's ZeRO{self.stage}Offload (or zero_class(stage, "
+                f"offload))"
+            )
         self.group = ShardGroup(world, sharding_factor, place=self._comm)
         super().__init__(model, world, **kwargs)
 
@@ -104,13 +109,14 @@ class ZeRO1(Strategy):
 
     def _setup_params(self, st):
         """Stages 1–2: the full parameters stay on every rank, as views into a flat buffer."""
-        st.param_flat = self._alloc(self.device, st.layout.padded, "parameters",
-                                    f"{st.name} params")
+        st.param_flat = self._alloc(
+            self.device, st.layout.padded, "parameters", f"{st.name} params"
+        )
         st.layout.pack([p.data for p in st.unit.params], st.param_flat)
         for p, view in zip(st.unit.params, st.layout.views(st.param_flat)):
             p.data = view
         lo, hi = st.layout.shard_range(self.group.index)
-        st.param_shard = st.param_flat[lo:hi]   # the part this rank updates
+        st.param_shard = st.param_flat[lo:hi]  # the part this rank updates
 
     def _setup_grads(self, st):
         """Stage 1: full gradients, accumulated in place into a flat buffer (like DDP)."""
@@ -123,8 +129,15 @@ class ZeRO1(Strategy):
     def _setup_optimizer(self, st):
         """Adam's state for this rank's shard, on the device (fp32 masters if the model is half)."""
         flags = [self.decay_flag[id(p)] for p in st.unit.params]
-        st.opt = ShardOptimizer(st.param_shard, st.layout, self.group.index, flags, self.device,
-                                st.name, copy_tag=self.precision.master_tag)
+        st.opt = ShardOptimizer(
+            st.param_shard,
+            st.layout,
+            self.group.index,
+            flags,
+            self.device,
+            st.name,
+            copy_tag=self.precision.master_tag,
+        )
 
     # ---- backward: reduce gradients ---------------------------------------------------------
     def _grad_ready(self, p):
@@ -153,7 +166,7 @@ class ZeRO1(Strategy):
     def _after_backward(self):
         for st in self.units:
             if self._sync and not st.reduced:
-                self._reduce_unit(st)      # a unit with an unused parameter never filled up
+                self._reduce_unit(st)  # a unit with an unused parameter never filled up
             st.ready = 0
             st.reduced = False
 
@@ -165,9 +178,9 @@ class ZeRO1(Strategy):
         return self.group.shard_comm
 
     def _optimizer_step(self):
-        self._update_shards()          # Adam on the shards this rank owns
-        self._write_back()             # ... into the model's parameter shards
-        self._all_gather_updated()     # every rank receives every updated shard
+        self._update_shards()  # Adam on the shards this rank owns
+        self._write_back()  # ... into the model's parameter shards
+        self._all_gather_updated()  # every rank receives every updated shard
 
     def _update_shards(self):
         self._adam_steps()
@@ -185,7 +198,7 @@ class ZeRO1(Strategy):
     def _all_gather_updated(self):
         """Stages 1–2: all-gather the updated shards into every rank's full parameters."""
         if self.group.factor == 1:
-            return                          # the shard is the whole buffer
+            return  # the shard is the whole buffer
         for st in self.units:
             # The shard is a slice of the full buffer: MPI forbids sending from the buffer
             # being received into, so it is staged in a temporary.
@@ -205,15 +218,17 @@ class ZeRO1(Strategy):
         return self.group.first_replica
 
     def shard_state(self) -> list:
-        return [ShardState(st.name, st.layout, self.group.index, st.opt.params, st.opt.m, st.opt.v)
-                for st in self.units]
+        return [
+            ShardState(st.name, st.layout, self.group.index, st.opt.params, st.opt.m, st.opt.v)
+            for st in self.units
+        ]
 
     def load_full_state(self, params: dict, exp_avg: dict, exp_avg_sq: dict, step: int) -> None:
         for st in self.units:
             lo, hi = st.layout.shard_range(self.group.index)
             full = np.zeros(st.layout.padded, dtype=self.precision.master_dtype)
             st.layout.pack([params[n] for n in st.unit.names], full)
-            st.opt.params[...] = full[lo:hi]      # the parameters, a copy, or the masters
+            st.opt.params[...] = full[lo:hi]  # the parameters, a copy, or the masters
             self._load_params(st, full)
             st.layout.pack([exp_avg[n] for n in st.unit.names], full)
             st.opt.m[...] = full[lo:hi]
@@ -225,14 +240,17 @@ class ZeRO1(Strategy):
         write_model_params_(st.param_flat, full)
 
     def full_state_dict(self) -> dict:
-        return self._model_state_copy()       # every rank holds the full parameters
+        return self._model_state_copy()  # every rank holds the full parameters
 
     # ---- theory -------------------------------------------------------------------------------
     def theory(self) -> dict:
         """Model-state bytes per rank, the class docstring's formula with N → F."""
         psi, f, b = self.n_params, self.group.factor, self.precision.itemsize
-        return {"parameters": b * psi, "gradients": b * psi,
-                "optimizer_states": self.precision.optimizer_bytes * psi / f}
+        return {
+            "parameters": b * psi,
+            "gradients": b * psi,
+            "optimizer_states": self.precision.optimizer_bytes * psi / f,
+        }
 
     def theory_comm_bytes(self, accum_steps: int = 1) -> float:
         """Bytes sent per rank per optimizer step: one reduce-scatter (after the last
@@ -254,8 +272,9 @@ class ZeRO2(ZeRO1):
     stage = 2
 
     def _setup_grads(self, st):
-        st.grad_shard = self._alloc(self.device, st.layout.shard_size, "gradients",
-                                    f"{st.name} grad shard")
+        st.grad_shard = self._alloc(
+            self.device, st.layout.shard_size, "gradients", f"{st.name} grad shard"
+        )
         for p in st.unit.params:
             p.grad = None  # backward allocates them; we reduce and drop them unit by unit
 

@@ -18,6 +18,7 @@ Simplification, said plainly: "freed" parameters are released in the ledger and 
 with NaN — so any use before the next gather would show up as NaN losses — but the NumPy
 buffer is reused for the next gather rather than returned to the allocator.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,22 +57,24 @@ class ZeRO3(ZeRO2):
     name = "zero3"
     stage = 3
 
-    def __init__(self, model, world, *, reshard_after_forward: bool = True,
-                 prefetch: bool = False, **kwargs):
+    def __init__(
+        self, model, world, *, reshard_after_forward: bool = True, prefetch: bool = False, **kwargs
+    ):
         self.reshard_after_forward = reshard_after_forward
         self.prefetch = prefetch
         super().__init__(model, world, **kwargs)
 
     def _setup(self):
         super()._setup()
-        self._forward_order = self.units[1:]           # blocks, in forward order
+        self._forward_order = self.units[1:]  # blocks, in forward order
         for st in self.units[1:]:
             self._wrap(st, st.unit.module)
-        self._wrap(self.units[0], self.model)           # the root spans the whole forward
+        self._wrap(self.units[0], self.model)  # the root spans the whole forward
 
     def _setup_params(self, st):
-        shard = self._alloc(self._param_shard_ledger(), st.layout.shard_size, "parameters",
-                            f"{st.name} param shard")
+        shard = self._alloc(
+            self._param_shard_ledger(), st.layout.shard_size, "parameters", f"{st.name} param shard"
+        )
         full = np.zeros(st.layout.padded, dtype=self.precision.storage_dtype)
         st.layout.pack([p.data for p in st.unit.params], full)
         lo, hi = st.layout.shard_range(self.group.index)
@@ -81,7 +84,7 @@ class ZeRO3(ZeRO2):
         st.full = full
         for p, view in zip(st.unit.params, st.layout.views(full)):
             p.data = view
-        self._poison(st.full)            # not gathered yet: any use would show NaN
+        self._poison(st.full)  # not gathered yet: any use would show NaN
         st.gathered = False
 
     def _param_shard_ledger(self):
@@ -151,7 +154,7 @@ class ZeRO3(ZeRO2):
 
     def _reduce_unit(self, st):
         super()._reduce_unit(st)
-        self._free(st)                   # its backward is done: drop the full parameters
+        self._free(st)  # its backward is done: drop the full parameters
 
     def _all_gather_updated(self):
         pass  # nothing to gather now: the next forward gathers the updated shards
@@ -164,7 +167,7 @@ class ZeRO3(ZeRO2):
         """Each unit gathered in turn, its parameters copied out under every name they have in
         the state dict (tied weights included)."""
         sd = self.model.state_dict()
-        out = {k: np.array(v) for k, v in sd.items()}       # buffers; parameters overwritten
+        out = {k: np.array(v) for k, v in sd.items()}  # buffers; parameters overwritten
         for st in self.units:
             was = st.gathered
             self._gather(st)
@@ -200,5 +203,6 @@ class ZeRO3(ZeRO2):
     def theory_comm_bytes(self, accum_steps: int = 1) -> float:
         """One reduce-scatter and one or two all-gathers per micro-step."""
         gathers = self._gathers_per_micro_step() * accum_steps
-        return self.precision.itemsize * self.group.elements_sent(self.n_params, accum_steps,
-                                                                  gathers)
+        return self.precision.itemsize * self.group.elements_sent(
+            self.n_params, accum_steps, gathers
+        )

@@ -4,6 +4,7 @@ Hypothesis: a modest number of examples per property (the suite must finish in m
 cores), no per-example deadline (numba compiles on first use), and — under CI=true — a
 derandomized, reproducible search.
 """
+
 import os
 
 import numpy as np
@@ -11,11 +12,19 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "dev", max_examples=30, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    "dev",
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.register_profile(
-    "ci", max_examples=30, deadline=None, derandomize=True, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    "ci",
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 

@@ -13,6 +13,7 @@ Layouts. Every array strategy may return a non-contiguous view — transposed, s
 last axis, or reversed — because ops and kernels must not assume C order. gradcheck perturbs
 the view in place, which works for any layout.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,28 +52,29 @@ def arrays(draw, shape, elements=None, unique=False, layout=None):
     layout = layout or draw(st.sampled_from(LAYOUTS))
 
     def base(s):
-        return draw(hnp.arrays(np.float64, s, elements=elements, unique=unique,
-                               fill=st.nothing()))
+        return draw(hnp.arrays(np.float64, s, elements=elements, unique=unique, fill=st.nothing()))
 
     if layout == "transposed" and len(shape) >= 2:
-        return base(shape[::-1]).T                              # strides reversed
+        return base(shape[::-1]).T  # strides reversed
     if layout == "strided" and len(shape) >= 1:
         wide = base(shape[:-1] + (2 * shape[-1],))
-        return wide[..., ::2]                                   # every other column
+        return wide[..., ::2]  # every other column
     if layout == "reversed" and len(shape) >= 1:
-        return base(shape)[..., ::-1]                           # negative stride
+        return base(shape)[..., ::-1]  # negative stride
     return base(shape)
 
 
 def shapes(min_dims=1, max_dims=3, min_side=1, max_side=4):
-    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
-                            max_side=max_side)
+    return hnp.array_shapes(
+        min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
+    )
 
 
 def broadcastable(num_shapes=2, min_dims=0, max_dims=3, max_side=3):
     """Shapes that broadcast together (`.input_shapes`, `.result_shape`)."""
-    return hnp.mutually_broadcastable_shapes(num_shapes=num_shapes, min_dims=min_dims,
-                                             max_dims=max_dims, max_side=max_side)
+    return hnp.mutually_broadcastable_shapes(
+        num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, max_side=max_side
+    )
 
 
 @st.composite
@@ -85,8 +87,7 @@ def axes(draw, ndim):
         return None
     if kind == "int":
         return draw(st.integers(-ndim, ndim - 1))
-    return tuple(draw(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim,
-                               unique=True)))
+    return tuple(draw(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True)))
 
 
 def leaf(array):

@@ -1,4 +1,5 @@
 """tinyllm.checkpoint: round trips, bit-identical resume, corruption, atomic writes, no pickle."""
+
 import os
 
 import numpy as np
@@ -38,9 +39,9 @@ def test_round_trip_model_optimizer_step_rng_config(tmp_path):
         train_step(m, opt)
     path = tmp_path / "run.npz"
     save_checkpoint(path, m, opt, step=2, config=m.config.to_dict(), extra={"note": "hi"})
-    expected_draws = default_generator().random(3)     # what the RNG gives next
+    expected_draws = default_generator().random(3)  # what the RNG gives next
 
-    tinyllm.manual_seed(99)                            # scramble the RNG
+    tinyllm.manual_seed(99)  # scramble the RNG
     m2, opt2 = make(1)
     meta = load_checkpoint(path, m2, opt2)
     assert meta["step"] == 2 and meta["config"] == m.config.to_dict()
@@ -69,11 +70,11 @@ def test_resume_gives_bit_identical_losses(tmp_path):
     first = [train_step(m, opt) for _ in range(3)]
     save_checkpoint(tmp_path / "c.npz", m, opt, step=3)
     del m, opt
-    tinyllm.manual_seed(12345)                         # a different process, in effect
+    tinyllm.manual_seed(12345)  # a different process, in effect
     m, opt = make(7)
     assert load_checkpoint(tmp_path / "c.npz", m, opt)["step"] == 3
     resumed = first + [train_step(m, opt) for _ in range(3)]
-    assert resumed == straight                         # exact float equality
+    assert resumed == straight  # exact float equality
 
 
 def test_sgd_momentum_state_round_trip(tmp_path):
@@ -87,22 +88,24 @@ def test_sgd_momentum_state_round_trip(tmp_path):
     opt2 = SGD(lin2.parameters(), lr=0.5)
     load_checkpoint(tmp_path / "s.npz", lin2, opt2)
     assert opt2.param_groups[0]["nesterov"] is True and opt2.param_groups[0]["lr"] == 0.1
-    np.testing.assert_array_equal(opt2.state_dict()["state"][0]["momentum_buffer"],
-                                  opt.state_dict()["state"][0]["momentum_buffer"])
+    np.testing.assert_array_equal(
+        opt2.state_dict()["state"][0]["momentum_buffer"],
+        opt.state_dict()["state"][0]["momentum_buffer"],
+    )
 
 
 def test_tied_weights_are_stored_once_and_no_pickle_is_needed(tmp_path):
     m, opt = make(0)
     path = tmp_path / "c.npz"
     save_checkpoint(path, m, opt)
-    with np.load(path, allow_pickle=False) as z:       # loads with pickle disabled
+    with np.load(path, allow_pickle=False) as z:  # loads with pickle disabled
         names = z.files
         assert all(z[k].dtype != object for k in names)
     assert "model/transformer.wte.weight" in names and "model/lm_head.weight" not in names
     arrays, meta = load_arrays(path)
     assert meta["aliases"] == {"lm_head.weight": "transformer.wte.weight"}
     n_model = sum(a.size for k, a in arrays.items() if k.startswith("model/"))
-    assert n_model == m.num_parameters()               # V·E counted once
+    assert n_model == m.num_parameters()  # V·E counted once
 
 
 # ---- bad files ---------------------------------------------------------------------------------
@@ -123,7 +126,7 @@ def test_missing_file(tmp_path):
 @pytest.mark.parametrize("keep", [0.0, 0.3, 0.9, 0.999])
 def test_truncated_file_names_the_file(small_file, keep):
     raw = small_file.read_bytes()
-    small_file.write_bytes(raw[:int(len(raw) * keep)])
+    small_file.write_bytes(raw[: int(len(raw) * keep)])
     with pytest.raises(CheckpointError, match="small.npz"):
         load_checkpoint(small_file, Linear(3, 2))
 
@@ -132,9 +135,9 @@ def test_corrupted_data_byte_is_caught_by_the_checksum(small_file):
     raw = bytearray(small_file.read_bytes())
     with np.load(small_file) as z:
         weight = z["model/weight"]
-    start = bytes(raw).find(weight.tobytes())          # the weight's bytes inside the zip
+    start = bytes(raw).find(weight.tobytes())  # the weight's bytes inside the zip
     assert start > 0
-    raw[start + 5] ^= 0x01                             # one flipped bit
+    raw[start + 5] ^= 0x01  # one flipped bit
     small_file.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="small.npz"):
         load_checkpoint(small_file, Linear(3, 2))
@@ -205,10 +208,10 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     real_savez = np.savez
 
     def savez_then_crash(f, **arrays):
-        real_savez(f, **arrays)                        # write everything…
+        real_savez(f, **arrays)  # write everything…
         f.seek(len(before) // 2)
-        f.truncate()                                   # …lose the second half…
-        raise OSError("disk full (simulated)")         # …and fail
+        f.truncate()  # …lose the second half…
+        raise OSError("disk full (simulated)")  # …and fail
 
     monkeypatch.setattr(ckpt.np, "savez", savez_then_crash)
     with pytest.raises(OSError, match="simulated"):

@@ -39,6 +39,7 @@ after the install — `mpirun -n 4 python examples/train_zero.py` — is run wit
 The files' commands run concurrently (a few files at a time, each file's commands in order),
 and the README's table of experiments must only list commands that some chapter runs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,67 +67,177 @@ def rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-CACHE_VOCABS = (300, 400)      # the tokenizers the small settings use (GPT; BERT/T5 specials)
+CACHE_VOCABS = (300, 400)  # the tokenizers the small settings use (GPT; BERT/T5 specials)
 DATA_BYTES = "50000"
 
 # ---- small settings appended to each script's command --------------------------------------
 # "cheap": always appended; "size": appended unless the command sets --device-memory.
 # {cache} is the shared tokenizer cache of this test run.
-_TRAIN = ["--steps", "2", "--data-bytes", DATA_BYTES, "--cache-dir", "{cache}",
-          "--eval-interval", "2", "--eval-iters", "1", "--log-interval", "1"]
-_GPT = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "32",
-        "--vocab-size", "300", "--batch-size", "4"]
-_SIM = ["--n-layer", "4", "--n-head", "4", "--n-embd", "16", "--block-size", "16",
-        "--vocab-size", "300", "--batch-size", "8"]
-_ENC = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "32",
-        "--vocab-size", "400", "--batch-size", "4"]
+_TRAIN = [
+    "--steps",
+    "2",
+    "--data-bytes",
+    DATA_BYTES,
+    "--cache-dir",
+    "{cache}",
+    "--eval-interval",
+    "2",
+    "--eval-iters",
+    "1",
+    "--log-interval",
+    "1",
+]
+_GPT = [
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--n-embd",
+    "16",
+    "--block-size",
+    "32",
+    "--vocab-size",
+    "300",
+    "--batch-size",
+    "4",
+]
+_SIM = [
+    "--n-layer",
+    "4",
+    "--n-head",
+    "4",
+    "--n-embd",
+    "16",
+    "--block-size",
+    "16",
+    "--vocab-size",
+    "300",
+    "--batch-size",
+    "8",
+]
+_ENC = [
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--n-embd",
+    "16",
+    "--block-size",
+    "32",
+    "--vocab-size",
+    "400",
+    "--batch-size",
+    "4",
+]
 SMALL = {
     "examples/train_gpt.py": (_TRAIN + ["--sample-tokens", "4"], _GPT),
-    "examples/train_bert.py": (_TRAIN + ["--cls-steps", "2", "--cls-batch-size", "4",
-                                         "--cls-len", "16", "--cls-eval-per-class", "2"], _ENC),
-    "examples/train_t5.py": (_TRAIN + ["--ft-steps", "2", "--ft-batch-size", "4",
-                                       "--ft-input-len", "24", "--ft-target-len", "8",
-                                       "--ft-eval-examples", "2"], _ENC),
-    "examples/generate.py": (["--data-bytes", DATA_BYTES, "--cache-dir", "{cache}",
-                              "--max-new-tokens", "4"], []),
-    "examples/finetune.py": (["--steps", "2", "--data-bytes", "30000", "--cache-dir", "{cache}",
-                              "--eval-interval", "1", "--eval-iters", "1",
-                              "--sample-tokens", "4"], ["--batch-size", "4"]),
+    "examples/train_bert.py": (
+        _TRAIN
+        + [
+            "--cls-steps",
+            "2",
+            "--cls-batch-size",
+            "4",
+            "--cls-len",
+            "16",
+            "--cls-eval-per-class",
+            "2",
+        ],
+        _ENC,
+    ),
+    "examples/train_t5.py": (
+        _TRAIN
+        + [
+            "--ft-steps",
+            "2",
+            "--ft-batch-size",
+            "4",
+            "--ft-input-len",
+            "24",
+            "--ft-target-len",
+            "8",
+            "--ft-eval-examples",
+            "2",
+        ],
+        _ENC,
+    ),
+    "examples/generate.py": (
+        ["--data-bytes", DATA_BYTES, "--cache-dir", "{cache}", "--max-new-tokens", "4"],
+        [],
+    ),
+    "examples/finetune.py": (
+        [
+            "--steps",
+            "2",
+            "--data-bytes",
+            "30000",
+            "--cache-dir",
+            "{cache}",
+            "--eval-interval",
+            "1",
+            "--eval-iters",
+            "1",
+            "--sample-tokens",
+            "4",
+        ],
+        ["--batch-size", "4"],
+    ),
     "examples/train_zero.py": (_TRAIN + ["--sample-tokens", "4", "--compare-steps", "1"], _SIM),
     "examples/train_ddp.py": (_TRAIN + ["--sample-tokens", "4"], _SIM),
     "examples/train_3d.py": (_TRAIN + ["--sample-tokens", "4"], _SIM),
     "examples/mixed_precision.py": (_TRAIN, _GPT),
     "examples/quantize.py": (_TRAIN + ["--qat-steps", "2", "--eval-batches", "1"], _GPT),
-    "examples/scaling.py": (["--budgets", "1e8,1e9", "--data-bytes", DATA_BYTES,
-                             "--cache-dir", "{cache}"], []),      # (--table ignores them)
+    "examples/scaling.py": (
+        ["--budgets", "1e8,1e9", "--data-bytes", DATA_BYTES, "--cache-dir", "{cache}"],
+        [],
+    ),  # (--table ignores them)
     "examples/memory_table.py": ([], []),
     "examples/precision_table.py": ([], []),
     "benchmarks/collectives.py": (["--max-bytes", "4KiB", "--iters", "2", "--warmup", "1"], []),
-    "benchmarks/tokenizer.py": (["--sizes-mb", "0.05", "--vocab-sizes", "400",
-                                "--reference-kb", "2"], []),
-    "benchmarks/generate.py": (["--n-layer", "1", "--n-head", "2", "--n-embd", "16",
-                                "--block-size", "32", "--new", "4", "8"], []),
+    "benchmarks/tokenizer.py": (
+        ["--sizes-mb", "0.05", "--vocab-sizes", "400", "--reference-kb", "2"],
+        [],
+    ),
+    "benchmarks/generate.py": (
+        [
+            "--n-layer",
+            "1",
+            "--n-head",
+            "2",
+            "--n-embd",
+            "16",
+            "--block-size",
+            "32",
+            "--new",
+            "4",
+            "8",
+        ],
+        [],
+    ),
     "benchmarks/int8_matmul.py": (["--quick", "--repeats", "1"], []),
     # the benchmarks' smallest runs: one timing each, no start-up / profile extras
     "benchmarks/kernels.py": (["--quick", "--repeats", "1", "--skip-startup"], []),
-    "benchmarks/step.py": (["--workloads", "R1", "--repeats", "1", "--steps", "1",
-                            "--no-profile"], []),       # (without torch it times tinyllm alone)
+    "benchmarks/step.py": (
+        ["--workloads", "R1", "--repeats", "1", "--steps", "1", "--no-profile"],
+        [],
+    ),  # (without torch it times tinyllm alone)
     "docs/figures.py": ([], []),
 }
 # flags that get a small value when a command sets them (stop after 1 of the 2 steps)
 IF_SET = {"--stop-at": "1"}
-TIMEOUT = 600          # seconds per command: generous, a loaded machine can be very slow
-WORKERS = 6            # files run concurrently (much of the time is process start-up)
+TIMEOUT = 600  # seconds per command: generous, a loaded machine can be very slow
+WORKERS = 6  # files run concurrently (much of the time is process start-up)
 
 
 # ---- reading the Markdown ----------------------------------------------------------------------
+
 
 @dataclass
 class Block:
     lang: str
     body: str
-    line: int            # line number of the opening fence (1-based)
-    end: int             # line number of the closing fence
+    line: int  # line number of the opening fence (1-based)
+    end: int  # line number of the closing fence
 
 
 def fenced_blocks(text: str) -> list[Block]:
@@ -150,7 +261,7 @@ def block_followers(text: str, blocks: list[Block]) -> list[Block | None]:
     out = []
     for k, b in enumerate(blocks):
         nxt = blocks[k + 1] if k + 1 < len(blocks) else None
-        if nxt is not None and any(ln.strip() for ln in lines[b.end:nxt.line - 1]):
+        if nxt is not None and any(ln.strip() for ln in lines[b.end : nxt.line - 1]):
             nxt = None
         out.append(nxt)
     return out
@@ -160,8 +271,8 @@ def block_followers(text: str, blocks: list[Block]) -> list[Block | None]:
 class Command:
     doc: str
     line: int
-    text: str                         # as written in the file (without a `# fails:` note)
-    fails: str | None = None          # expected error text for `# fails:` commands
+    text: str  # as written in the file (without a `# fails:` note)
+    fails: str | None = None  # expected error text for `# fails:` commands
 
 
 def fenced_commands(path: Path) -> list[Command]:
@@ -185,13 +296,15 @@ def fenced_commands(path: Path) -> list[Command]:
             pending = ""
             m = re.search(r"\s+#\s*fails:\s*(.+)$", full)
             if m:
-                full = full[:m.start()]
+                full = full[: m.start()]
             cmds.append(Command(rel(path), first, full, m.group(1).strip() if m else None))
     return cmds
 
 
-PROSE_COMMAND = re.compile(r"(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:mpirun\s+-n\s+\d+\s+)?"
-                           r"python\s+(?:\S+\.py|-m\s+pytest)\b.*")
+PROSE_COMMAND = re.compile(
+    r"(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:mpirun\s+-n\s+\d+\s+)?"
+    r"python\s+(?:\S+\.py|-m\s+pytest)\b.*"
+)
 
 
 def prose_commands(path: Path) -> list[Command]:
@@ -209,7 +322,7 @@ def prose_commands(path: Path) -> list[Command]:
         for m in re.finditer(r"(?<!`)`([^`]+)`(?!`)", para):
             code = " ".join(m.group(1).split())
             if PROSE_COMMAND.fullmatch(code):
-                cmds.append(Command(rel(path), start + 1 + para[:m.start()].count("\n"), code))
+                cmds.append(Command(rel(path), start + 1 + para[: m.start()].count("\n"), code))
         start = k + 1
     return cmds
 
@@ -222,9 +335,11 @@ def _fenced_everywhere() -> tuple:
 def commands_in(path: Path) -> list[Command]:
     """What this test runs of the file: its ```bash commands and, in their place, the prose's
     commands that no ```bash block of the book runs."""
+
     def run_by_a_block(cmd):
         words = tuple(cmd.text.split())
-        return any(r[:len(words)] == words for r in _fenced_everywhere())
+        return any(r[: len(words)] == words for r in _fenced_everywhere())
+
     prose = [c for c in prose_commands(path) if not run_by_a_block(c)]
     return sorted(fenced_commands(path) + prose, key=lambda c: c.line)
 
@@ -238,7 +353,7 @@ QUICK_START_INSTALL = "python3.11 -m venv .venv && .venv/bin/pip install -q -e '
 class Plan:
     argv: list = field(default_factory=list)
     env: dict = field(default_factory=dict)
-    pytest_paths: list | None = None          # a pytest command: the paths it names
+    pytest_paths: list | None = None  # a pytest command: the paths it names
     files: dict = field(default_factory=dict)  # written in the working directory first
 
 
@@ -256,7 +371,7 @@ def plan(cmd: Command, cache: Path) -> Plan:
     text = cmd.text
     if text.startswith(QUICK_START_INSTALL):
         # README quick start: the venv and install are this test's environment already.
-        text = text[len(QUICK_START_INSTALL):].replace(".venv/bin/", "")
+        text = text[len(QUICK_START_INSTALL) :].replace(".venv/bin/", "")
     words = shlex.split(text, comments=True)
     env = {}
     while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
@@ -264,22 +379,26 @@ def plan(cmd: Command, cache: Path) -> Plan:
         env[key] = value
     prefix, files = [], {}
     if words and words[0] == "mpirun" and "python" in words:
-        options, words = words[1:words.index("python")], words[words.index("python"):]
+        options, words = words[1 : words.index("python")], words[words.index("python") :]
         opts = dict(zip(options[::2], options[1::2]))
         assert len(options) % 2 == 0 and "-n" in opts and set(opts) <= {"-n", "-f"}, (
             f"{cmd.doc}:{cmd.line}: mpirun takes `-n N` and optionally `-f HOSTS` here: "
-            f"{cmd.text!r}")
+            f"{cmd.text!r}"
+        )
         prefix = [mpirun_path()] + options
-        if "-f" in opts:                        # a host file listing only this machine
+        if "-f" in opts:  # a host file listing only this machine
             files[opts["-f"]] = f"{this_machine()}:{opts['-n']}\n"
     assert words and words[0] == "python", (
         f"{cmd.doc}:{cmd.line}: a command must be `python …` or `mpirun [-f HOSTS] -n N "
-        f"python …` (optionally after VAR=value): {cmd.text!r}")
+        f"python …` (optionally after VAR=value): {cmd.text!r}"
+    )
     if words[1:3] == ["-m", "pytest"]:
         return Plan(pytest_paths=[w.split("::")[0] for w in words[3:] if not w.startswith("-")])
     script = words[1]
-    assert script in SMALL, (f"{cmd.doc}:{cmd.line}: no small settings for {script}; add it to "
-                             f"SMALL in tests/test_docs.py")
+    assert script in SMALL, (
+        f"{cmd.doc}:{cmd.line}: no small settings for {script}; add it to "
+        f"SMALL in tests/test_docs.py"
+    )
     cheap, size = SMALL[script]
     extra = cheap + ([] if "--device-memory" in words else size)
     extra += [w for flag, value in IF_SET.items() if flag in words for w in (flag, value)]
@@ -304,10 +423,12 @@ class Result:
         return self.returncode == 0
 
     def describe(self) -> str:
-        want = (f"a failure mentioning {self.cmd.fails!r}" if self.cmd.fails else "exit 0")
+        want = f"a failure mentioning {self.cmd.fails!r}" if self.cmd.fails else "exit 0"
         tail = "\n".join(self.output.splitlines()[-60:])
-        return (f"{self.cmd.doc}:{self.cmd.line}: {self.cmd.text}\n$ {' '.join(self.argv)}\n"
-                f"wanted {want}; got exit {self.returncode} after {self.seconds:.1f} s\n{tail}")
+        return (
+            f"{self.cmd.doc}:{self.cmd.line}: {self.cmd.text}\n$ {' '.join(self.argv)}\n"
+            f"wanted {want}; got exit {self.returncode} after {self.seconds:.1f} s\n{tail}"
+        )
 
 
 def run_file(path: Path, workdir: Path, cache: Path) -> list[Result]:
@@ -318,17 +439,37 @@ def run_file(path: Path, workdir: Path, cache: Path) -> list[Result]:
         p = plan(cmd, cache)
         if p.pytest_paths is not None:
             missing = [q for q in p.pytest_paths if not (ROOT / q).exists()]
-            results.append(Result(cmd, ["(pytest: checked, not re-run)"], 1 if missing else 0,
-                                  f"missing test files: {missing}" if missing else "", 0.0))
+            results.append(
+                Result(
+                    cmd,
+                    ["(pytest: checked, not re-run)"],
+                    1 if missing else 0,
+                    f"missing test files: {missing}" if missing else "",
+                    0.0,
+                )
+            )
             continue
         for name, content in p.files.items():
             (workdir / name).write_text(content)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "SIM_TIMEOUT": "120",
-               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **p.env}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "SIM_TIMEOUT": "120",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            **p.env,
+        }
         start = time.monotonic()
         try:
-            proc = subprocess.run(p.argv, cwd=workdir, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
+            proc = subprocess.run(
+                p.argv,
+                cwd=workdir,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=TIMEOUT,
+            )
             rc, out = proc.returncode, proc.stdout
         except subprocess.TimeoutExpired as e:
             rc, out = -9, f"timed out after {TIMEOUT} s\n{e.stdout or ''}"
@@ -339,6 +480,7 @@ def run_file(path: Path, workdir: Path, cache: Path) -> list[Result]:
 
 
 # ---- the tests ------------------------------------------------------------------------------
+
 
 def test_there_is_a_book():
     names = {p.name for p in DOC_FILES}
@@ -365,10 +507,10 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 def test_relative_links_point_to_files(path):
     text = path.read_text()
     inside = set()
-    for b in fenced_blocks(text):                       # links inside code are not links
+    for b in fenced_blocks(text):  # links inside code are not links
         inside.update(range(b.line, b.end + 1))
     text = "\n".join(ln for i, ln in enumerate(text.splitlines(), 1) if i not in inside)
-    text = re.sub(r"(`+).*?\1", "", text)               # nor inside inline code
+    text = re.sub(r"(`+).*?\1", "", text)  # nor inside inline code
     broken = []
     for m in LINK.finditer(text):
         target = m.group(1)
@@ -388,9 +530,10 @@ def test_readme_experiments_are_run_by_some_chapter():
     assert listed, "no experiments table in README.md"
     run = [c.text.split() for p in DOC_FILES[1:] for c in commands_in(p)]
     # a chapter may add flags (e.g. --report PATH) after the command the README lists
-    missing = [c for c in listed if not any(r[:len(c.split())] == c.split() for r in run)]
-    assert not missing, (f"README experiments that no chapter runs (add them to a ```bash "
-                         f"block): {missing}")
+    missing = [c for c in listed if not any(r[: len(c.split())] == c.split() for r in run)]
+    assert not missing, (
+        f"README experiments that no chapter runs (add them to a ```bash block): {missing}"
+    )
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=rel)
@@ -408,14 +551,19 @@ def test_python_blocks_run_and_print_what_the_book_shows(path):
         if nxt is not None and nxt.lang == "text":
             got = [ln.rstrip() for ln in out.getvalue().rstrip("\n").splitlines()]
             want = [ln.rstrip() for ln in nxt.body.rstrip("\n").splitlines()]
-            assert got == want, (f"{rel(path)}:{block.line}: the python block printed\n"
-                                 + "\n".join(got) + "\nbut the book shows\n" + "\n".join(want))
+            assert got == want, (
+                f"{rel(path)}:{block.line}: the python block printed\n"
+                + "\n".join(got)
+                + "\nbut the book shows\n"
+                + "\n".join(want)
+            )
 
 
 @pytest.fixture(scope="module")
 def command_runs(tmp_path_factory):
     """Every file's commands, files concurrently; → {path relative to the root: [Result]}."""
     from tinyllm.data import standard_special_tokens
+
     sys.path.insert(0, str(ROOT / "examples"))
     from common import prepare_text_data  # examples/common.py: the examples' data cache
 
@@ -423,13 +571,20 @@ def command_runs(tmp_path_factory):
     cache = tmp / "cache"
     # the two tokenizers of the small settings, built once here instead of racing in processes
     prepare_text_data(None, CACHE_VOCABS[0], int(DATA_BYTES), cache, log=lambda *_: None)
-    prepare_text_data(None, CACHE_VOCABS[1], int(DATA_BYTES), cache,
-                      special_tokens=standard_special_tokens(), log=lambda *_: None)
+    prepare_text_data(
+        None,
+        CACHE_VOCABS[1],
+        int(DATA_BYTES),
+        cache,
+        special_tokens=standard_special_tokens(),
+        log=lambda *_: None,
+    )
     # the longest files first, so that the pool is not left waiting for one at the end
     files = sorted(DOC_FILES, key=lambda p: -sum("mpirun" in c.text for c in commands_in(p)))
     with ThreadPoolExecutor(WORKERS) as pool:
-        futures = {rel(p): pool.submit(run_file, p, tmp / rel(p).replace("/", "_"), cache)
-                   for p in files}
+        futures = {
+            rel(p): pool.submit(run_file, p, tmp / rel(p).replace("/", "_"), cache) for p in files
+        }
         return {name: f.result() for name, f in futures.items()}
 
 

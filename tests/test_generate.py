@@ -4,6 +4,7 @@ The logits processors are checked on hand examples written from their definition
 Face's semantics: repetition penalty → temperature → top-k → top-p, the last three only when
 sampling); the decoding loop against an independent argmax loop over full forward passes.
 """
+
 import numpy as np
 import pytest
 
@@ -27,8 +28,10 @@ def model():
     GPT-2's init (std 0.02) makes every distribution nearly uniform and greedy decoding then
     repeats one token; larger weights give distinct continuations for distinct prompts, so
     the comparisons below can tell a wrong context from a right one."""
-    m = GPT(GPTConfig(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=32),
-            generator=np.random.default_rng(0))
+    m = GPT(
+        GPTConfig(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=32),
+        generator=np.random.default_rng(0),
+    )
     r = np.random.default_rng(1)
     for name, p in m.named_parameters():
         if p.ndim == 2:
@@ -41,7 +44,7 @@ def greedy_by_hand(model, prompt, n):
     whole (cropped to block_size) sequence every step."""
     out = np.asarray(prompt)
     for _ in range(n):
-        logits, _ = model(out[:, -model.config.block_size:])
+        logits, _ = model(out[:, -model.config.block_size :])
         out = np.concatenate([out, logits.data[:, -1].argmax(-1)[:, None]], axis=1)
     return out
 
@@ -51,22 +54,23 @@ def test_greedy_is_argmax_step_by_step(model):
     expected = greedy_by_hand(model, prompt, 8)
     for use_cache in (True, False):
         np.testing.assert_array_equal(model.generate(prompt, 8, use_cache=use_cache), expected)
-    assert len(np.unique(expected[:, 5:])) > 4          # the model does not repeat one token
+    assert len(np.unique(expected[:, 5:])) > 4  # the model does not repeat one token
 
 
 def test_greedy_beyond_block_size_crops_the_context(model):
     prompt = np.array([[1, 2, 3, 4, 5, 6, 7]])
-    n = 20                                                # 27 tokens > block_size 16
+    n = 20  # 27 tokens > block_size 16
     expected = greedy_by_hand(model, prompt, n)
     for use_cache in (True, False):
         np.testing.assert_array_equal(model.generate(prompt, n, use_cache=use_cache), expected)
 
 
-@pytest.mark.parametrize("opts", [dict(), dict(temperature=0.7, top_k=10),
-                                  dict(top_p=0.9, repetition_penalty=1.3)])
+@pytest.mark.parametrize(
+    "opts", [dict(), dict(temperature=0.7, top_k=10), dict(top_p=0.9, repetition_penalty=1.3)]
+)
 def test_kv_cache_gives_the_same_samples(model, opts):
     prompt = np.array([[3, 1, 4], [2, 7, 1], [8, 2, 8]])
-    for n in (6, 25):                                     # 25: past block_size
+    for n in (6, 25):  # 25: past block_size
         a = model.generate(prompt, n, do_sample=True, seed=5, use_cache=True, **opts)
         b = model.generate(prompt, n, do_sample=True, seed=5, use_cache=False, **opts)
         np.testing.assert_array_equal(a, b)
@@ -81,14 +85,16 @@ def test_seeded_sampling_is_reproducible(model):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     g1, g2 = np.random.default_rng(9), np.random.default_rng(9)
-    np.testing.assert_array_equal(model.generate(prompt, 5, do_sample=True, generator=g1),
-                                  model.generate(prompt, 5, do_sample=True, generator=g2))
+    np.testing.assert_array_equal(
+        model.generate(prompt, 5, do_sample=True, generator=g1),
+        model.generate(prompt, 5, do_sample=True, generator=g2),
+    )
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_left_padded_batch_equals_each_prompt_alone(model, use_cache):
     prompts = [[5, 9, 2], [7, 1, 3, 8, 4], [2, 6, 1, 1, 9, 3, 7]]
-    n = 12                                                # 7 + 12 > block_size 16: cropping too
+    n = 12  # 7 + 12 > block_size 16: cropping too
     width = max(map(len, prompts))
     pad = 0
     batch = np.array([[pad] * (width - len(p)) + p for p in prompts])
@@ -97,9 +103,9 @@ def test_left_padded_batch_equals_each_prompt_alone(model, use_cache):
     news = []
     for p, row in zip(prompts, out):
         alone = model.generate(np.array([p]), n, use_cache=use_cache)
-        np.testing.assert_array_equal(row[width:], alone[0, len(p):])
-        news.append(tuple(alone[0, len(p):]))
-    assert len(set(news)) == 3                             # three distinct continuations
+        np.testing.assert_array_equal(row[width:], alone[0, len(p) :])
+        news.append(tuple(alone[0, len(p) :]))
+    assert len(set(news)) == 3  # three distinct continuations
     # without the mask the padding is read as tokens and the short prompts change
     unmasked = model.generate(batch, n, use_cache=use_cache)
     assert not np.array_equal(unmasked[0, width:], out[0, width:])
@@ -124,42 +130,54 @@ def scripted(rows):
         for b, seq in enumerate(rows):
             z[b, seq[min(s, len(seq) - 1)]] = 10.0
         return z
+
     return next_scores, calls
 
 
 def run_loop(next_scores, prompt, n, eos, pad, **kw):
-    opts = dict(do_sample=False, temperature=1.0, top_k=None, top_p=None,
-                repetition_penalty=1.0)
+    opts = dict(do_sample=False, temperature=1.0, top_k=None, top_p=None, repetition_penalty=1.0)
     opts.update(kw)
-    return decode_loop(next_scores, prompt, np.ones_like(prompt), n, opts["do_sample"],
-                       opts["temperature"], opts["top_k"], opts["top_p"],
-                       opts["repetition_penalty"], eos, pad, np.random.default_rng(0))
+    return decode_loop(
+        next_scores,
+        prompt,
+        np.ones_like(prompt),
+        n,
+        opts["do_sample"],
+        opts["temperature"],
+        opts["top_k"],
+        opts["top_p"],
+        opts["repetition_penalty"],
+        eos,
+        pad,
+        np.random.default_rng(0),
+    )
 
 
 def test_eos_stops_and_pads():
-    fn, calls = scripted([[4, 2, 5, 6, 7, 8], [4, 5, 6, 2, 9, 9]])   # EOS = 2
+    fn, calls = scripted([[4, 2, 5, 6, 7, 8], [4, 5, 6, 2, 9, 9]])  # EOS = 2
     out = run_loop(fn, np.array([[1], [1]]), 10, eos=2, pad=0)
     np.testing.assert_array_equal(out, [[1, 4, 2, 0, 0], [1, 4, 5, 6, 2]])
-    assert len(calls) == 4                                # stopped when both had finished
+    assert len(calls) == 4  # stopped when both had finished
     fn, _ = scripted([[4, 2, 5], [4, 5, 6]])
     out = run_loop(fn, np.array([[1], [1]]), 4, eos=2, pad=0)
-    np.testing.assert_array_equal(out, [[1, 4, 2, 0, 0], [1, 4, 5, 6, 6]])   # max_new_tokens
+    np.testing.assert_array_equal(out, [[1, 4, 2, 0, 0], [1, 4, 5, 6, 6]])  # max_new_tokens
 
 
 def test_eos_through_gpt_generate(model):
     prompt = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 5, 3]])
     free = model.generate(prompt, 8)
-    eos = int(free[0, 7])                                 # row 0's third new token
+    eos = int(free[0, 7])  # row 0's third new token
     out = model.generate(prompt, 8, eos_token_id=eos, pad_token_id=V - 1)
-    first = {b: next((t for t in range(5, free.shape[1]) if free[b, t] == eos), None)
-             for b in range(2)}
+    first = {
+        b: next((t for t in range(5, free.shape[1]) if free[b, t] == eos), None) for b in range(2)
+    }
     for b in range(2):
         end = free.shape[1] if first[b] is None else first[b] + 1
         np.testing.assert_array_equal(out[b, :end], free[b, :end])
         assert (out[b, end:] == V - 1).all()
     # a batch of one stops right after its EOS
     alone = model.generate(prompt[:1], 8, eos_token_id=eos)
-    np.testing.assert_array_equal(alone[0], free[0, :first[0] + 1])
+    np.testing.assert_array_equal(alone[0], free[0, : first[0] + 1])
 
 
 # ---- logits processors on hand examples -------------------------------------------------------
@@ -176,7 +194,7 @@ def test_top_k_keeps_exactly_k():
     for row, orig in zip(out, z):
         assert set(np.flatnonzero(np.isfinite(row))) == set(np.argsort(orig)[-7:])
         np.testing.assert_array_equal(row[np.isfinite(row)], orig[np.isfinite(row)])
-    assert np.isfinite(apply_top_k(z, 100)).all()         # k ≥ V keeps everything
+    assert np.isfinite(apply_top_k(z, 100)).all()  # k ≥ V keeps everything
 
 
 def test_top_k_ties_at_the_kth_score_are_all_kept():
@@ -190,15 +208,18 @@ def test_top_k_ties_at_the_kth_score_are_all_kept():
 PROBS = np.array([[0.15, 0.5, 0.05, 0.3]])
 
 
-@pytest.mark.parametrize("p, expected", [
-    (0.3, {1}),               # 0.5 alone already reaches 0.3
-    (0.5, {1}),               # … and reaches 0.5 exactly
-    (0.7, {1, 3}),            # 0.5 < 0.7 ≤ 0.5 + 0.3: the crossing token (0.3) is kept
-    (0.79, {1, 3}),
-    (0.81, {1, 3, 0}),        # 0.8 < 0.81: needs 0.15 as well
-    (0.96, {1, 3, 0, 2}),
-    (1.0, {1, 3, 0, 2}),
-])
+@pytest.mark.parametrize(
+    "p, expected",
+    [
+        (0.3, {1}),  # 0.5 alone already reaches 0.3
+        (0.5, {1}),  # … and reaches 0.5 exactly
+        (0.7, {1, 3}),  # 0.5 < 0.7 ≤ 0.5 + 0.3: the crossing token (0.3) is kept
+        (0.79, {1, 3}),
+        (0.81, {1, 3, 0}),  # 0.8 < 0.81: needs 0.15 as well
+        (0.96, {1, 3, 0, 2}),
+        (1.0, {1, 3, 0, 2}),
+    ],
+)
 def test_top_p_keeps_the_smallest_set_reaching_p(p, expected):
     assert kept(apply_top_p(np.log(PROBS), p)) == expected
 
@@ -214,13 +235,16 @@ def test_top_p_exact_boundary():
     assert kept(apply_top_p(z, 0.875)) == {1, 3, 0}
 
 
-@pytest.mark.parametrize("probs, p, expected", [
-    ([0.15, 0.5, 0.05, 0.3], 0.8, {1, 3}),         # 0.5 + 0.3 = 0.8 reaches 0.8
-    ([0.1, 0.2, 0.3, 0.4], 0.9, {3, 2, 1}),        # 0.4 + 0.3 + 0.2 → 0.8999999999999999
-    ([0.1, 0.2, 0.3, 0.4], 0.7, {3, 2}),
-    ([0.6, 0.3, 0.1], 0.9, {0, 1}),
-    ([0.7, 0.1, 0.2], 0.9, {0, 2}),
-])
+@pytest.mark.parametrize(
+    "probs, p, expected",
+    [
+        ([0.15, 0.5, 0.05, 0.3], 0.8, {1, 3}),  # 0.5 + 0.3 = 0.8 reaches 0.8
+        ([0.1, 0.2, 0.3, 0.4], 0.9, {3, 2, 1}),  # 0.4 + 0.3 + 0.2 → 0.8999999999999999
+        ([0.1, 0.2, 0.3, 0.4], 0.7, {3, 2}),
+        ([0.6, 0.3, 0.1], 0.9, {0, 1}),
+        ([0.7, 0.1, 0.2], 0.9, {0, 2}),
+    ],
+)
 def test_top_p_decimal_ties_reach_p_despite_rounding(probs, p, expected):
     """Decimal probabilities whose partial sum equals p on paper: the set reaches p, so the
     next token is removed, whichever way the floating-point sum happens to round."""
@@ -258,11 +282,13 @@ def test_greedy_with_repetition_penalty_by_hand(model):
 
 def test_order_temperature_then_top_k_then_top_p():
     z = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
-    common = dict(tokens=np.zeros((1, 0), np.int64), mask=None, do_sample=True,
-                  repetition_penalty=1.0)
+    common = dict(
+        tokens=np.zeros((1, 0), np.int64), mask=None, do_sample=True, repetition_penalty=1.0
+    )
     # temperature 1 → scores unchanged; T = 2 → z / 2
-    np.testing.assert_allclose(process_scores(z, temperature=2.0, top_k=None, top_p=None,
-                                              **common), z / 2)
+    np.testing.assert_allclose(
+        process_scores(z, temperature=2.0, top_k=None, top_p=None, **common), z / 2
+    )
     # temperature before top-p: at T = 2 the probabilities flatten to ∝ √p =
     # [0.379, 0.293, 0.208, 0.120], so p = 0.7 needs three tokens (it needs two at T = 1)
     assert kept(process_scores(z, temperature=2.0, top_k=None, top_p=0.7, **common)) == {0, 1, 2}
@@ -271,8 +297,16 @@ def test_order_temperature_then_top_k_then_top_p():
     # p = 0.6 keeps one token (top-p first would have kept two)
     assert kept(process_scores(z, temperature=1.0, top_k=2, top_p=0.6, **common)) == {0}
     # greedy ignores temperature / top-k / top-p (as Hugging Face does)
-    g = process_scores(z, temperature=0.5, top_k=1, top_p=0.1, tokens=common["tokens"],
-                       mask=None, do_sample=False, repetition_penalty=1.0)
+    g = process_scores(
+        z,
+        temperature=0.5,
+        top_k=1,
+        top_p=0.1,
+        tokens=common["tokens"],
+        mask=None,
+        do_sample=False,
+        repetition_penalty=1.0,
+    )
     np.testing.assert_array_equal(g, z)
 
 
@@ -298,7 +332,7 @@ def test_sampling_after_top_k_and_temperature_frequencies():
     z = np.array([[1.0, 0.0, -1.0, 2.0, 0.5]])
     proc = process_scores(z, np.zeros((1, 0), np.int64), None, True, 0.5, 3, None, 1.0)
     q = np.exp(z[0] / 0.5)
-    q[[1, 2]] = 0                                         # outside the top 3
+    q[[1, 2]] = 0  # outside the top 3
     q /= q.sum()
     n = 40000
     draws = choose_next(np.tile(proc, (n, 1)), True, np.random.default_rng(1))
@@ -306,16 +340,19 @@ def test_sampling_after_top_k_and_temperature_frequencies():
     assert counts[1] == counts[2] == 0
     live = q > 0
     chi2 = ((counts[live] - n * q[live]) ** 2 / (n * q[live])).sum()
-    assert chi2 < 13.9                                    # χ²(2 dof) 99.9% quantile: 13.8
+    assert chi2 < 13.9  # χ²(2 dof) 99.9% quantile: 13.8
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(do_sample=True, temperature=0.0), "temperature"),
-    (dict(top_k=0), "top_k"),
-    (dict(top_p=0.0), "top_p"),
-    (dict(top_p=1.5), "top_p"),
-    (dict(repetition_penalty=0.0), "repetition_penalty"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(do_sample=True, temperature=0.0), "temperature"),
+        (dict(top_k=0), "top_k"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(repetition_penalty=0.0), "repetition_penalty"),
+    ],
+)
 def test_bad_options_are_rejected(model, kw, match):
     with pytest.raises(ValueError, match=match):
         model.generate(np.array([[1, 2]]), 3, **kw)

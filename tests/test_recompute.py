@@ -13,6 +13,7 @@ The truth, stated independently of the code:
   24·b·s·h² + 4·b·s²·h matmul FLOPs (Narayanan et al. 2021, eq. 2's per-layer forward), and
   the backward is unchanged.
 """
+
 import numpy as np
 import pytest
 
@@ -29,8 +30,9 @@ B, T, E, H, V = 2, 16, 32, 4, 64
 
 def make_gpt(n_layer, dropout=0.0, seed=0):
     tinyllm.manual_seed(seed)
-    return GPT(GPTConfig(block_size=T, vocab_size=V, n_layer=n_layer, n_head=H, n_embd=E,
-                         dropout=dropout))
+    return GPT(
+        GPTConfig(block_size=T, vocab_size=V, n_layer=n_layer, n_head=H, n_embd=E, dropout=dropout)
+    )
 
 
 def batch(seed=1):
@@ -41,7 +43,7 @@ def batch(seed=1):
 def train_grads(model, x, y, checkpointing, seed=5):
     model.gradient_checkpointing = checkpointing
     model.zero_grad()
-    tinyllm.manual_seed(seed)   # dropout masks start from the same state in both runs
+    tinyllm.manual_seed(seed)  # dropout masks start from the same state in both runs
     _, loss = model(x, y)
     loss.backward()
     return loss.item(), {n: p.grad.copy() for n, p in model.named_parameters()}
@@ -88,7 +90,7 @@ def test_training_steps_identical_and_state_dict_unchanged():
             losses.append(loss.item())
         runs.append((losses, model.state_dict()))
     assert runs[0][0] == runs[1][0]
-    assert list(runs[0][1]) == list(runs[1][1])   # nanoGPT names, same order
+    assert list(runs[0][1]) == list(runs[1][1])  # nanoGPT names, same order
     for name in runs[0][1]:
         assert np.array_equal(runs[0][1][name], runs[1][1][name]), name
 
@@ -116,7 +118,7 @@ def activation_bytes(n_layer, checkpointing):
         _, loss = model(x, y)
         held = ledger.current["activations"]
         loss.backward()
-    assert ledger.current["activations"] == 0   # backward released everything
+    assert ledger.current["activations"] == 0  # backward released everything
     return held, ledger.peak["activations"]
 
 

@@ -23,8 +23,9 @@ def nanogpt_torch(cfg):
         def forward(self, x):
             B, T, C = x.size()
             q, k, v = self.c_attn(x).split(cfg.n_embd, dim=2)
-            q, k, v = (t.view(B, T, cfg.n_head, C // cfg.n_head).transpose(1, 2)
-                       for t in (q, k, v))                               # (B, nh, T, hs)
+            q, k, v = (
+                t.view(B, T, cfg.n_head, C // cfg.n_head).transpose(1, 2) for t in (q, k, v)
+            )  # (B, nh, T, hs)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
@@ -53,13 +54,16 @@ def nanogpt_torch(cfg):
     class NanoGPT(tnn.Module):
         def __init__(self):
             super().__init__()
-            self.transformer = tnn.ModuleDict(dict(
-                wte=tnn.Embedding(cfg.vocab_size, cfg.n_embd),
-                wpe=tnn.Embedding(cfg.block_size, cfg.n_embd),
-                h=tnn.ModuleList([Block() for _ in range(cfg.n_layer)]),
-                ln_f=tnn.LayerNorm(cfg.n_embd, bias=cfg.bias)))
+            self.transformer = tnn.ModuleDict(
+                dict(
+                    wte=tnn.Embedding(cfg.vocab_size, cfg.n_embd),
+                    wpe=tnn.Embedding(cfg.block_size, cfg.n_embd),
+                    h=tnn.ModuleList([Block() for _ in range(cfg.n_layer)]),
+                    ln_f=tnn.LayerNorm(cfg.n_embd, bias=cfg.bias),
+                )
+            )
             self.lm_head = tnn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-            self.transformer.wte.weight = self.lm_head.weight          # weight tying
+            self.transformer.wte.weight = self.lm_head.weight  # weight tying
 
         def forward(self, idx, targets):
             pos = torch.arange(idx.size(1))
@@ -67,8 +71,9 @@ def nanogpt_torch(cfg):
             for block in self.transformer.h:
                 x = block(x)
             logits = self.lm_head(self.transformer.ln_f(x))
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
-                                   ignore_index=-1)
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1
+            )
             return logits, loss
 
     return NanoGPT()

@@ -27,6 +27,7 @@ each room uses only the rooms listed before it (import-linter checks it: pyproje
 Simulated multi-GPU training (DDP, ZeRO, tensor / pipeline / 3D parallelism) is the separate
 package `sim`, built on this one; tinyllm never imports it.
 """
+
 import numpy as _np
 
 from tinyllm import nn, optim  # torch-style: tinyllm.nn, tinyllm.optim

@@ -17,6 +17,7 @@ then atomically renamed over the target, so a crash never leaves a half-written 
 under the real name. Zip members carry CRC-32 checksums; a truncated or corrupted file raises
 `CheckpointError` naming the file and the problem.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,21 +60,30 @@ def load_arrays(path: str) -> tuple[dict, dict]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     # a damaged zip header can also claim an unknown compression method or encryption
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError, NotImplementedError,
-            RuntimeError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
-                              f"{type(e).__name__}: {e}") from None
+    except (
+        zipfile.BadZipFile,
+        ValueError,
+        EOFError,
+        OSError,
+        KeyError,
+        NotImplementedError,
+        RuntimeError,
+    ) as e:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {type(e).__name__}: {e}"
+        ) from None
     if "__meta__" not in arrays:
         raise CheckpointError(f"{path}: no '__meta__' entry — not a tinyllm checkpoint")
     try:
         meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: metadata is not valid JSON: {e}") from None
-    names = meta.pop("__arrays__", None)          # absent in files written before it existed
+    names = meta.pop("__arrays__", None)  # absent in files written before it existed
     if names is not None and set(names) != set(arrays):
         lost, extra = sorted(set(names) - set(arrays)), sorted(set(arrays) - set(names))
-        raise CheckpointError(f"{path}: corrupt archive directory — arrays missing {lost}, "
-                              f"unexpected {extra}")
+        raise CheckpointError(
+            f"{path}: corrupt archive directory — arrays missing {lost}, unexpected {extra}"
+        )
     return arrays, meta
 
 
@@ -88,8 +98,14 @@ def _jsonable(v):
     return v
 
 
-def save_checkpoint(path: str, model, optimizer=None, step: int = 0, config: dict | None = None,
-                    extra: dict | None = None) -> None:
+def save_checkpoint(
+    path: str,
+    model,
+    optimizer=None,
+    step: int = 0,
+    config: dict | None = None,
+    extra: dict | None = None,
+) -> None:
     """Save model (+ optimizer, step, config, tinyllm's RNG state, `extra` JSON) to `path`."""
     from tinyllm.runtime.random import get_rng_state
 
@@ -100,8 +116,15 @@ def save_checkpoint(path: str, model, optimizer=None, step: int = 0, config: dic
         else:
             by_id[id(arr)] = name
             arrays[f"model/{name}"] = arr
-    meta = {"format": FORMAT, "version": VERSION, "step": int(step), "config": config,
-            "aliases": aliases, "rng": get_rng_state(), "extra": extra or {}}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": int(step),
+        "config": config,
+        "aliases": aliases,
+        "rng": get_rng_state(),
+        "extra": extra or {},
+    }
     if optimizer is not None:
         sd = optimizer.state_dict()
         scalars = {}
@@ -127,7 +150,7 @@ def load_checkpoint(path: str, model=None, optimizer=None, restore_rng: bool = T
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
     if model is not None:
-        sd = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+        sd = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
         for name, target in meta.get("aliases", {}).items():
             if target not in sd:
                 raise CheckpointError(f"{path}: alias {name} → {target}, but {target} is missing")
@@ -141,8 +164,9 @@ def load_checkpoint(path: str, model=None, optimizer=None, restore_rng: bool = T
             raise CheckpointError(f"{path}: holds no optimizer state")
         opt = meta["optimizer"]
         if opt["type"] != type(optimizer).__name__:
-            raise CheckpointError(f"{path}: optimizer state is for {opt['type']}, not "
-                                  f"{type(optimizer).__name__}")
+            raise CheckpointError(
+                f"{path}: optimizer state is for {opt['type']}, not {type(optimizer).__name__}"
+            )
         state: dict = {}
         for k, v in arrays.items():
             if k.startswith("optimizer/state/"):

@@ -51,13 +51,14 @@ A float32-only program should not pay for any of this, so the engine applies the
 after the first half array exists: `to_storage` and `bfloat16.encode` announce it through
 `on_first_half(callback)` (tinyllm/engine/hooks.py listens).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from tinyllm import kernels
 
-DEFAULT_DTYPE = np.float32       # what Python lists and scalars become
+DEFAULT_DTYPE = np.float32  # what Python lists and scalars become
 
 # The key, in a storage dtype's metadata, of the dtype object it stands for.
 METADATA_KEY = "tinyllm.dtype"
@@ -217,8 +218,11 @@ def is_float_storage(array_dtype: np.dtype) -> bool:
 
 
 def is_half_storage(array_dtype: np.dtype) -> bool:
-    return array_dtype.char == "e" or array_dtype.metadata is not None \
+    return (
+        array_dtype.char == "e"
+        or array_dtype.metadata is not None
         and array_dtype.metadata.get(METADATA_KEY) is bfloat16
+    )
 
 
 def storage_dtype(dtype) -> np.dtype:
@@ -248,13 +252,15 @@ def to_float32(storage, out=None) -> np.ndarray:
     elif storage.dtype.kind == "f":
         values = storage.astype(np.float32, copy=False)
     else:
-        raise TypeError(f"to_float32: expected a float or bf16 storage array, got dtype "
-                        f"{storage.dtype}")
+        raise TypeError(
+            f"to_float32: expected a float or bf16 storage array, got dtype {storage.dtype}"
+        )
     if out is None:
         return values
     if out.dtype != np.float32 or out.shape != values.shape:
-        raise ValueError(f"to_float32: out must be float32 of shape {values.shape}, got "
-                         f"{out.dtype} {out.shape}")
+        raise ValueError(
+            f"to_float32: out must be float32 of shape {values.shape}, got {out.dtype} {out.shape}"
+        )
     out[...] = values
     return out
 
@@ -278,10 +284,14 @@ def to_storage(values, dtype, out=None) -> np.ndarray:
         result = values.astype(dtype, copy=False)
     if out is None:
         return result
-    if not same_dtype(logical_dtype(out.dtype), logical_dtype(result.dtype)) \
-            or out.shape != result.shape:
-        raise ValueError(f"to_storage: out must be {dtype} storage of shape {result.shape}, got "
-                         f"{out.dtype} {out.shape}")
+    if (
+        not same_dtype(logical_dtype(out.dtype), logical_dtype(result.dtype))
+        or out.shape != result.shape
+    ):
+        raise ValueError(
+            f"to_storage: out must be {dtype} storage of shape {result.shape}, got "
+            f"{out.dtype} {out.shape}"
+        )
     out[...] = result
     return out
 
@@ -319,8 +329,11 @@ def assign_(dst: np.ndarray, values) -> None:
     """dst[...] = values, encoding float values into dst's half storage when dst is half
     (a bf16 array receiving floats must round, not truncate them to integers)."""
     values = np.asarray(values)
-    if is_half_storage(dst.dtype) and not is_half_storage(values.dtype) \
-            and values.dtype.kind == "f":
+    if (
+        is_half_storage(dst.dtype)
+        and not is_half_storage(values.dtype)
+        and values.dtype.kind == "f"
+    ):
         dst[...] = to_storage(values, logical_dtype(dst.dtype))
     else:
         dst[...] = np.asarray(values, dtype=dst.dtype)
@@ -343,8 +356,8 @@ def promote_inputs(arrays, from_tensor):
     else:
         return arrays, None
     upcast = None
-    vote = None          # the half dtype all floating tensor inputs share so far
-    full = False         # a float32/float64 tensor input (or two different half types)
+    vote = None  # the half dtype all floating tensor inputs share so far
+    full = False  # a float32/float64 tensor input (or two different half types)
     for i, a in enumerate(arrays):
         if not isinstance(a, np.ndarray):
             continue

@@ -26,6 +26,7 @@ the same as without the cache — only the work differs: O(T) per token instead 
 When a sequence outgrows the model's block_size, the context is cropped to the last
 block_size tokens (as nanoGPT does) and, since every position then shifts, the cache is rebuilt.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,9 @@ from tinyllm.engine import no_grad
 # ---- logits processing (on NumPy arrays, float64 for stable sorting/cumsum) ----------------
 
 
-def apply_repetition_penalty(scores: np.ndarray, tokens: np.ndarray, penalty: float,
-                             mask: np.ndarray | None = None) -> np.ndarray:
+def apply_repetition_penalty(
+    scores: np.ndarray, tokens: np.ndarray, penalty: float, mask: np.ndarray | None = None
+) -> np.ndarray:
     """scores (B, V); tokens (B, T) already in each sequence (positions where mask==0 skipped)."""
     if penalty == 1.0:
         return scores
@@ -51,7 +53,7 @@ def apply_repetition_penalty(scores: np.ndarray, tokens: np.ndarray, penalty: fl
 
 def apply_top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(int(k), scores.shape[-1])
-    kth = np.sort(scores, axis=-1)[:, -k][:, None]          # the k-th largest score per row
+    kth = np.sort(scores, axis=-1)[:, -k][:, None]  # the k-th largest score per row
     return np.where(scores < kth, -np.inf, scores)
 
 
@@ -61,13 +63,13 @@ TOP_P_TOLERANCE = 1e-9
 
 
 def apply_top_p(scores: np.ndarray, p: float) -> np.ndarray:
-    order = np.argsort(-scores, axis=-1, kind="stable")      # most likely first
+    order = np.argsort(-scores, axis=-1, kind="stable")  # most likely first
     sorted_scores = np.take_along_axis(scores, order, axis=-1)
     probs = np.exp(sorted_scores - sorted_scores[:, :1])
     probs /= probs.sum(axis=-1, keepdims=True)
-    before = np.cumsum(probs, axis=-1) - probs               # mass of the tokens ranked above
-    remove_sorted = before >= p - TOP_P_TOLERANCE            # the crossing token is kept
-    remove_sorted[:, 0] = False                              # always keep the most likely
+    before = np.cumsum(probs, axis=-1) - probs  # mass of the tokens ranked above
+    remove_sorted = before >= p - TOP_P_TOLERANCE  # the crossing token is kept
+    remove_sorted[:, 0] = False  # always keep the most likely
     remove = np.zeros_like(remove_sorted)
     np.put_along_axis(remove, order, remove_sorted, axis=-1)
     return np.where(remove, -np.inf, scores)
@@ -84,8 +86,7 @@ def choose_next(scores: np.ndarray, do_sample: bool, rng: np.random.Generator) -
     return np.minimum((cdf <= u).sum(axis=-1), scores.shape[-1] - 1)
 
 
-def process_scores(scores, tokens, mask, do_sample, temperature, top_k, top_p,
-                   repetition_penalty):
+def process_scores(scores, tokens, mask, do_sample, temperature, top_k, top_p, repetition_penalty):
     scores = apply_repetition_penalty(scores.astype(np.float64), tokens, repetition_penalty, mask)
     if do_sample:
         if temperature != 1.0:
@@ -110,9 +111,20 @@ def _check_options(max_new_tokens, do_sample, temperature, top_k, top_p, repetit
         raise ValueError(f"generate: repetition_penalty must be > 0, got {repetition_penalty}")
 
 
-def decode_loop(next_scores, prompt: np.ndarray, mask: np.ndarray, max_new_tokens: int,
-                do_sample: bool, temperature: float, top_k, top_p, repetition_penalty: float,
-                eos_token_id, pad_token_id, rng) -> np.ndarray:
+def decode_loop(
+    next_scores,
+    prompt: np.ndarray,
+    mask: np.ndarray,
+    max_new_tokens: int,
+    do_sample: bool,
+    temperature: float,
+    top_k,
+    top_p,
+    repetition_penalty: float,
+    eos_token_id,
+    pad_token_id,
+    rng,
+) -> np.ndarray:
     """The shared loop: `next_scores(tokens, mask, n_new)` returns (B, V) logits for the next
     position given the sequences so far, of which the last `n_new` columns are new since the
     previous call."""
@@ -122,8 +134,9 @@ def decode_loop(next_scores, prompt: np.ndarray, mask: np.ndarray, max_new_token
     n_new = tokens.shape[1]
     for _ in range(max_new_tokens):
         scores = next_scores(tokens, mask, n_new)
-        scores = process_scores(scores, tokens, mask, do_sample, temperature, top_k, top_p,
-                                repetition_penalty)
+        scores = process_scores(
+            scores, tokens, mask, do_sample, temperature, top_k, top_p, repetition_penalty
+        )
         nxt = choose_next(scores, do_sample, rng)
         if eos_token_id is not None:
             nxt = np.where(finished, pad_token_id, nxt)
@@ -136,11 +149,22 @@ def decode_loop(next_scores, prompt: np.ndarray, mask: np.ndarray, max_new_token
     return tokens
 
 
-def generate(model, idx, max_new_tokens: int, do_sample: bool = False, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None,
-             repetition_penalty: float = 1.0, eos_token_id: int | None = None,
-             pad_token_id: int | None = None, use_cache: bool = True, seed: int | None = None,
-             attention_mask=None, generator=None) -> np.ndarray:
+def generate(
+    model,
+    idx,
+    max_new_tokens: int,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    use_cache: bool = True,
+    seed: int | None = None,
+    attention_mask=None,
+    generator=None,
+) -> np.ndarray:
     """Generate from a decoder-only model (GPT). idx (B, T) ints → (B, T + new) ints."""
     from tinyllm.runtime.random import generator_or_default
 
@@ -150,7 +174,11 @@ def generate(model, idx, max_new_tokens: int, do_sample: bool = False, temperatu
         idx = idx[None, :]
     if idx.ndim != 2 or idx.shape[1] == 0:
         raise ValueError(f"generate: idx must be a non-empty (batch, time) array, got {idx.shape}")
-    mask = np.ones_like(idx) if attention_mask is None else np.asarray(attention_mask).astype(idx.dtype)
+    mask = (
+        np.ones_like(idx)
+        if attention_mask is None
+        else np.asarray(attention_mask).astype(idx.dtype)
+    )
     if mask.shape != idx.shape:
         raise ValueError(f"generate: attention_mask {mask.shape} must match idx {idx.shape}")
     rng = np.random.default_rng(seed) if seed is not None else generator_or_default(generator)
@@ -161,7 +189,7 @@ def generate(model, idx, max_new_tokens: int, do_sample: bool = False, temperatu
 
     def next_scores(tokens, m, n_new):
         with no_grad():
-            if tokens.shape[1] > block:                       # crop the context (nanoGPT)
+            if tokens.shape[1] > block:  # crop the context (nanoGPT)
                 tokens, m = tokens[:, -block:], m[:, -block:]
                 state["caches"] = None
                 n_new = tokens.shape[1]
@@ -172,14 +200,27 @@ def generate(model, idx, max_new_tokens: int, do_sample: bool = False, temperatu
             if caches is None or caches[0].length + n_new > block:
                 caches = state["caches"] = model.make_cache(tokens.shape[0])
                 n_new = tokens.shape[1]
-            logits, _ = model(tokens[:, -n_new:], caches=caches,
-                              attention_mask=m if padded else None)
+            logits, _ = model(
+                tokens[:, -n_new:], caches=caches, attention_mask=m if padded else None
+            )
             return logits.data[:, -1]
 
     was_training = model.training
     model.eval()
     try:
-        return decode_loop(next_scores, idx, mask, max_new_tokens, do_sample, temperature, top_k,
-                           top_p, repetition_penalty, eos_token_id, pad, rng)
+        return decode_loop(
+            next_scores,
+            idx,
+            mask,
+            max_new_tokens,
+            do_sample,
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+            eos_token_id,
+            pad,
+            rng,
+        )
     finally:
         model.train(was_training)

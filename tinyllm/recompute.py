@@ -32,9 +32,9 @@ checkpoint. The block's parameters are passed to the node as extra (gradient-les
 the node is recorded even when x itself needs no gradient.
 
 Dropout. A block with dropout draws random masks; the recomputation must draw the *same* ones.
-The default generator's state (tinyllm.runtime.random) is saved before the first forward and restored
-for the recomputation, then put back where backward found it (PyTorch's preserve_rng_state).
-Generators passed explicitly to ops are not tracked.
+The default generator's state (tinyllm.runtime.random) is saved before the first forward and
+restored for the recomputation, then put back where backward found it (PyTorch's
+preserve_rng_state). Generators passed explicitly to ops are not tracked.
 
 Are the gradients identical? The recomputation runs the same ops, in the same order, on the same
 arrays, so each intermediate value is bit-for-bit the one the plain forward produced (the kernels
@@ -43,6 +43,7 @@ Gradients that sum several contributions could differ only if the contributions 
 different order; in a GPT block every tensor has at most two consumers, and a + b == b + a
 exactly in IEEE arithmetic — so tests/test_recompute.py asserts bitwise equality.
 """
+
 from __future__ import annotations
 
 from tinyllm.engine import Function, Tensor, enable_grad, is_grad_enabled, no_grad
@@ -68,24 +69,25 @@ class CheckpointFunction(Function):
         inputs = arrays[:n_inputs]
         ctx.block, ctx.requires, ctx.args, ctx.kwargs = function, requires, args, kwargs or {}
         ctx.rng_state = get_rng_state()
-        ctx.save_for_backward(*inputs)      # the only activations kept: the block's inputs
+        ctx.save_for_backward(*inputs)  # the only activations kept: the block's inputs
         with no_grad():
             out = function(*_place(args, [Tensor(a) for a in inputs]), **ctx.kwargs)
         if not isinstance(out, Tensor):
-            raise TypeError(f"checkpoint: the function must return one Tensor, got "
-                            f"{type(out).__name__}")
+            raise TypeError(
+                f"checkpoint: the function must return one Tensor, got {type(out).__name__}"
+            )
         return out.data
 
     @staticmethod
     def backward(ctx, grad):
         inputs = [Tensor(a, requires_grad=r) for a, r in zip(ctx.saved_tensors, ctx.requires)]
         state_now = get_rng_state()
-        set_rng_state(ctx.rng_state)         # the same dropout masks as the first forward
+        set_rng_state(ctx.rng_state)  # the same dropout masks as the first forward
         with enable_grad():
             out = ctx.block(*_place(ctx.args, inputs), **ctx.kwargs)
         set_rng_state(state_now)
         if out.requires_grad:
-            out.backward(grad)               # parameters' .grad accumulate here (reentrant)
+            out.backward(grad)  # parameters' .grad accumulate here (reentrant)
         n_params = len(ctx.parents) - len(inputs)
         return tuple(x.grad if x.requires_grad else None for x in inputs) + (None,) * n_params
 
@@ -114,5 +116,11 @@ def checkpoint(function, *args, **kwargs):
     params = list(function.parameters()) if hasattr(function, "parameters") else []
     placed = tuple(_TENSOR if isinstance(a, Tensor) else a for a in args)
     return CheckpointFunction.apply(
-        *tensors, *params, function=function, n_inputs=len(tensors),
-        requires=tuple(t.requires_grad for t in tensors), args=placed, kwargs=kwargs)
+        *tensors,
+        *params,
+        function=function,
+        n_inputs=len(tensors),
+        requires=tuple(t.requires_grad for t in tensors),
+        args=placed,
+        kwargs=kwargs,
+    )

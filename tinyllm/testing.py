@@ -15,6 +15,7 @@ For large inputs, `fast=True` checks one random direction d per input instead of
 
 — a single pair of forward passes, which still catches almost every wrong backward.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,16 @@ def _phi(fn, inputs, u):
     return float(np.sum(out.data.astype(np.float64) * u))
 
 
-def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              fast: bool = False, seed: int = 0, raise_exception: bool = True) -> bool:
+def gradcheck(
+    fn,
+    inputs,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    fast: bool = False,
+    seed: int = 0,
+    raise_exception: bool = True,
+) -> bool:
     """Compare `fn`'s backward with central differences (PyTorch's torch.autograd.gradcheck).
 
     `inputs` is a list of Tensors; those with requires_grad=True are checked and must be
@@ -39,8 +48,10 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     inputs = list(inputs)
     for i, t in enumerate(inputs):
         if isinstance(t, Tensor) and t.requires_grad and t.dtype != np.float64:
-            raise TypeError(f"gradcheck: input {i} has dtype {t.dtype}; use float64 "
-                            f"(finite differences are meaningless in float32)")
+            raise TypeError(
+                f"gradcheck: input {i} has dtype {t.dtype}; use float64 "
+                f"(finite differences are meaningless in float32)"
+            )
     for t in inputs:
         if isinstance(t, Tensor):
             t.grad = None
@@ -64,8 +75,10 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
             numeric = (plus - minus) / (2 * eps)
             expected = float(np.sum(analytic * d))
             if not abs(numeric - expected) <= atol + rtol * abs(numeric):
-                msg = (f"gradcheck (fast): input {i} of shape {t.shape}: directional derivative "
-                       f"numeric {numeric:.8g} vs analytic {expected:.8g}")
+                msg = (
+                    f"gradcheck (fast): input {i} of shape {t.shape}: directional derivative "
+                    f"numeric {numeric:.8g} vs analytic {expected:.8g}"
+                )
                 if raise_exception:
                     raise AssertionError(msg)
                 return False
@@ -84,9 +97,11 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         if bad.any():
             j = int(np.argmax(err - (atol + rtol * np.abs(numeric))))
             idx = np.unravel_index(j, t.shape)
-            msg = (f"gradcheck: input {i} of shape {t.shape}: {int(bad.sum())} of {t.size} "
-                   f"elements disagree; worst at {idx}: numeric {numeric[idx]:.8g} vs analytic "
-                   f"{analytic[idx]:.8g}")
+            msg = (
+                f"gradcheck: input {i} of shape {t.shape}: {int(bad.sum())} of {t.size} "
+                f"elements disagree; worst at {idx}: numeric {numeric[idx]:.8g} vs analytic "
+                f"{analytic[idx]:.8g}"
+            )
             if raise_exception:
                 raise AssertionError(msg)
             return False

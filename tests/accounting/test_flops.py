@@ -15,6 +15,7 @@ step under a FlopCounter, and compares the counted matrix-product FLOPs with thi
 
 Print the counted-vs-formula tables with `pytest tests/accounting/test_flops.py -s -k table`.
 """
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -48,11 +49,20 @@ def make_gpt(cfg, seed=0):
 
     w = {"wte": p(v, h), "wpe": p(cfg.block_size, h), "ln_f.w": p(h), "ln_f.b": p(h)}
     for i in range(cfg.n_layer):
-        for name, shape in (("ln_1.w", (h,)), ("ln_1.b", (h,)), ("ln_2.w", (h,)), ("ln_2.b", (h,)),
-                            ("attn.c_attn.w", (3 * h, h)), ("attn.c_attn.b", (3 * h,)),
-                            ("attn.c_proj.w", (h, h)), ("attn.c_proj.b", (h,)),
-                            ("mlp.c_fc.w", (4 * h, h)), ("mlp.c_fc.b", (4 * h,)),
-                            ("mlp.c_proj.w", (h, 4 * h)), ("mlp.c_proj.b", (h,))):
+        for name, shape in (
+            ("ln_1.w", (h,)),
+            ("ln_1.b", (h,)),
+            ("ln_2.w", (h,)),
+            ("ln_2.b", (h,)),
+            ("attn.c_attn.w", (3 * h, h)),
+            ("attn.c_attn.b", (3 * h,)),
+            ("attn.c_proj.w", (h, h)),
+            ("attn.c_proj.b", (h,)),
+            ("mlp.c_fc.w", (4 * h, h)),
+            ("mlp.c_fc.b", (4 * h,)),
+            ("mlp.c_proj.w", (h, 4 * h)),
+            ("mlp.c_proj.b", (h,)),
+        ):
             w[f"h.{i}.{name}"] = p(*shape)
     return w
 
@@ -60,20 +70,25 @@ def make_gpt(cfg, seed=0):
 def gpt_loss(w, cfg, idx, targets):
     b, t = idx.shape
     h, nh = cfg.n_embd, cfg.n_head
-    x = ops.embedding(idx, w["wte"]) + ops.embedding(np.arange(t), w["wpe"])      # (B, T, H)
+    x = ops.embedding(idx, w["wte"]) + ops.embedding(np.arange(t), w["wpe"])  # (B, T, H)
     for i in range(cfg.n_layer):
         g = lambda name, i=i: w[f"h.{i}.{name}"]  # noqa: E731
         a = ops.layer_norm(x, h, g("ln_1.w"), g("ln_1.b"))
         q, k, v = ops.split(ops.linear(a, g("attn.c_attn.w"), g("attn.c_attn.b")), h, axis=2)
-        q, k, v = (z.reshape(b, t, nh, h // nh).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hd)
+        q, k, v = (
+            z.reshape(b, t, nh, h // nh).transpose(1, 2) for z in (q, k, v)
+        )  # (B, nh, T, hd)
         y = ops.scaled_dot_product_attention(q, k, v, is_causal=True)
         y = y.transpose(1, 2).reshape(b, t, h)
         x = x + ops.linear(y, g("attn.c_proj.w"), g("attn.c_proj.b"))
         m = ops.layer_norm(x, h, g("ln_2.w"), g("ln_2.b"))
-        x = x + ops.linear(ops.gelu(ops.linear(m, g("mlp.c_fc.w"), g("mlp.c_fc.b"))),
-                           g("mlp.c_proj.w"), g("mlp.c_proj.b"))
+        x = x + ops.linear(
+            ops.gelu(ops.linear(m, g("mlp.c_fc.w"), g("mlp.c_fc.b"))),
+            g("mlp.c_proj.w"),
+            g("mlp.c_proj.b"),
+        )
     x = ops.layer_norm(x, h, w["ln_f.w"], w["ln_f.b"])
-    logits = ops.linear(x, w["wte"])                                                 # tied lm_head
+    logits = ops.linear(x, w["wte"])  # tied lm_head
     return ops.cross_entropy(logits.reshape(b * t, cfg.vocab_size), targets.reshape(-1))
 
 
@@ -115,8 +130,7 @@ def test_counted_matmul_flops_equal_the_derivation(cfg, b, t):
     assert fc.gemm("forward", {"attention"}) == n * 4 * b * t * t * h
     assert fc.gemm("forward", {"linear"}) == fwd - n * 4 * b * t * t * h
     # the notes' per-layer multiply-adds, in FLOPs, are exactly the counted layer forward
-    assert fc.gemm("forward") - 2 * b * t * h * cfg.vocab_size == \
-        n * b * 2 * notes_layer_macs(t, h)
+    assert fc.gemm("forward") - 2 * b * t * h * cfg.vocab_size == n * b * 2 * notes_layer_macs(t, h)
     # non-matmul work is counted, but separately
     assert fc.other("forward") > 0 and fc.other("backward") > 0
 
@@ -140,12 +154,17 @@ def test_palm_and_kaplan_against_the_count(cfg, b, t):
 @pytest.mark.parametrize("cfg,b,t", SHAPES[:2])
 def test_print_counted_vs_formula_table(cfg, b, t):
     fc = run_step(cfg, b, t)
-    print(f"\nB={b} T={t} n_layer={cfg.n_layer} n_head={cfg.n_head} H={cfg.n_embd} "
-          f"V={cfg.vocab_size}\n" + fc.table() + "\n\n"
-          + comparison_table(compare_with_formulas(fc, cfg, b, t)))
+    print(
+        f"\nB={b} T={t} n_layer={cfg.n_layer} n_head={cfg.n_head} H={cfg.n_embd} "
+        f"V={cfg.vocab_size}\n"
+        + fc.table()
+        + "\n\n"
+        + comparison_table(compare_with_formulas(fc, cfg, b, t))
+    )
 
 
 # ---- single ops -------------------------------------------------------------------------------
+
 
 def _t(rng, *shape, grad=True):
     return Tensor(rng.standard_normal(shape), requires_grad=grad)
@@ -178,8 +197,8 @@ def test_linear_counts_input_weight_and_bias_gradients_separately():
     with FlopCounter() as fc:
         ops.linear(x, w, bias).sum().backward()
     tally_f, tally_b = fc.by_op[("Linear", "forward")], fc.by_op[("Linear", "backward")]
-    assert (tally_f.gemm, tally_f.other) == (2 * 14 * 5 * 3, 14 * 3)   # x Wᵀ, + b
-    assert (tally_b.gemm, tally_b.other) == (2 * 14 * 5 * 3, 14 * 3)   # W̄ only; Σ rows for b̄
+    assert (tally_f.gemm, tally_f.other) == (2 * 14 * 5 * 3, 14 * 3)  # x Wᵀ, + b
+    assert (tally_b.gemm, tally_b.other) == (2 * 14 * 5 * 3, 14 * 3)  # W̄ only; Σ rows for b̄
     with FlopCounter() as fc, tinyllm.no_grad():
         ops.linear(x, w)
     assert fc.by_op[("Linear", "forward")].other == 0  # no bias: no add
@@ -195,9 +214,10 @@ def test_attention_counts_follow_the_kernel_including_dropout():
     assert fc.gemm("forward") == 6 * 2 * l * s * (e + ev)
     assert fc.gemm("backward") == 6 * 2 * l * s * (3 * e + 2 * ev)
     with FlopCounter() as fc:
-        ops.scaled_dot_product_attention(q, k, v, dropout_p=0.5,
-                                         generator=np.random.default_rng(0)).sum().backward()
-    assert fc.gemm("forward") == 2 * 6 * 2 * l * s * (e + ev)     # reference + recomputation
+        ops.scaled_dot_product_attention(
+            q, k, v, dropout_p=0.5, generator=np.random.default_rng(0)
+        ).sum().backward()
+    assert fc.gemm("forward") == 2 * 6 * 2 * l * s * (e + ev)  # reference + recomputation
     assert fc.gemm("backward") == 6 * 2 * l * s * (2 * e + 2 * ev)  # P saved: no recompute
 
 
@@ -223,7 +243,7 @@ def test_every_tinyllm_op_declares_its_flops_and_undeclared_ops_are_reported():
             yield from subclasses(s)
 
     ops_seen = [c for c in subclasses(Function) if c.__module__.startswith("tinyllm.")]
-    assert len(ops_seen) >= 40      # every op of tinyllm.ops, the cast, recompute, fake quant
+    assert len(ops_seen) >= 40  # every op of tinyllm.ops, the cast, recompute, fake quant
     missing = [c.__name__ for c in ops_seen if not isinstance(c.flops, FlopRule)]
     assert missing == []
 
@@ -256,6 +276,7 @@ def test_counter_is_removed_after_the_block():
 
 # ---- formulas ----------------------------------------------------------------------------------
 
+
 def test_notes_formula_and_units():
     # 2L²H + 12LH² multiply-adds; FLOPs are twice that
     assert notes_layer_macs(3, 5) == 2 * 9 * 5 + 12 * 3 * 25
@@ -276,8 +297,9 @@ def test_gpt3_training_compute_in_pf_days():
 def test_palm_formula_for_gpt2_config_matches_nanogpt():
     """nanoGPT's estimate_mfu for GPT-2 small: N = get_num_params() = 123.65M (no wpe),
     L, H, Q, T = 12, 12, 64, 1024."""
-    cfg = SimpleNamespace(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768,
-                          bias=True)
+    cfg = SimpleNamespace(
+        vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, bias=True
+    )
     n = 124_439_808 - 1024 * 768
     assert palm_flops_per_token_for(cfg) == 6 * n + 12 * 12 * 12 * 64 * 1024
     with pytest.raises(ValueError, match="divisible"):
@@ -289,9 +311,16 @@ def test_tinyllm_gpt_training_step_matches_the_derivation(cfg, b, t):
     """The same count for tinyllm.models.GPT (fused qkv split by permute + indexing)."""
     from tinyllm.models import GPT, GPTConfig
 
-    model = GPT(GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size,
-                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd),
-                generator=np.random.default_rng(0))
+    model = GPT(
+        GPTConfig(
+            vocab_size=cfg.vocab_size,
+            block_size=cfg.block_size,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_embd=cfg.n_embd,
+        ),
+        generator=np.random.default_rng(0),
+    )
     rng = np.random.default_rng(1)
     idx, targets = (rng.integers(0, cfg.vocab_size, size=(b, t)) for _ in range(2))
     with FlopCounter() as fc:

@@ -1,4 +1,5 @@
 """ZeRO memory and communication formulas against the paper's Table 1 and the notes."""
+
 import math
 
 import pytest
@@ -17,7 +18,7 @@ from tinyllm.accounting import (
 
 def printed_forms(value, decimals):
     """How a table prints `value` with `decimals` digits: rounded (half up) or truncated."""
-    scale = 10 ** decimals
+    scale = 10**decimals
     return {math.floor(value * scale + 0.5) / scale, math.floor(value * scale) / scale}
 
 
@@ -85,8 +86,10 @@ def test_communication_volumes():
     assert zero_communication_elements(psi, 1, 3) == 0  # one device talks to nobody
 
 
-@pytest.mark.parametrize("args,match", [((0, 4, 1), "Ψ"), ((10, 0, 1), "degree"),
-                                        ((10, 2.5, 1), "degree"), ((10, 4, 4), "stage")])
+@pytest.mark.parametrize(
+    "args,match",
+    [((0, 4, 1), "Ψ"), ((10, 0, 1), "degree"), ((10, 2.5, 1), "degree"), ((10, 4, 4), "stage")],
+)
 def test_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         zero_memory(*args)

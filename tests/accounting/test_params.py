@@ -1,4 +1,5 @@
 """Parameter counts: the 12H² formulas against published model sizes and against a model."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,12 +14,15 @@ def config(**kw):
     return SimpleNamespace(**{**base, **kw})
 
 
-@pytest.mark.parametrize("n_layer,n_embd,published", [
-    (12, 768, 124_439_808),     # gpt2
-    (24, 1024, 354_823_168),    # gpt2-medium
-    (36, 1280, 774_030_080),    # gpt2-large
-    (48, 1600, 1_557_611_200),  # gpt2-xl
-])
+@pytest.mark.parametrize(
+    "n_layer,n_embd,published",
+    [
+        (12, 768, 124_439_808),  # gpt2
+        (24, 1024, 354_823_168),  # gpt2-medium
+        (36, 1280, 774_030_080),  # gpt2-large
+        (48, 1600, 1_557_611_200),  # gpt2-xl
+    ],
+)
 def test_formula_matches_published_gpt2_sizes(n_layer, n_embd, published):
     """The parameter counts Hugging Face reports for the four GPT-2 checkpoints."""
     count = gpt_param_formula(config(n_layer=n_layer, n_embd=n_embd))
@@ -33,8 +37,8 @@ def test_nanogpt_non_embedding_count_for_gpt2():
 
 def test_layer_formula_pieces():
     h = 10
-    assert layer_params(h, bias=True) == 12 * h * h + 9 * h + 4 * h   # biases 9H + norms 4H
-    assert layer_params(h, bias=False) == 12 * h * h + 2 * h          # norm weights only
+    assert layer_params(h, bias=True) == 12 * h * h + 9 * h + 4 * h  # biases 9H + norms 4H
+    assert layer_params(h, bias=False) == 12 * h * h + 2 * h  # norm weights only
     c = gpt_param_formula(config(vocab_size=7, block_size=5, n_layer=3, n_embd=h, bias=False))
     assert c.attention == 3 * 4 * h * h and c.mlp == 3 * 8 * h * h
     assert c.norms == (2 * 3 + 1) * h
@@ -60,18 +64,36 @@ class FakeGPT:
             return Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
 
         b = cfg.bias
-        self.params = [("transformer.wte.weight", p(v, h)), ("transformer.wpe.weight", p(cfg.block_size, h))]
+        self.params = [
+            ("transformer.wte.weight", p(v, h)),
+            ("transformer.wpe.weight", p(cfg.block_size, h)),
+        ]
         for i in range(cfg.n_layer):
             pre = f"transformer.h.{i}."
-            self.params += [(pre + "ln_1.weight", p(h))] + ([(pre + "ln_1.bias", p(h))] if b else [])
-            self.params += [(pre + "attn.c_attn.weight", p(3 * h, h)), (pre + "attn.c_proj.weight", p(h, h))]
+            self.params += [(pre + "ln_1.weight", p(h))] + (
+                [(pre + "ln_1.bias", p(h))] if b else []
+            )
+            self.params += [
+                (pre + "attn.c_attn.weight", p(3 * h, h)),
+                (pre + "attn.c_proj.weight", p(h, h)),
+            ]
             if b:
-                self.params += [(pre + "attn.c_attn.bias", p(3 * h)), (pre + "attn.c_proj.bias", p(h))]
-            self.params += [(pre + "ln_2.weight", p(h))] + ([(pre + "ln_2.bias", p(h))] if b else [])
-            self.params += [(pre + "mlp.c_fc.weight", p(4 * h, h)), (pre + "mlp.c_proj.weight", p(h, 4 * h))]
+                self.params += [
+                    (pre + "attn.c_attn.bias", p(3 * h)),
+                    (pre + "attn.c_proj.bias", p(h)),
+                ]
+            self.params += [(pre + "ln_2.weight", p(h))] + (
+                [(pre + "ln_2.bias", p(h))] if b else []
+            )
+            self.params += [
+                (pre + "mlp.c_fc.weight", p(4 * h, h)),
+                (pre + "mlp.c_proj.weight", p(h, 4 * h)),
+            ]
             if b:
                 self.params += [(pre + "mlp.c_fc.bias", p(4 * h)), (pre + "mlp.c_proj.bias", p(h))]
-        self.params += [("transformer.ln_f.weight", p(h))] + ([("transformer.ln_f.bias", p(h))] if b else [])
+        self.params += [("transformer.ln_f.weight", p(h))] + (
+            [("transformer.ln_f.bias", p(h))] if b else []
+        )
         if untied:
             self.params.append(("lm_head.weight", p(v, h)))
         elif list_tied_twice:  # same Parameter object under a second name
@@ -91,8 +113,10 @@ def test_count_parameters_matches_formula(bias, list_tied_twice):
     formula = gpt_param_formula(cfg)
     assert counted.as_dict() == formula.as_dict()
     assert counted.tied
-    assert (counted.attention_weights, counted.mlp_weights) == (formula.attention_weights,
-                                                                formula.mlp_weights)
+    assert (counted.attention_weights, counted.mlp_weights) == (
+        formula.attention_weights,
+        formula.mlp_weights,
+    )
     assert counted.matmul == formula.matmul
     # and by brute force: every distinct array once
     model = FakeGPT(cfg, list_tied_twice=list_tied_twice)
@@ -144,9 +168,16 @@ from hypothesis import strategies as st  # noqa: E402
 
 from tinyllm.accounting import bert_param_formula, t5_param_formula  # noqa: E402
 
-shapes = st.fixed_dictionaries(dict(
-    vocab_size=st.integers(5, 40), block_size=st.integers(2, 20), n_layer=st.integers(1, 3),
-    n_head=st.integers(1, 3), head_dim=st.integers(1, 4), bias=st.booleans()))
+shapes = st.fixed_dictionaries(
+    dict(
+        vocab_size=st.integers(5, 40),
+        block_size=st.integers(2, 20),
+        n_layer=st.integers(1, 3),
+        n_head=st.integers(1, 3),
+        head_dim=st.integers(1, 4),
+        bias=st.booleans(),
+    )
+)
 
 
 def expected_encoder_layers(n, h, bias):
@@ -154,8 +185,11 @@ def expected_encoder_layers(n, h, bias):
     H×H each (+H biases), MLP H→4H→H (+4H, +H), two LayerNorms (weight, and bias if any)."""
     b = 1 if bias else 0
     ln = h + b * h
-    return dict(attention=n * (4 * h * h + b * 4 * h), mlp=n * (h * 4 * h + 4 * h * h + b * 5 * h),
-                norms=n * 2 * ln)
+    return dict(
+        attention=n * (4 * h * h + b * 4 * h),
+        mlp=n * (h * 4 * h + 4 * h * h + b * 5 * h),
+        norms=n * 2 * ln,
+    )
 
 
 def shape(v, t, n, heads, hd, bias):
@@ -163,8 +197,12 @@ def shape(v, t, n, heads, hd, bias):
 
 
 @settings(max_examples=12, deadline=None)
-@given(shape=shapes, type_vocab=st.integers(1, 3), num_labels=st.integers(1, 5),
-       head=st.sampled_from(["mlm", "classification", None]))
+@given(
+    shape=shapes,
+    type_vocab=st.integers(1, 3),
+    num_labels=st.integers(1, 5),
+    head=st.sampled_from(["mlm", "classification", None]),
+)
 @example(shape=shape(31, 9, 2, 2, 3, True), type_vocab=2, num_labels=3, head="mlm")
 @example(shape=shape(17, 5, 3, 3, 2, False), type_vocab=1, num_labels=4, head="classification")
 @example(shape=shape(8, 4, 1, 1, 4, True), type_vocab=3, num_labels=2, head=None)
@@ -178,32 +216,54 @@ def test_bert_components_from_the_model_equal_the_formula(shape, type_vocab, num
 
     h = shape["n_head"] * shape["head_dim"]
     v, t, n, bias = shape["vocab_size"], shape["block_size"], shape["n_layer"], shape["bias"]
-    cfg = BertConfig(vocab_size=v, block_size=t, n_layer=n, n_head=shape["n_head"], n_embd=h,
-                     bias=bias, type_vocab_size=type_vocab, num_labels=num_labels, dropout=0.0)
-    cls = {"mlm": BertForMaskedLM, "classification": BertForSequenceClassification,
-           None: BertModel}[head]
+    cfg = BertConfig(
+        vocab_size=v,
+        block_size=t,
+        n_layer=n,
+        n_head=shape["n_head"],
+        n_embd=h,
+        bias=bias,
+        type_vocab_size=type_vocab,
+        num_labels=num_labels,
+        dropout=0.0,
+    )
+    cls = {
+        "mlm": BertForMaskedLM,
+        "classification": BertForSequenceClassification,
+        None: BertModel,
+    }[head]
     model = cls(cfg)
     counted = count_parameters(model)
-    assert counted.total == model.num_parameters()       # nothing dropped, nothing twice
+    assert counted.total == model.num_parameters()  # nothing dropped, nothing twice
     assert counted.other == 0, counted.names.get("other")
     want = expected_encoder_layers(n, h, bias)
-    want["norms"] += h + (h if bias else 0)                # encoder.ln_f
-    want["embeddings"] = (v + t + type_vocab) * h         # tokens, positions, segments
+    want["norms"] += h + (h if bias else 0)  # encoder.ln_f
+    want["embeddings"] = (v + t + type_vocab) * h  # tokens, positions, segments
     # heads: MLM = dense H×H + H, LayerNorm 2H, V output biases (scores via the tied wte);
     # classification = pooler H×H + H, classifier K×H + K
-    want["heads"] = {"mlm": h * h + h + 2 * h + v,
-                     "classification": h * h + h + num_labels * h + num_labels, None: 0}[head]
+    want["heads"] = {
+        "mlm": h * h + h + 2 * h + v,
+        "classification": h * h + h + num_labels * h + num_labels,
+        None: 0,
+    }[head]
     want["other"] = 0
     assert {k: getattr(counted, k) for k in want} == want
     assert counted.tied == (head == "mlm") and counted.lm_head == 0
     assert counted.cross_attention == 0
     formula = bert_param_formula(cfg, head)
     assert counted.as_dict() == formula.as_dict(), param_table(counted, formula)
-    assert (counted.attention_weights, counted.mlp_weights, counted.head_weights,
-            counted.tied) == (formula.attention_weights, formula.mlp_weights,
-                              formula.head_weights, formula.tied)
-    assert counted.matmul == formula.matmul == n * 12 * h * h + {
-        "mlm": h * h + v * h, "classification": h * h + num_labels * h, None: 0}[head]
+    assert (counted.attention_weights, counted.mlp_weights, counted.head_weights, counted.tied) == (
+        formula.attention_weights,
+        formula.mlp_weights,
+        formula.head_weights,
+        formula.tied,
+    )
+    assert (
+        counted.matmul
+        == formula.matmul
+        == n * 12 * h * h
+        + {"mlm": h * h + v * h, "classification": h * h + num_labels * h, None: 0}[head]
+    )
 
 
 @settings(max_examples=12, deadline=None)
@@ -215,9 +275,16 @@ def test_t5_components_from_the_model_equal_the_formula(shape, n_decoder_layer):
 
     h = shape["n_head"] * shape["head_dim"]
     v, n, bias = shape["vocab_size"], shape["n_layer"], shape["bias"]
-    cfg = T5Config(vocab_size=v, block_size=shape["block_size"], n_layer=n,
-                   n_decoder_layer=n_decoder_layer, n_head=shape["n_head"], n_embd=h,
-                   bias=bias, dropout=0.0)
+    cfg = T5Config(
+        vocab_size=v,
+        block_size=shape["block_size"],
+        n_layer=n,
+        n_decoder_layer=n_decoder_layer,
+        n_head=shape["n_head"],
+        n_embd=h,
+        bias=bias,
+        dropout=0.0,
+    )
     model = T5(cfg)
     counted = count_parameters(model)
     assert counted.total == model.num_parameters()
@@ -226,11 +293,15 @@ def test_t5_components_from_the_model_equal_the_formula(shape, n_decoder_layer):
     d, b, ln = n_decoder_layer, (1 if bias else 0), h + (h if bias else 0)
     # a decoder layer: self- and cross-attention (16H² with the MLP's 8H²), three LayerNorms
     cross = d * (4 * h * h + b * 4 * h)
-    want = dict(embeddings=v * h,                     # one shared table, sinusoidal positions
-                attention=enc["attention"] + 2 * cross, cross_attention=cross,
-                mlp=enc["mlp"] + d * (8 * h * h + b * 5 * h),
-                norms=enc["norms"] + d * 3 * ln + 2 * ln,   # + each stack's ln_f
-                heads=0, other=0)
+    want = dict(
+        embeddings=v * h,  # one shared table, sinusoidal positions
+        attention=enc["attention"] + 2 * cross,
+        cross_attention=cross,
+        mlp=enc["mlp"] + d * (8 * h * h + b * 5 * h),
+        norms=enc["norms"] + d * 3 * ln + 2 * ln,  # + each stack's ln_f
+        heads=0,
+        other=0,
+    )
     assert {k: getattr(counted, k) for k in want} == want
     assert d * (16 * h * h) == counted.attention_weights + counted.mlp_weights - n * 12 * h * h
     assert counted.tied and counted.position_embeddings == 0

@@ -1,5 +1,6 @@
 """Compute-optimal scaling: the 20-tokens rule against Chinchilla's Table 3, the fitted law's
 closed form against a brute-force minimization, and the power-law fit; plus MFU."""
+
 import math
 
 import numpy as np
@@ -51,7 +52,9 @@ def test_closed_form_is_the_minimum(flops):
     assert n_num == pytest.approx(n_opt, rel=1e-5)
     # first-order condition: αA·N^−α = βB·D^−β
     law = CHINCHILLA
-    assert law.alpha * law.A * n_opt ** -law.alpha == pytest.approx(law.beta * law.B * d_opt ** -law.beta)
+    assert law.alpha * law.A * n_opt**-law.alpha == pytest.approx(
+        law.beta * law.B * d_opt**-law.beta
+    )
 
 
 def test_fitted_law_does_not_give_20_tokens_per_parameter():
@@ -73,7 +76,7 @@ def test_fitted_law_does_not_give_20_tokens_per_parameter():
 def test_fit_power_law_recovers_exponents():
     rng = np.random.default_rng(0)
     x = np.logspace(15, 20, 12)
-    y = 3.0 * x ** 0.45 * np.exp(rng.normal(0, 0.01, x.size))
+    y = 3.0 * x**0.45 * np.exp(rng.normal(0, 0.01, x.size))
     fit = fit_power_law(x, y)
     assert fit.exponent == pytest.approx(0.45, abs=0.01)
     assert fit.coefficient == pytest.approx(3.0, rel=0.3)
@@ -152,8 +155,19 @@ def test_scaling_sweep_trains_each_size_for_its_budget(tmp_path, capsys):
     import csv
 
     out_csv = tmp_path / "sweep.csv"
-    ns = _run_scaling(["--sweep", "--budgets", "2e8,6e8", "--data-bytes", "60000", "--cache-dir",
-                       str(tmp_path / "cache"), "--sweep-out", str(out_csv)])
+    ns = _run_scaling(
+        [
+            "--sweep",
+            "--budgets",
+            "2e8,6e8",
+            "--data-bytes",
+            "60000",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--sweep-out",
+            str(out_csv),
+        ]
+    )
     rows = list(csv.DictReader(out_csv.open()))
     sizes = ns["SWEEP_SIZES"]
     assert len(rows) == 2 * len(sizes)
@@ -165,8 +179,9 @@ def test_scaling_sweep_trains_each_size_for_its_budget(tmp_path, capsys):
         assert np.isfinite(float(r["val_loss"]))
         assert float(r["tokens_per_second"]) * float(r["seconds"]) == pytest.approx(d)
     # MFU = tokens/s × F / peak with one measured peak for every run
-    peaks = [float(r["tokens_per_second"]) * float(r["flops_per_token"]) / float(r["mfu"])
-             for r in rows]
+    peaks = [
+        float(r["tokens_per_second"]) * float(r["flops_per_token"]) / float(r["mfu"]) for r in rows
+    ]
     assert peaks == pytest.approx([peaks[0]] * len(rows))
     text = capsys.readouterr().out
     assert "fitted N_opt" in text and "IsoFLOP" in text

@@ -4,6 +4,7 @@ The truths stated here: GPT-2's split rule applied by hand; the merge sequence o
 al.'s example worked out by hand; the definition of BPE training and of merge replay (the slow
 reference implementations); and exact round trips.
 """
+
 import os
 
 import numpy as np
@@ -28,11 +29,27 @@ from tinyllm.data.corpus import stdlib_text
 
 # Any str, lone surrogates included (hypothesis leaves out category Cs unless asked), mixed with
 # pieces that stress the splitter and the byte level.
-TRICKY = ["\r\n", "\x00", "🙂", "👩\u200d💻", "日本語", "e\u0301", " 's", "'ll", "   ", "\t\n ",
-          "\ud800", "\udcff", "²", "x = 42;", ENDOFTEXT[:5], "\ufffd", "\U0010ffff"]
+TRICKY = [
+    "\r\n",
+    "\x00",
+    "🙂",
+    "👩\u200d💻",
+    "日本語",
+    "e\u0301",
+    " 's",
+    "'ll",
+    "   ",
+    "\t\n ",
+    "\ud800",
+    "\udcff",
+    "²",
+    "x = 42;",
+    ENDOFTEXT[:5],
+    "\ufffd",
+    "\U0010ffff",
+]
 any_char = st.one_of(st.characters(), st.characters(categories=["Cs"]))
-any_text = st.lists(st.one_of(st.text(any_char),
-                              st.sampled_from(TRICKY)), max_size=12).map("".join)
+any_text = st.lists(st.one_of(st.text(any_char), st.sampled_from(TRICKY)), max_size=12).map("".join)
 
 
 # ---- pre-split --------------------------------------------------------------------------------
@@ -43,19 +60,19 @@ HAND_SPLITS = [
     ("Hello world", ["Hello", " world"]),
     ("I'm here", ["I", "'m", " here"]),
     ("They'll've", ["They", "'ll", "'ve"]),
-    ("HE'S", ["HE", "'", "S"]),                      # contractions are lower case only
+    ("HE'S", ["HE", "'", "S"]),  # contractions are lower case only
     ("x = 42;", ["x", " =", " 42", ";"]),
     ("3.14", ["3", ".", "14"]),
-    ("a   b", ["a", "  ", " b"]),                    # the last space goes to the word
-    ("a\n\nb", ["a", "\n", "\n", "b"]),              # "\n" cannot lead a word: split singly
+    ("a   b", ["a", "  ", " b"]),  # the last space goes to the word
+    ("a\n\nb", ["a", "\n", "\n", "b"]),  # "\n" cannot lead a word: split singly
     ("def f():\n    return 1", ["def", " f", "():", "\n   ", " return", " 1"]),
-    ("trailing  ", ["trailing", "  "]),              # at the end, the whole run
+    ("trailing  ", ["trailing", "  "]),  # at the end, the whole run
     ("\t\tx", ["\t", "\t", "x"]),
     ("hello!!! 'quoted'", ["hello", "!!!", " '", "quoted", "'"]),
-    ("a_b", ["a", "_", "b"]),                        # underscore is not a letter
-    ("x²", ["x", "²"]),                              # superscript two is a numeral (No)
-    ("日本語テキスト", ["日本語テキスト"]),              # all letters (Lo)
-    ("cafe\u0301", ["cafe", "\u0301"]),              # a combining mark is "other"
+    ("a_b", ["a", "_", "b"]),  # underscore is not a letter
+    ("x²", ["x", "²"]),  # superscript two is a numeral (No)
+    ("日本語テキスト", ["日本語テキスト"]),  # all letters (Lo)
+    ("cafe\u0301", ["cafe", "\u0301"]),  # a combining mark is "other"
     ("🙂 ok", ["🙂", " ok"]),
     ("", []),
 ]
@@ -92,9 +109,20 @@ def test_pre_split_fast_equals_reference_and_loses_nothing(text):
 # 11. e r  : 2, ties with low e : 2 (lower)
 # 12. low er : 2        -- now every word is one token; training stops
 SENNRICH = {b"low": 5, b"lower": 2, b"newest": 6, b"widest": 3}
-SENNRICH_MERGES = [(b"e", b"s"), (b"es", b"t"), (b"l", b"o"), (b"lo", b"w"), (b"e", b"w"),
-                   (b"ew", b"est"), (b"n", b"ewest"), (b"d", b"est"), (b"i", b"dest"),
-                   (b"w", b"idest"), (b"e", b"r"), (b"low", b"er")]
+SENNRICH_MERGES = [
+    (b"e", b"s"),
+    (b"es", b"t"),
+    (b"l", b"o"),
+    (b"lo", b"w"),
+    (b"e", b"w"),
+    (b"ew", b"est"),
+    (b"n", b"ewest"),
+    (b"d", b"est"),
+    (b"i", b"dest"),
+    (b"w", b"idest"),
+    (b"e", b"r"),
+    (b"low", b"er"),
+]
 
 
 @pytest.mark.parametrize("learn", [learn_merges_reference, learn_merges])
@@ -110,8 +138,12 @@ def test_merge_pair_is_left_to_right_without_overlap():
 
 
 # small alphabets make many repeated pairs and ties: the hard cases for the incremental counts
-word_counts = st.dictionaries(st.text("abcd", min_size=1, max_size=8).map(str.encode),
-                              st.integers(1, 20), min_size=1, max_size=12)
+word_counts = st.dictionaries(
+    st.text("abcd", min_size=1, max_size=8).map(str.encode),
+    st.integers(1, 20),
+    min_size=1,
+    max_size=12,
+)
 
 
 @settings(max_examples=40)
@@ -162,6 +194,7 @@ def test_encoding_reproduces_training_segmentation(corpus, tok):
 
 
 # ---- encoding / decoding ----------------------------------------------------------------------
+
 
 @given(st.lists(st.integers(0, 5), max_size=60), st.randoms(use_true_random=False))
 def test_fast_merge_replay_equals_reference(ids, random):
@@ -223,6 +256,7 @@ def test_merges_spelling_an_existing_token_share_its_id():
 
 # ---- special tokens ---------------------------------------------------------------------------
 
+
 def test_special_tokens_are_atomic_and_opt_in(tok):
     eot, mask = tok.token_to_id(ENDOFTEXT), tok.token_to_id(MASK)
     text = f"x = 1{ENDOFTEXT}y[MASK]"
@@ -255,6 +289,7 @@ def test_add_special_tokens_and_lookup(tok):
 
 # ---- files ------------------------------------------------------------------------------------
 
+
 def test_save_load_round_trip(tok, tmp_path):
     path = tmp_path / "tok.txt"
     tok.save(path)
@@ -274,17 +309,20 @@ def _corrupt(tmp_path, tok, edit):
     return path
 
 
-@pytest.mark.parametrize("edit, line, message", [
-    (lambda L: "\n".join(["tinyllm-bpe v9"] + L[1:]), 1, "header"),
-    (lambda L: "\n".join(L[:2] + ["6c zz"] + L[3:]), 3, "not hexadecimal"),
-    (lambda L: "\n".join(L[:2] + ["6c"] + L[3:]), 3, "two hex tokens"),
-    (lambda L: "\n".join(L[:2] + ["6c6c6c6c 6f"] + L[3:]), 3, "not made by the merges"),
-    (lambda L: "\n".join(L[:2] + [L[2], L[2]] + L[4:]), 4, "appears twice"),
-    (lambda L: "\n".join(L[:len(L) // 2]), None, "truncated"),
-    (lambda L: "\n".join(L[:-2]), None, "truncated"),               # "end" line missing
-    (lambda L: "\n".join(L[:-1] + ["extra", ""]), None, "after 'end'"),
-    (lambda L: "\n".join(L[:1] + ["merges x"] + L[2:]), 2, "merges <count>"),
-])
+@pytest.mark.parametrize(
+    "edit, line, message",
+    [
+        (lambda L: "\n".join(["tinyllm-bpe v9"] + L[1:]), 1, "header"),
+        (lambda L: "\n".join(L[:2] + ["6c zz"] + L[3:]), 3, "not hexadecimal"),
+        (lambda L: "\n".join(L[:2] + ["6c"] + L[3:]), 3, "two hex tokens"),
+        (lambda L: "\n".join(L[:2] + ["6c6c6c6c 6f"] + L[3:]), 3, "not made by the merges"),
+        (lambda L: "\n".join(L[:2] + [L[2], L[2]] + L[4:]), 4, "appears twice"),
+        (lambda L: "\n".join(L[: len(L) // 2]), None, "truncated"),
+        (lambda L: "\n".join(L[:-2]), None, "truncated"),  # "end" line missing
+        (lambda L: "\n".join(L[:-1] + ["extra", ""]), None, "after 'end'"),
+        (lambda L: "\n".join(L[:1] + ["merges x"] + L[2:]), 2, "merges <count>"),
+    ],
+)
 def test_corrupt_files_name_file_and_line(tok, tmp_path, edit, line, message):
     path = _corrupt(tmp_path, tok, edit)
     with pytest.raises(TokenizerFileError, match=message) as info:
@@ -307,6 +345,7 @@ def test_failed_save_leaves_old_file_intact(tok, tmp_path, monkeypatch):
 
     def broken_replace(src, dst):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
         tok.save(path)

@@ -4,6 +4,7 @@ Truths used: the definitions (y is x shifted by one; inputs + targets give back 
 BERT's 15% / 80-10-10 rule checked statistically with tolerances of five binomial standard
 deviations, T5's counting formulas worked by hand, and the uniformity of random compositions.
 """
+
 import zlib
 
 import numpy as np
@@ -43,6 +44,7 @@ def within(observed, expected, n, sigmas=5.0):
 
 
 # ---- corpora ----------------------------------------------------------------------------------
+
 
 def test_stdlib_files_are_filtered_and_deterministically_ordered():
     files = stdlib_files()
@@ -107,13 +109,14 @@ def test_tokenize_corpus_round_trips():
 
 # ---- causal LM --------------------------------------------------------------------------------
 
+
 def test_get_batch_shift_and_range(rng):
     data = np.arange(50)  # token i has value i: position and value coincide
     x, y = get_batch(data, 2000, 8, rng)
     assert x.shape == y.shape == (2000, 8) and x.dtype == y.dtype == np.int64
-    assert np.array_equal(y, x + 1)                      # y is x shifted by one
-    assert np.array_equal(x, x[:, :1] + np.arange(8))    # windows are contiguous
-    assert set(x[:, 0]) == set(range(50 - 8))            # every start 0 .. len-T-1 occurs
+    assert np.array_equal(y, x + 1)  # y is x shifted by one
+    assert np.array_equal(x, x[:, :1] + np.arange(8))  # windows are contiguous
+    assert set(x[:, 0]) == set(range(50 - 8))  # every start 0 .. len-T-1 occurs
 
 
 def test_get_batch_is_reproducible_and_checks_length():
@@ -140,10 +143,10 @@ def test_mask_tokens_proportions(rng):
     special = np.isin(ids, list(SPECIAL))
     chosen = labels != IGNORE_INDEX
 
-    assert not chosen[special].any()                       # specials never chosen ...
-    assert np.array_equal(inputs[special], ids[special])   # ... nor changed
-    assert np.array_equal(labels[chosen], ids[chosen])     # labels: the original ids
-    assert np.array_equal(inputs[~chosen], ids[~chosen])   # unchosen tokens untouched
+    assert not chosen[special].any()  # specials never chosen ...
+    assert np.array_equal(inputs[special], ids[special])  # ... nor changed
+    assert np.array_equal(labels[chosen], ids[chosen])  # labels: the original ids
+    assert np.array_equal(inputs[~chosen], ids[~chosen])  # unchosen tokens untouched
 
     n = int((~special).sum())
     assert within(chosen.sum() / n, 0.15, n)
@@ -164,23 +167,34 @@ def test_mask_tokens_proportions(rng):
 def test_make_mlm_batch_padding(rng):
     seqs = [list(range(10, 15)), list(range(20, 22)), []]
     inputs, labels, attention = make_mlm_batch(
-        seqs, rng, cls_id=CLS, sep_id=SEP, pad_id=PAD, mask_id=MASK, vocab_size=V,
-        mlm_probability=1.0)  # choose every ordinary token
+        seqs,
+        rng,
+        cls_id=CLS,
+        sep_id=SEP,
+        pad_id=PAD,
+        mask_id=MASK,
+        vocab_size=V,
+        mlm_probability=1.0,
+    )  # choose every ordinary token
     assert inputs.shape == labels.shape == attention.shape == (3, 7)
     assert attention.tolist() == [[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5]
-    assert labels.tolist() == [[-100, 10, 11, 12, 13, 14, -100],
-                               [-100, 20, 21, -100, -100, -100, -100],
-                               [-100] * 7]
+    assert labels.tolist() == [
+        [-100, 10, 11, 12, 13, 14, -100],
+        [-100, 20, 21, -100, -100, -100, -100],
+        [-100] * 7,
+    ]
     assert inputs[1, 0] == CLS and inputs[1, 3] == SEP and (inputs[1, 4:] == PAD).all()
     with pytest.raises(ValueError, match="length=4"):
-        make_mlm_batch(seqs, rng, cls_id=CLS, sep_id=SEP, pad_id=PAD, mask_id=MASK,
-                       vocab_size=V, length=4)
+        make_mlm_batch(
+            seqs, rng, cls_id=CLS, sep_id=SEP, pad_id=PAD, mask_id=MASK, vocab_size=V, length=4
+        )
 
 
 def test_get_mlm_batch(rng):
     data = 4 + np.arange(1000) % (V - 4)  # ordinary ids that count up, wrapping around
-    inputs, labels, attention = get_mlm_batch(data, 8, 16, rng, cls_id=CLS, sep_id=SEP,
-                                              pad_id=PAD, mask_id=MASK, vocab_size=V)
+    inputs, labels, attention = get_mlm_batch(
+        data, 8, 16, rng, cls_id=CLS, sep_id=SEP, pad_id=PAD, mask_id=MASK, vocab_size=V
+    )
     assert inputs.shape == (8, 16) and inputs.dtype == np.int64
     assert (inputs[:, 0] == CLS).all() and (inputs[:, -1] == SEP).all() and attention.all()
     # with the labels put back, each row between [CLS] and [SEP] is a window of the data
@@ -190,13 +204,17 @@ def test_get_mlm_batch(rng):
 
 # ---- span corruption --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("length, noise, spans", [
-    (100, 15, 5),    # 15 = 100 x 0.15;  5 = 15 / 3
-    (128, 19, 6),    # 19.2 -> 19;  6.33 -> 6
-    (512, 77, 26),   # 76.8 -> 77;  25.67 -> 26
-    (20, 3, 1),      # 3;  1
-    (2, 1, 1),       # 0.3 -> 0, clamped to at least 1 noise token and 1 span
-])
+
+@pytest.mark.parametrize(
+    "length, noise, spans",
+    [
+        (100, 15, 5),  # 15 = 100 x 0.15;  5 = 15 / 3
+        (128, 19, 6),  # 19.2 -> 19;  6.33 -> 6
+        (512, 77, 26),  # 76.8 -> 77;  25.67 -> 26
+        (20, 3, 1),  # 3;  1
+        (2, 1, 1),  # 0.3 -> 0, clamped to at least 1 noise token and 1 span
+    ],
+)
 def test_span_counts_by_hand(length, noise, spans):
     assert span_counts(length) == (noise, spans)
     assert span_corruption_lengths(length) == (length - noise + spans, noise + spans + 1)
@@ -217,8 +235,8 @@ def test_noise_mask_structure_density_and_span_length(rng):
         starts = np.flatnonzero(np.diff(mask.astype(int)) == 1) + 1
         assert mask.sum() == n_noise and len(starts) == n_spans
         assert not mask[0] and mask[-1]  # kept first; T5's last span is always noise
-    assert abs(n_noise - 0.15 * length) <= 0.5             # noise fraction = density
-    assert abs(n_noise / n_spans - 3.0) <= 1.5 / n_spans   # mean span length = 3
+    assert abs(n_noise - 0.15 * length) <= 0.5  # noise fraction = density
+    assert abs(n_noise / n_spans - 3.0) <= 1.5 / n_spans  # mean span length = 3
 
 
 def test_noise_masks_are_uniform_over_compositions():
@@ -253,8 +271,11 @@ def reconstruct(inputs, targets):
 
 
 @settings(max_examples=50)
-@given(st.lists(st.integers(0, 999), min_size=2, max_size=300), st.integers(0, 2**32 - 1),
-       st.sampled_from([(0.15, 3.0), (0.5, 2.0), (0.05, 1.0)]))
+@given(
+    st.lists(st.integers(0, 999), min_size=2, max_size=300),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([(0.15, 3.0), (0.5, 2.0), (0.05, 1.0)]),
+)
 def test_span_corruption_reconstructs_exactly(tokens, seed, params):
     rng = np.random.default_rng(seed)
     mask = random_spans_noise_mask(len(tokens), rng, *params)
@@ -262,8 +283,8 @@ def test_span_corruption_reconstructs_exactly(tokens, seed, params):
     assert (len(inputs), len(targets)) == span_corruption_lengths(len(tokens), *params)
     assert reconstruct(inputs.tolist(), targets.tolist()) == tokens
     sentinels_in = [t for t in inputs if t in SENTINELS]
-    assert sentinels_in == SENTINELS[:len(sentinels_in)]       # <extra_id_0>, <extra_id_1>, ...
-    assert targets[-1] == SENTINELS[len(sentinels_in)]         # closing sentinel
+    assert sentinels_in == SENTINELS[: len(sentinels_in)]  # <extra_id_0>, <extra_id_1>, ...
+    assert targets[-1] == SENTINELS[len(sentinels_in)]  # closing sentinel
 
 
 def test_span_corruption_paper_example():
@@ -272,16 +293,19 @@ def test_span_corruption_paper_example():
     mask = np.array([w in ("for", "inviting", "last") for w in words])
     inputs, targets = span_corrupt(np.arange(len(words)), mask, [100, 101, 102])
     show = {100: "<X>", 101: "<Y>", 102: "<Z>"}
-    assert [show.get(i, words[i] if i < 100 else i) for i in inputs] == \
-        "Thank you <X> me to your party <Y> week .".split()
-    assert [show.get(i, words[i] if i < 100 else i) for i in targets] == \
-        "<X> for inviting <Y> last <Z>".split()
+    assert [
+        show.get(i, words[i] if i < 100 else i) for i in inputs
+    ] == "Thank you <X> me to your party <Y> week .".split()
+    assert [
+        show.get(i, words[i] if i < 100 else i) for i in targets
+    ] == "<X> for inviting <Y> last <Z>".split()
 
 
 def test_get_span_corruption_batch(rng):
     data = np.arange(5000)
-    inputs, targets = get_span_corruption_batch(data, 6, 128, rng, sentinel_ids=SENTINELS,
-                                                eos_id=9999)
+    inputs, targets = get_span_corruption_batch(
+        data, 6, 128, rng, sentinel_ids=SENTINELS, eos_id=9999
+    )
     li, lt = span_corruption_lengths(128)
     assert inputs.shape == (6, li + 1) and targets.shape == (6, lt + 1)
     assert inputs.dtype == targets.dtype == np.int64

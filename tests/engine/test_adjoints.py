@@ -2,6 +2,7 @@
 in-place accumulation into buffers the backward pass owns — give the gradients a plain sum
 gives, and never let two tensors share one gradient array.
 """
+
 import numpy as np
 
 
@@ -12,8 +13,12 @@ def test_slices_of_one_tensor_share_one_gradient_buffer():
     x = tl.Tensor(rng.standard_normal((3, 2, 4)), requires_grad=True)
     a, b, c = (rng.standard_normal((2, 4)) for _ in range(3))
     q, k, v = x[0], x[1], x[2]
-    loss = (q * tl.Tensor(a)).sum() + (k * tl.Tensor(b)).sum() + (v * tl.Tensor(c)).sum() \
-        + (x[0] * tl.Tensor(c)).sum()                       # the first slice taken twice
+    loss = (
+        (q * tl.Tensor(a)).sum()
+        + (k * tl.Tensor(b)).sum()
+        + (v * tl.Tensor(c)).sum()
+        + (x[0] * tl.Tensor(c)).sum()
+    )  # the first slice taken twice
     loss.backward()
     np.testing.assert_allclose(x.grad, np.stack([a + c, b, c]), rtol=1e-14)
 

@@ -4,6 +4,7 @@ Each test states an expected value worked out by hand (the chain rule on a tiny 
 not copied from the code: gradients accumulate, a long chain does not recurse, a spent graph
 refuses a second backward, no_grad records nothing, and float32 stays float32 everywhere.
 """
+
 import gc
 import sys
 import weakref
@@ -33,7 +34,7 @@ def test_grad_accumulates_over_two_backward_calls():
 
 def test_tensor_used_twice_receives_both_contributions():
     x = f64([0.5, 2.0])
-    y = x * x + x          # dy/dx = 2x + 1 — x is used three times
+    y = x * x + x  # dy/dx = 2x + 1 — x is used three times
     y.sum().backward()
     np.testing.assert_allclose(x.grad, 2 * x.data + 1)
 
@@ -65,7 +66,7 @@ def test_chain_of_100k_ops_has_no_recursion_error():
         y = y * c
     y.sum().backward()
     # dy/dx = c^100000 = e^(100000·ln c) ≈ e
-    np.testing.assert_allclose(x.grad, [c ** 100_000], rtol=1e-9)
+    np.testing.assert_allclose(x.grad, [c**100_000], rtol=1e-9)
     assert sys.getrecursionlimit() == limit  # no cheating by raising the limit
     assert len(topological_sort(x * 2.0)) == 2
 
@@ -113,7 +114,7 @@ def test_saved_arrays_are_released_after_backward():
     x = f64(np.linspace(-1, 1, 8))
     with observe(SaveCounter()) as counter:
         loss = (x.exp().tanh() * x.sigmoid()).sum()
-        assert counter.saved == 4 and counter.released == 0   # exp, tanh, sigmoid, mul
+        assert counter.saved == 4 and counter.released == 0  # exp, tanh, sigmoid, mul
         loss.backward()
     assert counter.released == counter.saved
     assert loss._ctx.saved_tensors == ()
@@ -186,7 +187,7 @@ def test_detach_shares_data_and_stops_gradient():
     d = x.detach()
     assert np.shares_memory(d.data, x.data)
     assert not d.requires_grad and d.is_leaf
-    (x * d).sum().backward()   # d is a constant: d/dx (x·c) = c
+    (x * d).sum().backward()  # d is a constant: d/dx (x·c) = c
     np.testing.assert_allclose(x.grad, x.data)
 
 
@@ -205,9 +206,9 @@ def test_retain_grad_on_intermediate():
     x = f64([1.0, -3.0])
     h = x * 2.0
     h.retain_grad()
-    g = h * 1.0            # not retained
+    g = h * 1.0  # not retained
     (g * g).sum().backward()
-    np.testing.assert_allclose(h.grad, 2 * h.data)   # d/dh Σh² = 2h
+    np.testing.assert_allclose(h.grad, 2 * h.data)  # d/dh Σh² = 2h
     assert g.grad is None
     np.testing.assert_allclose(x.grad, 2 * 2 * h.data)
 
@@ -255,7 +256,7 @@ BINARY = {
     "sub": lambda a, b: a - b,
     "mul": lambda a, b: a * b,
     "div": lambda a, b: a / b,
-    "pow": lambda a, b: a ** b,
+    "pow": lambda a, b: a**b,
     "maximum": ops.maximum,
     "minimum": ops.minimum,
     "where": lambda a, b: ops.where(np.array([True, False, True]), a, b),
@@ -288,9 +289,17 @@ def test_scalars_never_upcast_float32(name, scalar):
 
 def test_integer_tensors_meet_floats_in_float32():
     i = Tensor(np.arange(3))
-    for out in (i * 0.5, 0.5 - i, i + np.float64(0.5), i / 2, 2 / (i + 1), i / i[np.array([2])],
-                i + Tensor(np.ones(3, dtype=np.float32)), ops.where(i.data > 0, i, 0.5)):
-        assert out.dtype == np.float32, out.dtype   # PyTorch's rule; NumPy would give float64
+    for out in (
+        i * 0.5,
+        0.5 - i,
+        i + np.float64(0.5),
+        i / 2,
+        2 / (i + 1),
+        i / i[np.array([2])],
+        i + Tensor(np.ones(3, dtype=np.float32)),
+        ops.where(i.data > 0, i, 0.5),
+    ):
+        assert out.dtype == np.float32, out.dtype  # PyTorch's rule; NumPy would give float64
     close = np.testing.assert_allclose
     close((i / 2).data, [0, 0.5, 1.0])
     assert (i * 2).dtype == np.int64
@@ -336,11 +345,17 @@ FLOAT32_OPS = {
     "embedding": lambda: ops.embedding(np.array([[1, 1, 0]]), _f32(3, 4)),
     "dropout": lambda: ops.dropout(_f32(2, 3), 0.5, generator=np.random.default_rng(0)),
     "cross_entropy": lambda: ops.cross_entropy(_f32(4, 5), np.array([0, 4, -100, 2])),
-    "sdpa": lambda: ops.scaled_dot_product_attention(_f32(2, 3, 4), _f32(2, 5, 4), _f32(2, 5, 2),
-                                                     is_causal=True),
+    "sdpa": lambda: ops.scaled_dot_product_attention(
+        _f32(2, 3, 4), _f32(2, 5, 4), _f32(2, 5, 2), is_causal=True
+    ),
     "sdpa_dropout": lambda: ops.scaled_dot_product_attention(
-        _f32(3, 4), _f32(3, 4), _f32(3, 4), attn_mask=np.tril(np.ones((3, 3), bool)),
-        dropout_p=0.3, generator=np.random.default_rng(0)),
+        _f32(3, 4),
+        _f32(3, 4),
+        _f32(3, 4),
+        attn_mask=np.tril(np.ones((3, 3), bool)),
+        dropout_p=0.3,
+        generator=np.random.default_rng(0),
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """Post-accumulate-grad hooks and eager leaf finalization (what DDP's bucketing relies on)."""
+
 import numpy as np
 
 import tinyllm
@@ -10,11 +11,11 @@ def test_hook_fires_once_per_backward_after_all_uses():
     x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
     seen = []
     x.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.copy()))
-    y = (x * x).sum() + (3 * x).sum()        # x used by two consumers
+    y = (x * x).sum() + (3 * x).sum()  # x used by two consumers
     y.backward()
     assert len(seen) == 1
     np.testing.assert_allclose(seen[0], 2 * x.data + 3)
-    (x * 2).sum().backward()                 # second backward: accumulated grad visible
+    (x * 2).sum().backward()  # second backward: accumulated grad visible
     assert len(seen) == 2
     np.testing.assert_allclose(seen[1], 2 * x.data + 3 + 2)
 
@@ -39,10 +40,12 @@ def test_gpt_parameter_grads_finalize_from_last_layer_to_first():
     _, loss = model(idx, idx)
     loss.backward()
     assert sorted(order) == sorted(n for n, _ in model.named_parameters())
-    last_of_block = [max(i for i, n in enumerate(order) if n.startswith(f"transformer.h.{b}."))
-                     for b in range(3)]
-    first_of_block = [min(i for i, n in enumerate(order) if n.startswith(f"transformer.h.{b}."))
-                      for b in range(3)]
+    last_of_block = [
+        max(i for i, n in enumerate(order) if n.startswith(f"transformer.h.{b}.")) for b in range(3)
+    ]
+    first_of_block = [
+        min(i for i, n in enumerate(order) if n.startswith(f"transformer.h.{b}.")) for b in range(3)
+    ]
     # block 2 finishes before block 1 starts finishing, and block 1 before block 0
     assert last_of_block[2] < first_of_block[1]
     assert last_of_block[1] < first_of_block[0]

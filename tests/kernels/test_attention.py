@@ -4,6 +4,7 @@ hypothesis: query and key lengths that are not multiples of the 32-row tile, L �
 2- to 5-D batches; the tile products against `@`; the op gives the same numbers on both
 backends (`TINYLLM_KERNELS=numpy` vs numba).
 """
+
 import math
 
 import numpy as np
@@ -32,7 +33,7 @@ def test_tile_products_match_matmul(na, nb, width):
     attn._axpy_rows(t, False, na, nb, b, 2, acc, 1)
     np.testing.assert_allclose(acc, want, rtol=1e-12, atol=1e-12)
     acc = np.zeros((nb, width))
-    attn._axpy_rows(t, True, nb, na, a, 3, acc, 0)          # acc = tᵀ A
+    attn._axpy_rows(t, True, nb, na, a, 3, acc, 0)  # acc = tᵀ A
     np.testing.assert_allclose(acc, t.T @ a[3:], rtol=1e-12, atol=1e-12)
 
 
@@ -80,15 +81,16 @@ def test_flash_attention_accepts_strided_views():
     """q, k, v as the model makes them: views into one (B, T, 3, h, d) projection."""
     rng = np.random.default_rng(1)
     qkv = rng.standard_normal((2, 40, 3, 2, 8)).astype(np.float32).transpose(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]                          # (2, 2, 40, 8), not contiguous
+    q, k, v = qkv[0], qkv[1], qkv[2]  # (2, 2, 40, 8), not contiguous
     out_r, lse_r = attn.attention_forward_reference(q, k, v, None, 0.3, True)
     out_n, lse_n = attn.attention_forward_numba(q, k, v, None, 0.3, True)
     np.testing.assert_allclose(out_n, out_r, rtol=2e-5, atol=2e-5)
     g = rng.standard_normal(out_r.shape).astype(np.float32).transpose(0, 2, 1, 3)
-    g = np.ascontiguousarray(g).transpose(0, 2, 1, 3)         # a transposed gradient
-    for got, want in zip(attn.attention_backward_numba(q, k, v, None, 0.3, True, out_r, lse_r, g),
-                         attn.attention_backward_reference(q, k, v, None, 0.3, True, out_r,
-                                                           lse_r, g)[:3]):
+    g = np.ascontiguousarray(g).transpose(0, 2, 1, 3)  # a transposed gradient
+    for got, want in zip(
+        attn.attention_backward_numba(q, k, v, None, 0.3, True, out_r, lse_r, g),
+        attn.attention_backward_reference(q, k, v, None, 0.3, True, out_r, lse_r, g)[:3],
+    ):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
 
 

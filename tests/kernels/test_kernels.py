@@ -51,7 +51,7 @@ def check(got, want, dtype, magnitude=1.0):
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data(), scale=st.sampled_from([1.0, 1e3, 1e4]))
 def test_softmax_kernels(dtype, data, scale):
-    x = data.draw(matrices(dtype)) * dtype(scale)      # 1e4: e^x overflows without the shift
+    x = data.draw(matrices(dtype)) * dtype(scale)  # 1e4: e^x overflows without the shift
     g = data.draw(hnp.arrays(dtype, x.shape, elements=st.floats(-2, 2, width=32)))
     y = sm.softmax_forward_numba(x)
     check(y, sm.softmax_forward_reference(x), dtype)
@@ -60,21 +60,29 @@ def test_softmax_kernels(dtype, data, scale):
     logp = sm.log_softmax_forward_numba(x)
     check(logp, sm.log_softmax_forward_reference(x), dtype, magnitude=scale * 10)
     assert np.isfinite(logp).all()
-    check(sm.log_softmax_backward_numba(logp, g), sm.log_softmax_backward_reference(logp, g),
-          dtype)
+    check(sm.log_softmax_backward_numba(logp, g), sm.log_softmax_backward_reference(logp, g), dtype)
 
 
 # ---- fused cross-entropy ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(data=st.data(), scale=st.sampled_from([1.0, 1e3, 1e4]),
-       ignore_index=st.sampled_from([-100, 0, 1]))
+@given(
+    data=st.data(),
+    scale=st.sampled_from([1.0, 1e3, 1e4]),
+    ignore_index=st.sampled_from([-100, 0, 1]),
+)
 def test_cross_entropy_kernels(dtype, data, scale, ignore_index):
     logits = data.draw(matrices(dtype)) * dtype(scale)
     n, c = logits.shape
-    targets = np.array(data.draw(st.lists(st.one_of(st.integers(0, c - 1), st.just(ignore_index)),
-                                          min_size=n, max_size=n)), dtype=np.int64)
+    targets = np.array(
+        data.draw(
+            st.lists(
+                st.one_of(st.integers(0, c - 1), st.just(ignore_index)), min_size=n, max_size=n
+            )
+        ),
+        dtype=np.int64,
+    )
     loss, lse = ce.cross_entropy_forward_numba(logits, targets, ignore_index)
     loss_ref, lse_ref = ce.cross_entropy_forward_reference(logits, targets, ignore_index)
     check(lse, lse_ref, dtype, magnitude=scale * 10)
@@ -82,8 +90,11 @@ def test_cross_entropy_kernels(dtype, data, scale, ignore_index):
     assert np.all(loss[targets == ignore_index] == 0)
     grad_rows = data.draw(hnp.arrays(dtype, (n,), elements=st.floats(-2, 2, width=32)))
     d = ce.cross_entropy_backward_numba(logits, lse, targets, grad_rows, ignore_index)
-    check(d, ce.cross_entropy_backward_reference(logits, lse_ref, targets, grad_rows,
-                                                 ignore_index), dtype)
+    check(
+        d,
+        ce.cross_entropy_backward_reference(logits, lse_ref, targets, grad_rows, ignore_index),
+        dtype,
+    )
     assert np.all(d[targets == ignore_index] == 0)
 
 
@@ -106,8 +117,10 @@ def test_layer_norm_kernels(dtype, data, affine, eps):
     check(rstd, rstd_ref, dtype, magnitude=amp)
     check(y, y_ref, dtype, magnitude=amp * 2)
     g = data.draw(hnp.arrays(dtype, x.shape, elements=st.floats(-2, 2, width=32)))
-    for got, want in zip(ln.layer_norm_backward_numba(x, w, mean_ref, rstd_ref, g),
-                         ln.layer_norm_backward_reference(x, w, mean_ref, rstd_ref, g)):
+    for got, want in zip(
+        ln.layer_norm_backward_numba(x, w, mean_ref, rstd_ref, g),
+        ln.layer_norm_backward_reference(x, w, mean_ref, rstd_ref, g),
+    ):
         check(got, want, dtype, magnitude=amp * x.shape[0] * 10)
 
 
@@ -116,19 +129,30 @@ def test_layer_norm_kernels(dtype, data, affine, eps):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-@given(data=st.data(), shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
-       transposed=st.booleans())
+@given(
+    data=st.data(),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
+    transposed=st.booleans(),
+)
 def test_gelu_kernels(dtype, approximate, data, shape, transposed):
     width = 32 if dtype == np.float32 else 64
     elems = st.floats(-12, 12, width=width)
     x = data.draw(hnp.arrays(dtype, shape, elements=elems))
     g = data.draw(hnp.arrays(dtype, shape, elements=elems))
-    if transposed:                     # the kernels must accept any memory layout
+    if transposed:  # the kernels must accept any memory layout
         x, g = x.T, g.T
-    check(gelu.gelu_forward_numba(x, approximate), gelu.gelu_forward_reference(x, approximate),
-          dtype, magnitude=12)
-    check(gelu.gelu_backward_numba(x, g, approximate),
-          gelu.gelu_backward_reference(x, g, approximate), dtype, magnitude=12)
+    check(
+        gelu.gelu_forward_numba(x, approximate),
+        gelu.gelu_forward_reference(x, approximate),
+        dtype,
+        magnitude=12,
+    )
+    check(
+        gelu.gelu_backward_numba(x, g, approximate),
+        gelu.gelu_backward_reference(x, g, approximate),
+        dtype,
+        magnitude=12,
+    )
 
 
 # ---- embedding backward ---------------------------------------------------------------------
@@ -137,11 +161,16 @@ def test_gelu_kernels(dtype, approximate, data, shape, transposed):
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data(), vocab=st.integers(1, 6), n=st.integers(1, 20), dim=st.integers(1, 17))
 def test_embedding_backward_kernel(dtype, data, vocab, n, dim):
-    ids = np.array(data.draw(st.lists(st.integers(0, vocab - 1), min_size=n, max_size=n)),
-                   dtype=np.int64)         # n > vocab forces repeated ids
+    ids = np.array(
+        data.draw(st.lists(st.integers(0, vocab - 1), min_size=n, max_size=n)), dtype=np.int64
+    )  # n > vocab forces repeated ids
     g = data.draw(hnp.arrays(dtype, (n, dim), elements=st.floats(-3, 3, width=32)))
-    check(emb.embedding_backward_numba(ids, g, vocab),
-          emb.embedding_backward_reference(ids, g, vocab), dtype, magnitude=3 * n)
+    check(
+        emb.embedding_backward_numba(ids, g, vocab),
+        emb.embedding_backward_reference(ids, g, vocab),
+        dtype,
+        magnitude=3 * n,
+    )
 
 
 # ---- dispatch -------------------------------------------------------------------------------
@@ -149,7 +178,7 @@ def test_embedding_backward_kernel(dtype, data, vocab, n, dim):
 
 def test_dispatch_follows_the_backend_and_accepts_views():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((7, 5)).astype(np.float32).T        # a non-contiguous (5, 7)
+    x = rng.standard_normal((7, 5)).astype(np.float32).T  # a non-contiguous (5, 7)
     with kernels.use_backend("numba"):
         fast = kernels.softmax_forward(x)
         ln_fast = kernels.layer_norm_forward(x, None, None, 1e-5)[0]

@@ -23,17 +23,19 @@ def test_kernels_split_over_threads_give_the_serial_numbers(monkeypatch):
     ids = rng.integers(0, 5, 37)
     rows = rng.standard_normal(37).astype(np.float32)
     p, m, v = x.ravel().copy(), np.zeros(x.size, np.float32), np.zeros(x.size, np.float32)
-    cases = [lambda: softmax.softmax_forward_numba(x),
-             lambda: softmax.softmax_backward_numba(x, g),
-             lambda: softmax.log_softmax_forward_numba(x),
-             lambda: softmax.log_softmax_backward_numba(x, g),
-             lambda: cross_entropy.cross_entropy_forward_numba(x, t, 3),
-             lambda: cross_entropy.cross_entropy_backward_numba(x, rows + 3, t, rows, 3),
-             lambda: layernorm.layer_norm_forward_numba(x, w, w, 1e-5),
-             lambda: layernorm.layer_norm_backward_numba(x, w, rows, np.abs(rows), g),
-             lambda: gelu.gelu_forward_numba(x, "none"),
-             lambda: gelu.gelu_backward_numba(x, g, "tanh"),
-             lambda: embedding.embedding_backward_numba(ids, x, 5)]
+    cases = [
+        lambda: softmax.softmax_forward_numba(x),
+        lambda: softmax.softmax_backward_numba(x, g),
+        lambda: softmax.log_softmax_forward_numba(x),
+        lambda: softmax.log_softmax_backward_numba(x, g),
+        lambda: cross_entropy.cross_entropy_forward_numba(x, t, 3),
+        lambda: cross_entropy.cross_entropy_backward_numba(x, rows + 3, t, rows, 3),
+        lambda: layernorm.layer_norm_forward_numba(x, w, w, 1e-5),
+        lambda: layernorm.layer_norm_backward_numba(x, w, rows, np.abs(rows), g),
+        lambda: gelu.gelu_forward_numba(x, "none"),
+        lambda: gelu.gelu_backward_numba(x, g, "tanh"),
+        lambda: embedding.embedding_backward_numba(ids, x, 5),
+    ]
 
     def run_all():
         results = [c() for c in cases]
@@ -45,9 +47,11 @@ def test_kernels_split_over_threads_give_the_serial_numbers(monkeypatch):
     monkeypatch.setattr(jit, "PARALLEL_MIN_WORK", 0)
     monkeypatch.setattr(jit, "num_threads", lambda: 3)
     for one, split in zip(serial, run_all()):
-        for a, b in zip(one if isinstance(one, tuple) else (one,),
-                        split if isinstance(split, tuple) else (split,)):
-            np.testing.assert_array_equal(b, a)     # same arithmetic, rows in other blocks
+        for a, b in zip(
+            one if isinstance(one, tuple) else (one,),
+            split if isinstance(split, tuple) else (split,),
+        ):
+            np.testing.assert_array_equal(b, a)  # same arithmetic, rows in other blocks
 
 
 def test_parallel_for_runs_every_task_once_and_reraises():
@@ -57,16 +61,18 @@ def test_parallel_for_runs_every_task_once_and_reraises():
     parallel_for(50, seen.append, threads=3)
     assert sorted(seen) == list(range(50))
     inner = []
-    parallel_for(4, lambda i: parallel_for(3, lambda j: inner.append((i, j)), threads=3),
-                 threads=3)                               # a task's own loop runs serially
+    parallel_for(
+        4, lambda i: parallel_for(3, lambda j: inner.append((i, j)), threads=3), threads=3
+    )  # a task's own loop runs serially
     assert sorted(inner) == [(i, j) for i in range(4) for j in range(3)]
 
     def fail(i):
         if i == 7:
             raise KeyError(i)
+
     with pytest.raises(KeyError):
         parallel_for(10, fail, threads=2)
-    parallel_for(5, seen.append, threads=2)               # the pool still works afterwards
+    parallel_for(5, seen.append, threads=2)  # the pool still works afterwards
 
 
 def test_matmul_and_attention_split_across_threads_give_the_same_numbers(monkeypatch):
@@ -85,10 +91,11 @@ def test_matmul_and_attention_split_across_threads_give_the_same_numbers(monkeyp
     np.testing.assert_allclose(kernels.matmul(a, b), a @ b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(kernels.matmul(b.T, a.T), serial_mm.T, rtol=1e-5, atol=1e-5)
     out2, lse2 = attn.attention_forward_numba(q, k, v, None, 0.4, True)
-    np.testing.assert_array_equal(out2, out)          # the same arithmetic, pair by pair
+    np.testing.assert_array_equal(out2, out)  # the same arithmetic, pair by pair
     np.testing.assert_array_equal(lse2, lse)
-    for got, want in zip(attn.attention_backward_numba(q, k, v, None, 0.4, True, out, lse, g),
-                         grads):
+    for got, want in zip(
+        attn.attention_backward_numba(q, k, v, None, 0.4, True, out, lse, g), grads
+    ):
         np.testing.assert_array_equal(got, want)
 
 
@@ -97,12 +104,13 @@ def test_linear_backward_products_side_by_side(monkeypatch):
     (kernels.matmul_pair); both equal NumPy's products, with and without the pairing, and the
     op's gradients equal the formulas."""
     from tinyllm import Tensor, ops
+
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 40, 24)).astype(np.float32)
     w = rng.standard_normal((33, 24)).astype(np.float32)
     g = rng.standard_normal((3, 40, 33)).astype(np.float32)
     g2, x2 = g.reshape(-1, 33), x.reshape(-1, 24)
-    serial = kernels.matmul_pair(g2, w, g2.T, x2)           # small: one product after the other
+    serial = kernels.matmul_pair(g2, w, g2.T, x2)  # small: one product after the other
     monkeypatch.setattr(kernels, "num_threads", lambda: 2)
     monkeypatch.setattr(kernels, "GEMM_PARALLEL_MIN_FLOPS", 0)
     paired = kernels.matmul_pair(g2, w, g2.T, x2)

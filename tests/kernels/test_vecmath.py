@@ -2,6 +2,7 @@
 and the standard library's erf, over the whole float32 range (including ±∞, NaN, the underflow
 and overflow edges); float64 arguments must give libm's values exactly.
 """
+
 import math
 
 import numba
@@ -25,8 +26,13 @@ def _exp_erf(x):
 
 def test_float32_exp_within_a_few_ulp_of_numpy_float64():
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.uniform(-87.3, 88.7, 200_000), np.linspace(-1, 1, 10_001),
-                        [0.0, -0.0, 1e-30, -1e-30, 88.72, -87.33]]).astype(np.float32)
+    x = np.concatenate(
+        [
+            rng.uniform(-87.3, 88.7, 200_000),
+            np.linspace(-1, 1, 10_001),
+            [0.0, -0.0, 1e-30, -1e-30, 88.72, -87.33],
+        ]
+    ).astype(np.float32)
     got, _ = _exp_erf(x)
     want = np.exp(x.astype(np.float64))
     assert got.dtype == np.float32
@@ -34,8 +40,7 @@ def test_float32_exp_within_a_few_ulp_of_numpy_float64():
 
 
 def test_float32_exp_edges():
-    x = np.array([np.nan, np.inf, -np.inf, 88.73, 1e30, -87.34, -200.0, -1e30],
-                 dtype=np.float32)
+    x = np.array([np.nan, np.inf, -np.inf, 88.73, 1e30, -87.34, -200.0, -1e30], dtype=np.float32)
     got, _ = _exp_erf(x)
     assert np.isnan(got[0])
     assert got[1] == got[3] == got[4] == np.inf
@@ -63,4 +68,4 @@ def test_bit_reinterpretation_round_trips():
     for v in (1.0, -2.5, 3.4e38, 1.2e-38, 0.0):
         bits = vecmath.float32_to_bits(np.float32(v))
         assert vecmath.float32_from_bits(bits) == np.float32(v)
-    assert vecmath.float32_to_bits(np.float32(1.0)) == 127 << 23     # IEEE 754: 2^(127−127)
+    assert vecmath.float32_to_bits(np.float32(1.0)) == 127 << 23  # IEEE 754: 2^(127−127)

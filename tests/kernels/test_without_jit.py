@@ -3,6 +3,7 @@ the numbers the compiled kernels give (so the kernels can be read and stepped th
 debugger as ordinary code). Two subprocesses each: a small model step through the ops, and
 flash attention with vecmath's exp and erf.
 """
+
 import json
 import os
 import subprocess
@@ -41,8 +42,9 @@ MODEL_STEP = textwrap.dedent("""
 def _run(env_extra):
     env = dict(os.environ, **env_extra)
     env.pop("TINYLLM_KERNELS", None)
-    proc = subprocess.run([sys.executable, "-c", MODEL_STEP], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", MODEL_STEP], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -76,11 +78,16 @@ def test_flash_attention_and_vecmath_without_the_jit():
     def run(extra):
         env = dict(os.environ, **extra)
         env.pop("TINYLLM_KERNELS", None)
-        proc = subprocess.run([sys.executable, "-c", ATTENTION_AND_VECMATH], env=env, capture_output=True,
-                              text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-c", ATTENTION_AND_VECMATH],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
     jit, nojit = run({}), run({"NUMBA_DISABLE_JIT": "1"})
-    for key in jit:     # float32 arithmetic, summed in another order: a few ulp apart
+    for key in jit:  # float32 arithmetic, summed in another order: a few ulp apart
         np.testing.assert_allclose(nojit[key], jit[key], rtol=1e-5, atol=1e-6, err_msg=key)

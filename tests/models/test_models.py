@@ -5,6 +5,7 @@ loaded with tinyllm's state dict: same logits, loss and gradients. Invariances (
 padding) are checked by changing inputs and comparing outputs; gradients by finite
 differences in float64.
 """
+
 import math
 
 import numpy as np
@@ -47,12 +48,25 @@ def small_gpt(seed=0, **kw):
 
 def test_gpt_parameter_names_are_nanogpts():
     m = small_gpt()
-    per_layer = ["ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
-                 "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
-                 "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"]
-    expected = (["transformer.wte.weight", "transformer.wpe.weight"]
-                + [f"transformer.h.{i}.{n}" for i in range(2) for n in per_layer]
-                + ["transformer.ln_f.weight", "transformer.ln_f.bias", "lm_head.weight"])
+    per_layer = [
+        "ln_1.weight",
+        "ln_1.bias",
+        "attn.c_attn.weight",
+        "attn.c_attn.bias",
+        "attn.c_proj.weight",
+        "attn.c_proj.bias",
+        "ln_2.weight",
+        "ln_2.bias",
+        "mlp.c_fc.weight",
+        "mlp.c_fc.bias",
+        "mlp.c_proj.weight",
+        "mlp.c_proj.bias",
+    ]
+    expected = (
+        ["transformer.wte.weight", "transformer.wpe.weight"]
+        + [f"transformer.h.{i}.{n}" for i in range(2) for n in per_layer]
+        + ["transformer.ln_f.weight", "transformer.ln_f.bias", "lm_head.weight"]
+    )
     assert list(m.state_dict()) == expected
     # the tied head is the same Parameter, so parameters() lists it once
     assert m.lm_head.weight is m.transformer.wte.weight
@@ -72,13 +86,17 @@ def test_gpt_parameter_count_formula():
     assert m.get_num_params(non_embedding=False) == total
     assert m.get_num_params() == total - T * E
     # without biases: 12E² + 2E (two LayerNorm weights) per block, E for ln_f (L = 2 here)
-    assert small_gpt(bias=False).get_num_params(False) == V * E + T * E + 2 * (12 * E * E + 2 * E) + E
+    assert (
+        small_gpt(bias=False).get_num_params(False) == V * E + T * E + 2 * (12 * E * E + 2 * E) + E
+    )
 
 
 def test_gpt_init_statistics():
     L = 4
-    m = GPT(GPTConfig(vocab_size=512, block_size=64, n_layer=L, n_head=4, n_embd=256),
-            generator=np.random.default_rng(0))
+    m = GPT(
+        GPTConfig(vocab_size=512, block_size=64, n_layer=L, n_head=4, n_embd=256),
+        generator=np.random.default_rng(0),
+    )
     resid = 0.02 / math.sqrt(2 * L)
     for name, p in m.named_parameters():
         w = p.data
@@ -97,8 +115,9 @@ def test_gpt_init_is_reproducible_from_the_generator():
     a, b = small_gpt(seed=7), small_gpt(seed=7)
     for k, v in a.state_dict().items():
         np.testing.assert_array_equal(v, b.state_dict()[k])
-    assert not np.array_equal(small_gpt(seed=8).transformer.wte.weight.data,
-                              a.transformer.wte.weight.data)
+    assert not np.array_equal(
+        small_gpt(seed=8).transformer.wte.weight.data, a.transformer.wte.weight.data
+    )
 
 
 def test_gpt_clear_errors():
@@ -144,8 +163,7 @@ def test_gpt_gradcheck_float64_fast(rng):
     m = to64(small_gpt(n_layer=1, vocab_size=11, n_embd=8))
     idx, tg = rng.integers(0, 11, (2, 5)), rng.integers(0, 11, (2, 5))
     for seed in range(2):
-        gradcheck(lambda *ps: m(idx, tg)[1], list(m.parameters()), fast=True, seed=seed,
-                  atol=1e-8)
+        gradcheck(lambda *ps: m(idx, tg)[1], list(m.parameters()), fast=True, seed=seed, atol=1e-8)
 
 
 # ---- GPT vs nanoGPT re-written in PyTorch (tests/torch_nanogpt.py) --------------------------
@@ -170,8 +188,7 @@ def test_gpt_matches_nanogpt_in_pytorch(rng, dtype, tol):
     for name, p in m.named_parameters():
         # both list the tied matrix once, under transformer.wte.weight (registered first)
         scale = max(1.0, np.abs(tgrads[name]).max())
-        np.testing.assert_allclose(p.grad, tgrads[name], atol=tol * scale, rtol=tol,
-                                   err_msg=name)
+        np.testing.assert_allclose(p.grad, tgrads[name], atol=tol * scale, rtol=tol, err_msg=name)
     assert set(tgrads) == {n for n, _ in m.named_parameters()}
 
 
@@ -179,8 +196,9 @@ def test_gpt_matches_nanogpt_in_pytorch(rng, dtype, tol):
 
 
 def bert_config(**kw):
-    c = dict(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0,
-             num_labels=3)
+    c = dict(
+        vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0, num_labels=3
+    )
     c.update(kw)
     return BertConfig(**c)
 
@@ -201,7 +219,7 @@ def test_bert_mlm_loss_only_counts_labelled_positions(rng):
     loss.backward()
     assert m.mlm_bias.grad is not None
     g = np.zeros(30)
-    for b, t, y in rows:                      # ∂L/∂bias = mean over rows of (softmax − onehot)
+    for b, t, y in rows:  # ∂L/∂bias = mean over rows of (softmax − onehot)
         g += np.exp(lp[b, t])
         g[y] -= 1
     np.testing.assert_allclose(m.mlm_bias.grad, g / 3, atol=1e-5)
@@ -211,11 +229,11 @@ def test_bert_padding_does_not_change_real_positions(rng):
     m = BertForMaskedLM(bert_config(), generator=np.random.default_rng(1)).eval()
     ids = rng.integers(1, 30, (1, 6))
     alone = m(ids, attention_mask=np.ones((1, 6)))[0].data
-    padded_ids = np.concatenate([ids, np.array([[0, 5, 9]])], axis=1)     # junk after the end
+    padded_ids = np.concatenate([ids, np.array([[0, 5, 9]])], axis=1)  # junk after the end
     mask = np.array([[1] * 6 + [0] * 3])
     padded = m(padded_ids, attention_mask=mask)[0].data
     np.testing.assert_allclose(padded[:, :6], alone, atol=1e-5)
-    unmasked = m(padded_ids)[0].data                   # without the mask the junk is seen
+    unmasked = m(padded_ids)[0].data  # without the mask the junk is seen
     assert np.abs(unmasked[:, :6] - alone).max() > 1e-3
 
 
@@ -229,36 +247,47 @@ def test_bert_classification_head(rng):
     assert abs(loss.item() - (-lp[np.arange(4), labels].mean())) < 1e-5
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.grad is None]
-    assert missing == [], missing                      # the loss reaches every parameter
+    assert missing == [], missing  # the loss reaches every parameter
 
 
 def test_bert_classifier_from_pretrained_mlm_copies_the_encoder():
     mlm = BertForMaskedLM(bert_config(), generator=np.random.default_rng(4))
-    clf = BertForSequenceClassification.from_pretrained_mlm(mlm, num_labels=5,
-                                                            generator=np.random.default_rng(9))
+    clf = BertForSequenceClassification.from_pretrained_mlm(
+        mlm, num_labels=5, generator=np.random.default_rng(9)
+    )
     assert clf.config.num_labels == 5 and clf.classifier.weight.shape == (5, 16)
     src = mlm.bert.state_dict()
     dst = clf.bert.state_dict()
     assert list(src) == list(dst)
     for k in src:
         np.testing.assert_array_equal(dst[k], src[k])
-        assert dst[k] is not src[k]                    # copied, not shared
+        assert dst[k] is not src[k]  # copied, not shared
 
 
 # ---- T5 --------------------------------------------------------------------------------------
 
 
 def t5_config(**kw):
-    c = dict(vocab_size=20, block_size=16, n_layer=2, n_decoder_layer=2, n_head=2, n_embd=16,
-             dropout=0.0, pad_token_id=0, decoder_start_token_id=1)
+    c = dict(
+        vocab_size=20,
+        block_size=16,
+        n_layer=2,
+        n_decoder_layer=2,
+        n_head=2,
+        n_embd=16,
+        dropout=0.0,
+        pad_token_id=0,
+        decoder_start_token_id=1,
+    )
     c.update(kw)
     return T5Config(**c)
 
 
 def test_shift_right():
     labels = np.array([[5, 6, 7, -100], [8, -100, -100, -100]])
-    np.testing.assert_array_equal(shift_right(labels, start_id=1, pad_id=0),
-                                  [[1, 5, 6, 7], [1, 8, 0, 0]])
+    np.testing.assert_array_equal(
+        shift_right(labels, start_id=1, pad_id=0), [[1, 5, 6, 7], [1, 8, 0, 0]]
+    )
 
 
 def test_t5_loss_is_cross_entropy_of_shifted_teacher_forcing(rng):
@@ -300,15 +329,21 @@ def test_t5_decoder_is_causal_and_reads_the_encoder(rng):
     src2 = src.copy()
     src2[0, 2] = 1 + src[0, 2] % 19
     other = m(src2, decoder_input_ids=dec)[0].data
-    assert np.abs(other[:, 0] - base[:, 0]).max() > 1e-5   # even the first position reads it
+    assert np.abs(other[:, 0] - base[:, 0]).max() > 1e-5  # even the first position reads it
 
 
 def test_t5_gradcheck_float64_fast(rng):
-    m = to64(T5(t5_config(n_layer=1, n_decoder_layer=1, n_embd=8), generator=np.random.default_rng(0)))
+    m = to64(
+        T5(t5_config(n_layer=1, n_decoder_layer=1, n_embd=8), generator=np.random.default_rng(0))
+    )
     src, labels = rng.integers(2, 20, (2, 4)), rng.integers(2, 20, (2, 3))
     mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]])
-    gradcheck(lambda *ps: m(src, labels=labels, attention_mask=mask)[1], list(m.parameters()),
-              fast=True, atol=1e-8)
+    gradcheck(
+        lambda *ps: m(src, labels=labels, attention_mask=mask)[1],
+        list(m.parameters()),
+        fast=True,
+        atol=1e-8,
+    )
 
 
 @pytest.mark.parametrize("do_sample", [False, True])
@@ -334,6 +369,7 @@ def test_t5_generate_cache_equals_no_cache(rng, do_sample):
 def test_t5_generate_cache_keeps_the_model_dtype(rng, monkeypatch):
     """A float64 model's cached keys/values stay float64 (they were once stored in float32)."""
     import tinyllm.models.t5 as t5_module
+
     made = []
 
     class RecordingCache(t5_module.KVCache):
@@ -368,8 +404,8 @@ def test_t5_learns_to_copy():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert np.mean(losses[5:15]) > 1.6                  # the plateau: symbol frequencies only
+    assert np.mean(losses[5:15]) > 1.6  # the plateau: symbol frequencies only
     assert np.mean(losses[-10:]) < 0.25, np.round(losses[::25], 3)
     test = data.integers(2, V, (64, L))
-    out = m.generate(test, L)                           # greedy, with the KV cache
+    out = m.generate(test, L)  # greedy, with the KV cache
     assert (out[:, 1:] == test).mean() > 0.9

@@ -1,4 +1,4 @@
-"""MPI worker for tests/kernels/test_kernel_cache.py: several ranks start together on one numba cache.
+"""MPI worker for tests/kernels/test_kernel_cache.py: ranks start together on one numba cache.
 
 Each rank runs the real `sim.init()` (local rank 0 warms the kernels up, the others wait at a
 barrier and then load them), counts what numba did for every tinyllm kernel — compilations
@@ -7,6 +7,7 @@ machine code computes what the NumPy references compute (a corrupt cache would n
 reports a digest of every kernel's output bits: code compiled here and code loaded from the
 cache must compute the same bits, or a run right after install would not repeat.
 """
+
 import sim  # first: the thread variables must be set before NumPy loads BLAS
 
 # isort: split
@@ -45,8 +46,9 @@ def agrees_with_references(seed):
     e = np.exp(x - x.max(-1, keepdims=True))
     ok &= np.allclose(s, e / e.sum(-1, keepdims=True), atol=1e-6)
     g = kernels.gelu_forward(x, "tanh")
-    ok &= np.allclose(g, 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
-                      atol=1e-5)
+    ok &= np.allclose(
+        g, 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))), atol=1e-5
+    )
     return bool(ok)
 
 
@@ -67,16 +69,31 @@ def output_digest() -> str:
         out, qlse = kernels.attention_forward(q, q, q, None, 0.25, True)
         p, m, v = w.copy(), np.zeros_like(w), np.zeros_like(w)
         kernels.adam_step(p, b, m, v, 3, 1e-3, 0.9, 0.95, 1e-8, 0.1, True)
-        results = [y, kernels.softmax_backward(y, g), ly, kernels.log_softmax_backward(ly, g),
-                   loss, lse, kernels.cross_entropy_backward(x, lse, t, np.ones(64, dt), -100),
-                   ln, *kernels.layer_norm_backward(x, w, mu, rstd, g),
-                   kernels.gelu_forward(x, "none"), kernels.gelu_forward(x, "tanh"),
-                   kernels.gelu_backward(x, g, "none"), kernels.gelu_backward(x, g, "tanh"),
-                   kernels.embedding_backward(t, g, 96), out, qlse,
-                   *kernels.attention_backward(q, q, q, None, 0.25, True, out, qlse, q), p, m, v,
-                   kernels.fp32_to_bf16_bits(x.astype(np.float32))]
+        results = [
+            y,
+            kernels.softmax_backward(y, g),
+            ly,
+            kernels.log_softmax_backward(ly, g),
+            loss,
+            lse,
+            kernels.cross_entropy_backward(x, lse, t, np.ones(64, dt), -100),
+            ln,
+            *kernels.layer_norm_backward(x, w, mu, rstd, g),
+            kernels.gelu_forward(x, "none"),
+            kernels.gelu_forward(x, "tanh"),
+            kernels.gelu_backward(x, g, "none"),
+            kernels.gelu_backward(x, g, "tanh"),
+            kernels.embedding_backward(t, g, 96),
+            out,
+            qlse,
+            *kernels.attention_backward(q, q, q, None, 0.25, True, out, qlse, q),
+            p,
+            m,
+            v,
+            kernels.fp32_to_bf16_bits(x.astype(np.float32)),
+        ]
         for r in results:
-            if r is not None:   # (attention's mask gradient, when there is no mask)
+            if r is not None:  # (attention's mask gradient, when there is no mask)
                 h.update(np.ascontiguousarray(r).tobytes())
     return h.hexdigest()
 
@@ -84,12 +101,14 @@ def output_digest() -> str:
 def main():
     world = sim.init()
     ds = dispatchers()
-    mine = {"rank": world.rank,
-            "compiled": sum(sum(d.stats.cache_misses.values()) for d in ds),
-            "loaded": sum(sum(d.stats.cache_hits.values()) for d in ds),
-            "kernels": len(ds),
-            "correct": agrees_with_references(world.rank),
-            "digest": output_digest()}
+    mine = {
+        "rank": world.rank,
+        "compiled": sum(sum(d.stats.cache_misses.values()) for d in ds),
+        "loaded": sum(sum(d.stats.cache_hits.values()) for d in ds),
+        "kernels": len(ds),
+        "correct": agrees_with_references(world.rank),
+        "digest": output_digest(),
+    }
     everyone = world.gather_json(mine)
     if world.rank == 0:
         print("RESULTS " + json.dumps(everyone), flush=True)

@@ -9,6 +9,7 @@ unchanged, and the traffic record. --misc adds: sub-communicators, mismatch erro
 point-to-point, JSON exchange, verbose tracing. Rank 0 prints `RESULTS <json>` with the list of
 every rank's results; the test checks them against the textbook formulas.
 """
+
 import sim  # first, so the thread variables are set before NumPy loads
 
 # isort: split
@@ -32,7 +33,7 @@ def rank_input(case, rank):
 def piece(case, rank, n):
     """Rank's contribution to an all-gather: its chunk of its own input."""
     lo = sum(chunk_sizes(case["count"], n)[:rank])
-    return rank_input(case, rank)[lo:lo + chunk_sizes(case["count"], n)[rank]]
+    return rank_input(case, rank)[lo : lo + chunk_sizes(case["count"], n)[rank]]
 
 
 def reference(case, rank, n):
@@ -46,7 +47,7 @@ def reference(case, rank, n):
         return total
     if op == "reduce_scatter":
         lo = sum(chunk_sizes(case["count"], n)[:rank])
-        return total[lo:lo + chunk_sizes(case["count"], n)[rank]]
+        return total[lo : lo + chunk_sizes(case["count"], n)[rank]]
     if op == "all_gather":
         return np.concatenate([piece(case, r, n) for r in range(n)]).astype(np.float64)
     if op == "broadcast":
@@ -81,15 +82,23 @@ def run_case(world, case):
         result = mine
         unchanged = True if rank == root else np.array_equal(mine, keep)
     expect = reference(case, rank, n)
-    scale = float(np.sum([np.abs(rank_input(case, r)).astype(np.float64) for r in range(n)],
-                         axis=0).max(initial=0.0))
-    return {"err": float(np.abs(result.astype(np.float64) - expect).max(initial=0.0)),
-            "scale": scale,
-            "digest": hashlib.sha256(result.tobytes()).hexdigest(),
-            "unchanged": bool(unchanged),
-            "traffic": {k: getattr(rec, k) for k in
-                        ("bytes_sent", "bytes_recv", "messages_sent", "messages_recv")},
-            "record_op": rec.op, "record_count": rec.count}
+    scale = float(
+        np.sum([np.abs(rank_input(case, r)).astype(np.float64) for r in range(n)], axis=0).max(
+            initial=0.0
+        )
+    )
+    return {
+        "err": float(np.abs(result.astype(np.float64) - expect).max(initial=0.0)),
+        "scale": scale,
+        "digest": hashlib.sha256(result.tobytes()).hexdigest(),
+        "unchanged": bool(unchanged),
+        "traffic": {
+            k: getattr(rec, k)
+            for k in ("bytes_sent", "bytes_recv", "messages_sent", "messages_recv")
+        },
+        "record_op": rec.op,
+        "record_count": rec.count,
+    }
 
 
 def expect_error(fn, error_type):
@@ -108,19 +117,27 @@ def misc_checks(world):
     sub = world.split(rank % 2, key=-rank)
     value = np.array([float(rank)])
     rec = sub.all_reduce(value)
-    out["split"] = {"sub_rank": sub.rank, "sub_size": sub.size, "world_ranks": list(sub.world_ranks),
-                    "sum": float(value[0]), "sub_bytes": sub.stats.total.bytes_sent,
-                    "world_bytes": world.stats.total.bytes_sent, "rec_group": list(rec.group)}
+    out["split"] = {
+        "sub_rank": sub.rank,
+        "sub_size": sub.size,
+        "world_ranks": list(sub.world_ranks),
+        "sum": float(value[0]),
+        "sub_bytes": sub.stats.total.bytes_sent,
+        "world_bytes": world.stats.total.bytes_sent,
+        "rec_group": list(rec.group),
+    }
     none = world.split(None if rank == 0 else 1)
     out["split_none"] = none is None
     # Mismatched sizes: every rank must raise the same clear error, and the communicator must
     # still work afterwards.
     out["mismatch_count"] = expect_error(
-        lambda: world.all_reduce(np.zeros(10 + rank, np.float32)), sim.CollectiveMismatchError)
+        lambda: world.all_reduce(np.zeros(10 + rank, np.float32)), sim.CollectiveMismatchError
+    )
     send = np.ones(12, np.float64)
     bad = np.empty(chunk_sizes(12, n)[rank] + (1 if rank == n - 1 else 0), np.float64)
-    out["mismatch_recv"] = expect_error(lambda: world.reduce_scatter(send, bad),
-                                        sim.CollectiveMismatchError)
+    out["mismatch_recv"] = expect_error(
+        lambda: world.reduce_scatter(send, bad), sim.CollectiveMismatchError
+    )
     if rank == 0:
         wrong_op = lambda: world.broadcast(np.zeros(4))  # noqa: E731
     else:
@@ -136,8 +153,7 @@ def misc_checks(world):
     if n > 1 and rank == 0:
         world.send(np.arange(3.0), dest=1, tag=7)
     if n > 1 and rank == 1:
-        out["recv_size_error"] = expect_error(lambda: world.recv(np.empty(4), 0, tag=7),
-                                              ValueError)
+        out["recv_size_error"] = expect_error(lambda: world.recv(np.empty(4), 0, tag=7), ValueError)
     out["gathered"] = world.gather_json({"rank": rank})
     out["bcast"] = world.bcast_json({"from": rank} if rank == 0 else None)
     out["p2p_ops"] = sorted(world.stats.by_op)

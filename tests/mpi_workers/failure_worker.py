@@ -6,6 +6,7 @@ Usage: mpirun -n N python failure_worker.py MODE
   absent   rank 1 never enters the all-reduce (it finishes instead): the others give up after
            SIM_TIMEOUT seconds with CollectiveTimeoutError, which aborts the job.
 """
+
 import sim
 
 # isort: split

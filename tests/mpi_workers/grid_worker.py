@@ -7,6 +7,7 @@ and, for two runs — 1F1B, and GPipe with activation checkpointing — the loss
 against the one-process run of the same seed and global batch (float64), its parameters, the
 bytes it sent along each axis in the last step, and its memory ledger.
 """
+
 import sim  # first, so the thread variables are set before NumPy loads
 
 # isort: split
@@ -36,31 +37,53 @@ def main():
     dp, tp, pp = map(int, sys.argv[1:4]) if len(sys.argv) >= 4 else (2, 2, 2)
     data = batches(CONFIG, BATCH, 3)
     ref_losses, ref_final = reference_run(CONFIG, data)
-    out = {"rank": world.rank, "itemsize": 8, "batch": BATCH, "micro_batches": MICRO,
-           "grid": [dp, tp, pp], **CONFIG.to_dict()}
+    out = {
+        "rank": world.rank,
+        "itemsize": 8,
+        "batch": BATCH,
+        "micro_batches": MICRO,
+        "grid": [dp, tp, pp],
+        **CONFIG.to_dict(),
+    }
     for name, schedule, ckpt in (("1f1b", "1f1b", False), ("gpipe_ckpt", "gpipe", True)):
-        strategy = Parallel3D(make_model(CONFIG), world, dp=dp, tp=tp, pp=pp,
-                              micro_batches=MICRO, schedule=schedule, checkpoint_activations=ckpt,
-                              lr=1e-2, weight_decay=0.1)
+        strategy = Parallel3D(
+            make_model(CONFIG),
+            world,
+            dp=dp,
+            tp=tp,
+            pp=pp,
+            micro_batches=MICRO,
+            schedule=schedule,
+            checkpoint_activations=ckpt,
+            lr=1e-2,
+            weight_decay=0.1,
+        )
         topo = strategy.topo
         out["coord"] = [topo.coord.dp, topo.coord.pp, topo.coord.tp]
-        out["groups"] = {axis: (None if comm is None else list(comm.world_ranks))
-                         for axis, comm in topo.axis_comms.items()}
+        out["groups"] = {
+            axis: (None if comm is None else list(comm.world_ranks))
+            for axis, comm in topo.axis_comms.items()
+        }
         losses = parallel_run(strategy, world, data)
         stats = strategy.step_stats()
         full = strategy.full_state_dict()
         out[name] = {
-            "losses": losses, "ref_losses": ref_losses,
+            "losses": losses,
+            "ref_losses": ref_losses,
             "loss_rel_err": max(relative_errors(losses, ref_losses)),
             "param_err": local_param_error(strategy, ref_final, CONFIG.n_head),
-            "gathered_err": None if full is None else max(
-                float(np.max(np.abs(full[k] - ref_final[k]))) for k in ref_final),
+            "gathered_err": None
+            if full is None
+            else max(float(np.max(np.abs(full[k] - ref_final[k]))) for k in ref_final),
             "layers": list(strategy.model.layers),
-            "bytes_by_axis": stats["bytes_by_axis"], "bytes_sent": stats["bytes_sent"],
+            "bytes_by_axis": stats["bytes_by_axis"],
+            "bytes_sent": stats["bytes_sent"],
             "memory": strategy.memory_report(),
-            "theory_bytes_by_axis": strategy.theory_comm_bytes_by_axis(BATCH // dp,
-                                                                       CONFIG.block_size),
-            "simulated_seconds": stats["simulated_seconds"]}
+            "theory_bytes_by_axis": strategy.theory_comm_bytes_by_axis(
+                BATCH // dp, CONFIG.block_size
+            ),
+            "simulated_seconds": stats["simulated_seconds"],
+        }
         strategy.close()
     everyone = world.gather_json(out)
     if world.rank == 0:

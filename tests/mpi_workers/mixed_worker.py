@@ -7,6 +7,7 @@ the parameter count.
 
     mpirun -n 4 python mixed_worker.py
 """
+
 import sim  # noqa: I001 — before NumPy (thread settings)
 
 import json
@@ -43,13 +44,16 @@ def batches():
 
 def scaler(fmt):
     # a small initial scale so that fp16 overflows are not the story here; growth off
-    return GradScaler(init_scale=2.0 ** 8, growth_interval=10 ** 6) if fmt == "fp16" else None
+    return GradScaler(init_scale=2.0**8, growth_interval=10**6) if fmt == "fp16" else None
 
 
 def reference(fmt):
     model = make_model(fmt)
-    opt = MixedPrecisionOptimizer(AdamW(param_groups_for_weight_decay(model, WD), lr=LR,
-                                        betas=(0.9, 0.95)), scaler=scaler(fmt), max_grad_norm=1.0)
+    opt = MixedPrecisionOptimizer(
+        AdamW(param_groups_for_weight_decay(model, WD), lr=LR, betas=(0.9, 0.95)),
+        scaler=scaler(fmt),
+        max_grad_norm=1.0,
+    )
     losses = []
     for x, y in batches():
         _, loss = model(x, y)
@@ -68,16 +72,21 @@ def run(fmt, make):
         losses = []
         for x, y in batches():
             strategy.zero_grad()
-            _, loss = strategy(x[world.rank * b:(world.rank + 1) * b],
-                               y[world.rank * b:(world.rank + 1) * b])
+            _, loss = strategy(
+                x[world.rank * b : (world.rank + 1) * b], y[world.rank * b : (world.rank + 1) * b]
+            )
             strategy.backward(loss)
             strategy.clip_grad_norm_(1.0)
             strategy.step()
             losses.append(float(np.mean(world.allgather_json(float(loss.item())))))
-        return {"losses": losses, "memory": strategy.memory_report(),
-                "theory": strategy.theory(), "skipped": strategy.skipped_steps,
-                "bytes_sent": strategy.step_stats()["bytes_sent"],
-                "theory_bytes": strategy.theory_comm_bytes(1)}
+        return {
+            "losses": losses,
+            "memory": strategy.memory_report(),
+            "theory": strategy.theory(),
+            "skipped": strategy.skipped_steps,
+            "bytes_sent": strategy.step_stats()["bytes_sent"],
+            "theory_bytes": strategy.theory_comm_bytes(1),
+        }
     finally:
         strategy.close()
 
@@ -93,11 +102,17 @@ def main():
         "zero3-offload-params": lambda m, s: ZeRO3OffloadParams(m, world, loss_scaler=s, **kw),
     }
     named = list(make_model("bf16").named_parameters())
-    blocks = [sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
-              for i in range(CFG.n_layer)]
-    results = {"world_size": world.size, "n_params": sum(p.size for _, p in named),
-               "block_sizes": blocks, "root_size": sum(p.size for _, p in named) - sum(blocks),
-               "formats": {}}
+    blocks = [
+        sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
+        for i in range(CFG.n_layer)
+    ]
+    results = {
+        "world_size": world.size,
+        "n_params": sum(p.size for _, p in named),
+        "block_sizes": blocks,
+        "root_size": sum(p.size for _, p in named) - sum(blocks),
+        "formats": {},
+    }
     for fmt in FORMATS:
         out = {"reference": reference(fmt)}
         for name, make in configs.items():

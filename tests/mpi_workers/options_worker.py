@@ -7,6 +7,7 @@ line: per case, None (it built) or the exception's type and message.
 
     mpirun -n 2 python options_worker.py
 """
+
 import sim  # noqa: I001 — before NumPy (thread settings)
 
 import json
@@ -53,22 +54,28 @@ class Bare(Strategy):
 def main():
     cases = {
         "ZeRO1(prefetch=True)": lambda: ZeRO1(make_model(), world, prefetch=True),
-        "ZeRO1(reshard_after_forward=False)":
-            lambda: ZeRO1(make_model(), world, reshard_after_forward=False),
+        "ZeRO1(reshard_after_forward=False)": lambda: ZeRO1(
+            make_model(), world, reshard_after_forward=False
+        ),
         "ZeRO2(prefetch=True)": lambda: ZeRO2(make_model(), world, prefetch=True),
-        "ZeRO2(reshard_after_forward=True)":
-            lambda: ZeRO2(make_model(), world, reshard_after_forward=True),
+        "ZeRO2(reshard_after_forward=True)": lambda: ZeRO2(
+            make_model(), world, reshard_after_forward=True
+        ),
         "ZeRO1Offload(prefetch=True)": lambda: ZeRO1Offload(make_model(), world, prefetch=True),
         "ZeRO2(offload='optimizer')": lambda: ZeRO2(make_model(), world, offload="optimizer"),
-        "ZeRO3(prefetch=True, reshard_after_forward=False)":
-            lambda: ZeRO3(make_model(), world, prefetch=True, reshard_after_forward=False),
+        "ZeRO3(prefetch=True, reshard_after_forward=False)": lambda: ZeRO3(
+            make_model(), world, prefetch=True, reshard_after_forward=False
+        ),
         "ZeRO3Offload(prefetch=True)": lambda: ZeRO3Offload(make_model(), world, prefetch=True),
-        "ZeRO3OffloadParams(sharding_factor=1)":
-            lambda: ZeRO3OffloadParams(make_model(), world, sharding_factor=1),
+        "ZeRO3OffloadParams(sharding_factor=1)": lambda: ZeRO3OffloadParams(
+            make_model(), world, sharding_factor=1
+        ),
         "ZeRO1(sharding_factor=3)": lambda: ZeRO1(make_model(), world, sharding_factor=3),
     }
-    results = {"world_size": world.size,
-               "options": {name: outcome(call) for name, call in cases.items()}}
+    results = {
+        "world_size": world.size,
+        "options": {name: outcome(call) for name, call in cases.items()},
+    }
     bare = Bare(make_model(), world)
     results["bare"] = {
         "writes_checkpoint": outcome(bare.writes_checkpoint),

@@ -5,6 +5,7 @@ the only differences left are summation order, ~1e-15), trains it in this proces
 and global-norm clipping — the truth — and then trains its parallel version on the same global
 batches. Rank 0 prints `RESULTS <json>` with every rank's measurements.
 """
+
 import numpy as np
 
 import tinyllm
@@ -26,8 +27,10 @@ def make_model(config: GPTConfig, dtype=np.float64, seed=0) -> GPT:
 def batches(config: GPTConfig, batch: int, steps: int, seed=1):
     rng = np.random.default_rng(seed)
     shape = (batch, config.block_size)
-    return [(rng.integers(0, config.vocab_size, shape), rng.integers(0, config.vocab_size, shape))
-            for _ in range(steps)]
+    return [
+        (rng.integers(0, config.vocab_size, shape), rng.integers(0, config.vocab_size, shape))
+        for _ in range(steps)
+    ]
 
 
 def reference_run(config, data, dtype=np.float64):
@@ -52,7 +55,7 @@ def parallel_run(strategy, world, data):
     for x, y in data:
         b = x.shape[0] // grid.dp
         strategy.zero_grad()
-        _, loss = strategy(x[c.dp * b:(c.dp + 1) * b], y[c.dp * b:(c.dp + 1) * b])
+        _, loss = strategy(x[c.dp * b : (c.dp + 1) * b], y[c.dp * b : (c.dp + 1) * b])
         strategy.backward(loss)
         strategy.clip_grad_norm_(CLIP)
         strategy.step()
@@ -65,8 +68,10 @@ def local_param_error(strategy, reference_state, n_head) -> float:
     its stage's parameters; the head's copy of the tied embedding included)."""
     tp = strategy.tp_group
     expected = shard_state_dict(reference_state, n_head, tp.rank, tp.size)
-    return max(float(np.max(np.abs(p.data - expected[name])))
-               for name, p in strategy.model.state_dict().items())
+    return max(
+        float(np.max(np.abs(p.data - expected[name])))
+        for name, p in strategy.model.state_dict().items()
+    )
 
 
 def relative_errors(got, want):

@@ -7,6 +7,7 @@ memory per tag and the theory, bytes sent in the last step and the theory.
 
     mpirun -n 4 python strategies_worker.py [float32|float64]
 """
+
 import sim  # noqa: I001 — before NumPy (thread settings)
 
 import json
@@ -80,13 +81,13 @@ def _train(strategy, accum):
     b = B // world.size
     losses = []
     for x, y in batches():
-        xs, ys = x[world.rank * b:(world.rank + 1) * b], y[world.rank * b:(world.rank + 1) * b]
+        xs, ys = x[world.rank * b : (world.rank + 1) * b], y[world.rank * b : (world.rank + 1) * b]
         mb = b // accum
         strategy.zero_grad()
         local = 0.0
         for a in range(accum):
             with strategy.no_sync(a < accum - 1):
-                _, loss = strategy(xs[a * mb:(a + 1) * mb], ys[a * mb:(a + 1) * mb])
+                _, loss = strategy(xs[a * mb : (a + 1) * mb], ys[a * mb : (a + 1) * mb])
                 strategy.backward(loss * (1.0 / accum))
             local += loss.item() / accum
         strategy.clip_grad_norm_(CLIP)
@@ -94,20 +95,25 @@ def _train(strategy, accum):
         losses.append(float(np.mean(world.allgather_json(local))))
     stats = strategy.step_stats()
     memory = strategy.memory_report()
-    out = {"losses": losses, "memory": memory, "theory": strategy.theory(),
-           "bytes_sent": stats["bytes_sent"],
-           "theory_bytes": strategy.theory_comm_bytes(accum),
-           "simulated_seconds": stats["simulated_seconds"],
-           "compute_seconds": stats["timeline"]["compute_seconds"],
-           "comm_seconds": stats["timeline"]["comm_seconds"],
-           "exposed_comm_seconds": stats["timeline"]["exposed_comm_seconds"],
-           "copy_seconds": stats["timeline"]["copy_seconds"],
-           "host_transfer_bytes": stats["host_transfer_bytes"],
-           "step_flops": stats["flops"]}
+    out = {
+        "losses": losses,
+        "memory": memory,
+        "theory": strategy.theory(),
+        "bytes_sent": stats["bytes_sent"],
+        "theory_bytes": strategy.theory_comm_bytes(accum),
+        "simulated_seconds": stats["simulated_seconds"],
+        "compute_seconds": stats["timeline"]["compute_seconds"],
+        "comm_seconds": stats["timeline"]["comm_seconds"],
+        "exposed_comm_seconds": stats["timeline"]["exposed_comm_seconds"],
+        "copy_seconds": stats["timeline"]["copy_seconds"],
+        "host_transfer_bytes": stats["host_transfer_bytes"],
+        "step_flops": stats["flops"],
+    }
     if strategy.stage == 0:  # DDP: the bucket order and the last step's timeline
         out["bucket_names"] = [b.names for b in getattr(strategy, "buckets", [])]
-        out["events"] = [(e["stream"], e["label"], e["start"], e["end"])
-                         for e in strategy.timeline.as_dicts()]
+        out["events"] = [
+            (e["stream"], e["label"], e["start"], e["end"]) for e in strategy.timeline.as_dicts()
+        ]
     return out, strategy.full_state_dict()
 
 
@@ -120,7 +126,9 @@ def main():
         "zero1": lambda m, c: ZeRO1(m, world, device_memory=c, **kw),
         "zero2": lambda m, c: ZeRO2(m, world, device_memory=c, **kw),
         "zero3": lambda m, c: ZeRO3(m, world, device_memory=c, **kw),
-        "zero3-keep": lambda m, c: ZeRO3(m, world, reshard_after_forward=False, device_memory=c, **kw),
+        "zero3-keep": lambda m, c: ZeRO3(
+            m, world, reshard_after_forward=False, device_memory=c, **kw
+        ),
         "zero3-prefetch": lambda m, c: ZeRO3(m, world, prefetch=True, device_memory=c, **kw),
         "zero1-offload": lambda m, c: ZeRO1Offload(m, world, device_memory=c, **kw),
         "zero2-offload": lambda m, c: ZeRO2Offload(m, world, device_memory=c, **kw),
@@ -130,26 +138,36 @@ def main():
     # Hybrid sharding: every sharding factor F below the world size (F = world is the above).
     for f in (f for f in range(1, world.size) if world.size % f == 0):
         for stage, cls in ((1, ZeRO1), (2, ZeRO2), (3, ZeRO3)):
-            configs[f"zero{stage}-F{f}"] = (
-                lambda m, c, cls=cls, f=f: cls(m, world, sharding_factor=f, device_memory=c, **kw))
+            configs[f"zero{stage}-F{f}"] = lambda m, c, cls=cls, f=f: cls(
+                m, world, sharding_factor=f, device_memory=c, **kw
+            )
         # … and with the optimizer offloaded: the host then holds a 1/F shard
         for stage, cls in ((2, ZeRO2Offload), (3, ZeRO3Offload)):
-            configs[f"zero{stage}-offload-F{f}"] = (
-                lambda m, c, cls=cls, f=f: cls(m, world, sharding_factor=f, device_memory=c, **kw))
+            configs[f"zero{stage}-offload-F{f}"] = lambda m, c, cls=cls, f=f: cls(
+                m, world, sharding_factor=f, device_memory=c, **kw
+            )
     named = list(make_model().named_parameters())
-    blocks = [sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
-              for i in range(CFG.n_layer)]
+    blocks = [
+        sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
+        for i in range(CFG.n_layer)
+    ]
     root = sum(p.size for _, p in named) - sum(blocks)
     assert root % 4 and blocks[0] % 2, "the test model must need padding on 2 and 4 ranks"
-    results = {"reference_losses": ref_losses, "world_size": world.size,
-               "n_params": sum(p.size for _, p in named), "block_sizes": blocks,
-               "root_size": root,
-               "param_names": [n for n, _ in named], "runs": {}}
+    results = {
+        "reference_losses": ref_losses,
+        "world_size": world.size,
+        "n_params": sum(p.size for _, p in named),
+        "block_sizes": blocks,
+        "root_size": root,
+        "param_names": [n for n, _ in named],
+        "runs": {},
+    }
     for name, make in configs.items():
         for accum in (1, 2):
             out, state = run(make, accum)
-            out["max_param_diff"] = max(float(np.max(np.abs(state[k] - ref_state[k])))
-                                        for k in ref_state)
+            out["max_param_diff"] = max(
+                float(np.max(np.abs(state[k] - ref_state[k]))) for k in ref_state
+            )
             out["max_param"] = max(float(np.max(np.abs(v))) for v in ref_state.values())
             # relative, over the whole model as one vector: ‖θ − θ_ref‖ / ‖θ_ref‖. (Per tensor,
             # the key bias would dominate: its true gradient is exactly zero — a constant added
@@ -157,7 +175,8 @@ def main():
             # which Adam's g/√v turns into ±lr steps in float32.)
             out["rel_param_diff"] = float(
                 np.sqrt(sum(np.sum((state[k] - ref_state[k]) ** 2) for k in ref_state))
-                / np.sqrt(sum(np.sum(v ** 2) for v in ref_state.values())))
+                / np.sqrt(sum(np.sum(v**2) for v in ref_state.values()))
+            )
             results["runs"][f"{name}/accum{accum}"] = out
     # Out of memory: a capacity between ZeRO-3's peak and DDP's (only sharding makes a gap).
     if world.size == 1:

@@ -10,6 +10,7 @@ three training steps (losses and parameters), also in float32; forward and backw
 dropout 0.2 (plain and checkpointed) against the one-process model from the same seed; and the
 TP / PP rows that examples/train_zero.py --compare adds (examples/compare.py).
 """
+
 import sim  # first, so the thread variables are set before NumPy loads
 
 # isort: split
@@ -47,8 +48,10 @@ def forward_backward(model, tp, x, y, world):
     logits, loss = model(x, y)
     fwd = {"bytes": world.stats.total.bytes_sent, "all_reduces": len(tp.records)}
     loss.backward()
-    bwd = {"bytes": world.stats.total.bytes_sent - fwd["bytes"],
-           "all_reduces": len(tp.records) - fwd["all_reduces"]}
+    bwd = {
+        "bytes": world.stats.total.bytes_sent - fwd["bytes"],
+        "all_reduces": len(tp.records) - fwd["all_reduces"],
+    }
     return logits, loss, fwd, bwd
 
 
@@ -75,10 +78,14 @@ def main():
         out[key] = {
             "logits_err": float(np.max(np.abs(logits.data - ref_logits.data))),
             "loss_err": abs(loss.item() - ref_loss.item()),
-            "grad_err": max(float(np.max(np.abs(p.grad - expected[name])))
-                            for name, p in model.named_parameters()),
+            "grad_err": max(
+                float(np.max(np.abs(p.grad - expected[name])))
+                for name, p in model.named_parameters()
+            ),
             "param_shapes": {name: list(p.shape) for name, p in model.named_parameters()},
-            "forward": fwd, "backward": bwd}
+            "forward": fwd,
+            "backward": bwd,
+        }
 
     # Dropout (0.2 everywhere, attention probabilities included): the one-process model and
     # the shard, each from the same seed before the forward, must draw the same masks.
@@ -101,16 +108,22 @@ def main():
             "masks_used": bool(np.max(np.abs(logits.data - plain_logits.data)) > 1e-3),
             "logits_err": float(np.max(np.abs(logits.data - ref_d_logits.data))),
             "loss_err": abs(loss.item() - ref_d_loss.item()),
-            "grad_err": max(float(np.max(np.abs(p.grad - expected[name])))
-                            for name, p in model_d.named_parameters())}
+            "grad_err": max(
+                float(np.max(np.abs(p.grad - expected[name])))
+                for name, p in model_d.named_parameters()
+            ),
+        }
 
     # State dicts: this rank's shard, the gathered full dict, and back into a plain GPT.
     full = gather_state_dict(model, tp, CONFIG.n_head)
-    out["gathered_equal"] = (list(full) == list(ref_state)
-                             and all(np.array_equal(full[k], ref_state[k]) for k in ref_state))
-    out["shard_equal"] = all(np.array_equal(v, model.state_dict()[k]) for k, v in
-                             shard_state_dict(full, CONFIG.n_head, tp.rank, n).items())
-    single = make_model(CONFIG, seed=123)          # different weights until loaded
+    out["gathered_equal"] = list(full) == list(ref_state) and all(
+        np.array_equal(full[k], ref_state[k]) for k in ref_state
+    )
+    out["shard_equal"] = all(
+        np.array_equal(v, model.state_dict()[k])
+        for k, v in shard_state_dict(full, CONFIG.n_head, tp.rank, n).items()
+    )
+    single = make_model(CONFIG, seed=123)  # different weights until loaded
     single.load_state_dict(full)
     out["reloaded_logits_equal"] = bool(np.array_equal(single(x)[0].data, ref_logits.data))
 
@@ -120,15 +133,20 @@ def main():
         ref_losses, ref_final = reference_run(CONFIG, data, dtype)
         strategy = Parallel3D(make_model(CONFIG, dtype), world, tp=n, lr=1e-2, weight_decay=0.1)
         losses = parallel_run(strategy, world, data)
-        out[key] = {"losses": losses, "ref_losses": ref_losses,
-                    "loss_rel_err": max(relative_errors(losses, ref_losses)),
-                    "param_err": local_param_error(strategy, ref_final, CONFIG.n_head),
-                    "memory": strategy.memory_report(), "theory": strategy.theory(),
-                    "bytes_by_axis": strategy.step_stats()["bytes_by_axis"]}
+        out[key] = {
+            "losses": losses,
+            "ref_losses": ref_losses,
+            "loss_rel_err": max(relative_errors(losses, ref_losses)),
+            "param_err": local_param_error(strategy, ref_final, CONFIG.n_head),
+            "memory": strategy.memory_report(),
+            "theory": strategy.theory(),
+            "bytes_by_axis": strategy.step_stats()["bytes_by_axis"],
+        }
         strategy.close()
     # The rows examples/train_zero.py --compare adds: tp = N, and pp = N when N ≤ n_layer.
-    out["compare"] = compare_rows(world, lambda: make_model(CONFIG, np.float32),
-                                  lambda step: data[step], steps=2, lr=1e-2)
+    out["compare"] = compare_rows(
+        world, lambda: make_model(CONFIG, np.float32), lambda step: data[step], steps=2, lr=1e-2
+    )
     everyone = world.gather_json(out)
     if world.rank == 0:
         print("RESULTS " + json.dumps(everyone), flush=True)

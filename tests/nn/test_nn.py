@@ -4,6 +4,7 @@ Every expectation is computed independently of the code under test: a plain-NumP
 typed here, the equation of the paper, finite differences (tinyllm.testing.gradcheck in
 float64), and — when PyTorch is installed — the torch.nn module loaded with the same weights.
 """
+
 import math
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_tied_weight_counted_once_but_named_twice():
     sd = m.state_dict()
     # PyTorch's order: a module's own parameters and buffers, then its children's
     assert list(sd) == ["scale", "enc.weight", "enc.bias", "dec.weight"]
-    assert sd["dec.weight"] is sd["enc.weight"]       # the same array under both names
+    assert sd["dec.weight"] is sd["enc.weight"]  # the same array under both names
 
 
 def test_state_dict_round_trip_and_buffers():
@@ -63,7 +64,7 @@ def test_state_dict_round_trip_and_buffers():
     a.load_state_dict(b.state_dict())
     for k in b.state_dict():
         np.testing.assert_array_equal(a.state_dict()[k], b.state_dict()[k])
-    np.testing.assert_array_equal(a.scale, [1.0, 2.0, 3.0])   # a buffer is loaded too
+    np.testing.assert_array_equal(a.scale, [1.0, 2.0, 3.0])  # a buffer is loaded too
     assert "scale" not in dict(a.named_parameters())
     # loading copies: changing the source afterwards does not reach the target
     b.enc.weight.data[...] = 0
@@ -73,16 +74,23 @@ def test_state_dict_round_trip_and_buffers():
 def test_load_state_dict_lists_every_problem_at_once():
     m = Tied()
     sd = dict(m.state_dict())
-    del sd["enc.bias"]                                 # missing
-    sd["enc.extra"] = np.zeros(1)                      # unexpected
-    sd["enc.weight"] = np.zeros((3, 4))                # wrong shape
-    sd["dec.weight"] = np.zeros((3, 3))                # fine, but must not be loaded either
+    del sd["enc.bias"]  # missing
+    sd["enc.extra"] = np.zeros(1)  # unexpected
+    sd["enc.weight"] = np.zeros((3, 4))  # wrong shape
+    sd["dec.weight"] = np.zeros((3, 3))  # fine, but must not be loaded either
     before = m.enc.weight.data.copy()
-    with pytest.raises(RuntimeError) as info:          # PyTorch's exception type
+    with pytest.raises(RuntimeError) as info:  # PyTorch's exception type
         m.load_state_dict(sd)
     msg = str(info.value)
-    for needle in ("enc.bias", "enc.extra", "enc.weight", "(3, 4)", "(3, 3)", "missing",
-                   "unexpected"):
+    for needle in (
+        "enc.bias",
+        "enc.extra",
+        "enc.weight",
+        "(3, 4)",
+        "(3, 3)",
+        "missing",
+        "unexpected",
+    ):
         assert needle in msg, (needle, msg)
     # nothing was half-loaded
     np.testing.assert_array_equal(m.enc.weight.data, before)
@@ -95,7 +103,7 @@ def test_load_state_dict_non_strict_reports_keys():
     assert set(missing) == {"enc.bias", "dec.weight", "scale"}
     assert unexpected == ["other"]
     np.testing.assert_array_equal(m.enc.weight.data, np.ones((3, 3)))
-    assert m.enc.weight.dtype == np.float32            # cast to the parameter's dtype
+    assert m.enc.weight.dtype == np.float32  # cast to the parameter's dtype
 
 
 def test_train_eval_propagate_to_every_submodule():
@@ -173,7 +181,7 @@ def test_embedding_lookup_and_scatter_add_gradient(rng):
     g = rng.standard_normal(out.shape).astype(np.float32)
     out.backward(g)
     expected = np.zeros((6, 3), np.float32)
-    np.add.at(expected, ids.reshape(-1), g.reshape(-1, 3))   # repeated ids accumulate
+    np.add.at(expected, ids.reshape(-1), g.reshape(-1, 3))  # repeated ids accumulate
     np.testing.assert_allclose(emb.weight.grad, expected, rtol=1e-6, atol=1e-6)
     with pytest.raises(IndexError, match="6"):
         emb(np.array([[6]]))
@@ -185,7 +193,7 @@ def test_layer_norm_formula_and_gradcheck(rng):
     ln.bias.data[...] = rng.standard_normal(7)
     x = rng.standard_normal((3, 4, 7)).astype(np.float32) * 3 + 1
     mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)             # biased variance, as the paper
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)  # biased variance, as the paper
     expected = (x - mu) / np.sqrt(var + 1e-5) * ln.weight.data + ln.bias.data
     np.testing.assert_allclose(ln(Tensor(x)).data, expected, rtol=1e-5, atol=1e-5)
     to64(ln)
@@ -204,7 +212,7 @@ def test_dropout_train_and_eval():
     x = Tensor(np.ones((200, 200), np.float32))
     y = d(x).data
     zero_frac = (y == 0).mean()
-    assert abs(zero_frac - 0.25) < 0.01                    # 40k Bernoulli draws: σ ≈ 0.002
+    assert abs(zero_frac - 0.25) < 0.01  # 40k Bernoulli draws: σ ≈ 0.002
     np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.75], rtol=1e-6)
     d.eval()
     assert d(x) is x
@@ -253,14 +261,14 @@ def mha_numpy(m, xq, xkv, blocked=None):
     `blocked` (B, L, S) True where attention is not allowed."""
     E, h = m.embed_dim, m.num_heads
     d = E // h
-    lin = lambda layer, x: x @ layer.weight.data.T + layer.bias.data   # noqa: E731
+    lin = lambda layer, x: x @ layer.weight.data.T + layer.bias.data  # noqa: E731
     q, k, v = lin(m.q_proj, xq), lin(m.k_proj, xkv), lin(m.v_proj, xkv)
     B, L = xq.shape[0], xq.shape[1]
     out = np.zeros((B, L, E))
     for b in range(B):
         for i in range(h):
             sl = slice(i * d, (i + 1) * d)
-            scores = q[b, :, sl] @ k[b, :, sl].T / math.sqrt(d)        # (L, S)
+            scores = q[b, :, sl] @ k[b, :, sl].T / math.sqrt(d)  # (L, S)
             if blocked is not None:
                 scores = np.where(blocked[b], -np.inf, scores)
             w = np.exp(scores - scores.max(-1, keepdims=True))
@@ -280,14 +288,22 @@ def test_mha_self_causal_cross_padding_vs_numpy(mha, rng):
     mem = rng.standard_normal((2, 3, 8))
     np.testing.assert_allclose(mha(t64(x)).data, mha_numpy(mha, x, x), atol=1e-12)
     causal = np.triu(np.ones((5, 5), bool), k=1)
-    np.testing.assert_allclose(mha(t64(x), is_causal=True).data,
-                               mha_numpy(mha, x, x, np.broadcast_to(causal, (2, 5, 5))), atol=1e-12)
-    np.testing.assert_allclose(mha(t64(x), attn_mask=causal).data,
-                               mha_numpy(mha, x, x, np.broadcast_to(causal, (2, 5, 5))), atol=1e-12)
-    pad = np.array([[False, False, True], [False, True, True]])        # True = padding key
-    np.testing.assert_allclose(mha(t64(x), t64(mem), key_padding_mask=pad).data,
-                               mha_numpy(mha, x, mem, np.broadcast_to(pad[:, None], (2, 5, 3))),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        mha(t64(x), is_causal=True).data,
+        mha_numpy(mha, x, x, np.broadcast_to(causal, (2, 5, 5))),
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        mha(t64(x), attn_mask=causal).data,
+        mha_numpy(mha, x, x, np.broadcast_to(causal, (2, 5, 5))),
+        atol=1e-12,
+    )
+    pad = np.array([[False, False, True], [False, True, True]])  # True = padding key
+    np.testing.assert_allclose(
+        mha(t64(x), t64(mem), key_padding_mask=pad).data,
+        mha_numpy(mha, x, mem, np.broadcast_to(pad[:, None], (2, 5, 3))),
+        atol=1e-12,
+    )
 
 
 def test_mha_padding_keys_do_not_matter(mha, rng):
@@ -295,7 +311,7 @@ def test_mha_padding_keys_do_not_matter(mha, rng):
     mem = rng.standard_normal((1, 3, 8))
     pad = np.array([[False, False, True]])
     y1 = mha(t64(x), t64(mem), key_padding_mask=pad).data
-    mem[0, 2] = 100.0                                  # change the padded key's content
+    mem[0, 2] = 100.0  # change the padded key's content
     y2 = mha(t64(x), t64(mem), key_padding_mask=pad).data
     np.testing.assert_allclose(y1, y2, atol=1e-12)
     with pytest.raises(ValueError, match="key_padding_mask"):
@@ -306,9 +322,9 @@ def test_mha_kv_cache_matches_full_causal(mha, rng):
     x = rng.standard_normal((2, 6, 8))
     full = mha(t64(x), is_causal=True).data
     cache = KVCache(2, 2, 10, 4, dtype=np.float64)
-    parts = [mha(t64(x[:, :3]), is_causal=True, cache=cache).data]       # prefill 3
-    for t in range(3, 6):                                               # then one at a time
-        parts.append(mha(t64(x[:, t:t + 1]), is_causal=True, cache=cache).data)
+    parts = [mha(t64(x[:, :3]), is_causal=True, cache=cache).data]  # prefill 3
+    for t in range(3, 6):  # then one at a time
+        parts.append(mha(t64(x[:, t : t + 1]), is_causal=True, cache=cache).data)
     np.testing.assert_allclose(np.concatenate(parts, axis=1), full, atol=1e-12)
     assert cache.length == 6
     with pytest.raises(ValueError, match="max_len"):
@@ -354,8 +370,11 @@ def test_mha_rejects_indivisible_heads():
 def test_mha_gradcheck_cross_with_padding(mha, rng):
     x, mem = t64(rng.standard_normal((2, 3, 8))), t64(rng.standard_normal((2, 4, 8)))
     pad = np.array([[False, False, False, True], [False, True, True, True]])
-    gradcheck(lambda x, mem, *ps: mha(x, mem, key_padding_mask=pad),
-              [x, mem] + list(mha.parameters()), atol=1e-6)
+    gradcheck(
+        lambda x, mem, *ps: mha(x, mem, key_padding_mask=pad),
+        [x, mem] + list(mha.parameters()),
+        atol=1e-6,
+    )
 
 
 def test_encoder_block_gradcheck(rng):
@@ -363,17 +382,23 @@ def test_encoder_block_gradcheck(rng):
     block = to64(nn.EncoderBlock(8, 2))
     x = t64(rng.standard_normal((2, 4, 8)))
     pad = np.array([[False, False, False, False], [False, False, True, True]])
-    gradcheck(lambda x, *ps: block(x, key_padding_mask=pad), [x] + list(block.parameters()),
-              atol=1e-6)
+    gradcheck(
+        lambda x, *ps: block(x, key_padding_mask=pad), [x] + list(block.parameters()), atol=1e-6
+    )
 
 
 def test_decoder_stack_gradcheck_fast(rng):
     tinyllm.manual_seed(2)
     dec = to64(nn.Decoder(2, 8, 2))
     x, mem = t64(rng.standard_normal((2, 4, 8))), t64(rng.standard_normal((2, 3, 8)))
-    for seed in range(3):                               # three random directions per input
-        gradcheck(lambda x, mem, *ps: dec(x, mem), [x, mem] + list(dec.parameters()),
-                  fast=True, seed=seed, atol=1e-7)
+    for seed in range(3):  # three random directions per input
+        gradcheck(
+            lambda x, mem, *ps: dec(x, mem),
+            [x, mem] + list(dec.parameters()),
+            fast=True,
+            seed=seed,
+            atol=1e-7,
+        )
 
 
 def test_feed_forward_is_w2_gelu_w1():
@@ -435,13 +460,20 @@ def test_linear_embedding_layernorm_vs_torch(torch, rng):
 def _torch_mha_like(torch, m, kdim_same=True):
     """torch.nn.MultiheadAttention(batch_first=True) holding the weights of tinyllm's `m`:
     in_proj_weight is [W_q; W_k; W_v] stacked along the output axis."""
-    tm = torch.nn.MultiheadAttention(m.embed_dim, m.num_heads, batch_first=True,
-                                     dtype=torch.float64)
+    tm = torch.nn.MultiheadAttention(
+        m.embed_dim, m.num_heads, batch_first=True, dtype=torch.float64
+    )
     with torch.no_grad():
-        tm.in_proj_weight.copy_(torch.tensor(np.concatenate(
-            [m.q_proj.weight.data, m.k_proj.weight.data, m.v_proj.weight.data])))
-        tm.in_proj_bias.copy_(torch.tensor(np.concatenate(
-            [m.q_proj.bias.data, m.k_proj.bias.data, m.v_proj.bias.data])))
+        tm.in_proj_weight.copy_(
+            torch.tensor(
+                np.concatenate([m.q_proj.weight.data, m.k_proj.weight.data, m.v_proj.weight.data])
+            )
+        )
+        tm.in_proj_bias.copy_(
+            torch.tensor(
+                np.concatenate([m.q_proj.bias.data, m.k_proj.bias.data, m.v_proj.bias.data])
+            )
+        )
         tm.out_proj.weight.copy_(torch.tensor(m.out_proj.weight.data))
         tm.out_proj.bias.copy_(torch.tensor(m.out_proj.bias.data))
     return tm
@@ -455,7 +487,7 @@ def test_mha_vs_torch_multihead_attention(torch, mha, rng, case):
     mem = rng.standard_normal((B, S, E)) if case == "cross_padding" else x
     kw_t, kw_s = {}, {}
     if case == "causal":
-        blocked = np.triu(np.ones((L, L), bool), k=1)          # True = not allowed (PyTorch)
+        blocked = np.triu(np.ones((L, L), bool), k=1)  # True = not allowed (PyTorch)
         kw_t["attn_mask"] = torch.tensor(blocked)
         kw_s["attn_mask"] = blocked
     if case == "float_mask":
@@ -478,8 +510,10 @@ def test_mha_vs_torch_multihead_attention(torch, mha, rng, case):
     np.testing.assert_allclose(xs.grad, xt.grad.numpy(), atol=1e-12)
     if mem is not x:
         np.testing.assert_allclose(ms.grad, mt.grad.numpy(), atol=1e-12)
-    w_grad = np.concatenate([mha.q_proj.weight.grad, mha.k_proj.weight.grad,
-                             mha.v_proj.weight.grad])
+    w_grad = np.concatenate(
+        [mha.q_proj.weight.grad, mha.k_proj.weight.grad, mha.v_proj.weight.grad]
+    )
     np.testing.assert_allclose(w_grad, tm.in_proj_weight.grad.numpy(), atol=1e-12)
-    np.testing.assert_allclose(mha.out_proj.weight.grad, tm.out_proj.weight.grad.numpy(),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        mha.out_proj.weight.grad, tm.out_proj.weight.grad.numpy(), atol=1e-12
+    )

@@ -8,6 +8,7 @@ Inputs are drawn by the strategies in engine_strategies.py: broadcastable shape 
 non-contiguous layouts, values kept off kinks and ties. Ops that run on kernels
 (tinyllm/kernels) are checked under both backends, the NumPy references and numba.
 """
+
 import math
 import operator
 
@@ -145,7 +146,7 @@ def test_binary_with_python_scalar(name, data, shape):
 def test_ndarray_operand_on_the_left_defers_to_tensor():
     a = np.array([1.0, 2.0])
     x = leaf(np.array([3.0, 4.0]))
-    out = a * x                      # ndarray.__mul__ must hand over to Tensor.__rmul__
+    out = a * x  # ndarray.__mul__ must hand over to Tensor.__rmul__
     assert isinstance(out, Tensor)
     out.sum().backward()
     close(x.grad, a)
@@ -162,8 +163,12 @@ def test_where(data, bshapes):
     gradcheck(lambda x: ops.where(cond, x, 0.5), [leaf(a)])
 
 
-@given(data=st.data(), shape=shapes(),
-       lo=st.one_of(st.none(), even_grid()), width=st.one_of(st.none(), st.integers(1, 16)))
+@given(
+    data=st.data(),
+    shape=shapes(),
+    lo=st.one_of(st.none(), even_grid()),
+    width=st.one_of(st.none(), st.integers(1, 16)),
+)
 def test_clamp(data, shape, lo, width):
     hi = None if width is None else (lo if lo is not None else -1.0) + width / 8
     x = data.draw(arrays(shape, odd_grid()))
@@ -188,9 +193,11 @@ UNARY = {
     "relu": (lambda t: t.relu(), lambda x: x * (x > 0), odd_grid()),
     "abs": (lambda t: abs(t), np.abs, odd_grid()),
     "gelu": (ops.gelu, lambda x: 0.5 * x * (1 + erf(x / math.sqrt(2))), smooth(-4, 4)),
-    "gelu_tanh": (lambda t: ops.gelu(t, approximate="tanh"),
-                  lambda x: 0.5 * x * (1 + np.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))),
-                  smooth(-4, 4)),
+    "gelu_tanh": (
+        lambda t: ops.gelu(t, approximate="tanh"),
+        lambda x: 0.5 * x * (1 + np.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x**3))),
+        smooth(-4, 4),
+    ),
 }
 KERNEL_UNARY = ("gelu", "gelu_tanh")
 
@@ -200,7 +207,7 @@ KERNEL_UNARY = ("gelu", "gelu_tanh")
 def test_unary(name, data, shape):
     op, ref, values = UNARY[name]
     x = data.draw(arrays(shape, values))
-    for backend in (BACKENDS if name in KERNEL_UNARY else ("numpy",)):
+    for backend in BACKENDS if name in KERNEL_UNARY else ("numpy",):
         with kernels.use_backend(backend):
             close(op(Tensor(x)).data, ref(x), rtol=1e-10, atol=1e-12)
             gradcheck(op, [leaf(x)])
@@ -230,8 +237,10 @@ REDUCTIONS = {
     "max": (lambda t, ax, k: t.max(ax, k), lambda x, ax, k: np.max(x, ax, keepdims=k)),
     "min": (lambda t, ax, k: t.min(ax, k), lambda x, ax, k: np.min(x, ax, keepdims=k)),
     "var": (lambda t, ax, k: t.var(ax, k), lambda x, ax, k: np.var(x, ax, keepdims=k, ddof=1)),
-    "var_biased": (lambda t, ax, k: t.var(ax, k, correction=0),
-                   lambda x, ax, k: np.var(x, ax, keepdims=k)),
+    "var_biased": (
+        lambda t, ax, k: t.var(ax, k, correction=0),
+        lambda x, ax, k: np.var(x, ax, keepdims=k),
+    ),
 }
 
 
@@ -265,8 +274,12 @@ def test_max_ties_share_the_gradient():
 def test_reshape(data, shape):
     x = data.draw(arrays(shape))
     size = x.size
-    target = data.draw(st.sampled_from([(size,), (-1,), shape[::-1], (1, size, 1),
-                                        (-1, shape[-1]), (shape[0], -1)]), label="target")
+    target = data.draw(
+        st.sampled_from(
+            [(size,), (-1,), shape[::-1], (1, size, 1), (-1, shape[-1]), (shape[0], -1)]
+        ),
+        label="target",
+    )
     close(Tensor(x).reshape(target).data, np.reshape(x, target))
     gradcheck(lambda t: t.reshape(*target), [leaf(x)])
 
@@ -304,8 +317,10 @@ def test_concatenate_and_stack(data, shape, n):
         s = list(shape)
         s[axis] = data.draw(st.integers(1, 3), label=f"size {i}")
         parts.append(data.draw(arrays(tuple(s)), label=f"part {i}"))
-    close(ops.concatenate([Tensor(p) for p in parts], axis=axis).data,
-          np.concatenate(parts, axis=axis))
+    close(
+        ops.concatenate([Tensor(p) for p in parts], axis=axis).data,
+        np.concatenate(parts, axis=axis),
+    )
     gradcheck(lambda *ts: ops.concatenate(ts, axis=axis), [leaf(p) for p in parts])
     same = [data.draw(arrays(shape), label=f"stack {i}") for i in range(n)]
     sax = data.draw(st.integers(-nd - 1, nd), label="stack axis")
@@ -326,19 +341,23 @@ def test_split_and_chunk(data, shape):
     for p, e in zip(pieces, expected):
         close(p.data, e)
     # sum the pieces with different weights, so each piece's gradient is distinguishable
-    gradcheck(lambda t: ops.concatenate([p * (i + 1.0) for i, p in enumerate(t.split(size, axis))],
-                                        axis), [leaf(x)])
+    gradcheck(
+        lambda t: ops.concatenate([p * (i + 1.0) for i, p in enumerate(t.split(size, axis))], axis),
+        [leaf(x)],
+    )
     chunks = data.draw(st.integers(1, n), label="chunks")
     got = Tensor(x).chunk(chunks, axis)
-    step = -(-n // chunks)   # PyTorch: every chunk has ceil(n / chunks) elements but the last
+    step = -(-n // chunks)  # PyTorch: every chunk has ceil(n / chunks) elements but the last
     for c, e in zip(got, np.split(x, list(range(step, n, step)), axis=axis)):
         close(c.data, e)
     gradcheck(lambda t: t.chunk(chunks, axis)[-1] * 2.0, [leaf(x)])
     sections = data.draw(st.lists(st.integers(0, n), min_size=1, max_size=3), label="cuts")
     cuts = sorted(sections)
     sizes = [b - a for a, b in zip([0] + cuts, cuts + [n])]
-    gradcheck(lambda t: ops.stack([p.sum() * (i + 1.0) for i, p in
-                                   enumerate(ops.split(t, sizes, axis))]), [leaf(x)])
+    gradcheck(
+        lambda t: ops.stack([p.sum() * (i + 1.0) for i, p in enumerate(ops.split(t, sizes, axis))]),
+        [leaf(x)],
+    )
 
 
 @st.composite
@@ -404,12 +423,15 @@ def test_repeated_index_accumulates_by_hand():
     x[np.array([0, 2, 0, 0])].sum().backward()
     close(x.grad, [3.0, 0.0, 1.0])
     y = leaf(np.zeros((2, 2)))
-    y[[1, 1], [0, 0]].sum().backward()   # Python lists work as integer arrays
+    y[[1, 1], [0, 0]].sum().backward()  # Python lists work as integer arrays
     close(y.grad, [[0, 0], [2, 0]])
 
 
-@given(data=st.data(), bshapes=broadcastable(num_shapes=2, min_dims=1),
-       value=st.sampled_from([0.0, -1e9, 2.5, -np.inf]))
+@given(
+    data=st.data(),
+    bshapes=broadcastable(num_shapes=2, min_dims=1),
+    value=st.sampled_from([0.0, -1e9, 2.5, -np.inf]),
+)
 def test_masked_fill(data, bshapes, value):
     sx, sm = bshapes.input_shapes
     assume(np.broadcast_shapes(sx, sm) == tuple(sx))
@@ -418,7 +440,7 @@ def test_masked_fill(data, bshapes, value):
     close(Tensor(x).masked_fill(mask, value).data, np.where(mask, value, x))
     if abs(value) < 10:
         gradcheck(lambda t: t.masked_fill(mask, value), [leaf(x)])
-    else:   # −1e9 or −inf in ⟨u, y⟩ would swamp the finite differences: check e^y instead
+    else:  # −1e9 or −inf in ⟨u, y⟩ would swamp the finite differences: check e^y instead
         gradcheck(lambda t: t.masked_fill(mask, value).exp(), [leaf(x)])
 
 
@@ -427,9 +449,13 @@ def test_masked_fill(data, bshapes, value):
 # ============================================================================================
 
 
-@given(data=st.data(), batch=broadcastable(num_shapes=2, max_dims=2),
-       mkn=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
-       a_vec=st.booleans(), b_vec=st.booleans())
+@given(
+    data=st.data(),
+    batch=broadcastable(num_shapes=2, max_dims=2),
+    mkn=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
+    a_vec=st.booleans(),
+    b_vec=st.booleans(),
+)
 def test_matmul(data, batch, mkn, a_vec, b_vec):
     m, k, n = mkn
     ba, bb = batch.input_shapes
@@ -441,8 +467,11 @@ def test_matmul(data, batch, mkn, a_vec, b_vec):
     a2 = a[None, :] if a_vec else a
     b2 = b[:, None] if b_vec else b
     lead = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
-    ref = np.einsum("...ik,...kj->...ij", np.broadcast_to(a2, lead + a2.shape[-2:]),
-                    np.broadcast_to(b2, lead + b2.shape[-2:]))
+    ref = np.einsum(
+        "...ik,...kj->...ij",
+        np.broadcast_to(a2, lead + a2.shape[-2:]),
+        np.broadcast_to(b2, lead + b2.shape[-2:]),
+    )
     if b_vec:
         ref = ref[..., 0]
     if a_vec:
@@ -453,10 +482,15 @@ def test_matmul(data, batch, mkn, a_vec, b_vec):
     gradcheck(operator.matmul, [leaf(a), leaf(b)])
 
 
-@given(data=st.data(), lead=shapes(min_dims=0, max_dims=2, max_side=3),
-       n_in=st.integers(1, 4), n_out=st.integers(1, 4), bias=st.booleans())
+@given(
+    data=st.data(),
+    lead=shapes(min_dims=0, max_dims=2, max_side=3),
+    n_in=st.integers(1, 4),
+    n_out=st.integers(1, 4),
+    bias=st.booleans(),
+)
 def test_linear(data, lead, n_in, n_out, bias):
-    x = data.draw(arrays(lead + (n_in,)), label="x")        # 1-D, 2-D or 3-D input
+    x = data.draw(arrays(lead + (n_in,)), label="x")  # 1-D, 2-D or 3-D input
     w = data.draw(arrays((n_out, n_in)), label="weight")
     b = data.draw(arrays((n_out,)), label="bias") if bias else None
     ref = np.einsum("...i,oi->...o", x, w) + (b if bias else 0)
@@ -483,7 +517,7 @@ def np_log_softmax(x, axis):
 def test_softmax_and_log_softmax(backend, data, shape, shift):
     nd = len(shape)
     axis = data.draw(st.integers(-nd, nd - 1), label="axis")
-    x = data.draw(arrays(shape, smooth(-3, 3))) + shift     # large offsets must not overflow
+    x = data.draw(arrays(shape, smooth(-3, 3))) + shift  # large offsets must not overflow
     with kernels.use_backend(backend):
         close(Tensor(x).softmax(axis).data, np.exp(np_log_softmax(x, axis)), atol=1e-12)
         close(Tensor(x).log_softmax(axis).data, np_log_softmax(x, axis), atol=1e-9)
@@ -492,9 +526,13 @@ def test_softmax_and_log_softmax(backend, data, shape, shift):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(data=st.data(), lead=shapes(min_dims=0, max_dims=2, max_side=3),
-       norm=shapes(min_dims=1, max_dims=2, min_side=2, max_side=4),
-       affine=st.sampled_from(["none", "weight", "both"]), eps=st.sampled_from([1e-5, 1e-2]))
+@given(
+    data=st.data(),
+    lead=shapes(min_dims=0, max_dims=2, max_side=3),
+    norm=shapes(min_dims=1, max_dims=2, min_side=2, max_side=4),
+    affine=st.sampled_from(["none", "weight", "both"]),
+    eps=st.sampled_from([1e-5, 1e-2]),
+)
 def test_layer_norm(backend, data, lead, norm, affine, eps):
     # distinct grid values: every normalized group has a clearly nonzero variance
     x = data.draw(arrays(lead + norm, odd_grid(20), unique=True), label="x")
@@ -522,11 +560,16 @@ def test_layer_norm(backend, data, lead, norm, affine, eps):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(data=st.data(), vocab=st.integers(1, 5), dim=st.integers(1, 4),
-       ids_shape=shapes(min_dims=1, max_dims=2, max_side=4))
+@given(
+    data=st.data(),
+    vocab=st.integers(1, 5),
+    dim=st.integers(1, 4),
+    ids_shape=shapes(min_dims=1, max_dims=2, max_side=4),
+)
 def test_embedding(backend, data, vocab, dim, ids_shape):
-    ids = data.draw(arrays(ids_shape, st.integers(0, vocab - 1).map(float)),
-                    label="ids").astype(np.int64)                 # repeats are frequent
+    ids = data.draw(arrays(ids_shape, st.integers(0, vocab - 1).map(float)), label="ids").astype(
+        np.int64
+    )  # repeats are frequent
     w = data.draw(arrays((vocab, dim)), label="weight")
     with kernels.use_backend(backend):
         close(ops.embedding(ids, Tensor(w)).data, w[ids])
@@ -550,10 +593,14 @@ def test_embedding_repeated_ids_by_hand():
     close(w.grad, [[2, 2], [1, 1], [3, 3]])
 
 
-@given(data=st.data(), shape=shapes(max_side=5), p=st.sampled_from([0.1, 0.5, 0.8]),
-       seed=st.integers(0, 2 ** 32 - 1))
+@given(
+    data=st.data(),
+    shape=shapes(max_side=5),
+    p=st.sampled_from([0.1, 0.5, 0.8]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_dropout_seeded(data, shape, p, seed):
-    x = data.draw(arrays(shape, odd_grid()), label="x")          # nonzero: a zero output ⇔ dropped
+    x = data.draw(arrays(shape, odd_grid()), label="x")  # nonzero: a zero output ⇔ dropped
     out = ops.dropout(Tensor(x), p, generator=np.random.default_rng(seed))
     keep = out.data != 0
     close(out.data, np.where(keep, x / (1 - p), 0.0))
@@ -572,7 +619,7 @@ def test_dropout_seeded(data, shape, p, seed):
 def test_dropout_rate_and_modes():
     x = Tensor(np.ones(20_000))
     kept = (ops.dropout(x, 0.3, generator=np.random.default_rng(7)).data != 0).mean()
-    assert abs(kept - 0.7) < 4 * math.sqrt(0.7 * 0.3 / 20_000)     # a 4σ band, fixed seed
+    assert abs(kept - 0.7) < 4 * math.sqrt(0.7 * 0.3 / 20_000)  # a 4σ band, fixed seed
     a = ops.dropout(x, 0.3, generator=np.random.default_rng(1)).data
     b = ops.dropout(x, 0.3, generator=np.random.default_rng(2)).data
     assert not np.array_equal(a, b)
@@ -582,7 +629,7 @@ def test_dropout_rate_and_modes():
     tl.manual_seed(5)
     c = ops.dropout(x, 0.3).data
     tl.manual_seed(5)
-    close(ops.dropout(x, 0.3).data, c)                             # default generator is seeded
+    close(ops.dropout(x, 0.3).data, c)  # default generator is seeded
 
 
 # ============================================================================================
@@ -605,24 +652,32 @@ def np_cross_entropy(logits, targets, ignore_index, reduction):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(data=st.data(), n=st.integers(1, 4), c=st.integers(1, 5),
-       extra=shapes(min_dims=0, max_dims=2, max_side=3),
-       reduction=st.sampled_from(["mean", "sum", "none"]),
-       ignore_index=st.sampled_from([-100, 0, 2]), shift=st.sampled_from([0.0, 1e3]))
+@given(
+    data=st.data(),
+    n=st.integers(1, 4),
+    c=st.integers(1, 5),
+    extra=shapes(min_dims=0, max_dims=2, max_side=3),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    ignore_index=st.sampled_from([-100, 0, 2]),
+    shift=st.sampled_from([0.0, 1e3]),
+)
 def test_cross_entropy(backend, data, n, c, extra, reduction, ignore_index, shift):
     logits = data.draw(arrays((n, c) + extra, smooth(-4, 4)), label="logits") + shift
     choices = st.one_of(st.integers(0, c - 1), st.just(ignore_index))
     targets = data.draw(arrays((n,) + extra, choices.map(float)), label="targets").astype(np.int64)
-    valid = (targets != ignore_index)
+    valid = targets != ignore_index
     assume(reduction != "mean" or valid.any())
     ref = np_cross_entropy(logits, targets, ignore_index, reduction)
     with kernels.use_backend(backend):
-        out = ops.cross_entropy(Tensor(logits), targets, ignore_index=ignore_index,
-                                reduction=reduction)
+        out = ops.cross_entropy(
+            Tensor(logits), targets, ignore_index=ignore_index, reduction=reduction
+        )
         assert out.shape == ref.shape
         close(out.data, ref, rtol=1e-10, atol=1e-10)
-        gradcheck(lambda t: ops.cross_entropy(t, targets, ignore_index=ignore_index,
-                                              reduction=reduction), [leaf(logits)])
+        gradcheck(
+            lambda t: ops.cross_entropy(t, targets, ignore_index=ignore_index, reduction=reduction),
+            [leaf(logits)],
+        )
 
 
 def test_cross_entropy_single_row_and_all_ignored():
@@ -644,17 +699,23 @@ def np_attention(q, k, v, bias, scale):
     if bias is not None:
         s = s + bias
     m = s.max(axis=-1, keepdims=True)
-    dead = np.isneginf(m)                      # every key masked: the row's output is zero
+    dead = np.isneginf(m)  # every key masked: the row's output is zero
     e = np.exp(s - np.where(dead, 0, m))
     p = np.where(dead, 0, e / np.where(dead, 1, e.sum(axis=-1, keepdims=True)))
     return np.einsum("...ls,...sv->...lv", p, v)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(data=st.data(), batch=broadcastable(num_shapes=3, max_dims=2, max_side=2),
-       l=st.integers(1, 4), s=st.integers(1, 4), e=st.integers(1, 3), ev=st.integers(1, 3),
-       mask_kind=st.sampled_from(["none", "causal", "bool", "additive", "causal+bool"]),
-       scale=st.sampled_from([None, 0.7]))
+@given(
+    data=st.data(),
+    batch=broadcastable(num_shapes=3, max_dims=2, max_side=2),
+    l=st.integers(1, 4),
+    s=st.integers(1, 4),
+    e=st.integers(1, 3),
+    ev=st.integers(1, 3),
+    mask_kind=st.sampled_from(["none", "causal", "bool", "additive", "causal+bool"]),
+    scale=st.sampled_from([None, 0.7]),
+)
 def test_scaled_dot_product_attention(backend, data, batch, l, s, e, ev, mask_kind, scale):
     bq, bk, bv = batch.input_shapes
     q = data.draw(arrays(bq + (l, e)), label="q")
@@ -664,7 +725,7 @@ def test_scaled_dot_product_attention(backend, data, batch, l, s, e, ev, mask_ki
     mask = None
     bias = np.where(np.tril(np.ones((l, s), bool)), 0.0, -np.inf) if causal else None
     if "bool" in mask_kind:
-        mask = data.draw(arrays((l, s), smooth()), label="mask") > -0.5   # some rows fully masked
+        mask = data.draw(arrays((l, s), smooth()), label="mask") > -0.5  # some rows fully masked
         add = np.where(mask, 0.0, -np.inf)
         bias = add if bias is None else bias + add
     elif mask_kind == "additive":
@@ -673,8 +734,9 @@ def test_scaled_dot_product_attention(backend, data, batch, l, s, e, ev, mask_ki
     sc = 1 / math.sqrt(e) if scale is None else scale
 
     def fn(q, k, v):
-        return ops.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                                scale=scale)
+        return ops.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, scale=scale
+        )
 
     with kernels.use_backend(backend):
         out = fn(Tensor(q), Tensor(k), Tensor(v))
@@ -687,7 +749,7 @@ def test_attention_fully_masked_rows_are_zero_with_zero_gradient(backend):
     rng = np.random.default_rng(0)
     q, k, v = (leaf(rng.standard_normal(s)) for s in ((3, 2), (4, 2), (4, 5)))
     mask = np.ones((3, 4), bool)
-    mask[1] = False                                  # query 1 may attend to nothing
+    mask[1] = False  # query 1 may attend to nothing
     with kernels.use_backend(backend):
         out = ops.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         close(out.data[1], 0.0)
@@ -703,35 +765,49 @@ def test_attention_learned_additive_mask_gets_a_gradient(data, l, s, causal):
     k = data.draw(arrays((2, s, 2)))
     v = data.draw(arrays((2, s, 3)))
     m = data.draw(arrays((l, s)))
-    fn = lambda q, k, v, m: ops.scaled_dot_product_attention(q, k, v, attn_mask=m,  # noqa: E731
-                                                             is_causal=causal)
+
+    def fn(q, k, v, m):
+        return ops.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=causal)
+
     gradcheck(fn, [leaf(q), leaf(k), leaf(v), leaf(m)])
     mask = leaf(m)
     fn(Tensor(q), Tensor(k), Tensor(v), mask).sum().backward()
-    assert mask.grad is not None and mask.grad.shape == (l, s)   # never silently dropped
+    assert mask.grad is not None and mask.grad.shape == (l, s)  # never silently dropped
 
 
 @settings(max_examples=15)
-@given(data=st.data(), l=st.integers(1, 4), s=st.integers(1, 4),
-       p=st.sampled_from([0.2, 0.5]), seed=st.integers(0, 1000), causal=st.booleans())
+@given(
+    data=st.data(),
+    l=st.integers(1, 4),
+    s=st.integers(1, 4),
+    p=st.sampled_from([0.2, 0.5]),
+    seed=st.integers(0, 1000),
+    causal=st.booleans(),
+)
 def test_attention_dropout_seeded(data, l, s, p, seed, causal):
     q = data.draw(arrays((2, l, 3)))
     k = data.draw(arrays((2, s, 3)))
     v = data.draw(arrays((2, s, 2)))
 
     def fn(q, k, v, seed=seed):
-        return ops.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=causal,
-                                                generator=np.random.default_rng(seed))
+        return ops.scaled_dot_product_attention(
+            q, k, v, dropout_p=p, is_causal=causal, generator=np.random.default_rng(seed)
+        )
 
     a = fn(Tensor(q), Tensor(k), Tensor(v)).data
-    close(fn(Tensor(q), Tensor(k), Tensor(v)).data, a)            # same seed, same output
-    gradcheck(fn, [leaf(q), leaf(k), leaf(v)])                     # fixed mask: a smooth map
+    close(fn(Tensor(q), Tensor(k), Tensor(v)).data, a)  # same seed, same output
+    gradcheck(fn, [leaf(q), leaf(k), leaf(v)])  # fixed mask: a smooth map
     # Each output row is a combination of v rows with weights P ⊙ keep / (1 − p); with v = I
     # (S×S) the output *is* that weight matrix, so its entries are 0 or P/(1 − p).
     eye = np.broadcast_to(np.eye(s), (2, s, s))
     w = fn(Tensor(q), Tensor(k), Tensor(eye)).data
-    p_full = np_attention(q, k, eye, np.where(np.tril(np.ones((l, s), bool)), 0, -np.inf)
-                          if causal else None, 1 / math.sqrt(3))
+    p_full = np_attention(
+        q,
+        k,
+        eye,
+        np.where(np.tril(np.ones((l, s), bool)), 0, -np.inf) if causal else None,
+        1 / math.sqrt(3),
+    )
     dropped = np.isclose(w, 0)
     close(w[~dropped], p_full[~dropped] / (1 - p), rtol=1e-12)
 
@@ -746,8 +822,9 @@ KERNEL_OPS = {
     "softmax": lambda x, w: x.softmax(0) * w,
     "log_softmax": lambda x, w: x.log_softmax(-1) * w,
     "layer_norm": lambda x, w: ops.layer_norm(x, x.shape[-1], w, w * 0.5),
-    "cross_entropy": lambda x, w: ops.cross_entropy(x * w, np.arange(x.shape[0]) % x.shape[1],
-                                                    reduction="sum"),
+    "cross_entropy": lambda x, w: ops.cross_entropy(
+        x * w, np.arange(x.shape[0]) % x.shape[1], reduction="sum"
+    ),
     "embedding": lambda x, w: ops.embedding(np.array([[0, 2], [2, 2]]), x * w),
 }
 
@@ -757,12 +834,15 @@ KERNEL_OPS = {
 @settings(max_examples=10)
 @given(data=st.data(), rows=st.integers(3, 6), cols=st.integers(1, 7))
 def test_float32_matches_float64(backend, name, data, rows, cols):
-    x = data.draw(arrays((rows, cols), smooth(-3, 3)), label="x")     # possibly non-contiguous
+    x = data.draw(arrays((rows, cols), smooth(-3, 3)), label="x")  # possibly non-contiguous
     w = data.draw(arrays((cols,), smooth(0.5, 2)), label="w")
     results = {}
     with kernels.use_backend(backend):
         for dt in (np.float32, np.float64):
-            xt, wt = Tensor(x.astype(dt), requires_grad=True), Tensor(w.astype(dt), requires_grad=True)
+            xt, wt = (
+                Tensor(x.astype(dt), requires_grad=True),
+                Tensor(w.astype(dt), requires_grad=True),
+            )
             out = KERNEL_OPS[name](xt, wt)
             out.backward(np.ones(out.shape, dtype=dt))
             assert out.dtype == xt.grad.dtype == wt.grad.dtype == dt
@@ -784,29 +864,54 @@ LINKS = [
     ("gelu", lambda x, P: ops.gelu(x), lambda x, P: 0.5 * x * (1 + erf(x / math.sqrt(2)))),
     ("softmax0", lambda x, P: x.softmax(0), lambda x, P: np.exp(np_log_softmax(x, 0))),
     ("log_softmax1", lambda x, P: x.log_softmax(1), lambda x, P: np_log_softmax(x, 1)),
-    ("layer_norm", lambda x, P: ops.layer_norm(x, 3, eps=0.1),
-     lambda x, P: (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 0.1)),
+    (
+        "layer_norm",
+        lambda x, P: ops.layer_norm(x, 3, eps=0.1),
+        lambda x, P: (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 0.1),
+    ),
     ("scale_w", lambda x, P: x * P["w"], lambda x, P: x * P["w"]),
     ("shift_b", lambda x, P: x + P["b"], lambda x, P: x + P["b"]),
     ("matmul_W", lambda x, P: x @ P["W"], lambda x, P: x @ P["W"]),
     ("linear", lambda x, P: ops.linear(x, P["W"], P["w"]), lambda x, P: x @ P["W"].T + P["w"]),
-    ("center", lambda x, P: x - x.mean(1, keepdims=True), lambda x, P: x - x.mean(1, keepdims=True)),
+    (
+        "center",
+        lambda x, P: x - x.mean(1, keepdims=True),
+        lambda x, P: x - x.mean(1, keepdims=True),
+    ),
     ("rational", lambda x, P: x / (x * x + 1.0), lambda x, P: x / (x * x + 1)),
     ("softplus", lambda x, P: (x.exp() + 1.0).log(), lambda x, P: np.log1p(np.exp(x))),
     ("sqrt", lambda x, P: (x * x + 0.5).sqrt(), lambda x, P: np.sqrt(x * x + 0.5)),
-    ("square", lambda x, P: 0.5 * x ** 2, lambda x, P: 0.5 * x ** 2),
+    ("square", lambda x, P: 0.5 * x**2, lambda x, P: 0.5 * x**2),
     ("rows_swapped", lambda x, P: x[np.array([1, 0])], lambda x, P: x[[1, 0]]),
     ("T_reshape", lambda x, P: x.T.reshape(2, 3), lambda x, P: x.T.reshape(2, 3)),
-    ("cat_halves", lambda x, P: ops.concatenate([x[:, 2:], x[:, :2]], 1),
-     lambda x, P: np.concatenate([x[:, 2:], x[:, :2]], 1)),
-    ("masked", lambda x, P: x.masked_fill(ROW_MASK, 0.25), lambda x, P: np.where(ROW_MASK, 0.25, x)),
-    ("where", lambda x, P: ops.where(ROW_MASK, x, x * P["w"]),
-     lambda x, P: np.where(ROW_MASK, x, x * P["w"])),
+    (
+        "cat_halves",
+        lambda x, P: ops.concatenate([x[:, 2:], x[:, :2]], 1),
+        lambda x, P: np.concatenate([x[:, 2:], x[:, :2]], 1),
+    ),
+    (
+        "masked",
+        lambda x, P: x.masked_fill(ROW_MASK, 0.25),
+        lambda x, P: np.where(ROW_MASK, 0.25, x),
+    ),
+    (
+        "where",
+        lambda x, P: ops.where(ROW_MASK, x, x * P["w"]),
+        lambda x, P: np.where(ROW_MASK, x, x * P["w"]),
+    ),
     ("stack_sum", lambda x, P: ops.stack([x, x.tanh()], 0).sum(0), lambda x, P: x + np.tanh(x)),
-    ("sum_back", lambda x, P: x.sum(0, keepdims=True) * x, lambda x, P: x.sum(0, keepdims=True) * x),
-    ("attention", lambda x, P: ops.scaled_dot_product_attention(x, x, x, is_causal=True),
-     lambda x, P: np_attention(x, x, x, np.where(np.tril(np.ones((2, 2), bool)), 0, -np.inf),
-                               1 / math.sqrt(3))),
+    (
+        "sum_back",
+        lambda x, P: x.sum(0, keepdims=True) * x,
+        lambda x, P: x.sum(0, keepdims=True) * x,
+    ),
+    (
+        "attention",
+        lambda x, P: ops.scaled_dot_product_attention(x, x, x, is_causal=True),
+        lambda x, P: np_attention(
+            x, x, x, np.where(np.tril(np.ones((2, 2), bool)), 0, -np.inf), 1 / math.sqrt(3)
+        ),
+    ),
 ]
 
 
@@ -815,9 +920,11 @@ LINKS = [
 @given(data=st.data(), chain=st.lists(st.sampled_from(LINKS), min_size=2, max_size=6))
 def test_random_chain_of_ops(backend, data, chain):
     x = data.draw(arrays((2, 3), smooth(-1.5, 1.5)), label="x")
-    params = {"W": data.draw(arrays((3, 3), smooth(-1, 1)), label="W"),
-              "w": data.draw(arrays((3,), smooth(-1.5, 1.5)), label="w"),
-              "b": data.draw(arrays((2, 1)), label="b")}
+    params = {
+        "W": data.draw(arrays((3, 3), smooth(-1, 1)), label="W"),
+        "w": data.draw(arrays((3,), smooth(-1.5, 1.5)), label="w"),
+        "b": data.draw(arrays((2, 1)), label="b"),
+    }
     names = list(params)
 
     def fn(t, *ps):
@@ -830,6 +937,5 @@ def test_random_chain_of_ops(backend, data, chain):
     for _, _, np_link in chain:
         ref = np_link(ref, params)
     with kernels.use_backend(backend):
-        close(fn(Tensor(x), *[Tensor(p) for p in params.values()]).data, ref,
-              rtol=1e-9, atol=1e-10)
+        close(fn(Tensor(x), *[Tensor(p) for p in params.values()]).data, ref, rtol=1e-9, atol=1e-10)
         gradcheck(fn, [leaf(x)] + [leaf(p) for p in params.values()], atol=1e-5, rtol=1e-3)

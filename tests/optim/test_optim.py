@@ -4,6 +4,7 @@ Each optimizer is checked step by step against the textbook update written out h
 (so these tests run without PyTorch), and — when installed — against torch.optim on the same
 parameters and gradients.
 """
+
 import math
 
 import numpy as np
@@ -88,8 +89,8 @@ def adam_textbook(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=
                 g = g + weight_decay * theta[i]
             m[i] = b1 * m[i] + (1 - b1) * g
             v[i] = b2 * v[i] + (1 - b2) * g * g
-            m_hat = m[i] / (1 - b1 ** t)
-            v_hat = v[i] / (1 - b2 ** t)
+            m_hat = m[i] / (1 - b1**t)
+            v_hat = v[i] / (1 - b2**t)
             theta[i] = theta[i] - lr * m_hat / (np.sqrt(v_hat) + eps)
         history.append([x.copy() for x in theta])
     return history
@@ -98,13 +99,22 @@ def adam_textbook(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=
 CASES = [
     ("sgd", dict(lr=0.1), lambda p, kw: SGD(p, **kw)),
     ("sgd_momentum", dict(lr=0.05, momentum=0.9), lambda p, kw: SGD(p, **kw)),
-    ("sgd_dampening_wd", dict(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.1),
-     lambda p, kw: SGD(p, **kw)),
-    ("sgd_nesterov_wd", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-     lambda p, kw: SGD(p, **kw)),
+    (
+        "sgd_dampening_wd",
+        dict(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.1),
+        lambda p, kw: SGD(p, **kw),
+    ),
+    (
+        "sgd_nesterov_wd",
+        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+        lambda p, kw: SGD(p, **kw),
+    ),
     ("adam", dict(lr=0.01), lambda p, kw: Adam(p, **kw)),
-    ("adam_l2", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
-     lambda p, kw: Adam(p, **kw)),
+    (
+        "adam_l2",
+        dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+        lambda p, kw: Adam(p, **kw),
+    ),
     ("adamw", dict(lr=0.01, weight_decay=0.1), lambda p, kw: AdamW(p, **kw)),
 ]
 
@@ -129,8 +139,7 @@ def test_optimizer_matches_textbook_equations(name, kw, make):
 def test_optimizer_matches_torch_optim(name, kw, make, dtype, tol):
     torch = pytest.importorskip("torch")
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
-    tparams = [torch.tensor(a.copy(), dtype=tdtype, requires_grad=True)
-               for a in init_params(dtype)]
+    tparams = [torch.tensor(a.copy(), dtype=tdtype, requires_grad=True) for a in init_params(dtype)]
     tcls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     topt = tcls[name.split("_")[0]](tparams, **kw)
     ours = run_tinyllm(lambda p: make(p, kw), dtype)
@@ -139,15 +148,20 @@ def test_optimizer_matches_torch_optim(name, kw, make, dtype, tol):
             p.grad = torch.tensor(g.copy())
         topt.step()
         for x, p in zip(ours[step], tparams):
-            np.testing.assert_allclose(x, p.detach().numpy(), rtol=tol, atol=tol,
-                                       err_msg=f"{name} step {step}")
+            np.testing.assert_allclose(
+                x, p.detach().numpy(), rtol=tol, atol=tol, err_msg=f"{name} step {step}"
+            )
 
 
 def test_defaults_are_pytorchs():
     p = [Parameter(np.zeros(2))]
     a, w, s = Adam(p), AdamW([Parameter(np.zeros(2))]), SGD([Parameter(np.zeros(2))])
-    assert (a.defaults["lr"], a.defaults["betas"], a.defaults["eps"],
-            a.defaults["weight_decay"]) == (1e-3, (0.9, 0.999), 1e-8, 0.0)
+    assert (
+        a.defaults["lr"],
+        a.defaults["betas"],
+        a.defaults["eps"],
+        a.defaults["weight_decay"],
+    ) == (1e-3, (0.9, 0.999), 1e-8, 0.0)
     assert w.defaults["weight_decay"] == 0.01
     assert s.defaults["lr"] == 1e-3 and s.defaults["momentum"] == 0.0
 
@@ -182,17 +196,19 @@ def test_weight_decay_groups_for_gpt():
     decay, no_decay = param_groups_for_weight_decay(m, 0.1)
     names = {id(p): n for n, p in m.named_parameters()}
     assert {names[id(p)] for p in decay["params"]} == {
-        n for n, p in m.named_parameters() if n.endswith("weight") and ".ln_" not in n
-        and "ln_f" not in n}
-    assert all(names[id(p)].endswith("bias") or "ln" in names[id(p)]
-               for p in no_decay["params"])
+        n
+        for n, p in m.named_parameters()
+        if n.endswith("weight") and ".ln_" not in n and "ln_f" not in n
+    }
+    assert all(names[id(p)].endswith("bias") or "ln" in names[id(p)] for p in no_decay["params"])
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     opt = m.configure_optimizers(0.1, 1e-3)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(m.parameters()))
 
 
-@pytest.mark.parametrize("make", [lambda p: AdamW(p, lr=0.01),
-                                  lambda p: SGD(p, lr=0.01, momentum=0.9)])
+@pytest.mark.parametrize(
+    "make", [lambda p: AdamW(p, lr=0.01), lambda p: SGD(p, lr=0.01, momentum=0.9)]
+)
 def test_state_dict_round_trip_continues_identically(make):
     grads = grad_stream(np.float32)
     params = [Parameter(a) for a in init_params(np.float32)]
@@ -253,8 +269,19 @@ def test_adam_numba_kernel_equals_reference(dtype, wd, decoupled):
 def test_adam_numba_kernel_rejects_non_contiguous():
     p = np.zeros((4, 4), np.float32)[:, ::2]
     with pytest.raises(ValueError, match="contiguous"):
-        adam_kernels.adam_step_numba(p, np.ones_like(p), np.zeros_like(p), np.zeros_like(p),
-                                     1, 0.1, 0.9, 0.999, 1e-8, 0.0, False)
+        adam_kernels.adam_step_numba(
+            p,
+            np.ones_like(p),
+            np.zeros_like(p),
+            np.zeros_like(p),
+            1,
+            0.1,
+            0.9,
+            0.999,
+            1e-8,
+            0.0,
+            False,
+        )
 
 
 # ---- learning-rate schedules -----------------------------------------------------------------
@@ -262,23 +289,24 @@ def test_adam_numba_kernel_rejects_non_contiguous():
 
 def test_warmup_cosine_hand_values():
     mx, mn, W, T = 1.0, 0.1, 10, 110
-    assert warmup_cosine(0, mx, W, T, mn) == pytest.approx(mx / W)       # first warmup step
+    assert warmup_cosine(0, mx, W, T, mn) == pytest.approx(mx / W)  # first warmup step
     assert warmup_cosine(4, mx, W, T, mn) == pytest.approx(mx * 5 / W)
-    assert warmup_cosine(W - 1, mx, W, T, mn) == pytest.approx(mx)       # warmup's last step
-    assert warmup_cosine(W, mx, W, T, mn) == pytest.approx(mx)           # decay starts at max
+    assert warmup_cosine(W - 1, mx, W, T, mn) == pytest.approx(mx)  # warmup's last step
+    assert warmup_cosine(W, mx, W, T, mn) == pytest.approx(mx)  # decay starts at max
     assert warmup_cosine(W + (T - W) // 2, mx, W, T, mn) == pytest.approx((mx + mn) / 2)
     assert warmup_cosine(W + (T - W) // 4, mx, W, T, mn) == pytest.approx(
-        mn + (mx - mn) * (1 + math.cos(math.pi / 4)) / 2)
+        mn + (mx - mn) * (1 + math.cos(math.pi / 4)) / 2
+    )
     assert warmup_cosine(T, mx, W, T, mn) == pytest.approx(mn)
     assert warmup_cosine(T + 50, mx, W, T, mn) == pytest.approx(mn)
     lrs = [warmup_cosine(t, mx, W, T, mn) for t in range(W, T + 1)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))                     # monotone decay
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # monotone decay
 
 
 def test_warmup_linear_hand_values():
     assert warmup_linear(1, 2.0, 4, 24) == pytest.approx(1.0)
     assert warmup_linear(4, 2.0, 4, 24) == pytest.approx(2.0)
-    assert warmup_linear(14, 2.0, 4, 24) == pytest.approx(1.0)           # half way: half
+    assert warmup_linear(14, 2.0, 4, 24) == pytest.approx(1.0)  # half way: half
     assert warmup_linear(19, 2.0, 4, 24, 0.4) == pytest.approx(0.4 + 0.25 * 1.6)
     assert warmup_linear(24, 2.0, 4, 24, 0.4) == pytest.approx(0.4)
 
@@ -290,8 +318,16 @@ def test_schedulers_drive_the_optimizer():
     for _ in range(7):
         sched.step()
         seen.append(opt.param_groups[0]["lr"])
-    expected = [0.25, 0.5, 0.5, 0.5 * (0.1 + 0.9 * (1 + math.cos(math.pi / 4)) / 2),
-                0.5 * 0.55, 0.5 * (0.1 + 0.9 * (1 + math.cos(3 * math.pi / 4)) / 2), 0.05, 0.05]
+    expected = [
+        0.25,
+        0.5,
+        0.5,
+        0.5 * (0.1 + 0.9 * (1 + math.cos(math.pi / 4)) / 2),
+        0.5 * 0.55,
+        0.5 * (0.1 + 0.9 * (1 + math.cos(3 * math.pi / 4)) / 2),
+        0.05,
+        0.05,
+    ]
     np.testing.assert_allclose(seen, expected, rtol=1e-12)
     assert sched.get_last_lr() == [0.05]
     # resume: a new scheduler loaded from the state dict continues at the same step
@@ -307,7 +343,7 @@ def test_schedulers_drive_the_optimizer():
 
 def test_lambda_lr_matches_torch():
     torch = pytest.importorskip("torch")
-    fn = lambda t: 0.9 ** t + 0.1                      # noqa: E731
+    fn = lambda t: 0.9**t + 0.1  # noqa: E731
     opt = SGD([Parameter(np.zeros(1))], lr=0.3)
     ours = LambdaLR(opt, fn)
     topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
@@ -328,15 +364,15 @@ def test_clip_grad_norm_formula(max_norm):
     params = [Parameter(np.zeros(s)) for s in [(3, 4), (5,)]]
     for p in params:
         p.grad = r.standard_normal(p.shape)
-    params.append(Parameter(np.zeros(2)))              # no grad: ignored
+    params.append(Parameter(np.zeros(2)))  # no grad: ignored
     before = [p.grad.copy() for p in params[:2]]
-    norm = math.sqrt(sum((g ** 2).sum() for g in before))
+    norm = math.sqrt(sum((g**2).sum() for g in before))
     returned = clip_grad_norm_(params, max_norm)
     assert returned == pytest.approx(norm, rel=1e-12)
     coef = min(1.0, max_norm / (norm + 1e-6))
     for p, g in zip(params, before):
         np.testing.assert_allclose(p.grad, g * coef, rtol=1e-12)
-    after = math.sqrt(sum((p.grad ** 2).sum() for p in params[:2]))
+    after = math.sqrt(sum((p.grad**2).sum() for p in params[:2]))
     assert after <= max_norm + 1e-9
 
 
@@ -373,7 +409,7 @@ def test_gradient_accumulation_equals_one_big_batch():
     m.zero_grad()
     k = 4
     for i in range(k):
-        _, loss = m(x[2 * i:2 * i + 2], y[2 * i:2 * i + 2])
+        _, loss = m(x[2 * i : 2 * i + 2], y[2 * i : 2 * i + 2])
         (loss * (1.0 / k)).backward()
     for n, p in m.named_parameters():
         np.testing.assert_allclose(p.grad, big[n], rtol=1e-10, atol=1e-13, err_msg=n)

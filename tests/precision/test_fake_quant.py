@@ -5,6 +5,7 @@ is the derivative of the surrogate clamp(x, lo, hi) with lo = (q_min − z − �
 hi = (q_max − z + ½)s. So: gradcheck that surrogate against finite differences, and check that
 FakeQuantize's backward is exactly its derivative (the mask) times the incoming gradient.
 """
+
 import warnings
 
 import numpy as np
@@ -33,9 +34,14 @@ def _points_away_from_bounds(rng, n, scale, zp):
 
 
 @settings(max_examples=20)
-@given(x=hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=10),
-                    elements=st.floats(-50, 50, width=32)),
-       per_channel=st.booleans())
+@given(
+    x=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=10),
+        elements=st.floats(-50, 50, width=32),
+    ),
+    per_channel=st.booleans(),
+)
 def test_forward_is_quantize_then_dequantize(x, per_channel):
     obs = MinMaxObserver(qscheme="per_channel_affine" if per_channel else "per_tensor_affine")
     obs(x * 0.5)  # a range narrower than x, so some values clip
@@ -93,8 +99,9 @@ def test_matches_pytorch_fake_quantize_forward_and_grad(per_channel):
         s = rng.uniform(0.01, 0.05, 6).astype(np.float32)
         z = rng.integers(-20, 20, 6).astype(np.int32)
         tx = torch.tensor(x_np, requires_grad=True)
-        ty = torch.fake_quantize_per_channel_affine(tx, torch.from_numpy(s),
-                                                    torch.from_numpy(z), 0, QMIN, QMAX)
+        ty = torch.fake_quantize_per_channel_affine(
+            tx, torch.from_numpy(s), torch.from_numpy(z), 0, QMIN, QMAX
+        )
         axis = 0
     else:
         s, z, axis = np.float32(0.03), np.int32(5), None
@@ -135,9 +142,13 @@ def test_fake_quant_matches_pytorch_module():
     tq = torch.ao.quantization
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = tq.FakeQuantize(observer=tq.MovingAverageMinMaxObserver, quant_min=QMIN,
-                                 quant_max=QMAX, dtype=torch.qint8,
-                                 qscheme=torch.per_tensor_affine)
+        theirs = tq.FakeQuantize(
+            observer=tq.MovingAverageMinMaxObserver,
+            quant_min=QMIN,
+            quant_max=QMAX,
+            dtype=torch.qint8,
+            qscheme=torch.per_tensor_affine,
+        )
     ours = FakeQuant(quant_min=QMIN, quant_max=QMAX, qscheme="per_tensor_affine")
     rng = np.random.default_rng(4)
     for step in range(6):
@@ -155,5 +166,9 @@ def test_fake_quantize_bad_input():
     with pytest.raises(TypeError, match="floating-point"):
         fake_quantize(Tensor(np.arange(3)), 0.1, 0)
     with pytest.raises(ValueError, match="per-channel along axis 0"):
-        fake_quantize(Tensor(np.ones((2, 3), np.float32)), np.ones(3, np.float32),
-                      np.zeros(3, np.int32), axis=0)
+        fake_quantize(
+            Tensor(np.ones((2, 3), np.float32)),
+            np.ones(3, np.float32),
+            np.zeros(3, np.int32),
+            axis=0,
+        )

@@ -3,6 +3,7 @@
 Truth comes from hand-computed IEEE bit patterns, from the half-ulp property of correct
 rounding, from np.finfo, and (when installed) from PyTorch's own bf16 conversion and finfo.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -64,16 +65,21 @@ HAND_CASES = [
 def test_bf16_hand_bit_patterns(src, expected, why):
     got = fp32_to_bf16_bits(_f32([src]))
     assert got.dtype == np.uint16
-    assert int(got[0]) == expected, f"{why}: 0x{src:08X} -> 0x{int(got[0]):04X}, expected 0x{expected:04X}"
+    assert int(got[0]) == expected, (
+        f"{why}: 0x{src:08X} -> 0x{int(got[0]):04X}, expected 0x{expected:04X}"
+    )
 
 
-@pytest.mark.parametrize("src,expected", [
-    (0x7FC00000, 0x7FC0),  # quiet NaN
-    (0xFFC00000, 0xFFC0),  # negative quiet NaN keeps its sign
-    (0x7F800001, 0x7FC0),  # signalling NaN with its payload only in the dropped half: must not
-                           # become 0x7F80 (inf); the quiet bit is set
-    (0xFF812345, 0xFFC1),  # payload's top bits kept, quiet bit set
-])
+@pytest.mark.parametrize(
+    "src,expected",
+    [
+        (0x7FC00000, 0x7FC0),  # quiet NaN
+        (0xFFC00000, 0xFFC0),  # negative quiet NaN keeps its sign
+        (0x7F800001, 0x7FC0),  # signalling NaN with its payload only in the dropped half: must not
+        # become 0x7F80 (inf); the quiet bit is set
+        (0xFF812345, 0xFFC1),  # payload's top bits kept, quiet bit set
+    ],
+)
 def test_bf16_nan_stays_quiet_nan_with_sign(src, expected):
     got = fp32_to_bf16_bits(_f32([src]))
     assert int(got[0]) == expected
@@ -100,7 +106,7 @@ finite_f32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 
 def _bf16_ulp(x):
     """Spacing of bf16 numbers at |x|: 2^(e − 7) with e the exponent (at least −126)."""
-    e = np.maximum(np.floor(np.log2(np.maximum(np.abs(x), 2.0 ** -140))), -126)
+    e = np.maximum(np.floor(np.log2(np.maximum(np.abs(x), 2.0**-140))), -126)
     return 2.0 ** (e - 7)
 
 
@@ -139,13 +145,19 @@ def _assert_same_as_torch(torch, x):
     assert np.all(np.isnan(bf16_bits_to_fp32(theirs[nan])))
     assert np.all(np.isnan(bf16_bits_to_fp32(ours[nan])))
     bad = np.flatnonzero(ours[~nan] != theirs[~nan])
-    assert bad.size == 0, (f"{bad.size} patterns differ, e.g. 0x{x[~nan].view(np.uint32)[bad[0]]:08X}: "
-                           f"0x{ours[~nan][bad[0]]:04X} vs torch 0x{theirs[~nan][bad[0]]:04X}")
+    assert bad.size == 0, (
+        f"{bad.size} patterns differ, e.g. 0x{x[~nan].view(np.uint32)[bad[0]]:08X}: "
+        f"0x{ours[~nan][bad[0]]:04X} vs torch 0x{theirs[~nan][bad[0]]:04X}"
+    )
 
 
-@given(hnp.arrays(np.float32, st.integers(1, 100),
-                  elements=st.floats(width=32, allow_nan=True, allow_infinity=True,
-                                     allow_subnormal=True)))
+@given(
+    hnp.arrays(
+        np.float32,
+        st.integers(1, 100),
+        elements=st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True),
+    )
+)
 def test_bf16_matches_pytorch_on_drawn_floats(x):
     torch = pytest.importorskip("torch")
     _assert_same_as_torch(torch, x)
@@ -154,9 +166,9 @@ def test_bf16_matches_pytorch_on_drawn_floats(x):
 def test_bf16_matches_pytorch_on_random_bit_patterns():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
-    bits = rng.integers(0, 2 ** 32, size=200_000, dtype=np.uint64).astype(np.uint32)
+    bits = rng.integers(0, 2**32, size=200_000, dtype=np.uint64).astype(np.uint32)
     # Every hand case and every tie pattern (low half exactly 0x8000) of some upper halves too.
-    ties = (rng.integers(0, 2 ** 16, size=20_000, dtype=np.uint32) << 16) | 0x8000
+    ties = (rng.integers(0, 2**16, size=20_000, dtype=np.uint32) << 16) | 0x8000
     specials = np.array([c[0] for c in HAND_CASES], dtype=np.uint32)
     _assert_same_as_torch(torch, np.concatenate([bits, ties, specials]).view(np.float32))
 
@@ -165,10 +177,25 @@ def test_bf16_matches_pytorch_on_random_bit_patterns():
 
 
 def test_round_to_fp16_overflow_underflow_and_ties():
-    x = np.array([65504, 65519, 65520, -70000, 2.0 ** -24, 2.0 ** -25, 1.5 * 2.0 ** -25,
-                  1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11, np.pi], dtype=np.float32)
-    expected = np.array([65504, 65504, np.inf, -np.inf, 2.0 ** -24, 0.0, 2.0 ** -24,
-                         1.0, 1 + 2 * 2.0 ** -10, 3.140625], dtype=np.float32)
+    x = np.array(
+        [
+            65504,
+            65519,
+            65520,
+            -70000,
+            2.0**-24,
+            2.0**-25,
+            1.5 * 2.0**-25,
+            1 + 2.0**-11,
+            1 + 3 * 2.0**-11,
+            np.pi,
+        ],
+        dtype=np.float32,
+    )
+    expected = np.array(
+        [65504, 65504, np.inf, -np.inf, 2.0**-24, 0.0, 2.0**-24, 1.0, 1 + 2 * 2.0**-10, 3.140625],
+        dtype=np.float32,
+    )
     got = round_to_fp16(x)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, expected)
@@ -194,9 +221,9 @@ def test_format_table_matches_numpy_finfo(fmt, dtype):
 
 def test_bf16_table_hand_values_and_bit_layout():
     assert BF16.max == pytest.approx(3.3895e38, rel=1e-4)
-    assert BF16.eps == 0.0078125 == 2.0 ** -7
-    assert BF16.smallest_normal == 2.0 ** -126
-    assert BF16.smallest_subnormal == 2.0 ** -133
+    assert BF16.eps == 0.0078125 == 2.0**-7
+    assert BF16.smallest_normal == 2.0**-126
+    assert BF16.smallest_subnormal == 2.0**-133
     assert BF16.max_exact_integer == 256
     # The same numbers read off the bit patterns: 0x7F7F (largest), 0x0080, 0x0001, 0x3C00.
     vals = bf16_bits_to_fp32(np.array([0x7F7F, 0x0080, 0x0001, 0x3C00], dtype=np.uint16))

@@ -4,6 +4,7 @@ Truth: a sequence written by hand from PyTorch's documented rules (back off ×0.
 inf/NaN; ×2 after growth_interval clean steps), and torch.amp.GradScaler("cpu") run side by
 side on the same gradients when PyTorch is installed.
 """
+
 import numpy as np
 import pytest
 
@@ -41,8 +42,18 @@ def test_hand_written_state_machine():
     p = Tensor(np.zeros(2, np.float32), requires_grad=True)
     opt = FakeSGD([p])
     scaler = GradScaler(init_scale=8.0, growth_factor=2.0, backoff_factor=0.5, growth_interval=3)
-    grads = [[1, 2], [1, 2], [1, 2], [np.inf, 1], [1, 2], [np.nan, 0], [1, 2], [1, 2], [1, 2],
-             [1, 2]]
+    grads = [
+        [1, 2],
+        [1, 2],
+        [1, 2],
+        [np.inf, 1],
+        [1, 2],
+        [np.nan, 0],
+        [1, 2],
+        [1, 2],
+        [1, 2],
+        [1, 2],
+    ]
     # By hand: clean steps count 1, 2, 3 → grow to 16; inf → 8, count 0, skip; clean 1;
     # NaN → 4, count 0, skip; clean 1, 2, 3 → grow to 8; clean 1.
     expected_scale = [8, 8, 16, 8, 8, 4, 4, 4, 8, 8]
@@ -67,23 +78,23 @@ def test_scale_backward_unscale_with_tinyllm_tensors():
     scaler = GradScaler()  # 2^16
     loss = (w * Tensor(x)).sum()
     scaled = scaler.scale(loss)
-    assert scaled.item() == pytest.approx(loss.item() * 2 ** 16)
+    assert scaled.item() == pytest.approx(loss.item() * 2**16)
     scaled.backward()
-    np.testing.assert_allclose(w.grad, x * 2 ** 16, rtol=1e-6)
+    np.testing.assert_allclose(w.grad, x * 2**16, rtol=1e-6)
     opt = FakeSGD([w])
     scaler.unscale_(opt)  # e.g. to clip the true gradients here
     np.testing.assert_allclose(w.grad, x, rtol=1e-6)
-    scaler.step(opt)      # does not unscale a second time
+    scaler.step(opt)  # does not unscale a second time
     np.testing.assert_allclose(opt.seen_grads[0], x, rtol=1e-6)
     scaler.update()
-    assert scaler.scale(3.0) == 3.0 * 2 ** 16
+    assert scaler.scale(3.0) == 3.0 * 2**16
     half = Tensor(np.float16(0.5), requires_grad=True)
     scaled_half = scaler.scale(half)  # 2^16 is inf in fp16: scaled in fp32
-    assert scaled_half.dtype == np.float32 and scaled_half.item() == 2.0 ** 15
+    assert scaled_half.dtype == np.float32 and scaled_half.item() == 2.0**15
     with np.errstate(over="ignore"):  # the cast back to fp16 overflows: that is the point
         scaled_half.backward()
     assert half.grad.dtype == np.float16 and half.grad == np.float16(np.inf)  # S overflows fp16
-    assert scaler.scale([1.0, 2.0]) == [2.0 ** 16, 2.0 ** 17]
+    assert scaler.scale([1.0, 2.0]) == [2.0**16, 2.0**17]
 
 
 def test_skip_only_the_optimizer_with_inf_but_back_off_once():
@@ -101,11 +112,11 @@ def test_skip_only_the_optimizer_with_inf_but_back_off_once():
 
 def test_growth_never_overflows_fp32():
     p = Tensor(np.zeros(1, np.float32), requires_grad=True)
-    scaler = GradScaler(init_scale=2.0 ** 127, growth_interval=1)
+    scaler = GradScaler(init_scale=2.0**127, growth_interval=1)
     p.grad = np.float32([1.0])
     scaler.step(FakeSGD([p]))
     scaler.update()
-    assert scaler.get_scale() == 2.0 ** 127  # 2^128 would be inf in float32: not taken
+    assert scaler.get_scale() == 2.0**127  # 2^128 would be inf in float32: not taken
 
 
 def test_grads_list_and_params_without_grad():
@@ -172,8 +183,13 @@ def test_state_dict_round_trip_continues_identically():
     for g in grads[:17]:
         _run(s1, o1, p1, g)
     state = s1.state_dict()
-    assert set(state) == {"scale", "growth_factor", "backoff_factor", "growth_interval",
-                          "_growth_tracker"}
+    assert set(state) == {
+        "scale",
+        "growth_factor",
+        "backoff_factor",
+        "growth_interval",
+        "_growth_tracker",
+    }
     s2 = GradScaler()
     s2.load_state_dict(state)
     p2 = Tensor(p1.data.copy(), requires_grad=True)
@@ -190,8 +206,9 @@ def test_state_dict_round_trip_continues_identically():
 def test_matches_torch_grad_scaler_on_cpu():
     torch = pytest.importorskip("torch")
     try:
-        theirs = torch.amp.GradScaler("cpu", init_scale=256.0, growth_factor=2.0,
-                                      backoff_factor=0.5, growth_interval=3)
+        theirs = torch.amp.GradScaler(
+            "cpu", init_scale=256.0, growth_factor=2.0, backoff_factor=0.5, growth_interval=3
+        )
     except Exception as e:  # pragma: no cover - older torch without CPU GradScaler
         pytest.skip(f"torch.amp.GradScaler on CPU unavailable: {e}")
     # torch's GradScaler needs only param_groups and step() too; torch.optim is not imported

@@ -4,6 +4,7 @@ The reference is Micikevicius et al.'s step written out in NumPy: cast the half 
 fp32, divide by the loss scale, AdamW on fp32 master weights (Loshchilov & Hutter's update with
 bias correction, as torch.optim.AdamW), round the masters into the half model.
 """
+
 import numpy as np
 import pytest
 
@@ -33,7 +34,7 @@ def adamw_reference(theta, g, m, v, t, lr, betas, eps, wd):
     theta = theta * (1 - lr * wd)
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
-    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+    m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
     return theta - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
@@ -47,7 +48,7 @@ def tiny_model(rng, dtype):
 def test_step_equals_numpy_fp32_master_recipe(dtype, scaled, rng):
     lin = tiny_model(rng, dtype)
     hp = dict(lr=0.05, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
-    scaler = GradScaler(init_scale=2.0 ** 10) if scaled else None
+    scaler = GradScaler(init_scale=2.0**10) if scaled else None
     opt = MixedPrecisionOptimizer(AdamW(lin.parameters(), **hp), scaler=scaler)
     master = {id(p): p.data.astype(np.float64) for p in lin.parameters()}  # fp32 init values
     state = {id(p): (0.0, 0.0) for p in lin.parameters()}
@@ -60,21 +61,22 @@ def test_step_equals_numpy_fp32_master_recipe(dtype, scaled, rng):
         half_grads = {id(p): dtypes.to_float32(p.grad).astype(np.float64) for p in lin.parameters()}
         assert opt.step()
         for p in lin.parameters():
-            g = half_grads[id(p)] / S                       # cast up, unscale
+            g = half_grads[id(p)] / S  # cast up, unscale
             m, v = state[id(p)]
-            theta, m, v = adamw_reference(master[id(p)], g, m, v, t, hp["lr"], hp["betas"],
-                                          hp["eps"], hp["weight_decay"])
+            theta, m, v = adamw_reference(
+                master[id(p)], g, m, v, t, hp["lr"], hp["betas"], hp["eps"], hp["weight_decay"]
+            )
             master[id(p)], state[id(p)] = theta, (m, v)
             i = opt.model_params.index(p)
             np.testing.assert_allclose(opt.master_params[i].data, theta, rtol=1e-5, atol=1e-7)
-            assert p.dtype is dtype or p.dtype == dtype     # still half
+            assert p.dtype is dtype or p.dtype == dtype  # still half
             np.testing.assert_array_equal(p.numpy(), round_to(opt.master_params[i].data, dtype))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf·0 in the overflow
 def test_loss_scaler_skips_the_step_on_overflow_and_backs_off(rng):
     lin = tiny_model(rng, FP16)
-    scaler = GradScaler(init_scale=2.0 ** 40)    # S·grad overflows fp16's 65504
+    scaler = GradScaler(init_scale=2.0**40)  # S·grad overflows fp16's 65504
     opt = MixedPrecisionOptimizer(AdamW(lin.parameters(), lr=0.01), scaler=scaler)
     lin.to(FP16)
     x = Tensor(rng.standard_normal((5, 6)).astype(np.float32)).to(FP16)
@@ -112,10 +114,10 @@ def test_without_master_weights_small_updates_are_lost():
         w.data = dtypes.to_storage(w.data, BF16)
         for _ in range(100):
             opt.zero_grad()
-            (w * 1.0).float().sum().backward()          # gradient 1 → step −1e-4
+            (w * 1.0).float().sum().backward()  # gradient 1 → step −1e-4
             opt.step()
         results[masters] = w.numpy()[0]
-    assert results[False] == 1.0                        # every update lost
+    assert results[False] == 1.0  # every update lost
     assert results[True] == round_to(1 - 100 * 1e-4, BF16)  # 0.99 → nearest bf16, 0.98828125
 
 
@@ -141,14 +143,14 @@ def test_bytes_per_parameter_of_the_layouts(rng):
         n = lin.num_parameters()
         return [ledger.current[t] / n for t in ("parameters", "gradients", "optimizer_states")]
 
-    assert measure(None) == [4, 4, 8]                   # fp32 + Adam
-    assert measure(BF16) == [2, 2, 12]                  # ZeRO paper's K = 12 layout
+    assert measure(None) == [4, 4, 8]  # fp32 + Adam
+    assert measure(BF16) == [2, 2, 12]  # ZeRO paper's K = 12 layout
     assert measure(FP16) == [2, 2, 12]
 
 
 def test_write_model_params_rounds_a_master_shard_into_a_flat_buffer():
     flat = np.zeros(8, BF16.storage)
-    shard = np.array([0.1, -0.2, 0.3], np.float32)       # this rank's fp32 master shard
+    shard = np.array([0.1, -0.2, 0.3], np.float32)  # this rank's fp32 master shard
     write_model_params_(flat[2:5], shard)
     np.testing.assert_array_equal(dtypes.to_float32(flat[2:5]), round_to(shard, BF16))
     assert not flat[:2].any() and not flat[5:].any()
@@ -168,9 +170,10 @@ def test_wrapping_an_optimizer_with_state_is_refused(rng):
 
 def test_gpt_trains_in_bf16_and_fp16_close_to_fp32():
     from tinyllm.models import GPT, GPTConfig
+
     cfg = GPTConfig(block_size=16, vocab_size=32, n_layer=1, n_head=2, n_embd=16)
     starts = np.random.default_rng(0).integers(0, 32, (12, 4, 1))
-    data = (starts + np.arange(17)) % 32        # learnable: each token is the last one + 1
+    data = (starts + np.arange(17)) % 32  # learnable: each token is the last one + 1
     losses = {}
     for dtype in (None, BF16, FP16):
         tinyllm.manual_seed(0)
@@ -191,7 +194,7 @@ def test_gpt_trains_in_bf16_and_fp16_close_to_fp32():
             opt.step()
             run.append(loss.item())
         losses[dtype] = np.array(run)
-    assert losses[None][-1] < losses[None][0] - 0.1        # it learns
+    assert losses[None][-1] < losses[None][0] - 0.1  # it learns
     for dtype in (BF16, FP16):
         assert np.max(np.abs(losses[dtype] - losses[None])) < 0.05
 
@@ -205,15 +208,47 @@ def test_mixed_precision_example_end_to_end(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "mixed.json"
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, str(root / "examples" / "mixed_precision.py"), "--steps", "4",
-         "--formats", "fp32,bf16,fp16-nomaster", "--n-layer", "1", "--n-head", "2",
-         "--n-embd", "32", "--block-size", "16", "--batch-size", "4", "--vocab-size", "300",
-         "--data-bytes", "100000", "--eval-iters", "1", "--cache-dir", str(tmp_path / "cache"),
-         "--seeds", "2", "--report", str(out)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(root / "examples" / "mixed_precision.py"),
+            "--steps",
+            "4",
+            "--formats",
+            "fp32,bf16,fp16-nomaster",
+            "--n-layer",
+            "1",
+            "--n-head",
+            "2",
+            "--n-embd",
+            "32",
+            "--block-size",
+            "16",
+            "--batch-size",
+            "4",
+            "--vocab-size",
+            "300",
+            "--data-bytes",
+            "100000",
+            "--eval-iters",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--seeds",
+            "2",
+            "--report",
+            str(out),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rep = json.loads(out.read_text())
     assert set(rep) >= {"losses", "val_losses", "params", "tokens_per_second", "formats"}
@@ -227,11 +262,14 @@ def test_mixed_precision_example_end_to_end(tmp_path):
     assert rep["formats"]["fp16-nomaster"]["final_loss_scale"] > 0  # fp16 runs loss scaling
     # MFU = tokens/s × PaLM's model FLOPs per token / the measured peak, per format
     from tinyllm.accounting import palm_flops_per_token
+
     assert rep["flops_per_token"] == palm_flops_per_token(
-        rep["params"] - rep["config"]["block_size"] * rep["config"]["n_embd"], 1, 2, 16, 16)
+        rep["params"] - rep["config"]["block_size"] * rep["config"]["n_embd"], 1, 2, 16, 16
+    )
     for run in rep["formats"].values():
-        assert run["mfu"] == pytest.approx(run["tokens_per_second"] * rep["flops_per_token"]
-                                           / rep["peak_flops"])
+        assert run["mfu"] == pytest.approx(
+            run["tokens_per_second"] * rep["flops_per_token"] / rep["peak_flops"]
+        )
     assert proc.stdout.count("MFU") >= 3 * 2 * 2  # every progress line (2 per run) + the table
     # --seeds 2: every format ran twice; the second seed is a different run (other init and
     # batches), and each gap is that seed's val loss minus fp32's val loss with the same seed.

@@ -6,6 +6,7 @@ QuantizedLinear math layer by layer, the straight-through estimator (the gradien
 weight is the float model's gradient at the fake-quantized weight, masked where clipped), and
 byte counts from the parameter shapes.
 """
+
 import copy
 
 import numpy as np
@@ -43,8 +44,11 @@ def ids():
 
 def untied_linears(model):
     tied = {id(m.weight) for m in model.modules() if isinstance(m, Embedding)}
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, Linear) and id(m.weight) not in tied]
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, Linear) and id(m.weight) not in tied
+    ]
 
 
 def dequantized_reference(w, per_channel, symmetric, qmin=-128, qmax=127):
@@ -69,8 +73,9 @@ def dequantized_reference(w, per_channel, symmetric, qmin=-128, qmax=127):
 
 @pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("symmetric", [True, False])
-def test_weight_only_model_is_the_float_model_on_dequantized_weights(gpt, ids, per_channel,
-                                                                     symmetric):
+def test_weight_only_model_is_the_float_model_on_dequantized_weights(
+    gpt, ids, per_channel, symmetric
+):
     model_q = quantize_model(gpt, "weight_only", per_channel=per_channel, symmetric=symmetric)
     ref = copy.deepcopy(gpt)
     for _, lin in untied_linears(ref):
@@ -90,8 +95,9 @@ def test_every_layer_computes_quantized_linear_math(gpt, mode, rng):
     for name, qm in swapped.items():
         lin = originals[name]
         x = rng.standard_normal((3, 5, lin.in_features)).astype(np.float32) * 2
-        want = QuantizedLinear.from_float(lin.weight.data, lin.bias.data, mode=mode,
-                                          threshold=1.5)(x)
+        want = QuantizedLinear.from_float(lin.weight.data, lin.bias.data, mode=mode, threshold=1.5)(
+            x
+        )
         with no_grad():
             got = qm(Tensor(x))
         np.testing.assert_array_equal(got.data, want)
@@ -106,9 +112,10 @@ def test_embeddings_layernorms_and_the_tied_head_stay_float(gpt):
     assert isinstance(model_q.transformer.h[0].ln_1, LayerNorm)
     assert isinstance(model_q.lm_head, Linear)
     assert model_q.lm_head.weight is model_q.transformer.wte.weight
-    np.testing.assert_array_equal(model_q.transformer.wte.weight.data,
-                                  gpt.transformer.wte.weight.data)
-    assert isinstance(gpt.transformer.h[0].mlp.c_fc, Linear)        # the original is untouched
+    np.testing.assert_array_equal(
+        model_q.transformer.wte.weight.data, gpt.transformer.wte.weight.data
+    )
+    assert isinstance(gpt.transformer.h[0].mlp.c_fc, Linear)  # the original is untouched
     with_head = quantize_model(gpt, "weight_only", include_tied=True)
     assert isinstance(with_head.lm_head, QuantizedLinearModule)
     assert isinstance(with_head.transformer.wte, Embedding)
@@ -122,14 +129,16 @@ def test_model_bytes(gpt):
     want = 4 * n
     for _, lin in untied_linears(gpt):
         out, inp = lin.weight.shape
-        want += (out * inp * 1 + out * 4) - out * inp * 4   # int8 weights + fp32 scales
+        want += (out * inp * 1 + out * 4) - out * inp * 4  # int8 weights + fp32 scales
     assert model_nbytes(quantize_model(gpt, "weight_only", per_channel=True)) == want
     want_affine_tensor = want
     for _, lin in untied_linears(gpt):
         out = lin.weight.shape[0]
-        want_affine_tensor += (4 + 4) - out * 4             # one scale + one int32 zero point
-    assert model_nbytes(quantize_model(gpt, "weight_only", per_channel=False,
-                                       symmetric=False)) == want_affine_tensor
+        want_affine_tensor += (4 + 4) - out * 4  # one scale + one int32 zero point
+    assert (
+        model_nbytes(quantize_model(gpt, "weight_only", per_channel=False, symmetric=False))
+        == want_affine_tensor
+    )
 
 
 def test_quantized_model_is_inference_only(gpt, ids):
@@ -178,8 +187,9 @@ def test_qat_weight_gradients_are_the_straight_through_estimator(gpt, ids, qmin,
     assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-6)
     qat_linears = {n: m for n, m in qat.named_modules() if isinstance(m, QATLinear)}
     for name, lin in untied_linears(ref):
-        np.testing.assert_allclose(qat_linears[name].weight.grad, lin.weight.grad * masks[name],
-                                   rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(
+            qat_linears[name].weight.grad, lin.weight.grad * masks[name], rtol=1e-4, atol=1e-7
+        )
         assert np.abs(lin.weight.grad).max() > 0
 
 
@@ -203,7 +213,7 @@ def test_convert_qat_computes_what_the_fake_quantized_model_computed(gpt, ids):
     qat = prepare_qat(gpt, quant_min=-8, quant_max=7)
     opt = AdamW(qat.parameters(), lr=1e-2)
     losses = []
-    for _ in range(3):                                 # a little QAT: weights and scales move
+    for _ in range(3):  # a little QAT: weights and scales move
         _, loss = qat(ids, ids)
         opt.zero_grad()
         loss.backward()
@@ -212,7 +222,7 @@ def test_convert_qat_computes_what_the_fake_quantized_model_computed(gpt, ids):
     assert losses[-1] < losses[0]
     assert [n for n, _ in qat.named_parameters()] == [n for n, _ in gpt.named_parameters()]
     with no_grad():
-        fake, _ = qat(ids)                              # observes once more, then converted:
+        fake, _ = qat(ids)  # observes once more, then converted:
         converted = convert_qat(qat)
         real, _ = converted(ids)
     assert all(not isinstance(m, QATLinear) for m in converted.modules())
@@ -228,16 +238,51 @@ def test_quantize_example_end_to_end(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "quantize.json"
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, str(root / "examples" / "quantize.py"), "--steps", "4", "--n-layer",
-         "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "4",
-         "--vocab-size", "300", "--data-bytes", "100000", "--eval-interval", "4",
-         "--eval-iters", "1", "--eval-batches", "1", "--qat-steps", "2",
-         "--cache-dir", str(tmp_path / "cache"), "--save", str(tmp_path / "base.ckpt.npz"),
-         "--report", str(out)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(root / "examples" / "quantize.py"),
+            "--steps",
+            "4",
+            "--n-layer",
+            "1",
+            "--n-head",
+            "2",
+            "--n-embd",
+            "32",
+            "--block-size",
+            "16",
+            "--batch-size",
+            "4",
+            "--vocab-size",
+            "300",
+            "--data-bytes",
+            "100000",
+            "--eval-interval",
+            "4",
+            "--eval-iters",
+            "1",
+            "--eval-batches",
+            "1",
+            "--qat-steps",
+            "2",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--save",
+            str(tmp_path / "base.ckpt.npz"),
+            "--report",
+            str(out),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rep = json.loads(out.read_text())
     rows = {r["format"]: r for r in rep["table"]}
@@ -255,9 +300,11 @@ def test_quantize_example_end_to_end(tmp_path):
     n = rep["params"] - c["block_size"] * c["n_embd"]
     assert q["flops_per_token"] == 6 * n + 12 * c["n_layer"] * c["n_embd"] * c["block_size"]
     assert q["peak_flops"] > 0 and q["tokens_per_second"] > 0
-    assert q["mfu"] == pytest.approx(q["tokens_per_second"] * q["flops_per_token"]
-                                     / q["peak_flops"])
-    assert q["control_mfu"] == pytest.approx(q["control_tokens_per_second"]
-                                             * q["flops_per_token"] / q["peak_flops"])
+    assert q["mfu"] == pytest.approx(
+        q["tokens_per_second"] * q["flops_per_token"] / q["peak_flops"]
+    )
+    assert q["control_mfu"] == pytest.approx(
+        q["control_tokens_per_second"] * q["flops_per_token"] / q["peak_flops"]
+    )
     assert proc.stdout.count("[QAT] step") == proc.stdout.count("[control] step") == 2
     assert all("MFU" in line for line in proc.stdout.splitlines() if "] step" in line)

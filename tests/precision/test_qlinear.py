@@ -3,6 +3,7 @@
 Truth: a float64 x Wᵀ + b, the error bound that follows from |W − Ŵ| ≤ s/2, and measured
 accuracy ratios stated as inequalities with margin (the measured values are in the comments).
 """
+
 import numpy as np
 import pytest
 
@@ -39,8 +40,9 @@ def _linear_problem(seed, m=32, k=128, n=64, outlier_cols=0, outlier_gain=30.0):
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_weight_only_is_float_matmul_with_dequantized_weight(per_channel, symmetric):
     x, w, b, exact = _linear_problem(0)
-    ql = QuantizedLinear.from_float(w, b, mode="weight_only", per_channel=per_channel,
-                                    symmetric=symmetric)
+    ql = QuantizedLinear.from_float(
+        w, b, mode="weight_only", per_channel=per_channel, symmetric=symmetric
+    )
     y = ql(x)
     w_hat = ql.dequantized_weight().astype(np.float64)
     np.testing.assert_allclose(y, x.astype(np.float64) @ w_hat.T + b, rtol=1e-5, atol=1e-5)
@@ -72,7 +74,7 @@ def test_dynamic_mode_is_int8_product_of_quantized_activations():
     expected = x_hat @ ql.dequantized_weight().astype(np.float64).T + b
     np.testing.assert_allclose(ql(x), expected, rtol=1e-5, atol=1e-4)
     # Quantizing the activations too costs accuracy, but it is still an approximation.
-    assert _rms(ql(x), exact) < 0.05 * np.sqrt(np.mean(exact ** 2))
+    assert _rms(ql(x), exact) < 0.05 * np.sqrt(np.mean(exact**2))
 
 
 def test_vectorwise_quantize_rows():

@@ -4,6 +4,7 @@ Truth: hand-computed scale/zero points from the formulas in PyTorch's observers,
 bound, exact integer arithmetic (float64 holds every int32 sum exactly), and — when
 installed — torch.ao.quantization's observers and torch.quantize_per_tensor/_per_channel.
 """
+
 import warnings
 
 import numpy as np
@@ -73,13 +74,19 @@ def test_quantize_rounds_half_to_even_and_clamps():
     assert quantize(x, s, 0, quant_min=0, quant_max=255).dtype == np.uint8
 
 
-scheme = st.sampled_from(["per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
-                          "per_channel_symmetric"])
+scheme = st.sampled_from(
+    ["per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric"]
+)
 
 
-@given(x=hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
-                    elements=st.floats(-1e4, 1e4, width=32)),
-       qscheme=scheme)
+@given(
+    x=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
+        elements=st.floats(-1e4, 1e4, width=32),
+    ),
+    qscheme=scheme,
+)
 def test_quantize_error_at_most_half_a_step_and_zero_exact(x, qscheme):
     obs = MinMaxObserver(qscheme=qscheme, ch_axis=0)
     obs(x)
@@ -98,8 +105,9 @@ def test_quantize_error_at_most_half_a_step_and_zero_exact(x, qscheme):
     assert np.all(err <= np.broadcast_to(bound, x.shape))
     # Zero is exactly representable: 0 → z → 0.
     zeros = np.zeros_like(x)
-    np.testing.assert_array_equal(dequantize(quantize(zeros, s, z, axis=obs.axis), s, z,
-                                             axis=obs.axis), zeros)
+    np.testing.assert_array_equal(
+        dequantize(quantize(zeros, s, z, axis=obs.axis), s, z, axis=obs.axis), zeros
+    )
 
 
 def test_quantize_bad_input_names_the_problem():
@@ -130,9 +138,9 @@ def test_minmax_observer_running_range():
 
 def test_moving_average_observer_hand_sequence():
     obs = MovingAverageMinMaxObserver()  # averaging_constant = 0.01
-    obs(np.float32([-1, 2]))             # first batch: its own range
+    obs(np.float32([-1, 2]))  # first batch: its own range
     assert (obs.min_val, obs.max_val) == (-1.0, 2.0)
-    obs(np.float32([-3, 4]))             # -1 + 0.01·(-3 + 1), 2 + 0.01·(4 − 2)
+    obs(np.float32([-3, 4]))  # -1 + 0.01·(-3 + 1), 2 + 0.01·(4 − 2)
     assert obs.min_val == pytest.approx(-1.02) and obs.max_val == pytest.approx(2.02)
     per_ch = MovingAverageMinMaxObserver(averaging_constant=0.5, qscheme="per_channel_affine")
     per_ch(np.float32([[0, 1], [-2, 2]]))
@@ -208,8 +216,11 @@ def int8_operands(draw):
     x = draw(hnp.arrays(dt, (m, k)))
     w = draw(hnp.arrays(np.int8, (n, k)))
     per_row = draw(st.booleans())
-    zx = draw(hnp.arrays(np.int32, (m,), elements=st.integers(lo, hi))) if per_row else \
-        draw(st.integers(lo, hi))
+    zx = (
+        draw(hnp.arrays(np.int32, (m,), elements=st.integers(lo, hi)))
+        if per_row
+        else draw(st.integers(lo, hi))
+    )
     zw = draw(hnp.arrays(np.int32, (n,), elements=st.integers(-128, 127)))
     return x, w, zx, zw
 
@@ -220,18 +231,26 @@ def test_int8_matmul_exact_and_kernels_agree(ops):
     acc = int8_matmul(x, w, zx, zw)
     assert acc.dtype == np.int32
     # Exact: every partial sum is an integer below 2^31, which float64 represents exactly.
-    exact = (x.astype(np.float64) - np.reshape(zx, (-1, 1))) @ (w.astype(np.float64) - zw[:, None]).T
+    exact = (x.astype(np.float64) - np.reshape(zx, (-1, 1))) @ (
+        w.astype(np.float64) - zw[:, None]
+    ).T
     np.testing.assert_array_equal(acc, exact)
     with kernels.use_backend("numpy"):
         np.testing.assert_array_equal(int8_matmul(x, w, zx, zw), acc)
     zx_rows = np.broadcast_to(np.asarray(zx, np.int32), (x.shape[0],)).copy()
-    np.testing.assert_array_equal(int8_matmul_numba(x, w, zx_rows, zw),
-                                  int8_matmul_reference(x, w, zx_rows, zw))
+    np.testing.assert_array_equal(
+        int8_matmul_numba(x, w, zx_rows, zw), int8_matmul_reference(x, w, zx_rows, zw)
+    )
 
 
 @settings(max_examples=15)
-@given(m=st.integers(1, 16), k=st.integers(1, 40), n=st.integers(1, 16),
-       per_channel=st.booleans(), seed=st.integers(0, 2 ** 16))
+@given(
+    m=st.integers(1, 16),
+    k=st.integers(1, 40),
+    n=st.integers(1, 16),
+    per_channel=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_quantized_matmul_equals_float_matmul_of_dequantized(m, k, n, per_channel, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((m, k)).astype(np.float32)
@@ -246,17 +265,22 @@ def test_quantized_matmul_equals_float_matmul_of_dequantized(m, k, n, per_channe
         axis = None
     xq, wq = quantize(x, sx, zx), quantize(w, sw, zw, axis=axis)
     y = quantized_matmul(xq, sx, zx, wq, sw, zw, bias=b)
-    expected = (dequantize(xq, sx, zx).astype(np.float64)
-                @ dequantize(wq, sw, zw, axis=axis).astype(np.float64).T + b)
+    expected = (
+        dequantize(xq, sx, zx).astype(np.float64)
+        @ dequantize(wq, sw, zw, axis=axis).astype(np.float64).T
+        + b
+    )
     # Equal up to the float32 rounding of the final scaling (a few ulps of the terms' size).
-    scale_of_terms = np.abs(dequantize(xq, sx, zx)).astype(np.float64) @ \
-        np.abs(dequantize(wq, sw, zw, axis=axis)).astype(np.float64).T + np.abs(b)
+    scale_of_terms = np.abs(dequantize(xq, sx, zx)).astype(np.float64) @ np.abs(
+        dequantize(wq, sw, zw, axis=axis)
+    ).astype(np.float64).T + np.abs(b)
     assert np.all(np.abs(y - expected) <= 8 * F32_EPS * scale_of_terms + 1e-30)
 
 
 def test_int8_kernel_runs_as_plain_python():
     # What NUMBA_DISABLE_JIT=1 runs: the kernel's Python source, loop by loop.
     from tinyllm.precision.int8_matmul import _int8_matmul_rows
+
     rng = np.random.default_rng(0)
     x = rng.integers(-128, 128, (3, 5), dtype=np.int8)
     w = rng.integers(-128, 128, (4, 5), dtype=np.int8)

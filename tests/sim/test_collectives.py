@@ -8,6 +8,7 @@ all-gather send (n−1)/n·S per rank, ring all-reduce 2(n−1)/n·S, a binomial
 reduce moves (n−1)·S in total over n−1 messages. Hypothesis draws the cases in this process;
 one mpirun runs them all.
 """
+
 import json
 import math
 
@@ -32,14 +33,16 @@ def movable(case):
     return case
 
 
-case_strategy = st.fixed_dictionaries({
-    "op": st.sampled_from(OPS),
-    "count": st.one_of(st.integers(0, 9), st.integers(10, 600), st.integers(2000, 30000)),
-    "dtype": st.sampled_from(["float32", "float64", "float16", "uint16"]),
-    "root": st.integers(0, 3),
-    "reduce": st.sampled_from(["sum", "avg"]),
-    "seed": st.integers(0, 2**31 - 1),
-}).map(movable)
+case_strategy = st.fixed_dictionaries(
+    {
+        "op": st.sampled_from(OPS),
+        "count": st.one_of(st.integers(0, 9), st.integers(10, 600), st.integers(2000, 30000)),
+        "dtype": st.sampled_from(["float32", "float64", "float16", "uint16"]),
+        "root": st.integers(0, 3),
+        "reduce": st.sampled_from(["sum", "avg"]),
+        "seed": st.integers(0, 2**31 - 1),
+    }
+).map(movable)
 
 
 def edge_cases(n):
@@ -47,12 +50,30 @@ def edge_cases(n):
     cases = []
     for i, op in enumerate(OPS):
         for count in (0, 1, n - 1, n + 1, 4 * n, 1000 * n):
-            cases.append({"op": op, "count": count, "dtype": "float32" if count % 2 else "float64",
-                          "root": count % 4, "reduce": "avg" if i % 2 else "sum", "seed": count})
+            cases.append(
+                {
+                    "op": op,
+                    "count": count,
+                    "dtype": "float32" if count % 2 else "float64",
+                    "root": count % 4,
+                    "reduce": "avg" if i % 2 else "sum",
+                    "seed": count,
+                }
+            )
     for dtype in ("float16", "uint16"):
         for op in OPS:
-            cases.append(movable({"op": op, "count": 3 * n + 1, "dtype": dtype, "root": 1,
-                                  "reduce": "sum", "seed": 7}))
+            cases.append(
+                movable(
+                    {
+                        "op": op,
+                        "count": 3 * n + 1,
+                        "dtype": dtype,
+                        "root": 1,
+                        "reduce": "sum",
+                        "seed": 7,
+                    }
+                )
+            )
     return cases
 
 
@@ -143,8 +164,11 @@ def test_binomial_tree_reaches_every_rank_once_in_log2_rounds(n):
 @pytest.mark.parametrize("n", [2, 4])
 # One drawn list of cases per world size; no shrinking (each try is an mpirun, and a failure
 # message already names the failing case).
-@settings(max_examples=1, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=1,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(drawn=st.lists(case_strategy, min_size=30, max_size=30))
 def test_collectives_match_mpi_and_textbook_volumes(tmp_path, n, drawn):
     cases = edge_cases(n) + drawn
@@ -177,7 +201,10 @@ def check_misc(misc, n, stderr):
         assert m["bcast"] == {"from": 0}
         assert m["after_reset"] == 0
     assert misc[0]["gathered"] == [{"rank": r} for r in range(n)]
-    assert "expected 32 bytes" in misc[1]["recv_size_error"] and "had 24 bytes" in misc[1]["recv_size_error"]
+    assert (
+        "expected 32 bytes" in misc[1]["recv_size_error"]
+        and "had 24 bytes" in misc[1]["recv_size_error"]
+    )
     assert {"send", "sendrecv"} <= set(misc[0]["p2p_ops"])
     # Verbose mode traced each message of the last all-reduce (8 float32 = 32 bytes).
     chunk = 32 // n
@@ -195,20 +222,37 @@ def test_world_size_one_without_mpirun(tmp_path):
     for case, row in zip(cases, only["cases"]):
         check_values(case, [row], 1)
         for backend in ("explicit", "mpi"):
-            assert row[backend]["traffic"] == {"bytes_sent": 0, "bytes_recv": 0,
-                                               "messages_sent": 0, "messages_recv": 0}
+            assert row[backend]["traffic"] == {
+                "bytes_sent": 0,
+                "bytes_recv": 0,
+                "messages_sent": 0,
+                "messages_recv": 0,
+            }
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("mode,expect", [
-    ("raise", ["uncaught exception on rank 1 of 2", "ValueError: deliberate failure on rank 1"]),
-    ("absent", ["uncaught exception on rank 0 of 2", "CollectiveTimeoutError",
-                "waited 3 s for the other ranks to enter all_reduce#1"]),
-])
+@pytest.mark.parametrize(
+    "mode,expect",
+    [
+        (
+            "raise",
+            ["uncaught exception on rank 1 of 2", "ValueError: deliberate failure on rank 1"],
+        ),
+        (
+            "absent",
+            [
+                "uncaught exception on rank 0 of 2",
+                "CollectiveTimeoutError",
+                "waited 3 s for the other ranks to enter all_reduce#1",
+            ],
+        ),
+    ],
+)
 def test_failure_on_one_rank_ends_the_job(mode, expect):
     timeout = 60
-    result = run_mpi("failure_worker.py", 2, [mode], timeout=timeout, check=False,
-                     env={"SIM_TIMEOUT": "3"})
+    result = run_mpi(
+        "failure_worker.py", 2, [mode], timeout=timeout, check=False, env={"SIM_TIMEOUT": "3"}
+    )
     assert result.returncode != 0, result.describe()
     assert result.seconds < timeout / 4, result.describe()  # ended by abort, not by our timeout
     for text in expect:

@@ -1,4 +1,5 @@
 """The cost model's arithmetic, against values computed by hand."""
+
 import math
 
 import numpy as np
@@ -13,10 +14,17 @@ us = 1e-6
 def ring_record(S, n, group=None, itemsize=4):
     """What one rank of a ring all-reduce of S bytes over n ranks sends: 2(n−1)/n·S."""
     sent = 2 * (n - 1) * S // n
-    return CommRecord("all_reduce", S // itemsize, itemsize, "explicit",
-                      tuple(range(n)) if group is None else group,
-                      bytes_sent=sent, bytes_recv=sent,
-                      messages_sent=2 * (n - 1), messages_recv=2 * (n - 1))
+    return CommRecord(
+        "all_reduce",
+        S // itemsize,
+        itemsize,
+        "explicit",
+        tuple(range(n)) if group is None else group,
+        bytes_sent=sent,
+        bytes_recv=sent,
+        messages_sent=2 * (n - 1),
+        messages_recv=2 * (n - 1),
+    )
 
 
 def test_link_is_latency_plus_bytes_over_bandwidth():
@@ -46,7 +54,8 @@ def test_ring_all_reduce_cost_on_nvlink_and_across_nodes():
     assert a100.comm_seconds(ring_record(S, n)) == pytest.approx(6 * 2 * us + 1.5e8 / 300e9)
     # Ranks 0 and 8 are in different nodes of 8 GPUs: the ring runs at InfiniBand speed.
     assert a100.comm_seconds(ring_record(S, 2, group=(0, 8))) == pytest.approx(
-        2 * 5 * us + 1e8 / 25e9)
+        2 * 5 * us + 1e8 / 25e9
+    )
     pcie = get_profile("A100-80GB-PCIe")
     assert pcie.comm_seconds(ring_record(S, n)) == pytest.approx(6 * 5 * us + 1.5e8 / 32e9)
     assert a100.transfer_seconds(32e9) == pytest.approx(1.0 + 10 * us)
@@ -54,8 +63,14 @@ def test_ring_all_reduce_cost_on_nvlink_and_across_nodes():
 
 def toy_profile():
     # 1 TFLOP/s, 1 µs + 1 GB/s links, 2 GB/s PCIe with 0 latency: easy numbers by hand.
-    return HardwareProfile("toy", 1 << 30, {"fp32": 1e12}, intra_node=Link(1 * us, 1e9),
-                           inter_node=Link(1 * us, 1e9), host=Link(0.0, 2e9))
+    return HardwareProfile(
+        "toy",
+        1 << 30,
+        {"fp32": 1e12},
+        intra_node=Link(1 * us, 1e9),
+        inter_node=Link(1 * us, 1e9),
+        host=Link(0.0, 2e9),
+    )
 
 
 def test_bucketed_all_reduce_overlaps_backward():
@@ -67,8 +82,17 @@ def test_bucketed_all_reduce_overlaps_backward():
     instead of 3 + 3.003 + 0.5 = 6.503 ms without overlap.
     """
     tl = Timeline(toy_profile())
-    rec = CommRecord("all_reduce", 0, 4, "explicit", (0, 1), bytes_sent=10**6, bytes_recv=10**6,
-                     messages_sent=1, messages_recv=1)
+    rec = CommRecord(
+        "all_reduce",
+        0,
+        4,
+        "explicit",
+        (0, 1),
+        bytes_sent=10**6,
+        bytes_recv=10**6,
+        messages_sent=1,
+        messages_recv=1,
+    )
     buckets = []
     for layer in range(3):
         tl.compute(1e9, f"backward layer {2 - layer}")
@@ -87,8 +111,17 @@ def test_bucketed_all_reduce_overlaps_backward():
 
 def test_compute_waits_for_a_prefetched_all_gather_and_copies_use_pcie():
     tl = Timeline(toy_profile())
-    rec = CommRecord("all_gather", 0, 4, "explicit", (0, 1), bytes_sent=2 * 10**6,
-                     bytes_recv=2 * 10**6, messages_sent=1, messages_recv=1)
+    rec = CommRecord(
+        "all_gather",
+        0,
+        4,
+        "explicit",
+        (0, 1),
+        bytes_sent=2 * 10**6,
+        bytes_recv=2 * 10**6,
+        messages_sent=1,
+        messages_recv=1,
+    )
     gather = tl.communicate(rec, "all_gather layer 0", after=[])  # 2.001 ms, from t = 0
     fwd = tl.compute(1e9, "forward layer 0", after=[gather])
     assert fwd.start == pytest.approx(2.001e-3) and fwd.end == pytest.approx(3.001e-3)

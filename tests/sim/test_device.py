@@ -1,5 +1,6 @@
 """The device-memory ledger: tagged charges, peaks, out-of-memory, and activations measured from
 the autograd graph on graphs whose saved bytes are counted by hand."""
+
 import numpy as np
 import pytest
 
@@ -26,8 +27,13 @@ def test_current_and_peak_per_tag_and_total():
     assert dev.total == 1400
     dev.free(a)
     g = dev.allocate((100,), np.float32, "gradients")  # 400 B
-    assert dev.current == {"parameters": 400, "gradients": 400, "optimizer_states": 0,
-                           "activations": 0, "buffers": 0}
+    assert dev.current == {
+        "parameters": 400,
+        "gradients": 400,
+        "optimizer_states": 0,
+        "activations": 0,
+        "buffers": 0,
+    }
     assert dev.peak["activations"] == 1000 and dev.peak["gradients"] == 400
     # The total's peak is the peak of the sum (1400), not the sum of the per-tag peaks (1800).
     assert dev.peak_total == 1400

@@ -10,6 +10,7 @@ the checkpoint protocol.
 * `Strategy` declares writes_checkpoint / shard_state / load_full_state / full_state_dict; a
   strategy that lacks one raises NotImplementedError naming its class and the method.
 """
+
 import pytest
 from mpi_helpers import run_mpi
 
@@ -55,23 +56,24 @@ def test_zero_class_rejects_unknown_choices():
         zero_class(4)
 
 
-@pytest.mark.parametrize("cls", [NaiveDDP, DDP, *ZERO_CLASSES.values()],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [NaiveDDP, DDP, *ZERO_CLASSES.values()], ids=lambda c: c.__name__)
 def test_every_data_parallel_strategy_implements_the_checkpoint_protocol(cls):
     for method in PROTOCOL:
         assert getattr(cls, method) is not getattr(Strategy, method), (cls.__name__, method)
-        assert getattr(Strategy, method).__doc__, method     # the protocol says what it returns
+        assert getattr(Strategy, method).__doc__, method  # the protocol says what it returns
 
 
 @pytest.mark.mpi
 def test_options_and_protocol_errors_under_mpirun():
     res = run_mpi("options_worker.py", 2, timeout=120).results()
     opts = res["options"]
-    for name, option, stage in (("ZeRO1(prefetch=True)", "prefetch", 1),
-                                ("ZeRO1(reshard_after_forward=False)", "reshard_after_forward", 1),
-                                ("ZeRO2(prefetch=True)", "prefetch", 2),
-                                ("ZeRO2(reshard_after_forward=True)", "reshard_after_forward", 2),
-                                ("ZeRO1Offload(prefetch=True)", "prefetch", 1)):
+    for name, option, stage in (
+        ("ZeRO1(prefetch=True)", "prefetch", 1),
+        ("ZeRO1(reshard_after_forward=False)", "reshard_after_forward", 1),
+        ("ZeRO2(prefetch=True)", "prefetch", 2),
+        ("ZeRO2(reshard_after_forward=True)", "reshard_after_forward", 2),
+        ("ZeRO1Offload(prefetch=True)", "prefetch", 1),
+    ):
         err = opts[name]
         assert err is not None and err["type"] == "TypeError", (name, err)
         assert f"'{option}'" in err["message"] and "ZeRO-3" in err["message"], err
@@ -79,8 +81,11 @@ def test_options_and_protocol_errors_under_mpirun():
     off = opts["ZeRO2(offload='optimizer')"]
     assert off["type"] == "TypeError" and "sim/offload.py" in off["message"], off
     assert "ZeRO2Offload" in off["message"], off
-    for name in ("ZeRO3(prefetch=True, reshard_after_forward=False)",
-                 "ZeRO3Offload(prefetch=True)", "ZeRO3OffloadParams(sharding_factor=1)"):
+    for name in (
+        "ZeRO3(prefetch=True, reshard_after_forward=False)",
+        "ZeRO3Offload(prefetch=True)",
+        "ZeRO3OffloadParams(sharding_factor=1)",
+    ):
         assert opts[name] is None, (name, opts[name])
     bad_f = opts["ZeRO1(sharding_factor=3)"]
     assert bad_f["type"] == "ValueError" and "must divide the world size 2" in bad_f["message"]

@@ -1,4 +1,5 @@
 """sim.init(): threads limited to cores // local ranks, kernels warmed up by local rank 0 first."""
+
 import os
 
 import pytest
@@ -13,14 +14,18 @@ def test_threads_and_warmup_order_under_mpirun():
     ranks = run_mpi("launch_worker.py", n, timeout=60).results()
     expected = str(max(1, available_cores() // n))
     # MPICH yields the CPU while waiting only when ranks outnumber cores (user's value kept).
-    yield_flag = os.environ.get("MPIR_CVAR_ENABLE_HEAVY_YIELD",
-                                "1" if n > available_cores() else None)
+    yield_flag = os.environ.get(
+        "MPIR_CVAR_ENABLE_HEAVY_YIELD", "1" if n > available_cores() else None
+    )
     for r in ranks:
         assert r["local_size"] == n
         assert r["numba_threads"] == int(expected)
-        assert r["env"] == {"OMP_NUM_THREADS": expected, "OPENBLAS_NUM_THREADS": expected,
-                            "NUMBA_NUM_THREADS": expected,
-                            "MPIR_CVAR_ENABLE_HEAVY_YIELD": yield_flag}
+        assert r["env"] == {
+            "OMP_NUM_THREADS": expected,
+            "OPENBLAS_NUM_THREADS": expected,
+            "NUMBA_NUM_THREADS": expected,
+            "MPIR_CVAR_ENABLE_HEAVY_YIELD": yield_flag,
+        }
         assert len(r["warmups"]) == 1  # once, even though init() was called twice
     first = ranks[0]["warmups"][0]
     for r in ranks[1:]:

@@ -10,6 +10,7 @@ The truth, stated independently of the code under test:
 * bytes per axis from the textbook volumes (ring all-reduce 2(n−1)/n·S per rank, one message
   per micro-batch and stage boundary), parameters per rank counted from the architecture.
 """
+
 import json
 
 import pytest
@@ -35,7 +36,7 @@ def test_grid_coordinates_and_groups_partition_the_ranks(dims):
         groups = g.groups(axis)
         assert sorted(r for grp in groups for r in grp) == list(range(g.size))
         assert all(len(grp) == getattr(g, axis) for grp in groups)
-        for grp in groups:   # ranks of a group differ only along the axis, in its order
+        for grp in groups:  # ranks of a group differ only along the axis, in its order
             coords = [g.coords(r) for r in grp]
             assert [getattr(c, axis) for c in coords] == list(range(getattr(g, axis)))
             others = {tuple(getattr(c, a) for a in ("dp", "pp", "tp") if a != axis) for c in coords}
@@ -51,10 +52,11 @@ def test_grid_errors():
 
 # ---- 2 × 2 × 2 under mpirun -n 8 ----------------------------------------------------------
 
+
 def params_per_rank(c, tp, pp, stage):
     e, v = c["n_embd"], c["vocab_size"]
-    split = 12 * e * e + 7 * e              # c_attn, c_proj, c_fc, c_proj weights + column biases
-    whole = 6 * e                           # ln_1, ln_2 (weights, biases), the two row biases
+    split = 12 * e * e + 7 * e  # c_attn, c_proj, c_fc, c_proj weights + column biases
+    whole = 6 * e  # ln_1, ln_2 (weights, biases), the two row biases
     n = c["n_layer"] // pp * (split // tp + whole)
     if stage == 0:
         n += v * e + c["block_size"] * e
@@ -69,10 +71,13 @@ def grid_run():
 
 
 def test_topology_groups_on_8_ranks(grid_run):
-    expected = {"tp": [[0, 1], [2, 3], [4, 5], [6, 7]], "dp": [[0, 2], [1, 3], [4, 6], [5, 7]],
-                "pp": [[0, 4], [1, 5], [2, 6], [3, 7]],
-                "embedding": [[0, 4], [1, 5], [2, 6], [3, 7]],
-                "model_parallel": [[0, 1, 4, 5], [2, 3, 6, 7]]}
+    expected = {
+        "tp": [[0, 1], [2, 3], [4, 5], [6, 7]],
+        "dp": [[0, 2], [1, 3], [4, 6], [5, 7]],
+        "pp": [[0, 4], [1, 5], [2, 6], [3, 7]],
+        "embedding": [[0, 4], [1, 5], [2, 6], [3, 7]],
+        "model_parallel": [[0, 1, 4, 5], [2, 3, 6, 7]],
+    }
     for r in grid_run:
         rank = r["rank"]
         dp, pp, tp = r["coord"]
@@ -96,7 +101,7 @@ def test_3d_bytes_per_axis_and_memory(grid_run):
         stage = r["coord"][1]
         q, m = r["itemsize"], r["micro_batches"]
         b = r["batch"] // dp // m
-        act = q * b * r["block_size"] * r["n_embd"]             # one (b, T, E) tensor in bytes
+        act = q * b * r["block_size"] * r["n_embd"]  # one (b, T, E) tensor in bytes
         layers = r["n_layer"] // pp
         psi = params_per_rank(r, tp, pp, stage)
         for run, per_block in (("1f1b", 4), ("gpipe_ckpt", 6)):
@@ -114,6 +119,7 @@ def test_3d_bytes_per_axis_and_memory(grid_run):
 
 # ---- the example, end to end -------------------------------------------------------------
 
+
 def test_train_3d_example_matches_one_process(tmp_path):
     from pathlib import Path
 
@@ -121,14 +127,38 @@ def test_train_3d_example_matches_one_process(tmp_path):
     data = tmp_path / "corpus.txt"
     data.write_text(text)
     script = Path(__file__).resolve().parents[2] / "examples" / "train_3d.py"
-    common = ["--steps", 3, "--batch-size", 4, "--block-size", 16, "--n-layer", 2,
-              "--n-head", 2, "--n-embd", 16, "--vocab-size", 300, "--data", data,
-              "--cache-dir", tmp_path / "cache", "--eval-interval", 2, "--eval-iters", 1,
-              "--float64", "--sample-tokens", 8]
+    common = [
+        "--steps",
+        3,
+        "--batch-size",
+        4,
+        "--block-size",
+        16,
+        "--n-layer",
+        2,
+        "--n-head",
+        2,
+        "--n-embd",
+        16,
+        "--vocab-size",
+        300,
+        "--data",
+        data,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--eval-interval",
+        2,
+        "--eval-iters",
+        1,
+        "--float64",
+        "--sample-tokens",
+        8,
+    ]
     reports, stdout = {}, {}
-    for name, n, grid in (("one", None, []),
-                          ("grid", 4, ["--tp", 2, "--pp", 2, "--schedule", "gpipe",
-                                       "--checkpoint-activations"])):
+    for name, n, grid in (
+        ("one", None, []),
+        ("grid", 4, ["--tp", 2, "--pp", 2, "--schedule", "gpipe", "--checkpoint-activations"]),
+    ):
         path = tmp_path / f"{name}.json"
         stdout[name] = run_mpi(script, n, common + grid + ["--report", path], timeout=120).stdout
         reports[name] = json.loads(path.read_text())
@@ -156,9 +186,16 @@ def test_train_3d_example_matches_one_process(tmp_path):
         n = rep["params"] - c["block_size"] * c["n_embd"]
         assert rep["flops_per_token"] == 6 * n + 12 * c["n_layer"] * c["n_embd"] * 16
         assert sim_["peak_flops"] == pytest.approx(9.7e12)
-        assert sim_["mfu"] == pytest.approx(4 * 16 * rep["flops_per_token"] / rep["world_size"]
-                                            / sim_["step_seconds"] / sim_["peak_flops"])
-        assert sim_["mfu"] == pytest.approx(sim_["tokens_per_second_per_rank"]
-                                            * rep["flops_per_token"] / sim_["peak_flops"])
+        assert sim_["mfu"] == pytest.approx(
+            4
+            * 16
+            * rep["flops_per_token"]
+            / rep["world_size"]
+            / sim_["step_seconds"]
+            / sim_["peak_flops"]
+        )
+        assert sim_["mfu"] == pytest.approx(
+            sim_["tokens_per_second_per_rank"] * rep["flops_per_token"] / sim_["peak_flops"]
+        )
         assert "MFU per rank = model FLOPs of the step / world / step time / peak" in stdout[name]
-        assert stdout[name].count("per rank) |") == 2   # progress lines: steps 0 and 2
+        assert stdout[name].count("per rank) |") == 2  # progress lines: steps 0 and 2

@@ -13,6 +13,7 @@ The truth, stated independently of the code under test:
   assumption) within 0.01 of (p − 1)/(m + p − 1) for nearly equal stages; peak activation
   memory per stage ∝ m for GPipe and ∝ min(p − s, m) for 1F1B.
 """
+
 import pytest
 from mpi_helpers import run_mpi
 
@@ -57,8 +58,11 @@ def simulate(name, p, m, t_f=1.0, t_b=2.0):
         for s in range(p):
             while lists[s]:
                 kind, i = lists[s][0]
-                dep = (("F", s - 1, i) if s > 0 else None) if kind == "F" else \
-                      (("B", s + 1, i) if s < p - 1 else ("F", s, i))
+                dep = (
+                    (("F", s - 1, i) if s > 0 else None)
+                    if kind == "F"
+                    else (("B", s + 1, i) if s < p - 1 else ("F", s, i))
+                )
                 if dep is not None and dep not in done:
                     break
                 start = max(clock[s], done.get(dep, 0.0))
@@ -90,6 +94,7 @@ def test_stage_layers():
 
 
 # ---- under mpirun -----------------------------------------------------------------------------
+
 
 def stage_params(c, p, s):
     """Parameters of stage s: its blocks (12E² + 13E each), embeddings first, ln_f and the
@@ -124,7 +129,7 @@ def test_pipeline_bytes_and_memory(pp_run):
     p, ranks = pp_run
     for s, r in enumerate(ranks):
         m, b = r["micro_batches"], r["batch"] // r["micro_batches"]
-        message = b * r["block_size"] * r["n_embd"] * r["itemsize"]       # one (b, T, E)
+        message = b * r["block_size"] * r["n_embd"] * r["itemsize"]  # one (b, T, E)
         for schedule in ("gpipe", "1f1b"):
             axes = r[schedule]["bytes_by_axis"]
             assert axes["pp"] == m * message * ((s < p - 1) + (s > 0))
@@ -143,7 +148,7 @@ def test_bubble_and_activation_peaks(pp_run):
         rows = {(row["schedule"], row["m"]): row for row in r["bubbles"]}
         for (schedule, m), row in rows.items():
             assert abs(row["free_links"] - bubble_fraction(p, m)) < 0.01, (s, row)
-            assert row["real_links"] >= row["free_links"]   # messages can only add waiting
-            one = rows[(schedule, 1)]["activation_peak"]    # one micro-batch's activations
+            assert row["real_links"] >= row["free_links"]  # messages can only add waiting
+            one = rows[(schedule, 1)]["activation_peak"]  # one micro-batch's activations
             held = m if schedule == "gpipe" else min(p - s, m)
             assert row["activation_peak"] == pytest.approx(held * one, rel=0.01), (s, row)

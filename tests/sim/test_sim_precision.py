@@ -8,6 +8,7 @@ Losses are compared with one process running tinyllm.precision.MixedPrecisionOpt
 whole batch: they agree to bf16/fp16 resolution (gradients are averaged in half precision
 across ranks, one rounding more than one process does).
 """
+
 import pytest
 from mpi_helpers import run_mpi
 
@@ -33,7 +34,13 @@ def test_mixed_precision_strategies_match_one_process_and_k12_memory():
             assert r["losses"] == pytest.approx(ref, rel=1e-2), (fmt, name, r["losses"], ref)
             m = r["memory"]
             for tag, value in (("parameters", p), ("gradients", g), ("optimizer_states", o)):
-                assert m[tag] == pytest.approx(value, rel=0.05, abs=0), (fmt, name, tag, m[tag], value)
+                assert m[tag] == pytest.approx(value, rel=0.05, abs=0), (
+                    fmt,
+                    name,
+                    tag,
+                    m[tag],
+                    value,
+                )
             assert m["host"] == pytest.approx(host, rel=0.05, abs=0), (fmt, name, m["host"], host)
             # half-precision gradients travel in 2 bytes: 2·Ψ(N−1)/N per reduction
             elements = 3 if name.startswith("zero3") else 2

@@ -18,6 +18,7 @@ The truth is stated independently of the strategies:
   the communication), none while no_sync() accumulates; the naive version communicates only
   after backward, so all of its communication is exposed.
 """
+
 import pytest
 from mpi_helpers import run_mpi
 
@@ -62,13 +63,13 @@ def offload_host(name, psi, n, itemsize, accum):
     """(host bytes, host↔device bytes per step) of ZeRO-Offload's data flow; (0, 0) without."""
     if "offload" not in name:
         return 0, 0
-    shard = itemsize * psi / sharding_factor(name, n)     # one element per parameter, 1/F
+    shard = itemsize * psi / sharding_factor(name, n)  # one element per parameter, 1/F
     stage = int(name[4])
-    host = 4 * shard                                      # fp32 params + m + v + gradients
-    if "offload-params" in name:                          # up before 2 gathers, grads down
+    host = 4 * shard  # fp32 params + m + v + gradients
+    if "offload-params" in name:  # up before 2 gathers, grads down
         return host, 3 * accum * shard
-    reductions = accum if stage >= 2 else 1               # stage 1 copies the summed shard once
-    return host, reductions * shard + shard               # gradients down, parameters up
+    reductions = accum if stage >= 2 else 1  # stage 1 copies the summed shard once
+    return host, reductions * shard + shard  # gradients down, parameters up
 
 
 def check_ddp_buckets(key, run, param_names):
@@ -81,13 +82,14 @@ def check_ddp_buckets(key, run, param_names):
         assert run["exposed_comm_seconds"] == pytest.approx(run["comm_seconds"], rel=1e-9)
         return
     buckets = run["bucket_names"]
-    assert len(buckets) > 1, buckets      # the worker's tiny bucket cap makes several
+    assert len(buckets) > 1, buckets  # the worker's tiny bucket cap makes several
     assert [n for b in buckets for n in b] == param_names[::-1]
     # One all-reduce per bucket per step — none in a no_sync() micro-step. (Launched in the
     # order buckets fill, which is only roughly bucket order: a Linear's weight gradient is
     # finished before its bias's, so a bucket holding only a weight may complete first.)
-    assert sorted(e[1] for e in comms) == sorted(f"all-reduce bucket {i}"
-                                                  for i in range(len(buckets)))
+    assert sorted(e[1] for e in comms) == sorted(
+        f"all-reduce bucket {i}" for i in range(len(buckets))
+    )
     assert comms[0][2] < backward_end, (key, comms[0], backward_end)
     assert run["exposed_comm_seconds"] < run["comm_seconds"], key
 
@@ -99,7 +101,10 @@ def check_results(res, itemsize, rtol_loss, ptol, rtol_param):
         accum = int(accum)
         for got, want in zip(run["losses"], res["reference_losses"]):
             assert got == pytest.approx(want, rel=rtol_loss), (key, run["losses"])
-        assert run["max_param_diff"] <= ptol * max(1.0, run["max_param"]), (key, run["max_param_diff"])
+        assert run["max_param_diff"] <= ptol * max(1.0, run["max_param"]), (
+            key,
+            run["max_param_diff"],
+        )
         # the model as one vector, ‖θ − θ_ref‖ / ‖θ_ref‖: ~1e-5 relative in float32 (most of
         # it is the key bias, whose true gradient is zero: see the worker)
         assert run["rel_param_diff"] <= rtol_param, (key, run["rel_param_diff"])
@@ -122,13 +127,20 @@ def check_results(res, itemsize, rtol_loss, ptol, rtol_param):
         if n == 1:
             assert run["bytes_sent"] == 0
         else:
-            assert abs(run["bytes_sent"] - want_bytes) <= 0.05 * want_bytes, (key, run["bytes_sent"], want_bytes)
+            assert abs(run["bytes_sent"] - want_bytes) <= 0.05 * want_bytes, (
+                key,
+                run["bytes_sent"],
+                want_bytes,
+            )
         assert run["simulated_seconds"] >= run["compute_seconds"] > 0
         # offload: what the host holds, and what crosses PCIe (costed on the copy stream)
         host, transfers = offload_host(name, psi, n, itemsize, accum)
         assert abs(run["memory"]["host"] - host) <= 0.05 * host, (key, run["memory"]["host"], host)
         assert abs(run["host_transfer_bytes"] - transfers) <= 0.05 * transfers, (
-            key, run["host_transfer_bytes"], transfers)
+            key,
+            run["host_transfer_bytes"],
+            transfers,
+        )
         assert (run["copy_seconds"] > 0) == (transfers > 0), key
         if name in ("naive", "ddp") and n > 1:
             check_ddp_buckets(key, run, res["param_names"])
@@ -154,7 +166,9 @@ def test_all_strategies_float64_two_ranks():
 @pytest.mark.mpi
 def test_all_strategies_float32_four_ranks_with_hybrid_sharding():
     res = run_mpi("strategies_worker.py", 4, ["float32"], timeout=400).results()
-    assert {f"zero{s}-F{f}/accum{a}" for s in (1, 2, 3) for f in (1, 2) for a in (1, 2)} <= set(res["runs"])
+    assert {f"zero{s}-F{f}/accum{a}" for s in (1, 2, 3) for f in (1, 2) for a in (1, 2)} <= set(
+        res["runs"]
+    )
     assert {f"zero{s}-offload-F2/accum{a}" for s in (2, 3) for a in (1, 2)} <= set(res["runs"])
     check_results(res, 4, rtol_loss=1e-5, ptol=2e-4, rtol_param=3e-5)  # measured 2.1e-5
 

@@ -14,6 +14,7 @@ The truth, stated independently of the code under test:
 * memory: the parameters a rank holds, counted from the architecture (split matrices and their
   column biases / n, LayerNorms and row-parallel biases whole, embeddings whole).
 """
+
 import math
 
 import numpy as np
@@ -62,9 +63,9 @@ def test_mlp_split_sums_to_the_dense_mlp(n):
     total = 0
     for r in range(n):
         s = shard_state_dict(state, cfg.n_head, r, n)
-        y_r = gelu(x @ s[p + "c_fc.weight"].T + s[p + "c_fc.bias"])     # column-parallel
-        total = total + y_r @ s[p + "c_proj.weight"].T                    # row-parallel partial
-    total = total + s[p + "c_proj.bias"]                                  # bias once, after g
+        y_r = gelu(x @ s[p + "c_fc.weight"].T + s[p + "c_fc.bias"])  # column-parallel
+        total = total + y_r @ s[p + "c_proj.weight"].T  # row-parallel partial
+    total = total + s[p + "c_proj.bias"]  # bias once, after g
     np.testing.assert_allclose(total, dense, rtol=1e-12, atol=1e-12)
 
 
@@ -81,8 +82,10 @@ def causal_attention(q, k, v):
 def heads(qkv, n_head):
     b, t, three_e = qkv.shape
     e = three_e // 3
-    q, k, v = (qkv[..., i * e:(i + 1) * e].reshape(b, t, n_head, e // n_head).transpose(0, 2, 1, 3)
-               for i in range(3))
+    q, k, v = (
+        qkv[..., i * e : (i + 1) * e].reshape(b, t, n_head, e // n_head).transpose(0, 2, 1, 3)
+        for i in range(3)
+    )
     return q, k, v
 
 
@@ -96,8 +99,8 @@ def test_attention_split_by_heads_sums_to_dense_attention(n):
     total = 0
     for r in range(n):
         s = shard_state_dict(state, cfg.n_head, r, n)
-        qkv_r = x @ s[p + "c_attn.weight"].T + s[p + "c_attn.bias"]      # (B, T, 3E/n)
-        y_r = causal_attention(*heads(qkv_r, cfg.n_head // n))           # this rank's heads
+        qkv_r = x @ s[p + "c_attn.weight"].T + s[p + "c_attn.bias"]  # (B, T, 3E/n)
+        y_r = causal_attention(*heads(qkv_r, cfg.n_head // n))  # this rank's heads
         total = total + y_r @ s[p + "c_proj.weight"].T
     np.testing.assert_allclose(total, dense, rtol=1e-12, atol=1e-12)
 
@@ -120,13 +123,14 @@ def test_heads_must_divide():
 
 # ---- under mpirun -----------------------------------------------------------------------------
 
+
 def params_per_rank(c, n):
     """Parameters one tensor-parallel rank holds (GPT with biases, one pipeline stage)."""
     e = c["n_embd"]
     # c_attn weight and bias, attn c_proj weight, c_fc weight and bias, mlp c_proj weight
     split = 3 * e * e + 3 * e + e * e + 4 * e * e + 4 * e + 4 * e * e
-    whole = 4 * e + 2 * e                                               # ln_1, ln_2, 2 row biases
-    embeddings = c["vocab_size"] * e + c["block_size"] * e + 2 * e      # wte, wpe, ln_f
+    whole = 4 * e + 2 * e  # ln_1, ln_2, 2 row biases
+    embeddings = c["vocab_size"] * e + c["block_size"] * e + 2 * e  # wte, wpe, ln_f
     return c["n_layer"] * (split // n + whole) + embeddings
 
 
@@ -144,9 +148,9 @@ def test_tp_equals_one_process(tp_run):
             assert r[key]["logits_err"] < 1e-12
             assert r[key]["loss_err"] < 1e-12
             assert r[key]["grad_err"] < 1e-12
-        for key in ("dropout", "dropout_ckpt"):   # same masks as one process, heads split
+        for key in ("dropout", "dropout_ckpt"):  # same masks as one process, heads split
             d = r[key]
-            assert d["masks_used"], d                 # dropout really changed the output
+            assert d["masks_used"], d  # dropout really changed the output
             assert d["logits_err"] < 1e-12 and d["loss_err"] < 1e-12 and d["grad_err"] < 1e-12, d
         t64, t32 = r["train64"], r["train32"]
         assert t64["loss_rel_err"] < 1e-12 and t64["param_err"] < 1e-12, t64
@@ -170,8 +174,8 @@ def test_tp_bytes_per_layer(tp_run):
     n, ranks = tp_run
     c = ranks[0]
     layers = c["n_layer"]
-    activation = c["batch"] * c["block_size"] * c["n_embd"] * c["itemsize"]   # B·T·E bytes
-    ring = 2 * (n - 1) / n * activation                                         # one all-reduce
+    activation = c["batch"] * c["block_size"] * c["n_embd"] * c["itemsize"]  # B·T·E bytes
+    ring = 2 * (n - 1) / n * activation  # one all-reduce
     for r in ranks:
         plain, ckpt = r["plain"], r["ckpt"]
         assert plain["forward"]["all_reduces"] == 2 * layers
@@ -179,7 +183,7 @@ def test_tp_bytes_per_layer(tp_run):
         assert plain["forward"]["bytes"] / layers == 2 * ring
         assert plain["backward"]["bytes"] / layers == 2 * ring
         assert ckpt["forward"]["bytes"] / layers == 2 * ring
-        assert ckpt["backward"]["bytes"] / layers == 4 * ring     # recomputation: 2 more
+        assert ckpt["backward"]["bytes"] / layers == 4 * ring  # recomputation: 2 more
         assert r["train64"]["bytes_by_axis"]["tp"] == layers * 4 * ring
 
 
@@ -196,7 +200,7 @@ def test_tp_memory_per_rank(tp_run):
 def test_compare_rows_for_train_zero(tp_run):
     n, ranks = tp_run
     rows = ranks[0]["compare"]
-    assert all(r["compare"] == rows for r in ranks)          # every rank gets the same rows
+    assert all(r["compare"] == rows for r in ranks)  # every rank gets the same rows
     assert [r["strategy"] for r in rows] == [f"tp{n}", f"pp{n} 1f1b m={n}"]
     if n > ranks[0]["n_layer"]:
         assert "cannot fill" in rows[1]["skipped"]

@@ -16,6 +16,7 @@ counted, one FLOP per output element under "unregistered", and named in `fc.unre
 So `fc.gemm(...)` is the number to compare with 2·(2L²H + 12LH²) or PaLM's 6N + 12LHQT, and
 `fc.other(...)` shows how much arithmetic lives outside the matmuls (a few percent in a GPT).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -104,8 +105,11 @@ class FlopCounter(GraphObserver):
     def _sum(self, attr, phase=None, families=None) -> int:
         if phase is not None and phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES} or None, got {phase!r}")
-        return sum(getattr(t, attr) for (fam, ph), t in self.by_family.items()
-                   if (phase is None or ph == phase) and (families is None or fam in families))
+        return sum(
+            getattr(t, attr)
+            for (fam, ph), t in self.by_family.items()
+            if (phase is None or ph == phase) and (families is None or fam in families)
+        )
 
     def gemm(self, phase=None, families=None) -> int:
         """Exact matrix-product FLOPs (optionally one phase, or only some families)."""
@@ -125,16 +129,21 @@ class FlopCounter(GraphObserver):
         rows = [head, "-" * len(head)]
         for fam in families + ["total"]:
             sel = None if fam == "total" else {fam}
-            rows.append(f"{fam:<22}{self.gemm('forward', sel):>14,}{self.other('forward', sel):>12,}"
-                        f"{self.gemm('backward', sel):>14,}{self.other('backward', sel):>12,}")
+            rows.append(
+                f"{fam:<22}{self.gemm('forward', sel):>14,}{self.other('forward', sel):>12,}"
+                f"{self.gemm('backward', sel):>14,}{self.other('backward', sel):>12,}"
+            )
         if self.unregistered:
-            rows.append(f"unregistered ops (1 FLOP per output element): {sorted(self.unregistered)}")
+            rows.append(
+                f"unregistered ops (1 FLOP per output element): {sorted(self.unregistered)}"
+            )
         return "\n".join(rows)
 
 
 # --------------------------------------------------------------------------------------------
 # Counted vs formulas
 # --------------------------------------------------------------------------------------------
+
 
 def compare_with_formulas(fc: FlopCounter, config, batch_size: int, seq_len: int) -> list:
     """Rows (name, FLOPs, ratio to the counted training matmul FLOPs) for one training step.
@@ -164,13 +173,18 @@ def compare_with_formulas(fc: FlopCounter, config, batch_size: int, seq_len: int
         ("notes 2·(2T²H + 12TH²)/layer + lm_head, fwd", notes_fwd),
         ("notes forward × 3 (backward = 2 × forward)", 3 * notes_fwd),
         ("6N·tokens", 6 * n_matmul * tokens),
-        ("Kaplan 3·(2N + 2·n_layer·T·H), N = blocks",
-         kaplan_flops_per_token(n_blocks, n_layer, t, h) * tokens),
-        ("PaLM (6N + 12·L·H·Q·T)·tokens",
-         palm_flops_per_token(n_matmul, n_layer, config.n_head, h // config.n_head, t) * tokens),
+        (
+            "Kaplan 3·(2N + 2·n_layer·T·H), N = blocks",
+            kaplan_flops_per_token(n_blocks, n_layer, t, h) * tokens,
+        ),
+        (
+            "PaLM (6N + 12·L·H·Q·T)·tokens",
+            palm_flops_per_token(n_matmul, n_layer, config.n_head, h // config.n_head, t) * tokens,
+        ),
     ]
-    return [(name, int(value), value / counted if counted else float("nan"))
-            for name, value in rows]
+    return [
+        (name, int(value), value / counted if counted else float("nan")) for name, value in rows
+    ]
 
 
 def comparison_table(rows) -> str:

@@ -33,6 +33,7 @@ attention width d = n_head·head_dim):
 A petaflop/s-day is 10¹⁵ FLOP/s sustained for a day: 10¹⁵ × 86,400 = 8.64·10¹⁹ FLOPs. GPT-3 175B
 on 300B tokens: 6 · 175e9 · 300e9 = 3.15e23 FLOPs ≈ 3,650 PF-days.
 """
+
 from __future__ import annotations
 
 PETAFLOP_S_DAY = 1e15 * 86_400  # FLOPs in one petaflop/s-day
@@ -65,8 +66,9 @@ def pf_days(flops: float) -> float:
     return flops / PETAFLOP_S_DAY
 
 
-def kaplan_flops_per_token(n_params_non_embedding: float, n_layer: int, n_ctx: int,
-                           d_attn: int, training: bool = True) -> float:
+def kaplan_flops_per_token(
+    n_params_non_embedding: float, n_layer: int, n_ctx: int, d_attn: int, training: bool = True
+) -> float:
     """Kaplan et al. 2020: FLOPs per token, forward 2N + 2·n_layer·n_ctx·d_attn, training 3×.
 
     N is the non-embedding parameter count (Kaplan leaves embeddings and the de-embedding
@@ -76,8 +78,9 @@ def kaplan_flops_per_token(n_params_non_embedding: float, n_layer: int, n_ctx: i
     return 3.0 * forward if training else forward
 
 
-def palm_flops_per_token(n_params: float, n_layer: int, n_head: int, head_dim: int,
-                         seq_len: int) -> float:
+def palm_flops_per_token(
+    n_params: float, n_layer: int, n_head: int, head_dim: int, seq_len: int
+) -> float:
     """PaLM appendix B: model FLOPs per token of training, 6N + 12·L·H·Q·T.
 
     N: the parameters that multiply each token (nanoGPT passes its non-embedding count: all
@@ -98,5 +101,4 @@ def palm_flops_per_token_for(config, seq_len: int | None = None, n_params: float
         raise ValueError(f"n_embd={config.n_embd} is not divisible by n_head={config.n_head}")
     t = config.block_size if seq_len is None else seq_len
     n = gpt_param_formula(config).non_embedding if n_params is None else n_params
-    return palm_flops_per_token(n, config.n_layer, config.n_head,
-                                config.n_embd // config.n_head, t)
+    return palm_flops_per_token(n, config.n_layer, config.n_head, config.n_embd // config.n_head, t)

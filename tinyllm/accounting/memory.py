@@ -35,6 +35,7 @@ The course notes' rule of thumb for fp32 training — 4 bytes of weights + 20 ex
 parameter (4 gradients, 8 Adam, 8 activations and temporaries), ~24 GB for 1B parameters — is
 the DDP fp32 layout (16 bytes) plus a fixed 8-byte activation allowance: `notes_rule_of_thumb`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class Precision:
 
 
 MIXED_PRECISION_ADAM = Precision(param=2, grad=2, optim=12)  # fp16 p, g; fp32 master, m, v
-FP32_ADAM = Precision(param=4, grad=4, optim=8)              # fp32 p, g; fp32 m, v
+FP32_ADAM = Precision(param=4, grad=4, optim=8)  # fp32 p, g; fp32 m, v
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,12 @@ class ModelStateMemory:
         return self.parameters + self.gradients + self.optimizer_states
 
     def as_dict(self) -> dict:
-        return {"parameters": self.parameters, "gradients": self.gradients,
-                "optimizer_states": self.optimizer_states, "total": self.total}
+        return {
+            "parameters": self.parameters,
+            "gradients": self.gradients,
+            "optimizer_states": self.optimizer_states,
+            "total": self.total,
+        }
 
 
 def _check(psi, n_devices, stage):
@@ -80,12 +85,18 @@ def _check(psi, n_devices, stage):
     if int(n_devices) != n_devices or n_devices < 1:
         raise ValueError(f"data-parallel degree N must be a positive integer, got {n_devices!r}")
     if stage not in STAGE_NAMES:
-        raise ValueError(f"ZeRO stage must be one of {sorted(STAGE_NAMES)} (0 = DDP), got {stage!r}")
+        raise ValueError(
+            f"ZeRO stage must be one of {sorted(STAGE_NAMES)} (0 = DDP), got {stage!r}"
+        )
 
 
-def zero_memory(psi: float, n_devices: int, stage: int,
-                precision: Precision = MIXED_PRECISION_ADAM,
-                largest_layer: float = 0) -> ModelStateMemory:
+def zero_memory(
+    psi: float,
+    n_devices: int,
+    stage: int,
+    precision: Precision = MIXED_PRECISION_ADAM,
+    largest_layer: float = 0,
+) -> ModelStateMemory:
     """Model-state bytes per device for Ψ parameters on N data-parallel devices.
 
     Stage s partitions the optimizer states (s ≥ 1), the gradients (s ≥ 2), the parameters
@@ -101,8 +112,9 @@ def zero_memory(psi: float, n_devices: int, stage: int,
     return ModelStateMemory(params, grads, optim)
 
 
-def zero_communication_elements(psi: float, n_devices: int, stage: int,
-                                reshard_after_forward: bool = True) -> float:
+def zero_communication_elements(
+    psi: float, n_devices: int, stage: int, reshard_after_forward: bool = True
+) -> float:
     """Elements each device sends per training step (ring collectives), the paper's volumes."""
     _check(psi, n_devices, stage)
     passes = 3 if stage == 3 and reshard_after_forward else 2
@@ -118,28 +130,56 @@ def notes_rule_of_thumb(n_params: float, activation_bytes_per_param: float = 8) 
     """
     states = zero_memory(n_params, 1, 0, FP32_ADAM)
     activations = activation_bytes_per_param * n_params
-    return {"weights": states.parameters, "gradients": states.gradients,
-            "adam": states.optimizer_states, "activations": activations,
-            "total": states.total + activations}
+    return {
+        "weights": states.parameters,
+        "gradients": states.gradients,
+        "adam": states.optimizer_states,
+        "activations": activations,
+        "total": states.total + activations,
+    }
 
 
 # The ZeRO paper's Table 1 (Rajbhandari et al. 2019, arXiv:1910.02054): per-device memory of
 # model states in GB for mixed-precision Adam (K = 12), typed in as printed — strings keep the
 # printed precision. {Ψ: {N: (P_os, P_os+g, P_os+g+p)}}. Never computed here.
 ZERO_TABLE1 = {
-    7.5e9: {1: ("120", "120", "120"), 4: ("52.5", "41.3", "30"), 16: ("35.6", "21.6", "7.5"),
-            64: ("31.4", "16.6", "1.88"), 256: ("30.4", "15.4", "0.47"),
-            1024: ("30.1", "15.1", "0.12")},
-    128e9: {1: ("2048", "2048", "2048"), 4: ("896", "704", "512"), 16: ("608", "368", "128"),
-            64: ("536", "284", "32"), 256: ("518", "263", "8"), 1024: ("513", "257", "2")},
-    1e12: {1: ("16000", "16000", "16000"), 4: ("7000", "5500", "4000"),
-           16: ("4750", "2875", "1000"), 64: ("4187", "2218", "250"),
-           256: ("4046", "2054", "62.5"), 1024: ("4011", "2013", "15.6")},
+    7.5e9: {
+        1: ("120", "120", "120"),
+        4: ("52.5", "41.3", "30"),
+        16: ("35.6", "21.6", "7.5"),
+        64: ("31.4", "16.6", "1.88"),
+        256: ("30.4", "15.4", "0.47"),
+        1024: ("30.1", "15.1", "0.12"),
+    },
+    128e9: {
+        1: ("2048", "2048", "2048"),
+        4: ("896", "704", "512"),
+        16: ("608", "368", "128"),
+        64: ("536", "284", "32"),
+        256: ("518", "263", "8"),
+        1024: ("513", "257", "2"),
+    },
+    1e12: {
+        1: ("16000", "16000", "16000"),
+        4: ("7000", "5500", "4000"),
+        16: ("4750", "2875", "1000"),
+        64: ("4187", "2218", "250"),
+        256: ("4046", "2054", "62.5"),
+        1024: ("4011", "2013", "15.6"),
+    },
 }
 
 
-def zero_table(psis=tuple(ZERO_TABLE1), degrees=(1, 4, 16, 64, 256, 1024),
-               precision: Precision = MIXED_PRECISION_ADAM) -> dict:
+def zero_table(
+    psis=tuple(ZERO_TABLE1),
+    degrees=(1, 4, 16, 64, 256, 1024),
+    precision: Precision = MIXED_PRECISION_ADAM,
+) -> dict:
     """{Ψ: {N: (stage 1, stage 2, stage 3) GB per device}} from the formulas (Table 1's layout)."""
-    return {psi: {n: tuple(zero_memory(psi, n, s, precision).total / GB for s in (1, 2, 3))
-                  for n in degrees} for psi in psis}
+    return {
+        psi: {
+            n: tuple(zero_memory(psi, n, s, precision).total / GB for s in (1, 2, 3))
+            for n in degrees
+        }
+        for psi in psis
+    }

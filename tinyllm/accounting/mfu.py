@@ -18,13 +18,14 @@ MFU look worse.
 The same product can be run two ways, and the peak is the better of the two: one NumPy call,
 which OpenBLAS splits over its own threads and then waits for all of them, and the way
 tinyllm's linear layers run it (tinyllm.kernels.matmul: row blocks, each a single-threaded BLAS
-call, taken by help-first threads, tinyllm/runtime/threads.py). On a busy shared machine the first can
-be several times slower than the second — one descheduled BLAS thread stalls the whole call —
-and a peak measured only that way was below what training then achieved (MFU printed above
-100%). Even so, a peak is one moment's measurement: if the machine gets less busy later, a
-step can beat it, and an MFU above 100% says the peak was measured under more load, not that
-the model exceeded the hardware.
+call, taken by help-first threads, tinyllm/runtime/threads.py). On a busy shared machine the first
+can be several times slower than the second — one descheduled BLAS thread stalls the whole call —
+and a peak measured only that way was below what training then achieved (MFU printed above 100%).
+Even so, a peak is one moment's measurement: if the machine gets less busy later, a step can beat
+it, and an MFU above 100% says the peak was measured under more load, not that the model exceeded
+the hardware.
 """
+
 from __future__ import annotations
 
 import time
@@ -61,14 +62,17 @@ def measure_matmul_peak(dtype=np.float32, n: int = 1024, repeats: int = 5, seed:
     if not np.issubdtype(dtype, np.floating):
         raise TypeError(f"measure_matmul_peak: dtype must be floating point, got {dtype}")
     if n < 1 or repeats < 1:
-        raise ValueError(f"measure_matmul_peak: need n ≥ 1 and repeats ≥ 1, got n={n}, "
-                         f"repeats={repeats}")
+        raise ValueError(
+            f"measure_matmul_peak: need n ≥ 1 and repeats ≥ 1, got n={n}, repeats={repeats}"
+        )
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)
     out = np.empty((n, n), dtype=dtype)
-    ways = (lambda: np.matmul(a, b, out=out),   # one BLAS call on BLAS's threads
-            lambda: kernels.matmul(a, b))       # row blocks over help-first threads
+    ways = (
+        lambda: np.matmul(a, b, out=out),  # one BLAS call on BLAS's threads
+        lambda: kernels.matmul(a, b),
+    )  # row blocks over help-first threads
     best = float("inf")
     for run in ways:
         run()  # warm-up
@@ -76,4 +80,4 @@ def measure_matmul_peak(dtype=np.float32, n: int = 1024, repeats: int = 5, seed:
             t0 = time.perf_counter()
             run()
             best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / max(best, 1e-12)
+    return 2.0 * n**3 / max(best, 1e-12)

@@ -43,6 +43,7 @@ Two kinds of functions, meant to be printed side by side:
   names). Components: embeddings, attention, mlp, norms, heads, and "other" for any name no
   pattern knows (nothing of GPT, BERT or T5 falls there; the tests check it).
 """
+
 from __future__ import annotations
 
 import re
@@ -70,14 +71,14 @@ class ParamCount:
     norms: int = 0
     heads: int = 0
     other: int = 0
-    token_embeddings: int = 0      # wte / shared alone (part of `embeddings`)
-    position_embeddings: int = 0   # wpe alone (part of `embeddings`)
-    cross_attention: int = 0       # the decoder's cross-attention (part of `attention`)
-    lm_head: int = 0               # a separate vocabulary output weight (part of `heads`)
-    attention_weights: int = 0     # the 2-D matrices of `attention` (no biases)
-    mlp_weights: int = 0           # the 2-D matrices of `mlp` (no biases)
-    head_weights: int = 0          # the 2-D matrices of `heads`
-    tied: bool = False             # the vocabulary scores are a product with the token table
+    token_embeddings: int = 0  # wte / shared alone (part of `embeddings`)
+    position_embeddings: int = 0  # wpe alone (part of `embeddings`)
+    cross_attention: int = 0  # the decoder's cross-attention (part of `attention`)
+    lm_head: int = 0  # a separate vocabulary output weight (part of `heads`)
+    attention_weights: int = 0  # the 2-D matrices of `attention` (no biases)
+    mlp_weights: int = 0  # the 2-D matrices of `mlp` (no biases)
+    head_weights: int = 0  # the 2-D matrices of `heads`
+    tied: bool = False  # the vocabulary scores are a product with the token table
     names: dict = field(default_factory=dict, repr=False)  # component -> parameter names
 
     @property
@@ -103,8 +104,12 @@ class ParamCount:
         meets each of these once; in T5 a source token meets only the encoder's, and BERT's
         classification head runs once per sequence, so there "per token" is approximate.
         """
-        return (self.attention_weights + self.mlp_weights + self.head_weights
-                + (self.token_embeddings if self.tied else 0))
+        return (
+            self.attention_weights
+            + self.mlp_weights
+            + self.head_weights
+            + (self.token_embeddings if self.tied else 0)
+        )
 
     def __add__(self, other: "ParamCount") -> "ParamCount":
         sums = {f: getattr(self, f) + getattr(other, f) for f in _INT_FIELDS}
@@ -124,8 +129,9 @@ def _check_config(where: str, config, names) -> None:
             raise ValueError(f"{where}: config.{name} must be a positive integer, got {value!r}")
 
 
-def blocks_formula(n_blocks: int, n_embd: int, bias: bool = True,
-                   cross_attention: bool = False) -> ParamCount:
+def blocks_formula(
+    n_blocks: int, n_embd: int, bias: bool = True, cross_attention: bool = False
+) -> ParamCount:
     """`n_blocks` pre-LN transformer blocks of width H = n_embd, by formula.
 
     Self-attention 4H² (+4H biases), MLP 8H² (+4H + H biases), two LayerNorms (weight, and
@@ -136,7 +142,7 @@ def blocks_formula(n_blocks: int, n_embd: int, bias: bool = True,
     n_attn = 2 if cross_attention else 1
     attn_w, attn_b = 4 * h * h, (4 * h if bias else 0)
     mlp_w, mlp_b = 8 * h * h, (5 * h if bias else 0)
-    ln = 2 * h if bias else h                      # one LayerNorm: weight (+ bias)
+    ln = 2 * h if bias else h  # one LayerNorm: weight (+ bias)
     return ParamCount(
         attention=n * n_attn * (attn_w + attn_b),
         cross_attention=n * (attn_w + attn_b) if cross_attention else 0,
@@ -163,8 +169,9 @@ def gpt_param_formula(config) -> ParamCount:
     v, t, h = config.vocab_size, config.block_size, config.n_embd
     bias = bool(getattr(config, "bias", True))
     ln_f = ParamCount(norms=2 * h if bias else h)
-    tables = ParamCount(token_embeddings=v * h, position_embeddings=t * h, embeddings=(v + t) * h,
-                        tied=True)
+    tables = ParamCount(
+        token_embeddings=v * h, position_embeddings=t * h, embeddings=(v + t) * h, tied=True
+    )
     return tables + blocks_formula(config.n_layer, h, bias) + ln_f
 
 
@@ -182,18 +189,23 @@ def bert_param_formula(config, head: str | None = "mlm") -> ParamCount:
     """
     if head not in BERT_HEADS:
         raise ValueError(f"bert_param_formula: head must be one of {BERT_HEADS}, got {head!r}")
-    _check_config("bert_param_formula", config,
-                  ("vocab_size", "block_size", "n_layer", "n_embd", "type_vocab_size")
-                  + (("num_labels",) if head == "classification" else ()))
+    _check_config(
+        "bert_param_formula",
+        config,
+        ("vocab_size", "block_size", "n_layer", "n_embd", "type_vocab_size")
+        + (("num_labels",) if head == "classification" else ()),
+    )
     v, t, h, s = config.vocab_size, config.block_size, config.n_embd, config.type_vocab_size
     bias = bool(getattr(config, "bias", True))
-    tables = ParamCount(token_embeddings=v * h, position_embeddings=t * h,
-                        embeddings=(v + t + s) * h)
-    count = tables + blocks_formula(config.n_layer, h, bias) + ParamCount(
-        norms=2 * h if bias else h)                                   # encoder.ln_f
-    if head == "mlm":        # dense H→H + bias, LayerNorm (weight, bias), V output biases
+    tables = ParamCount(
+        token_embeddings=v * h, position_embeddings=t * h, embeddings=(v + t + s) * h
+    )
+    count = (
+        tables + blocks_formula(config.n_layer, h, bias) + ParamCount(norms=2 * h if bias else h)
+    )  # encoder.ln_f
+    if head == "mlm":  # dense H→H + bias, LayerNorm (weight, bias), V output biases
         count += ParamCount(heads=h * h + h + 2 * h + v, head_weights=h * h, tied=True)
-    elif head == "classification":   # pooler H→H + bias, classifier H→K + bias
+    elif head == "classification":  # pooler H→H + bias, classifier H→K + bias
         k = config.num_labels
         count += ParamCount(heads=h * h + h + k * h + k, head_weights=h * h + k * h)
     return count
@@ -203,14 +215,17 @@ def t5_param_formula(config) -> ParamCount:
     """The formula count for a T5Config-like object: one shared token table (tied to the
     output), `n_layer` encoder blocks, `n_decoder_layer` decoder blocks with cross-attention,
     a final LayerNorm per stack; sinusoidal positions hold no parameters."""
-    _check_config("t5_param_formula", config,
-                  ("vocab_size", "n_layer", "n_decoder_layer", "n_embd"))
+    _check_config(
+        "t5_param_formula", config, ("vocab_size", "n_layer", "n_decoder_layer", "n_embd")
+    )
     v, h = config.vocab_size, config.n_embd
     bias = bool(getattr(config, "bias", True))
     ln = 2 * h if bias else h
-    return (ParamCount(token_embeddings=v * h, embeddings=v * h, norms=2 * ln, tied=True)
-            + blocks_formula(config.n_layer, h, bias)
-            + blocks_formula(config.n_decoder_layer, h, bias, cross_attention=True))
+    return (
+        ParamCount(token_embeddings=v * h, embeddings=v * h, norms=2 * ln, tied=True)
+        + blocks_formula(config.n_layer, h, bias)
+        + blocks_formula(config.n_decoder_layer, h, bias, cross_attention=True)
+    )
 
 
 # Parameter names → component: nanoGPT's (GPT) and tinyllm's encoder/decoder names (BERT, T5).
@@ -220,7 +235,7 @@ def t5_param_formula(config) -> ParamCount:
 PARAMETER_PATTERNS = (
     ("token_embeddings", re.compile(r"(^|\.)(wte|shared)\.")),
     ("position_embeddings", re.compile(r"(^|\.)wpe\.")),
-    ("embeddings", re.compile(r"(^|\.)wtt\.")),                    # BERT's segment table
+    ("embeddings", re.compile(r"(^|\.)wtt\.")),  # BERT's segment table
     ("cross_attention", re.compile(r"(^|\.)cross_attn\.")),
     ("attention", re.compile(r"(^|\.)(attn|self_attn)\.")),
     ("mlp", re.compile(r"(^|\.)mlp\.")),
@@ -228,8 +243,12 @@ PARAMETER_PATTERNS = (
     ("lm_head", re.compile(r"(^|\.)lm_head\.")),
     ("heads", re.compile(r"^(mlm_\w+|pooler|classifier)(\.|$)")),  # BERT's task heads
 )
-PART_OF = {"token_embeddings": "embeddings", "position_embeddings": "embeddings",
-           "cross_attention": "attention", "lm_head": "heads"}
+PART_OF = {
+    "token_embeddings": "embeddings",
+    "position_embeddings": "embeddings",
+    "cross_attention": "attention",
+    "lm_head": "heads",
+}
 WEIGHTS_OF = {"attention": "attention_weights", "mlp": "mlp_weights", "heads": "head_weights"}
 
 
@@ -247,8 +266,9 @@ def _scores_the_vocabulary(model) -> bool:
     return not isinstance(model, (BertModel, BertForSequenceClassification))
 
 
-def count_parameters(model, patterns=PARAMETER_PATTERNS, scores_vocabulary: bool | None = None
-                     ) -> ParamCount:
+def count_parameters(
+    model, patterns=PARAMETER_PATTERNS, scores_vocabulary: bool | None = None
+) -> ParamCount:
     """Count `model.named_parameters()` per component, each distinct array once.
 
     `model` is anything with `named_parameters()` yielding (name, tensor-or-array) pairs —
@@ -301,7 +321,8 @@ def param_table(counted: ParamCount, formula: ParamCount) -> str:
         a = counted.total if name == "total" else getattr(counted, name)
         b = formula.total if name == "total" else getattr(formula, name)
         mark = "" if a == b else "   <- differs"
-        label = {"heads": "lm_head" if only_output else "heads",
-                 "cross_attention": "  cross"}.get(name, name)
+        label = {"heads": "lm_head" if only_output else "heads", "cross_attention": "  cross"}.get(
+            name, name
+        )
         rows.append(f"{label:<12} {a:>14,} {b:>14,}{mark}")
     return "\n".join(rows)

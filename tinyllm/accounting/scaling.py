@@ -25,6 +25,7 @@ loss at fixed C. Two answers:
 `fit_power_law` fits y = a·x^b by least squares in log space — the tool for turning "the best
 model size at each budget" from a sweep into an exponent comparable with β/(α+β).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,10 @@ import numpy as np
 def compute_optimal_by_rule(flops: float, tokens_per_param: float = 20.0) -> tuple[float, float]:
     """(N, D) with D = r·N and 6·N·D = C: N = √(C / (6r)), D = r·N."""
     if not flops > 0 or not tokens_per_param > 0:
-        raise ValueError(f"compute_optimal_by_rule: need C > 0 and tokens_per_param > 0, got "
-                         f"C={flops!r}, tokens_per_param={tokens_per_param!r}")
+        raise ValueError(
+            f"compute_optimal_by_rule: need C > 0 and tokens_per_param > 0, got "
+            f"C={flops!r}, tokens_per_param={tokens_per_param!r}"
+        )
     n = math.sqrt(flops / (6.0 * tokens_per_param))
     return n, tokens_per_param * n
 
@@ -53,7 +56,11 @@ class ChinchillaLaw:
     beta: float = 0.28
 
     def loss(self, n_params, n_tokens):
-        return self.E + self.A / np.power(n_params, self.alpha) + self.B / np.power(n_tokens, self.beta)
+        return (
+            self.E
+            + self.A / np.power(n_params, self.alpha)
+            + self.B / np.power(n_tokens, self.beta)
+        )
 
     @property
     def G(self) -> float:
@@ -115,11 +122,19 @@ def scaling_rows(budgets, law: ChinchillaLaw = CHINCHILLA, tokens_per_param: flo
     for c in budgets:
         n_rule, d_rule = compute_optimal_by_rule(c, tokens_per_param)
         n_law, d_law = law.compute_optimal(c)
-        rows.append({"flops": c, "n_rule": n_rule, "d_rule": d_rule, "n_law": n_law,
-                     "d_law": d_law, "tokens_per_param_law": d_law / n_law,
-                     "n_law_over_rule": n_law / n_rule,
-                     "loss_rule": float(law.loss(n_rule, d_rule)),
-                     "loss_law": float(law.loss(n_law, d_law))})
+        rows.append(
+            {
+                "flops": c,
+                "n_rule": n_rule,
+                "d_rule": d_rule,
+                "n_law": n_law,
+                "d_law": d_law,
+                "tokens_per_param_law": d_law / n_law,
+                "n_law_over_rule": n_law / n_rule,
+                "loss_rule": float(law.loss(n_rule, d_rule)),
+                "loss_law": float(law.loss(n_law, d_law)),
+            }
+        )
     return rows
 
 
@@ -140,8 +155,10 @@ def fit_power_law(x, y) -> PowerLaw:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or x.size < 2:
-        raise ValueError(f"fit_power_law: need two 1-D arrays of the same length ≥ 2, got shapes "
-                         f"{x.shape} and {y.shape}")
+        raise ValueError(
+            f"fit_power_law: need two 1-D arrays of the same length ≥ 2, got shapes "
+            f"{x.shape} and {y.shape}"
+        )
     if np.any(x <= 0) or np.any(y <= 0):
         raise ValueError("fit_power_law: every x and y must be positive (the fit is in log space)")
     lx, ly = np.log(x), np.log(y)
@@ -150,9 +167,16 @@ def fit_power_law(x, y) -> PowerLaw:
     b, log_a = np.polyfit(lx, ly, 1)
     resid = ly - (log_a + b * lx)
     ss_tot = float(((ly - ly.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else 1.0
     return PowerLaw(float(math.exp(log_a)), float(b), r2)
 
 
-__all__ = ["compute_optimal_by_rule", "ChinchillaLaw", "CHINCHILLA", "CHINCHILLA_TABLE3",
-           "scaling_rows", "PowerLaw", "fit_power_law"]
+__all__ = [
+    "compute_optimal_by_rule",
+    "ChinchillaLaw",
+    "CHINCHILLA",
+    "CHINCHILLA_TABLE3",
+    "scaling_rows",
+    "PowerLaw",
+    "fit_power_law",
+]

@@ -42,6 +42,7 @@ spans alternate starting with kept tokens, the last span is always noise (the se
 tokens are always dropped). T5 later added an optional random roll of the mask against that;
 we keep the original form, in which the lengths above are exact.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Sequence
@@ -54,8 +55,10 @@ IGNORE_INDEX = -100  # labels with this value add nothing to cross_entropy
 def _as_ids(data, name: str = "data") -> np.ndarray:
     data = np.asarray(data)
     if data.ndim != 1 or not np.issubdtype(data.dtype, np.integer):
-        raise ValueError(f"{name} must be a 1-D integer array of token ids, got shape "
-                         f"{data.shape} and dtype {data.dtype}")
+        raise ValueError(
+            f"{name} must be a 1-D integer array of token ids, got shape "
+            f"{data.shape} and dtype {data.dtype}"
+        )
     return data
 
 
@@ -66,14 +69,16 @@ def random_windows(data, batch_size: int, length: int, rng: np.random.Generator)
         raise ValueError(f"batch_size and length must be positive, got {batch_size}, {length}")
     if len(data) < length:
         raise ValueError(f"data holds {len(data)} tokens, fewer than one window of {length}")
-    starts = rng.integers(0, len(data) - length + 1, size=batch_size)   # (B,)
+    starts = rng.integers(0, len(data) - length + 1, size=batch_size)  # (B,)
     return data[starts[:, None] + np.arange(length)].astype(np.int64)  # (B, length)
 
 
 # ---- causal LM ---------------------------------------------------------------------------
 
-def get_batch(data, batch_size: int, block_size: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+
+def get_batch(
+    data, batch_size: int, block_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, y), each (B, T) int64, with y[:, t] = x[:, t+1]'s successor in the data."""
     window = random_windows(data, batch_size, block_size + 1, rng)  # (B, T+1)
     return window[:, :-1], window[:, 1:]
@@ -81,10 +86,18 @@ def get_batch(data, batch_size: int, block_size: int,
 
 # ---- masked LM -----------------------------------------------------------------------------
 
-def mask_tokens(input_ids, rng: np.random.Generator, *, mask_id: int, vocab_size: int,
-                special_ids: Iterable[int], mlm_probability: float = 0.15,
-                mask_fraction: float = 0.8,
-                random_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+
+def mask_tokens(
+    input_ids,
+    rng: np.random.Generator,
+    *,
+    mask_id: int,
+    vocab_size: int,
+    special_ids: Iterable[int],
+    mlm_probability: float = 0.15,
+    mask_fraction: float = 0.8,
+    random_fraction: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray]:
     """BERT's masking of an int array of any shape. Returns (inputs, labels), int64.
 
     special_ids are never chosen (nor drawn as random replacements); random replacements are
@@ -93,12 +106,19 @@ def mask_tokens(input_ids, rng: np.random.Generator, *, mask_id: int, vocab_size
     ids = np.asarray(input_ids, dtype=np.int64)
     special = np.unique(np.asarray(list(special_ids) + [mask_id], dtype=np.int64))
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"mask_tokens: ids must lie in [0, {vocab_size}), got "
-                         f"[{ids.min()}, {ids.max()}]")
-    if not (0 <= mlm_probability <= 1 and mask_fraction >= 0 and random_fraction >= 0
-            and mask_fraction + random_fraction <= 1):
-        raise ValueError(f"mask_tokens: bad probabilities p={mlm_probability}, "
-                         f"mask={mask_fraction}, random={random_fraction}")
+        raise ValueError(
+            f"mask_tokens: ids must lie in [0, {vocab_size}), got [{ids.min()}, {ids.max()}]"
+        )
+    if not (
+        0 <= mlm_probability <= 1
+        and mask_fraction >= 0
+        and random_fraction >= 0
+        and mask_fraction + random_fraction <= 1
+    ):
+        raise ValueError(
+            f"mask_tokens: bad probabilities p={mlm_probability}, "
+            f"mask={mask_fraction}, random={random_fraction}"
+        )
     ordinary = np.setdiff1d(np.arange(vocab_size), special)  # candidates for random tokens
     if len(ordinary) == 0:
         raise ValueError("mask_tokens: every id is special; nothing to draw random tokens from")
@@ -113,10 +133,19 @@ def mask_tokens(input_ids, rng: np.random.Generator, *, mask_id: int, vocab_size
     return inputs.astype(np.int64), labels.astype(np.int64)
 
 
-def make_mlm_batch(sequences: Sequence[Sequence[int]], rng: np.random.Generator, *, cls_id: int,
-                   sep_id: int, pad_id: int, mask_id: int, vocab_size: int,
-                   special_ids: Iterable[int] = (), length: int | None = None,
-                   mlm_probability: float = 0.15):
+def make_mlm_batch(
+    sequences: Sequence[Sequence[int]],
+    rng: np.random.Generator,
+    *,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    mask_id: int,
+    vocab_size: int,
+    special_ids: Iterable[int] = (),
+    length: int | None = None,
+    mlm_probability: float = 0.15,
+):
     """[CLS] seq [SEP] [PAD]..., masked. Returns (input_ids, labels, attention_mask), (B, L).
 
     length: L, the padded length (default: the longest sequence + 2). attention_mask is 1 for
@@ -125,17 +154,24 @@ def make_mlm_batch(sequences: Sequence[Sequence[int]], rng: np.random.Generator,
     longest = max((len(s) for s in sequences), default=0) + 2
     length = longest if length is None else length
     if length < longest:
-        raise ValueError(f"make_mlm_batch: length={length} < longest sequence + [CLS] + [SEP] "
-                         f"= {longest}")
+        raise ValueError(
+            f"make_mlm_batch: length={length} < longest sequence + [CLS] + [SEP] = {longest}"
+        )
     ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(sequences), length), dtype=np.int64)
     for b, seq in enumerate(sequences):
         n = len(seq)
-        ids[b, 0], ids[b, 1:n + 1], ids[b, n + 1] = cls_id, seq, sep_id
-        attention_mask[b, :n + 2] = 1
+        ids[b, 0], ids[b, 1 : n + 1], ids[b, n + 1] = cls_id, seq, sep_id
+        attention_mask[b, : n + 2] = 1
     special = set(special_ids) | {cls_id, sep_id, pad_id, mask_id}
-    inputs, labels = mask_tokens(ids, rng, mask_id=mask_id, vocab_size=vocab_size,
-                                 special_ids=special, mlm_probability=mlm_probability)
+    inputs, labels = mask_tokens(
+        ids,
+        rng,
+        mask_id=mask_id,
+        vocab_size=vocab_size,
+        special_ids=special,
+        mlm_probability=mlm_probability,
+    )
     return inputs, labels, attention_mask
 
 
@@ -146,22 +182,28 @@ def get_mlm_batch(data, batch_size: int, block_size: int, rng: np.random.Generat
     Returns (input_ids, labels, attention_mask), each (B, block_size) int64.
     """
     if block_size < 3:
-        raise ValueError(f"get_mlm_batch: block_size={block_size} leaves no room for tokens "
-                         "between [CLS] and [SEP]")
+        raise ValueError(
+            f"get_mlm_batch: block_size={block_size} leaves no room for tokens "
+            "between [CLS] and [SEP]"
+        )
     windows = random_windows(data, batch_size, block_size - 2, rng)
     return make_mlm_batch(list(windows), rng, **ids)
 
 
 # ---- span corruption ---------------------------------------------------------------------------
 
-def span_counts(length: int, noise_density: float = 0.15,
-                mean_noise_span_length: float = 3.0) -> tuple[int, int]:
+
+def span_counts(
+    length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
+) -> tuple[int, int]:
     """(noise tokens N, noise spans S) for a sequence of `length` tokens, as T5 computes them."""
     if length < 2:
         raise ValueError(f"span corruption needs at least 2 tokens, got {length}")
     if not 0 < noise_density < 1 or mean_noise_span_length <= 0:
-        raise ValueError(f"span corruption: noise_density={noise_density} must be in (0, 1) and "
-                         f"mean_noise_span_length={mean_noise_span_length} positive")
+        raise ValueError(
+            f"span corruption: noise_density={noise_density} must be in (0, 1) and "
+            f"mean_noise_span_length={mean_noise_span_length} positive"
+        )
     n_noise = min(max(round(length * noise_density), 1), length - 1)
     n_spans = max(round(n_noise / mean_noise_span_length), 1)
     # each of the S noise and S kept spans needs a token (T5 leaves this to the caller)
@@ -169,8 +211,9 @@ def span_counts(length: int, noise_density: float = 0.15,
     return n_noise, n_spans
 
 
-def span_corruption_lengths(length: int, noise_density: float = 0.15,
-                            mean_noise_span_length: float = 3.0) -> tuple[int, int]:
+def span_corruption_lengths(
+    length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
+) -> tuple[int, int]:
     """(input length, target length) of one corrupted sequence of `length` tokens."""
     n_noise, n_spans = span_counts(length, noise_density, mean_noise_span_length)
     return length - n_noise + n_spans, n_noise + n_spans + 1
@@ -186,8 +229,12 @@ def random_segmentation(n_items: int, n_segments: int, rng: np.random.Generator)
     return np.diff(np.concatenate([[0], cuts, [n_items]]))
 
 
-def random_spans_noise_mask(length: int, rng: np.random.Generator, noise_density: float = 0.15,
-                            mean_noise_span_length: float = 3.0) -> np.ndarray:
+def random_spans_noise_mask(
+    length: int,
+    rng: np.random.Generator,
+    noise_density: float = 0.15,
+    mean_noise_span_length: float = 3.0,
+) -> np.ndarray:
     """Boolean (length,) mask, True at noise tokens: S kept spans and S noise spans alternating,
     kept first, with random lengths (T5's random_spans_noise_mask)."""
     n_noise, n_spans = span_counts(length, noise_density, mean_noise_span_length)
@@ -198,8 +245,9 @@ def random_spans_noise_mask(length: int, rng: np.random.Generator, noise_density
     return is_noise
 
 
-def span_corrupt(tokens, noise_mask: np.ndarray, sentinel_ids: Sequence[int],
-                 eos_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def span_corrupt(
+    tokens, noise_mask: np.ndarray, sentinel_ids: Sequence[int], eos_id: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets) for one sequence: noise spans -> sentinels, and the reverse."""
     tokens = _as_ids(tokens, "tokens").astype(np.int64)
     noise_mask = np.asarray(noise_mask, dtype=bool)
@@ -209,8 +257,10 @@ def span_corrupt(tokens, noise_mask: np.ndarray, sentinel_ids: Sequence[int],
     span_start = noise_mask & ~np.concatenate([[False], noise_mask[:-1]])
     n_spans = int(span_start.sum())
     if len(sentinel_ids) < n_spans + 1:
-        raise ValueError(f"span_corrupt: {n_spans} spans need {n_spans + 1} sentinel ids, "
-                         f"got {len(sentinel_ids)}")
+        raise ValueError(
+            f"span_corrupt: {n_spans} spans need {n_spans + 1} sentinel ids, "
+            f"got {len(sentinel_ids)}"
+        )
     sentinels = np.asarray(sentinel_ids, dtype=np.int64)
     span_index = np.maximum(np.cumsum(span_start) - 1, 0)  # noise span of each position
     # inputs: kept tokens, and each noise span's first position turned into its sentinel
@@ -218,21 +268,34 @@ def span_corrupt(tokens, noise_mask: np.ndarray, sentinel_ids: Sequence[int],
     inputs = np.where(span_start, sentinels[span_index], tokens)[keep]
     # targets: the noise tokens, each span preceded by its sentinel, then a closing sentinel
     noise_tokens = tokens[noise_mask]
-    targets = np.insert(noise_tokens, np.flatnonzero(span_start[noise_mask]),
-                        sentinels[:n_spans])
+    targets = np.insert(noise_tokens, np.flatnonzero(span_start[noise_mask]), sentinels[:n_spans])
     targets = np.append(targets, sentinels[n_spans])  # <Z> in the paper's Figure 2
     if eos_id is not None:
         inputs, targets = np.append(inputs, eos_id), np.append(targets, eos_id)
     return inputs.astype(np.int64), targets.astype(np.int64)
 
 
-def get_span_corruption_batch(data, batch_size: int, length: int, rng: np.random.Generator, *,
-                              sentinel_ids: Sequence[int], noise_density: float = 0.15,
-                              mean_noise_span_length: float = 3.0, eos_id: int | None = None):
+def get_span_corruption_batch(
+    data,
+    batch_size: int,
+    length: int,
+    rng: np.random.Generator,
+    *,
+    sentinel_ids: Sequence[int],
+    noise_density: float = 0.15,
+    mean_noise_span_length: float = 3.0,
+    eos_id: int | None = None,
+):
     """Random windows of `length` tokens, span-corrupted. Returns (inputs, targets) int64 with
     shapes (B, length - N + S [+1]) and (B, N + S + 1 [+1]) -- see span_corruption_lengths."""
     windows = random_windows(data, batch_size, length, rng)
-    rows = [span_corrupt(w, random_spans_noise_mask(length, rng, noise_density,
-                                                    mean_noise_span_length),
-                         sentinel_ids, eos_id) for w in windows]
+    rows = [
+        span_corrupt(
+            w,
+            random_spans_noise_mask(length, rng, noise_density, mean_noise_span_length),
+            sentinel_ids,
+            eos_id,
+        )
+        for w in windows
+    ]
     return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])

@@ -36,6 +36,7 @@ Normal text therefore never produces a special id, and a special token is never 
 Files: `save` writes a plain-text file, atomically; `load` names the file and line of any
 problem (tinyllm/data/bpe_file.py). No pickle.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -84,6 +85,7 @@ codecs.register_error("tinyllm.bpe", _lossless_then_replace)
 
 # ---- the tokenizer ------------------------------------------------------------------------
 
+
 class ByteLevelBPE:
     """Byte-level BPE tokenizer with GPT-2 pre-splitting and special tokens.
 
@@ -95,8 +97,9 @@ class ByteLevelBPE:
 
     CACHE_SIZE = 200_000  # chunk -> ids entries kept before the encoding cache is cleared
 
-    def __init__(self, merges: Iterable[tuple[bytes, bytes]] = (),
-                 special_tokens: Iterable[str] = ()):
+    def __init__(
+        self, merges: Iterable[tuple[bytes, bytes]] = (), special_tokens: Iterable[str] = ()
+    ):
         self._set_merges(merges)
         self._special_to_id: dict[str, int] = {}
         self.add_special_tokens(special_tokens)
@@ -111,12 +114,15 @@ class ByteLevelBPE:
         for rank, (a, b) in enumerate(merges):
             for part in (a, b):
                 if part not in self._bytes_to_id:
-                    raise ValueError(f"merge {rank} ({a!r}, {b!r}): token {part!r} is not in the "
-                                     "vocabulary built by the merges before it")
+                    raise ValueError(
+                        f"merge {rank} ({a!r}, {b!r}): token {part!r} is not in the "
+                        "vocabulary built by the merges before it"
+                    )
             pair = (self._bytes_to_id[a], self._bytes_to_id[b])
             if pair in self._ranks:
-                raise ValueError(f"merge {rank} ({a!r}, {b!r}) repeats merge "
-                                 f"{self._ranks[pair][0]}")
+                raise ValueError(
+                    f"merge {rank} ({a!r}, {b!r}) repeats merge {self._ranks[pair][0]}"
+                )
             merged = a + b
             if merged not in self._bytes_to_id:  # two pairs may spell the same bytes: one token
                 self._bytes_to_id[merged] = len(self._id_to_bytes)
@@ -124,11 +130,15 @@ class ByteLevelBPE:
             self._ranks[pair] = (rank, self._bytes_to_id[merged])
             self.merges.append((a, b))
         # chunk -> ids, one cache per way of turning str into bytes (they differ on surrogates)
-        self._caches: dict[str, dict[str, list[int]]] = {"surrogatepass": {},
-                                                          "surrogateescape": {}}
+        self._caches: dict[str, dict[str, list[int]]] = {"surrogatepass": {}, "surrogateescape": {}}
 
-    def train(self, text: str | Iterable[str], vocab_size: int,
-              special_tokens: Iterable[str] = (), progress=None) -> "ByteLevelBPE":
+    def train(
+        self,
+        text: str | Iterable[str],
+        vocab_size: int,
+        special_tokens: Iterable[str] = (),
+        progress=None,
+    ) -> "ByteLevelBPE":
         """Learn merges from `text` (a str or an iterable of str, e.g. one per document).
 
         vocab_size counts everything: 256 bytes + learned tokens + special tokens. Training stops
@@ -139,8 +149,10 @@ class ByteLevelBPE:
         special_tokens = list(dict.fromkeys(special_tokens))
         n_new = vocab_size - 256 - len(special_tokens)
         if n_new < 0:
-            raise ValueError(f"vocab_size={vocab_size} is smaller than 256 bytes + "
-                             f"{len(special_tokens)} special tokens")
+            raise ValueError(
+                f"vocab_size={vocab_size} is smaller than 256 bytes + "
+                f"{len(special_tokens)} special tokens"
+            )
         texts = [text] if isinstance(text, str) else text
         splitter = _special_splitter(frozenset(special_tokens)) if special_tokens else None
         chunk_counts: Counter = Counter()
@@ -226,8 +238,12 @@ class ByteLevelBPE:
         """Encode `text` ignoring special tokens entirely (their strings become plain bytes)."""
         return self._encode_text(text, "surrogatepass")
 
-    def encode(self, text: str, allowed_special: str | Iterable[str] = (),
-               disallowed_special: str | Iterable[str] = "all") -> list[int]:
+    def encode(
+        self,
+        text: str,
+        allowed_special: str | Iterable[str] = (),
+        disallowed_special: str | Iterable[str] = "all",
+    ) -> list[int]:
         """Encode `text` to token ids.
 
         allowed_special: special tokens that, where their string occurs, become their id
@@ -238,15 +254,19 @@ class ByteLevelBPE:
         if not isinstance(text, str):
             raise TypeError(f"encode expects str, got {type(text).__name__} (use encode_bytes)")
         allowed = self._special_set(allowed_special, "allowed_special")
-        disallowed = (set(self._special_to_id) - allowed if disallowed_special == "all"
-                      else self._special_set(disallowed_special, "disallowed_special"))
+        disallowed = (
+            set(self._special_to_id) - allowed
+            if disallowed_special == "all"
+            else self._special_set(disallowed_special, "disallowed_special")
+        )
         found = disallowed and _special_splitter(frozenset(disallowed)).search(text)
         if found:  # name the first one in the text
             token = found.group()
             raise ValueError(
                 f"encode: the text contains the special token {token!r}; pass "
                 f"allowed_special={{{token!r}}} to encode it as a special token, or "
-                "disallowed_special=() to encode it as ordinary text")
+                "disallowed_special=() to encode it as ordinary text"
+            )
         if not allowed:
             return self.encode_ordinary(text)
         ids: list[int] = []
@@ -261,8 +281,10 @@ class ByteLevelBPE:
         tokens = set(self._special_to_id) if value == "all" else set(value)
         unknown = tokens - set(self._special_to_id)
         if unknown:
-            raise ValueError(f"{name}: {sorted(unknown)} are not special tokens of this "
-                             f"tokenizer (registered: {sorted(self._special_to_id)})")
+            raise ValueError(
+                f"{name}: {sorted(unknown)} are not special tokens of this "
+                f"tokenizer (registered: {sorted(self._special_to_id)})"
+            )
         return tokens
 
     def encode_bytes(self, data: bytes) -> list[int]:
@@ -289,8 +311,9 @@ class ByteLevelBPE:
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The exact bytes the ids spell (special tokens as their UTF-8 spelling)."""
         table, special = self._id_to_bytes, self._id_to_special
-        return b"".join(special[i].encode("utf-8") if i in special else table[i]
-                        for i in self._check_ids(ids))
+        return b"".join(
+            special[i].encode("utf-8") if i in special else table[i] for i in self._check_ids(ids)
+        )
 
     def decode(self, ids: Iterable[int]) -> str:
         """Decode ids to text; never raises on invalid UTF-8 (those bytes become U+FFFD)."""

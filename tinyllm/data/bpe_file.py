@@ -16,6 +16,7 @@ crash leaves the old file or the new one. Reading checks everything a wrong file
 wrong — the header, each count, that every merge is made of tokens the merges above it made,
 no duplicate, valid UTF-8 specials, nothing after `end` — and names the file and line. No pickle.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,9 +49,10 @@ def read_tokenizer_file(path) -> tuple[list[tuple[bytes, bytes]], list[str]]:
     try:
         lines = raw.decode("ascii").split("\n")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
+        line = raw[: e.start].count(b"\n") + 1
         raise TokenizerFileError(
-            f"{name}, line {line}: non-ASCII byte; not a tokenizer file") from None
+            f"{name}, line {line}: non-ASCII byte; not a tokenizer file"
+        ) from None
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line
     pos = 0
@@ -58,8 +60,9 @@ def read_tokenizer_file(path) -> tuple[list[tuple[bytes, bytes]], list[str]]:
     def next_line(what: str) -> str:
         nonlocal pos
         if pos >= len(lines):
-            raise TokenizerFileError(f"{name}, line {pos + 1}: file ends where {what} was "
-                                     "expected (truncated?)")
+            raise TokenizerFileError(
+                f"{name}, line {pos + 1}: file ends where {what} was expected (truncated?)"
+            )
         pos += 1
         return lines[pos - 1]
 

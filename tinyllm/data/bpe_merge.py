@@ -8,6 +8,7 @@ training did to the chunk, because training applied the merges to every word in 
 `bpe_merge_reference` is that rule written out (O(n²): a scan per merge); `bpe_merge` computes
 the same tokens in O(n log n) with a heap of candidate pairs over a linked list of tokens.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -49,7 +50,7 @@ def bpe_merge(ids: Sequence[int], ranks: dict) -> list[int]:
     if n < 2:
         return list(ids)
     tok = list(ids)
-    nxt = list(range(1, n + 1))   # nxt[i] == n: i is the last token
+    nxt = list(range(1, n + 1))  # nxt[i] == n: i is the last token
     prv = list(range(-1, n - 1))  # prv[i] == -1: i is the first token
     alive = [True] * n
     heap = [(ranks[p][0], i) for i, p in enumerate(zip(tok, tok[1:])) if p in ranks]

@@ -39,6 +39,7 @@ above. That loop is dict and set work on bytes keys, which numba cannot speed up
 rewriting words as integer arrays; at seconds per run it is not worth the loss of clarity, so
 the trainer stays plain Python.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -65,7 +66,7 @@ def merge_pair(tokens: list[bytes], a: bytes, b: bytes) -> list[bytes]:
 
 
 def _split_bytes(word: bytes) -> list[bytes]:
-    return [word[i:i + 1] for i in range(len(word))]
+    return [word[i : i + 1] for i in range(len(word))]
 
 
 def _check_counts(word_counts: Mapping[bytes, int], n_new_tokens: int) -> None:
@@ -73,8 +74,9 @@ def _check_counts(word_counts: Mapping[bytes, int], n_new_tokens: int) -> None:
         raise ValueError(f"BPE training: cannot learn a negative number of tokens ({n_new_tokens})")
     for word, freq in word_counts.items():
         if not isinstance(word, bytes) or not isinstance(freq, int) or freq <= 0:
-            raise ValueError(f"BPE training: word counts must map bytes -> positive int, got "
-                             f"{word!r}: {freq!r}")
+            raise ValueError(
+                f"BPE training: word counts must map bytes -> positive int, got {word!r}: {freq!r}"
+            )
 
 
 def learn_merges_reference(word_counts: Mapping[bytes, int], n_new_tokens: int) -> list[Pair]:
@@ -101,8 +103,7 @@ def learn_merges_reference(word_counts: Mapping[bytes, int], n_new_tokens: int) 
     return merges
 
 
-def learn_merges(word_counts: Mapping[bytes, int], n_new_tokens: int,
-                 progress=None) -> list[Pair]:
+def learn_merges(word_counts: Mapping[bytes, int], n_new_tokens: int, progress=None) -> list[Pair]:
     """Incremental BPE training; the same merges as `learn_merges_reference`, much faster.
 
     progress: optional callable(n_merges_done, n_new_tokens_done) called every 1000 merges.

@@ -20,6 +20,7 @@ Split: the last `val_fraction` of the text, cut at a line boundary, is the valid
 nanoGPT convention of a held-out tail). With the shuffled file order the tail is a sample of
 whole modules the model has not seen.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,20 +34,23 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MAX_BYTES = 4_000_000
-SKIP_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages",
-                       "__pycache__"})
+SKIP_DIRS = frozenset(
+    {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
+)
 
 
 @dataclass(frozen=True)
 class Corpus:
     """A named text corpus split into a training and a validation part."""
+
     name: str
     train: str
     val: str
 
     def __repr__(self) -> str:
-        return (f"Corpus({self.name!r}, train={len(self.train):,} chars, "
-                f"val={len(self.val):,} chars)")
+        return (
+            f"Corpus({self.name!r}, train={len(self.train):,} chars, val={len(self.val):,} chars)"
+        )
 
 
 def stdlib_dir() -> Path:
@@ -77,8 +81,7 @@ def read_python_source(path: Path) -> str:
     return data.decode(encoding, errors="replace").replace("\r\n", "\n")
 
 
-def stdlib_text(max_bytes: int = DEFAULT_MAX_BYTES,
-                root: str | os.PathLike | None = None) -> str:
+def stdlib_text(max_bytes: int = DEFAULT_MAX_BYTES, root: str | os.PathLike | None = None) -> str:
     """Up to `max_bytes` (UTF-8) of stdlib source: whole files in corpus order, separated by a
     blank line; the last file is cut at a line boundary to fit."""
     if max_bytes <= 0:
@@ -98,7 +101,7 @@ def stdlib_text(max_bytes: int = DEFAULT_MAX_BYTES,
 def _cut_at_line(text: str, max_bytes: int) -> str:
     """The longest prefix of whole lines of `text` that fits in `max_bytes` of UTF-8."""
     prefix = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
-    return prefix[:prefix.rfind("\n") + 1]
+    return prefix[: prefix.rfind("\n") + 1]
 
 
 def split_train_val(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
@@ -112,8 +115,11 @@ def split_train_val(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
-def load_corpus(path: str | os.PathLike | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                val_fraction: float = 0.1) -> Corpus:
+def load_corpus(
+    path: str | os.PathLike | None = None,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    val_fraction: float = 0.1,
+) -> Corpus:
     """The stdlib corpus (path=None) or a UTF-8 text file, split into train and val.
 
     max_bytes limits how much is read (None: all of a file; the stdlib needs a number).
@@ -132,10 +138,11 @@ def load_corpus(path: str | os.PathLike | None = None, max_bytes: int | None = D
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             if e.reason == "unexpected end of data":  # max_bytes cut a character in two
-                text = data[:e.start].decode("utf-8")
+                text = data[: e.start].decode("utf-8")
             else:
-                raise ValueError(f"corpus file {path} is not UTF-8 text: {e.reason} at byte "
-                                 f"{e.start}") from e
+                raise ValueError(
+                    f"corpus file {path} is not UTF-8 text: {e.reason} at byte {e.start}"
+                ) from e
         name = str(path)
     if not text:
         raise ValueError(f"corpus {name} is empty")
@@ -146,6 +153,8 @@ def load_corpus(path: str | os.PathLike | None = None, max_bytes: int | None = D
 def tokenize_corpus(corpus: Corpus, tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """(train_ids, val_ids): both parts encoded as 1-D int64 arrays, ready for the batch
     builders. Special-token strings in the text are encoded as plain text."""
+
     def encode(text: str) -> np.ndarray:
         return np.array(tokenizer.encode(text, disallowed_special=()), dtype=np.int64)
+
     return encode(corpus.train), encode(corpus.val)

@@ -41,6 +41,7 @@ Differences from GPT-2's own regex (which used the `regex` module): the Unicode 
 whatever Python's `unicodedata` carries, and whitespace is `str.isspace()`, which also counts the
 ASCII separators U+001C..U+001F. Neither matters for ordinary text.
 """
+
 from __future__ import annotations
 
 import re
@@ -84,7 +85,7 @@ def _match_end(text: str, i: int) -> int:
         j += 1
     if j == n or j - i == 1:  # at the end of text, or a single space char: take it all (6.)
         return j
-    return j - 1              # \s+(?!\S) backtracks one character (5.)
+    return j - 1  # \s+(?!\S) backtracks one character (5.)
 
 
 def pre_split_reference(text: str) -> list[str]:
@@ -106,8 +107,11 @@ def _ranges(predicate, lo: int, hi: int) -> str:
             start = cp
         elif not inside and start is not None:
             end = cp - 1
-            parts.append(re.escape(chr(start)) if start == end
-                         else f"{re.escape(chr(start))}-{re.escape(chr(end))}")
+            parts.append(
+                re.escape(chr(start))
+                if start == end
+                else f"{re.escape(chr(start))}-{re.escape(chr(end))}"
+            )
             start = None
     return "".join(parts)
 
@@ -141,8 +145,10 @@ def gpt2_pattern() -> re.Pattern:
     nums_bmp, nums_astral = _ranges(_is_numeral, 0, bmp), _ranges(_is_numeral, bmp + 1, top)
     letters = rf"(?:[{letters_bmp}]+|(?=[{astral}])[{letters_astral}])+"
     numerals = rf"(?:[{nums_bmp}]+|(?=[{astral}])[{nums_astral}])+"
-    others = (rf"(?:[^\s{letters_bmp}{nums_bmp}{astral}]+"
-              rf"|(?=[{astral}])[^{letters_astral}{nums_astral}])+")
+    others = (
+        rf"(?:[^\s{letters_bmp}{nums_bmp}{astral}]+"
+        rf"|(?=[{astral}])[^{letters_astral}{nums_astral}])+"
+    )
     contractions = "|".join("'" + s for s in CONTRACTIONS)
     return re.compile(rf"{contractions}| ?{letters}| ?{numerals}| ?{others}|\s+(?!\S)|\s+")
 

@@ -13,18 +13,31 @@ Read it in this order:
 Every op of tinyllm/ops is a `Function` subclass; the operators and methods of a Tensor
 (`+`, `@`, `.sum()`) are attached to it by tinyllm/ops/methods.py.
 """
+
 from tinyllm.engine.adjoints import ScatterGrad, unbroadcast
 from tinyllm.engine.autograd import (
-                                     Context,
-                                     Function,
-                                     backpropagate,
-                                     enable_grad,
-                                     is_grad_enabled,
-                                     no_grad,
-                                     topological_sort,
+    Context,
+    Function,
+    backpropagate,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    topological_sort,
 )
 from tinyllm.engine.hooks import GraphObserver, observe
 from tinyllm.engine.tensor import Tensor
 
-__all__ = ["Context", "Function", "backpropagate", "enable_grad", "is_grad_enabled", "no_grad",
-           "topological_sort", "ScatterGrad", "unbroadcast", "GraphObserver", "observe", "Tensor"]
+__all__ = [
+    "Context",
+    "Function",
+    "backpropagate",
+    "enable_grad",
+    "is_grad_enabled",
+    "no_grad",
+    "topological_sort",
+    "ScatterGrad",
+    "unbroadcast",
+    "GraphObserver",
+    "observe",
+    "Tensor",
+]

@@ -10,6 +10,7 @@ A tensor consumed by several ops receives one contribution from each: its adjoin
 * `unbroadcast` is the adjoint of broadcasting: broadcasting copies values along new or size-1
   axes, and the adjoint of a copy is a sum.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,15 +56,18 @@ def add_adjoint(adjoints: dict, owned: set, key: int, contribution) -> None:
             buf = np.zeros(contribution.shape, dtype=contribution.dtype)
         elif key in owned:
             buf = prev
-        else:                        # someone else's array (e.g. passed through by an add)
+        else:  # someone else's array (e.g. passed through by an add)
             buf = np.array(prev, dtype=np.result_type(prev, contribution.dtype), copy=True)
         contribution.add_to(buf)
         adjoints[key] = buf
         owned.add(key)
     elif prev is None:
         adjoints[key] = contribution
-    elif key in owned and np.can_cast(contribution.dtype, prev.dtype, "same_kind") \
-            and np.result_type(prev, contribution) == prev.dtype:
+    elif (
+        key in owned
+        and np.can_cast(contribution.dtype, prev.dtype, "same_kind")
+        and np.result_type(prev, contribution) == prev.dtype
+    ):
         prev += contribution
     else:
         adjoints[key] = prev + contribution

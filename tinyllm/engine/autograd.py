@@ -32,6 +32,7 @@ error, unless the first call passed `retain_graph=True`.
 Observers (the FLOP counter, sim's memory ledger) and half precision take part in every step
 through one door, tinyllm/engine/hooks.py; the `if hooks.active:` lines below are that door.
 """
+
 from __future__ import annotations
 
 import functools
@@ -95,8 +96,7 @@ class Context:
     input i wants a gradient, so it can skip work.
     """
 
-    __slots__ = ("function", "parents", "saved_tensors", "needs_input_grad", "released",
-                 "__dict__")
+    __slots__ = ("function", "parents", "saved_tensors", "needs_input_grad", "released", "__dict__")
 
     def __init__(self):
         self.saved_tensors = ()
@@ -189,7 +189,11 @@ def topological_sort(root: Tensor) -> list[Tensor]:
         ctx = node._ctx
         if ctx is not None:
             for parent in ctx.parents:
-                if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in visited:
+                if (
+                    isinstance(parent, Tensor)
+                    and parent.requires_grad
+                    and id(parent) not in visited
+                ):
                     stack.append((parent, False))
     return order
 
@@ -225,7 +229,7 @@ def backpropagate(root: Tensor, grad: np.ndarray, retain_graph: bool = False) ->
         if hooks.active:
             g = hooks.adjoint(g, node)
         ctx = node._ctx
-        if ctx is None:              # a leaf nobody else consumed (backward() on the leaf itself)
+        if ctx is None:  # a leaf nobody else consumed (backward() on the leaf itself)
             node._finalize_grad(g)
             continue
         if node._retains_grad:
@@ -234,23 +238,27 @@ def backpropagate(root: Tensor, grad: np.ndarray, retain_graph: bool = False) ->
             raise RuntimeError(
                 "backward through a graph whose saved arrays were already freed: a previous "
                 "backward() released them. Pass retain_graph=True to the first backward() if "
-                "you need to call backward twice.")
+                "you need to call backward twice."
+            )
         fn = ctx.function
         grads = hooks.backward(fn, ctx, g) if hooks.active else fn.backward(ctx, g)
         if not isinstance(grads, tuple):
             grads = (grads,)
         parents = ctx.parents
         if len(grads) != len(parents):
-            raise RuntimeError(f"{fn.__name__}.backward returned {len(grads)} gradients for "
-                               f"{len(parents)} inputs")
+            raise RuntimeError(
+                f"{fn.__name__}.backward returned {len(grads)} gradients for {len(parents)} inputs"
+            )
         for parent, pg in zip(parents, grads):
             if not isinstance(parent, Tensor) or not parent.requires_grad:
                 continue
             key = id(parent)
             if pg is not None:
                 if pg.shape != parent.data.shape:
-                    raise RuntimeError(f"{fn.__name__}.backward produced a gradient of shape "
-                                       f"{pg.shape} for an input of shape {parent.data.shape}")
+                    raise RuntimeError(
+                        f"{fn.__name__}.backward produced a gradient of shape "
+                        f"{pg.shape} for an input of shape {parent.data.shape}"
+                    )
                 add_adjoint(adjoints, owned, key, pg)
             if parent._ctx is None:
                 pending[key] -= 1

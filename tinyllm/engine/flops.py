@@ -22,6 +22,7 @@ watches the ops that run and adds up these numbers. Two kinds of count, kept apa
 moves data. An op that declares nothing is still counted, one FLOP per output element, and
 named by the counter as undeclared.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -23,6 +23,7 @@ as written. Otherwise the core hands that step to this module:
 A Function whose forward handles half storage itself (the cast between formats) sets
 `handles_half = True` and is given its arrays untouched.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,8 @@ import numpy as np
 
 from tinyllm import dtypes
 
-active = False    # anything installed: the one flag the core tests
-half = False      # the half-precision rules apply (from the first half array on)
+active = False  # anything installed: the one flag the core tests
+half = False  # the half-precision rules apply (from the first half array on)
 observers: list = []
 
 

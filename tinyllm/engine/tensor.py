@@ -21,6 +21,7 @@ dtypes. float32 is the default (Python lists and scalars become float32); float6
 float64. Only floating-point tensors can require gradients. fp16 and bf16 tensors hold half
 storage (tinyllm/dtypes.py): `.dtype` reports the format, `.numpy()` decodes bf16 to float32.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,8 +51,15 @@ class Tensor:
     array), `.grad` (an array or None), `.requires_grad`, `.shape`, `.dtype`, `.ndim`.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "_post_hooks",
-                 "__weakref__")
+    __slots__ = (
+        "data",
+        "grad",
+        "requires_grad",
+        "_ctx",
+        "_retains_grad",
+        "_post_hooks",
+        "__weakref__",
+    )
     __array_priority__ = 1000  # ndarray ∘ Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -141,8 +149,10 @@ class Tensor:
     # ---- autograd ---------------------------------------------------------------------------
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if flag and not np.issubdtype(self.dtype, np.floating):
-            raise TypeError(f"only floating-point tensors can require gradients; this tensor "
-                            f"has dtype {self.data.dtype} and shape {self.shape}")
+            raise TypeError(
+                f"only floating-point tensors can require gradients; this tensor "
+                f"has dtype {self.data.dtype} and shape {self.shape}"
+            )
         if not flag and self._ctx is not None:
             raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use detach() instead")
         self.requires_grad = flag
@@ -163,18 +173,24 @@ class Tensor:
         must be given.
         """
         if not self.requires_grad:
-            raise RuntimeError("backward() on a tensor that does not require grad (no input of "
-                               "the computation had requires_grad=True, or it ran under no_grad)")
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad (no input of "
+                "the computation had requires_grad=True, or it ran under no_grad)"
+            )
         if grad is None:
             if self.data.size != 1:
-                raise RuntimeError(f"backward() on a non-scalar tensor of shape {self.shape} "
-                                   f"needs an explicit gradient of that shape")
+                raise RuntimeError(
+                    f"backward() on a non-scalar tensor of shape {self.shape} "
+                    f"needs an explicit gradient of that shape"
+                )
             grad = np.ones(self.shape, dtype=self.dtype)
         else:
             grad = _to_array(grad, np.dtype(self.dtype))  # (float32 values for bf16)
             if grad.shape != self.shape:
-                raise RuntimeError(f"backward(): gradient of shape {grad.shape} does not match "
-                                   f"tensor of shape {self.shape}")
+                raise RuntimeError(
+                    f"backward(): gradient of shape {grad.shape} does not match "
+                    f"tensor of shape {self.shape}"
+                )
         autograd.backpropagate(self, grad, retain_graph=retain_graph)
 
     def register_post_accumulate_grad_hook(self, hook) -> None:

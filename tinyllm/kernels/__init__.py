@@ -23,9 +23,10 @@ tinyllm/kernels/vecmath.py — does: after editing a helper, clear the cache, e.
 Threads. A call uses several threads only when its work repays starting them, about 1 ms of
 one-thread work: the row and element kernels of a small GPT (R1, R2 of benchmarks/step.py) run
 on the calling thread; attention — O(T²) work per row — and the linear layers' products
-(`matmul`) share their rows out with tinyllm.runtime.threads.parallel_for, which a busy machine cannot
-stall (tinyllm/kernels/jit.py, tinyllm/runtime/threads.py).
+(`matmul`) share their rows out with tinyllm.runtime.threads.parallel_for, which a busy machine
+cannot stall (tinyllm/kernels/jit.py, tinyllm/runtime/threads.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -78,6 +79,7 @@ def _c(x):
 
 # ---- dispatchers ----------------------------------------------------------------------------
 
+
 def softmax_forward(x):
     if _fast(x):
         return _sm.softmax_forward_numba(_c(x))
@@ -111,8 +113,12 @@ def cross_entropy_forward(logits, targets, ignore_index):
 def cross_entropy_backward(logits, lse, targets, grad_rows, ignore_index):
     if _fast(logits):
         return _ce.cross_entropy_backward_numba(
-            _c(logits), _c(lse), _c(targets), _c(grad_rows.astype(logits.dtype, copy=False)),
-            ignore_index)
+            _c(logits),
+            _c(lse),
+            _c(targets),
+            _c(grad_rows.astype(logits.dtype, copy=False)),
+            ignore_index,
+        )
     return _ce.cross_entropy_backward_reference(logits, lse, targets, grad_rows, ignore_index)
 
 
@@ -124,8 +130,9 @@ def layer_norm_forward(x, weight, bias, eps):
 
 def layer_norm_backward(x, weight, mean, rstd, g):
     if _fast(x):
-        return _ln.layer_norm_backward_numba(_c(x), weight, mean, rstd,
-                                             _c(g.astype(x.dtype, copy=False)))
+        return _ln.layer_norm_backward_numba(
+            _c(x), weight, mean, rstd, _c(g.astype(x.dtype, copy=False))
+        )
     return _ln.layer_norm_backward_reference(x, weight, mean, rstd, g)
 
 
@@ -156,17 +163,17 @@ def embedding_backward(ids, g, num_embeddings):
 
 # ---- 2-D matrix products on tinyllm's threads ----------------------------------------------------
 
-GEMM_PARALLEL_MIN_FLOPS = 1 << 25   # well under a millisecond on one core: one BLAS call there
-GEMM_MIN_ROWS = 64                  # rows per block, so that each block is still a good GEMM
+GEMM_PARALLEL_MIN_FLOPS = 1 << 25  # well under a millisecond on one core: one BLAS call there
+GEMM_MIN_ROWS = 64  # rows per block, so that each block is still a good GEMM
 
 
 def matmul(a, b):
     """a @ b for 2-D arrays (the linear layers' products).
 
     With the numba backend and more than one thread, a big product is split into row blocks of
-    `a` run by `tinyllm.runtime.threads.parallel_for` — each block one single-threaded BLAS call — so a
-    busy machine cannot stall it (tinyllm/runtime/threads.py); twice as many blocks as threads let the
-    fast threads take more. Small products, and the NumPy backend, make one BLAS call.
+    `a` run by `tinyllm.runtime.threads.parallel_for` — each block one single-threaded BLAS call —
+    so a busy machine cannot stall it (tinyllm/runtime/threads.py); twice as many blocks as threads
+    let the fast threads take more. Small products, and the NumPy backend, make one BLAS call.
     """
     if _backend != "numba":
         return a @ b
@@ -234,8 +241,9 @@ def warmup(dtypes=(np.float32,)) -> None:
         out, lse = attention_forward(q, q, q, None, 0.5, True)
         attention_backward(q, q, q, None, 0.5, True, out, lse, q)
         p = np.ones(4, dtype=dt)
-        adam_step(p, p.copy(), np.zeros_like(p), np.zeros_like(p), 1, 1e-3, 0.9, 0.999, 1e-8,
-                  0.1, True)
+        adam_step(
+            p, p.copy(), np.zeros_like(p), np.zeros_like(p), 1, 1e-3, 0.9, 0.999, 1e-8, 0.1, True
+        )
 
 
 def attention_forward(q, k, v, bias, scale, causal=False):
@@ -254,11 +262,14 @@ def attention_backward(q, k, v, bias, scale, causal, out, lse, dout):
         return _attn.attention_backward_reference(q, k, v, bias, scale, causal, out, lse, dout)
 
 
-def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
-              decoupled):
+def adam_step(
+    param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled
+):
     """In-place Adam/AdamW update (tinyllm/kernels/adam.py)."""
     if _fast(param) and param.flags.c_contiguous:
-        return _adam.adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1,
-                                     beta2, eps, weight_decay, decoupled)
-    return _adam.adam_step_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
-                                     eps, weight_decay, decoupled)
+        return _adam.adam_step_numba(
+            param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled
+        )
+    return _adam.adam_step_reference(
+        param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled
+    )

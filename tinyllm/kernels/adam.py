@@ -23,6 +23,7 @@ on the host after CPU offload — only the arrays it is given differ. Arrays are
 Signature: adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
                      weight_decay, decoupled) -> None      (1-D contiguous arrays for numba)
 """
+
 import math
 
 import numpy as np
@@ -32,8 +33,9 @@ from tinyllm.kernels.jit import jit, over_range
 # ---- reference (plain NumPy) ----------------------------------------------------------------
 
 
-def adam_step_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
-                        weight_decay, decoupled):
+def adam_step_reference(
+    param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled
+):
     if weight_decay != 0.0:
         if decoupled:
             param *= 1.0 - lr * weight_decay
@@ -42,8 +44,8 @@ def adam_step_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2
     exp_avg += (1.0 - beta1) * (grad - exp_avg)
     exp_avg_sq *= beta2
     exp_avg_sq += (1.0 - beta2) * grad * grad
-    step_size = lr / (1.0 - beta1 ** step)
-    bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
+    step_size = lr / (1.0 - beta1**step)
+    bc2_sqrt = math.sqrt(1.0 - beta2**step)
     denom = np.sqrt(exp_avg_sq) / bc2_sqrt + eps
     param -= step_size * exp_avg / denom
 
@@ -56,16 +58,17 @@ def adam_step_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2
 
 
 @jit(fastmath=False)
-def _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
-               decoupled, lo, hi):
+def _adam_step(
+    param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled, lo, hi
+):
     t = param.dtype.type
-    step_size = t(lr / (1.0 - beta1 ** step))
-    bc2_sqrt = t(math.sqrt(1.0 - beta2 ** step))
+    step_size = t(lr / (1.0 - beta1**step))
+    bc2_sqrt = t(math.sqrt(1.0 - beta2**step))
     shrink = t(1.0 - lr * weight_decay)
     one_minus_b1, b2, one_minus_b2 = t(1.0 - beta1), t(beta2), t(1.0 - beta2)
     wd, eps_ = t(weight_decay), t(eps)
     ps, gs, ms, vs = param[lo:hi], grad[lo:hi], exp_avg[lo:hi], exp_avg_sq[lo:hi]
-    for i in range(ps.size):        # (a loop from 0 over views vectorizes; one over lo…hi did not)
+    for i in range(ps.size):  # (a loop from 0 over views vectorizes; one over lo…hi did not)
         p = ps[i]
         g = gs[i]
         if weight_decay != 0.0:
@@ -80,12 +83,25 @@ def _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, we
         ps[i] = p - step_size * m / (np.sqrt(v) / bc2_sqrt + eps_)
 
 
-def adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
-                    weight_decay, decoupled):
+def adam_step_numba(
+    param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled
+):
     for name, a in (("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
         if not a.flags.c_contiguous:
             raise ValueError(f"adam_step: {name} must be C-contiguous (it is updated in place)")
     g = np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
-    over_range(_adam_step, param.size, param.reshape(-1), g, exp_avg.reshape(-1),
-               exp_avg_sq.reshape(-1), float(step), float(lr), float(beta1), float(beta2),
-               float(eps), float(weight_decay), bool(decoupled))
+    over_range(
+        _adam_step,
+        param.size,
+        param.reshape(-1),
+        g,
+        exp_avg.reshape(-1),
+        exp_avg_sq.reshape(-1),
+        float(step),
+        float(lr),
+        float(beta1),
+        float(beta2),
+        float(eps),
+        float(weight_decay),
+        bool(decoupled),
+    )

@@ -47,6 +47,7 @@ beside PyTorch's flash kernel).
 The kernel covers bias=None, with or without `causal`; any other mask goes to the reference.
 Its tiles are 32 × 32: larger tiles waste more work on the diagonal (benchmarks/kernels.py).
 """
+
 import numpy as np
 
 from tinyllm.kernels.jit import jit, over_range
@@ -67,14 +68,14 @@ def attention_forward_reference(q, k, v, bias, scale, causal=False):
     s = np.matmul(q, np.swapaxes(k, -1, -2)) * np.asarray(scale, dtype=q.dtype)  # (…, L, S_)
     if bias is not None:
         s = s + bias
-    m = s.max(axis=-1, keepdims=True)                                            # (…, L, 1)
-    dead = ~np.isfinite(m)                                                       # all masked
+    m = s.max(axis=-1, keepdims=True)  # (…, L, 1)
+    dead = ~np.isfinite(m)  # all masked
     m = np.where(dead, 0, m)
     with np.errstate(divide="ignore"):
         lse = m + np.log(np.exp(s - m).sum(axis=-1, keepdims=True))
     lse = np.where(dead, np.inf, lse).astype(q.dtype)
     p = np.exp(s - lse)
-    out = np.matmul(p, v)                                                        # (…, L, Ev)
+    out = np.matmul(p, v)  # (…, L, Ev)
     return out, lse[..., 0]
 
 
@@ -84,10 +85,10 @@ def attention_backward_reference(q, k, v, bias, scale, causal, out, lse, dout):
     s = np.matmul(q, np.swapaxes(k, -1, -2)) * sc
     if bias is not None:
         s = s + bias
-    p = np.exp(s - lse[..., None])                                               # (…, L, S_)
-    dv = np.matmul(np.swapaxes(p, -1, -2), dout)                                 # (…, S_, Ev)
-    dp = np.matmul(dout, np.swapaxes(v, -1, -2))                                 # (…, L, S_)
-    delta = (dout * out).sum(axis=-1, keepdims=True)                             # (…, L, 1)
+    p = np.exp(s - lse[..., None])  # (…, L, S_)
+    dv = np.matmul(np.swapaxes(p, -1, -2), dout)  # (…, S_, Ev)
+    dp = np.matmul(dout, np.swapaxes(v, -1, -2))  # (…, L, S_)
+    delta = (dout * out).sum(axis=-1, keepdims=True)  # (…, L, 1)
     ds = p * (dp - delta)
     dq = np.matmul(ds, k) * sc
     dk = np.matmul(np.swapaxes(ds, -1, -2), q) * sc
@@ -217,29 +218,29 @@ def _flash_forward_head(q, k, v, scale, causal, out, lse):
     L, E = q.shape
     S, Ev = v.shape
     dt = q.dtype
-    qs = _scaled_copy(q, scale)                      # the scale folded into Q
-    s = np.empty((BLOCK, BLOCK), dt)                 # scores, then probabilities, of a tile
-    acc = np.empty((BLOCK, Ev), dt)                  # Σ P V of the query tile so far
-    m = np.empty(BLOCK, dt)                          # running row max
-    ell = np.empty(BLOCK, dt)                        # running Σ e^(S − m)
+    qs = _scaled_copy(q, scale)  # the scale folded into Q
+    s = np.empty((BLOCK, BLOCK), dt)  # scores, then probabilities, of a tile
+    acc = np.empty((BLOCK, Ev), dt)  # Σ P V of the query tile so far
+    m = np.empty(BLOCK, dt)  # running row max
+    ell = np.empty(BLOCK, dt)  # running Σ e^(S − m)
     for i0 in range(0, L, BLOCK):
         nr = min(BLOCK, L - i0)
         m[:] = -np.inf
         ell[:] = 0
         acc[:] = 0
-        j_end = min(S, i0 + nr) if causal else S     # key tiles right of the diagonal: skipped
+        j_end = min(S, i0 + nr) if causal else S  # key tiles right of the diagonal: skipped
         for j0 in range(0, j_end, BLOCK):
             nc = min(BLOCK, j_end - j0)
-            _dot_rows(qs, i0, nr, k, j0, nc, s)                   # S = Q Kᵀ·s on the tile
+            _dot_rows(qs, i0, nr, k, j0, nc, s)  # S = Q Kᵀ·s on the tile
             for i in range(nr):
                 n = _visible(causal, i0 + i, j0, nc)
-                if n == 0:                                        # no visible key in this tile
+                if n == 0:  # no visible key in this tile
                     s[i, :nc] = 0
                     continue
                 m_new = m[i]
                 for j in range(n):
                     m_new = max(m_new, s[i, j])
-                alpha = vexp(m[i] - m_new)                        # rescales the old sums
+                alpha = vexp(m[i] - m_new)  # rescales the old sums
                 total = dt.type(0)
                 for j in range(n):
                     p = vexp(s[i, j] - m_new)
@@ -251,7 +252,7 @@ def _flash_forward_head(q, k, v, scale, causal, out, lse):
                 m[i] = m_new
                 for e in range(Ev):
                     acc[i, e] *= alpha
-            _axpy_rows(s, False, nr, nc, v, j0, acc, 0)           # acc += P V on the tile
+            _axpy_rows(s, False, nr, nc, v, j0, acc, 0)  # acc += P V on the tile
         for i in range(nr):
             inv = dt.type(1) / ell[i]
             for e in range(Ev):
@@ -267,7 +268,7 @@ def _flash_backward_head(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
     dt = q.dtype
     sc = dt.type(scale)
     qs = _scaled_copy(q, scale)
-    delta = np.empty(L, dt)                          # Δ = rowsum(Ō ⊙ O)
+    delta = np.empty(L, dt)  # Δ = rowsum(Ō ⊙ O)
     for r in range(L):
         acc = dt.type(0)
         for e in range(Ev):
@@ -282,25 +283,25 @@ def _flash_backward_head(q, k, v, scale, causal, out, lse, dout, dq, dk, dv):
         nc = min(BLOCK, S - j0)
         dk_tile[:] = 0
         dv_tile[:] = 0
-        i_start = j0 if causal else 0                 # earlier queries see none of these keys
+        i_start = j0 if causal else 0  # earlier queries see none of these keys
         for i0 in range(i_start, L, BLOCK):
             nr = min(BLOCK, L - i0)
             _dot_rows(qs, i0, nr, k, j0, nc, p)
-            for i in range(nr):                                   # P = e^(S − lse)
+            for i in range(nr):  # P = e^(S − lse)
                 n = _visible(causal, i0 + i, j0, nc)
                 row_lse = lse[i0 + i]
                 for j in range(n):
                     p[i, j] = vexp(p[i, j] - row_lse)
                 for j in range(n, nc):
                     p[i, j] = 0
-            _axpy_rows(p, True, nc, nr, dout, i0, dv_tile, 0)     # V̄ += Pᵀ Ō
-            _dot_rows(dout, i0, nr, v, j0, nc, dp)                # P̄ = Ō Vᵀ
-            for i in range(nr):                                   # S̄ = P ⊙ (P̄ − Δ), into p
+            _axpy_rows(p, True, nc, nr, dout, i0, dv_tile, 0)  # V̄ += Pᵀ Ō
+            _dot_rows(dout, i0, nr, v, j0, nc, dp)  # P̄ = Ō Vᵀ
+            for i in range(nr):  # S̄ = P ⊙ (P̄ − Δ), into p
                 d = delta[i0 + i]
                 for j in range(nc):
                     p[i, j] = p[i, j] * (dp[i, j] - d)
-            _axpy_rows(p, False, nr, nc, k, j0, dqs, i0)          # Q̄ += S̄ K   (·s below)
-            _axpy_rows(p, True, nc, nr, qs, i0, dk_tile, 0)       # K̄ += S̄ᵀ (Q·s)
+            _axpy_rows(p, False, nr, nc, k, j0, dqs, i0)  # Q̄ += S̄ K   (·s below)
+            _axpy_rows(p, True, nc, nr, qs, i0, dk_tile, 0)  # K̄ += S̄ᵀ (Q·s)
         for j in range(nc):
             for e in range(E):
                 dk[j0 + j, e] = dk_tile[j, e]
@@ -325,8 +326,19 @@ def _flash_backward(q, k, v, scale, causal, out, lse, dout, dq, dk, dv, lo, hi):
     nh = q.shape[1]
     for bh in range(lo, hi):
         b, h = bh // nh, bh % nh
-        _flash_backward_head(q[b, h], k[b, h], v[b, h], scale, causal, out[b, h], lse[b, h],
-                             dout[b, h], dq[b, h], dk[b, h], dv[b, h])
+        _flash_backward_head(
+            q[b, h],
+            k[b, h],
+            v[b, h],
+            scale,
+            causal,
+            out[b, h],
+            lse[b, h],
+            dout[b, h],
+            dq[b, h],
+            dk[b, h],
+            dv[b, h],
+        )
 
 
 # The (batch, head) pairs are split over threads (over_range, tinyllm/kernels/jit.py) once QKᵀ
@@ -335,8 +347,15 @@ ATTENTION_MIN_WORK = 1 << 24
 
 
 def _over_pairs(kernel, q, k, *args):
-    over_range(kernel, q.shape[0] * q.shape[1], q, k, *args, work=q.size * k.shape[2],
-               min_work=ATTENTION_MIN_WORK)
+    over_range(
+        kernel,
+        q.shape[0] * q.shape[1],
+        q,
+        k,
+        *args,
+        work=q.size * k.shape[2],
+        min_work=ATTENTION_MIN_WORK,
+    )
 
 
 # ---- numba wrappers with the reference signatures -------------------------------------------
@@ -369,6 +388,7 @@ def attention_backward_numba(q, k, v, bias, scale, causal, out, lse, dout):
     out4, dout4 = _as_4d(out), _as_4d(dout.astype(q.dtype, copy=False))
     lse3 = np.require(lse.reshape(q4.shape[:3]), requirements=("C", "W"))
     dq, dk, dv = np.empty_like(q4), np.empty_like(k4), np.empty_like(v4)
-    _over_pairs(_flash_backward, q4, k4, v4, float(scale), bool(causal), out4, lse3, dout4,
-                dq, dk, dv)
+    _over_pairs(
+        _flash_backward, q4, k4, v4, float(scale), bool(causal), out4, lse3, dout4, dq, dk, dv
+    )
     return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape), None

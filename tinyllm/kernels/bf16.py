@@ -21,6 +21,7 @@ writes NaN as 0x7FC0 or 0xFFFF depending on the code path; any NaN pattern is Na
 The reference needs eight NumPy passes over the array (view, widen, shift, add, …); the kernel
 does it in one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,7 +48,7 @@ def _fp32_bits_to_bf16_bits(bits, out, lo, hi):
     # bits (n,) uint32 patterns of float32 values → out (n,) uint16, elements [lo, hi).
     for i in range(lo, hi):
         b = np.int64(bits[i])  # int64: the carry below cannot wrap
-        if (b & 0x7FFFFFFF) > 0x7F800000:          # NaN: keep sign and payload top, quiet
+        if (b & 0x7FFFFFFF) > 0x7F800000:  # NaN: keep sign and payload top, quiet
             out[i] = (b >> 16) | BF16_QUIET_BIT
         else:
             out[i] = (b + 0x7FFF + ((b >> 16) & 1)) >> 16

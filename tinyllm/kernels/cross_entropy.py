@@ -17,6 +17,7 @@ Signatures (N rows, C classes):
     cross_entropy_backward(logits, lse, targets, grad_rows (N,), ignore_index) -> (N, C)
 `grad_rows[n]` is the adjoint of row n's loss (e.g. 1/count for a mean).
 """
+
 import numpy as np
 
 from tinyllm.kernels.jit import jit, over_range
@@ -78,13 +79,23 @@ def cross_entropy_forward_numba(logits, targets, ignore_index):
     n = logits.shape[0]
     loss = np.empty(n, dtype=logits.dtype)
     lse = np.empty(n, dtype=logits.dtype)
-    over_range(_cross_entropy_forward, n, logits, targets, ignore_index, loss, lse,
-               work=logits.size)
+    over_range(
+        _cross_entropy_forward, n, logits, targets, ignore_index, loss, lse, work=logits.size
+    )
     return loss, lse
 
 
 def cross_entropy_backward_numba(logits, lse, targets, grad_rows, ignore_index):
     out = np.empty_like(logits)
-    over_range(_cross_entropy_backward, logits.shape[0], logits, lse, targets, grad_rows,
-               ignore_index, out, work=logits.size)
+    over_range(
+        _cross_entropy_backward,
+        logits.shape[0],
+        logits,
+        lse,
+        targets,
+        grad_rows,
+        ignore_index,
+        out,
+        work=logits.size,
+    )
     return out

@@ -10,6 +10,7 @@ this is a scatter-*add*, not an assignment (`W̄[ids] = ȳ` would keep only the 
 
 Signature: embedding_backward(ids (N,) int, g (N, D), num_embeddings) -> W̄ (num_embeddings, D)
 """
+
 import numpy as np
 
 from tinyllm.kernels.jit import jit, over_range

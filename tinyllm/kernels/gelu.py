@@ -12,6 +12,7 @@ Signatures (any shape; `approximate` is "none" or "tanh"):
     gelu_forward(x, approximate) -> y
     gelu_backward(x, g, approximate) -> x̄
 """
+
 import math
 
 import numpy as np
@@ -31,14 +32,14 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 def gelu_forward_reference(x, approximate):
     if approximate == "tanh":
-        u = SQRT_2_OVER_PI * (x + COEF * x ** 3)
+        u = SQRT_2_OVER_PI * (x + COEF * x**3)
         return (0.5 * x * (1 + np.tanh(u))).astype(x.dtype, copy=False)
     return (0.5 * x * (1 + _erf(x * INV_SQRT_2))).astype(x.dtype, copy=False)
 
 
 def gelu_backward_reference(x, g, approximate):
     if approximate == "tanh":
-        t = np.tanh(SQRT_2_OVER_PI * (x + COEF * x ** 3))
+        t = np.tanh(SQRT_2_OVER_PI * (x + COEF * x**3))
         d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * COEF * x * x)
     else:
         cdf = 0.5 * (1 + _erf(x * INV_SQRT_2))
@@ -59,7 +60,7 @@ def _gelu_forward(x, tanh_form, out, lo, hi):
     t = x.dtype.type
     half, one = t(0.5), t(1.0)
     c, k, inv_sqrt2 = t(SQRT_2_OVER_PI), t(COEF), t(INV_SQRT_2)
-    xs, ys = x[lo:hi], out[lo:hi]    # (a loop from 0 over views vectorizes; one over lo…hi did not)
+    xs, ys = x[lo:hi], out[lo:hi]  # (a loop from 0 over views vectorizes; one over lo…hi did not)
     for i in range(xs.size):
         v = xs[i]
         if tanh_form:
@@ -79,7 +80,7 @@ def _gelu_backward(x, g, tanh_form, out, lo, hi):
         v = xs[i]
         if tanh_form:
             u = c * (v + k * v * v * v)
-            th = one - (one + one) / (vexp(u + u) + one)                           # tanh u
+            th = one - (one + one) / (vexp(u + u) + one)  # tanh u
             d = half * (one + th) + half * v * (one - th * th) * c * (one + t(3.0) * k * v * v)
         else:
             d = half * (one + verf(v * inv_sqrt2)) + v * inv_sqrt2pi * vexp(-half * v * v)

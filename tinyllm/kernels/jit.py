@@ -17,14 +17,15 @@ Options (every kernel and helper):
 serial code that works on a *range* of its rows (or elements): `kernel(*args, lo, hi)`.
 
 `over_range(kernel, n, *args, work=…)` runs such a kernel over rows 0 … n − 1: in one call
-when the work is small, and split into blocks shared out by tinyllm.runtime.threads.parallel_for when
-it has at least PARALLEL_MIN_WORK units (about a millisecond of one-thread work). Below that,
-starting threads costs more than it saves: a little on an idle machine, whole scheduler time
-slices on a busy one (tinyllm/runtime/threads.py). parallel_for is help-first, so a busy machine
-cannot stall a call the way it stalls a fork-join team — numba's own `prange` is not used for
-that reason, and because a `parallel=True` compilation takes several times longer, which would
-be most of a cold start (docs/03-kernels.md has the measurements).
+when the work is small, and split into blocks shared out by tinyllm.runtime.threads.parallel_for
+when it has at least PARALLEL_MIN_WORK units (about a millisecond of one-thread work). Below that,
+starting threads costs more than it saves: a little on an idle machine, whole scheduler time slices
+on a busy one (tinyllm/runtime/threads.py). parallel_for is help-first, so a busy machine cannot
+stall a call the way it stalls a fork-join team — numba's own `prange` is not used for that reason,
+and because a `parallel=True` compilation takes several times longer, which would be most of a cold
+start (docs/03-kernels.md has the measurements).
 """
+
 from __future__ import annotations
 
 import numba
@@ -34,7 +35,7 @@ from tinyllm.runtime.threads import num_threads, parallel_for
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", cache=True, nogil=True)
 
-PARALLEL_MIN_WORK = 1 << 21   # elements: about a millisecond of one-thread row/element work
+PARALLEL_MIN_WORK = 1 << 21  # elements: about a millisecond of one-thread row/element work
 
 
 def jit(fn=None, **options):

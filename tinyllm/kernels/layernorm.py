@@ -16,6 +16,7 @@ Signatures (N rows, D features; weight and bias may be None → γ = 1, β = 0):
     layer_norm_forward(x, weight, bias, eps) -> (y, mean (N,), rstd (N,))
     layer_norm_backward(x, weight, mean, rstd, g) -> (dx, dweight, dbias)
 """
+
 import numpy as np
 
 from tinyllm.kernels.jit import jit, over_range
@@ -38,8 +39,9 @@ def layer_norm_forward_reference(x, weight, bias, eps):
 def layer_norm_backward_reference(x, weight, mean, rstd, g):
     xhat = (x - mean[:, None]) * rstd[:, None]
     gw = g * weight if weight is not None else g
-    dx = rstd[:, None] * (gw - gw.mean(axis=1, keepdims=True)
-                          - xhat * (gw * xhat).mean(axis=1, keepdims=True))
+    dx = rstd[:, None] * (
+        gw - gw.mean(axis=1, keepdims=True) - xhat * (gw * xhat).mean(axis=1, keepdims=True)
+    )
     dweight = (g * xhat).sum(axis=0)
     dbias = g.sum(axis=0)
     return dx.astype(x.dtype, copy=False), dweight.astype(x.dtype), dbias.astype(x.dtype)
@@ -114,8 +116,18 @@ def layer_norm_forward_numba(x, weight, bias, eps):
     b = bias if bias is not None else np.zeros(d, dtype=x.dtype)
     y = np.empty_like(x)
     mean, rstd = np.empty(n, dtype=x.dtype), np.empty(n, dtype=x.dtype)
-    over_range(_layer_norm_forward, n, x, w.astype(x.dtype, copy=False),
-               b.astype(x.dtype, copy=False), float(eps), y, mean, rstd, work=x.size)
+    over_range(
+        _layer_norm_forward,
+        n,
+        x,
+        w.astype(x.dtype, copy=False),
+        b.astype(x.dtype, copy=False),
+        float(eps),
+        y,
+        mean,
+        rstd,
+        work=x.size,
+    )
     return y, mean, rstd
 
 
@@ -126,6 +138,17 @@ def layer_norm_backward_numba(x, weight, mean, rstd, g):
     nchunks = min(n, _CHUNKS)
     dw_part = np.zeros((nchunks, d), dtype=x.dtype)
     db_part = np.zeros((nchunks, d), dtype=x.dtype)
-    over_range(_layer_norm_backward, nchunks, x, w.astype(x.dtype, copy=False), mean, rstd, g,
-               dx, dw_part, db_part, work=x.size)
+    over_range(
+        _layer_norm_backward,
+        nchunks,
+        x,
+        w.astype(x.dtype, copy=False),
+        mean,
+        rstd,
+        g,
+        dx,
+        dw_part,
+        db_part,
+        work=x.size,
+    )
     return dx, dw_part.sum(axis=0), db_part.sum(axis=0)

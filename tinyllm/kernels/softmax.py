@@ -15,6 +15,7 @@ diag(y) − y yᵀ):
 The NumPy reference makes several passes over memory (max, subtract, exp, sum, divide); the
 numba kernel does one row at a time while it sits in cache.
 """
+
 import numpy as np
 
 from tinyllm.kernels.jit import jit, over_range

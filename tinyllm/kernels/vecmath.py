@@ -34,6 +34,7 @@ plain Python. The references are `np.exp` and `math.erf` in float64 (tests/kerne
 
 They compile with tinyllm's kernel options (tinyllm/kernels/jit.py).
 """
+
 import math
 
 import numpy as np
@@ -97,12 +98,14 @@ def _float32_to_bits_numba(x):
 # ---- exp ------------------------------------------------------------------------------------
 
 _LOG2E = np.float32(1.4426950408889634)
-_LN2_HI = np.float32(0.693359375)            # 355/512: k·LN2_HI is exact for |k| < 2¹⁵
-_LN2_LO = np.float32(-2.12194440e-4)         # ln 2 − LN2_HI
-_EXP_C = tuple(np.float32(c) for c in
-               (0.4999999345, 0.1666652068, 0.04166838744, 0.008368710323, 0.001381461023))
-_EXP_MIN = np.float32(-87.33)                # e^x < FLT_MIN (1.18e-38) below: flushed to 0
-_EXP_MAX = np.float32(88.72283)              # ln FLT_MAX: e^x is +∞ above
+_LN2_HI = np.float32(0.693359375)  # 355/512: k·LN2_HI is exact for |k| < 2¹⁵
+_LN2_LO = np.float32(-2.12194440e-4)  # ln 2 − LN2_HI
+_EXP_C = tuple(
+    np.float32(c)
+    for c in (0.4999999345, 0.1666652068, 0.04166838744, 0.008368710323, 0.001381461023)
+)
+_EXP_MIN = np.float32(-87.33)  # e^x < FLT_MIN (1.18e-38) below: flushed to 0
+_EXP_MAX = np.float32(88.72283)  # ln FLT_MAX: e^x is +∞ above
 
 
 @jit
@@ -118,15 +121,26 @@ def exp_f32(x):
     y = float32_from_bits(float32_to_bits(p) + (np.int32(k) << np.int32(23)))
     y = np.float32(0.0) if x < _EXP_MIN else y
     y = np.float32(np.inf) if x > _EXP_MAX else y
-    return y if x == x else x                # NaN in, NaN out
+    return y if x == x else x  # NaN in, NaN out
 
 
 # ---- erf ------------------------------------------------------------------------------------
 
-_ERF_P = tuple(np.float32(c) for c in (1.1283789768, 0.19625047569, 0.053467546814,
-                                       0.004003659213, 0.0002880333344, 1.9747200846e-06))
-_ERF_Q = tuple(np.float32(c) for c in (1.0, 0.50725361755, 0.11647692273, 0.015444475893,
-                                       0.0012163461816, 3.7479272447e-05))
+_ERF_P = tuple(
+    np.float32(c)
+    for c in (
+        1.1283789768,
+        0.19625047569,
+        0.053467546814,
+        0.004003659213,
+        0.0002880333344,
+        1.9747200846e-06,
+    )
+)
+_ERF_Q = tuple(
+    np.float32(c)
+    for c in (1.0, 0.50725361755, 0.11647692273, 0.015444475893, 0.0012163461816, 3.7479272447e-05)
+)
 
 
 @jit

@@ -1,14 +1,15 @@
 """The three transformer families.
 
-    gpt.py    GPT — decoder-only, causal language modelling (next-token prediction)
-    bert.py   BERT-style encoder-only — masked language modelling, sequence classification
-    t5.py     T5-style encoder-decoder — span corruption, any sequence-to-sequence task
+gpt.py    GPT — decoder-only, causal language modelling (next-token prediction)
+bert.py   BERT-style encoder-only — masked language modelling, sequence classification
+t5.py     T5-style encoder-decoder — span corruption, any sequence-to-sequence task
 """
+
 from tinyllm.models.bert import (
-                                 BertConfig,
-                                 BertForMaskedLM,
-                                 BertForSequenceClassification,
-                                 BertModel,
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertModel,
 )
 from tinyllm.models.gpt import GPT, GPTConfig
 from tinyllm.models.t5 import T5, T5Config, shift_right

@@ -15,7 +15,8 @@ a "pooler" (dense + tanh) and a linear classifier.
 
 Layout (tinyllm's names; pre-LayerNorm blocks from tinyllm.nn.transformer):
 
-    transformer.wte (V, E) tokens   transformer.wpe (T, E) positions   transformer.wtt (2, E) segments
+    transformer.wte (V, E) tokens   transformer.wpe (T, E) positions
+    transformer.wtt (2, E) segments
     transformer.h.i  EncoderBlock: ln_1, attn (q/k/v/out_proj), ln_2, mlp (c_fc, c_proj)
     transformer.ln_f
     MLM head: dense E→E, GELU, ln, then scores against wte (tied) + a bias (V,)
@@ -23,6 +24,7 @@ Layout (tinyllm's names; pre-LayerNorm blocks from tinyllm.nn.transformer):
 Simplification vs the paper: pre-LN instead of post-LN blocks, no next-sentence prediction
 (RoBERTa showed it is not needed).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -51,7 +53,9 @@ class BertConfig:
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
-            raise ValueError(f"BertConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+            raise ValueError(
+                f"BertConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}"
+            )
 
     def to_dict(self):
         return asdict(self)
@@ -60,8 +64,9 @@ class BertConfig:
 def _as_ids(x, name):
     a = np.asarray(x.data if isinstance(x, Tensor) else x)
     if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must be an integer array (batch, time), got shape {a.shape} "
-                         f"dtype {a.dtype}")
+        raise ValueError(
+            f"{name} must be an integer array (batch, time), got shape {a.shape} dtype {a.dtype}"
+        )
     return a
 
 
@@ -72,12 +77,14 @@ class BertModel(Module):
         super().__init__()
         self.config = config
         c = config
-        self.transformer = ModuleDict(dict(
-            wte=Embedding(c.vocab_size, c.n_embd),
-            wpe=Embedding(c.block_size, c.n_embd),
-            wtt=Embedding(c.type_vocab_size, c.n_embd),
-            drop=Dropout(c.dropout),
-        ))
+        self.transformer = ModuleDict(
+            dict(
+                wte=Embedding(c.vocab_size, c.n_embd),
+                wpe=Embedding(c.block_size, c.n_embd),
+                wtt=Embedding(c.type_vocab_size, c.n_embd),
+                drop=Dropout(c.dropout),
+            )
+        )
         self.encoder = Encoder(c.n_layer, c.n_embd, c.n_head, c.dropout, c.bias)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> Tensor:
@@ -85,18 +92,28 @@ class BertModel(Module):
         b, t = ids.shape
         c = self.config
         if t > c.block_size:
-            raise ValueError(f"BertModel.forward: sequence length {t} exceeds block_size {c.block_size}")
+            raise ValueError(
+                f"BertModel.forward: sequence length {t} exceeds block_size {c.block_size}"
+            )
         if ids.min() < 0 or ids.max() >= c.vocab_size:
-            raise ValueError(f"BertModel.forward: token id outside the vocabulary [0, {c.vocab_size})")
-        tt = np.zeros_like(ids) if token_type_ids is None else _as_ids(token_type_ids, "token_type_ids")
+            raise ValueError(
+                f"BertModel.forward: token id outside the vocabulary [0, {c.vocab_size})"
+            )
+        tt = (
+            np.zeros_like(ids)
+            if token_type_ids is None
+            else _as_ids(token_type_ids, "token_type_ids")
+        )
         tr = self.transformer
-        x = tr.drop(tr.wte(ids) + tr.wpe(np.arange(t)) + tr.wtt(tt))      # (B, T, E)
+        x = tr.drop(tr.wte(ids) + tr.wpe(np.arange(t)) + tr.wtt(tt))  # (B, T, E)
         pad = None
         if attention_mask is not None:
-            am = np.asarray(attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask)
+            am = np.asarray(
+                attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
+            )
             if am.shape != (b, t):
                 raise ValueError(f"BertModel.forward: attention_mask {am.shape}, expected {(b, t)}")
-            pad = am == 0                                                   # True = padding
+            pad = am == 0  # True = padding
         return self.encoder(x, key_padding_mask=pad)
 
 
@@ -126,7 +143,7 @@ class BertForMaskedLM(Module):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """→ (logits (B, T, V), loss over positions whose label is not −100, or None)."""
-        h = self.bert(input_ids, attention_mask, token_type_ids)           # (B, T, E)
+        h = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, E)
         h = self.mlm_ln(self.mlm_act(self.mlm_dense(h)))
         logits = ops.linear(h, self.bert.transformer.wte.weight, self.mlm_bias)  # tied (B, T, V)
         loss = None
@@ -149,10 +166,10 @@ class BertForSequenceClassification(Module):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """→ (logits (B, num_labels), mean cross-entropy against `labels` (B,) or None)."""
-        h = self.bert(input_ids, attention_mask, token_type_ids)           # (B, T, E)
-        cls = h[:, 0]                                                      # (B, E) the [CLS] token
+        h = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, E)
+        cls = h[:, 0]  # (B, E) the [CLS] token
         pooled = ops.tanh(self.pooler(cls))
-        logits = self.classifier(self.drop(pooled))                        # (B, num_labels)
+        logits = self.classifier(self.drop(pooled))  # (B, num_labels)
         loss = None
         if labels is not None:
             loss = ops.cross_entropy(logits, np.asarray(labels))
@@ -162,6 +179,7 @@ class BertForSequenceClassification(Module):
     def from_pretrained_mlm(cls, mlm: BertForMaskedLM, num_labels: int, generator=None):
         """A classifier whose encoder starts from a masked-LM pre-trained one (fine-tuning)."""
         from dataclasses import replace
+
         model = cls(replace(mlm.config, num_labels=num_labels), generator)
         model.bert.load_state_dict(mlm.bert.state_dict())
         return model

@@ -23,6 +23,7 @@ them out, saving V·E parameters. Initialization follows GPT-2: every weight N(0
 zero, and the two projections that write into the residual stream (attn.c_proj, mlp.c_proj)
 N(0, 0.02/√(2·n_layer)), so the residual stream's variance does not grow with depth.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,9 @@ class GPTConfig:
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"GPTConfig: {name} must be positive, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig: n_embd {self.n_embd} is not divisible by n_head "
-                             f"{self.n_head}")
+            raise ValueError(
+                f"GPTConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
 
@@ -73,7 +75,7 @@ class CausalSelfAttention(Module):
         super().__init__()
         e = config.n_embd
         self.n_head = config.n_head
-        self.c_attn = Linear(e, 3 * e, bias=config.bias)   # q, k, v for all heads at once
+        self.c_attn = Linear(e, 3 * e, bias=config.bias)  # q, k, v for all heads at once
         self.c_proj = Linear(e, e, bias=config.bias)
         self.dropout = config.dropout
         self.resid_dropout = Dropout(config.dropout)
@@ -83,20 +85,20 @@ class CausalSelfAttention(Module):
         real (non-padding) tokens among all S = past + T positions."""
         b, t, e = x.shape
         h = self.n_head
-        qkv = self.c_attn(x).reshape(b, t, 3, h, e // h)     # (B, T, 3, h, hs)
-        qkv = qkv.permute(2, 0, 3, 1, 4)                     # (3, B, h, T, hs)
-        q, k, v = qkv[0], qkv[1], qkv[2]                     # (B, h, T, hs) each
+        qkv = self.c_attn(x).reshape(b, t, 3, h, e // h)  # (B, T, 3, h, hs)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, h, T, hs)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, h, T, hs) each
         p = self.dropout if self.training else 0.0
         if cache is not None:
-            k_all, v_all = cache.append(k.data, v.data)      # (B, h, S, hs), S = past + T
+            k_all, v_all = cache.append(k.data, v.data)  # (B, h, S, hs), S = past + T
             k, v = Tensor(k_all), Tensor(v_all)
         s = k.shape[2]
         if keep is None and s == t:
             y = ops.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         else:
-            mask = cached_causal_mask(t, s)                  # (T, S): the new queries are last
+            mask = cached_causal_mask(t, s)  # (T, S): the new queries are last
             if keep is not None:
-                mask = mask & keep[:, None, None, :]         # (B, 1, T, S)
+                mask = mask & keep[:, None, None, :]  # (B, 1, T, S)
             y = ops.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, E)
 
@@ -118,15 +120,17 @@ class GPT(Module):
     def __init__(self, config: GPTConfig, generator=None):
         super().__init__()
         self.config = config
-        self.transformer = ModuleDict(dict(
-            wte=Embedding(config.vocab_size, config.n_embd),
-            wpe=Embedding(config.block_size, config.n_embd),
-            drop=Dropout(config.dropout),
-            h=ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=LayerNorm(config.n_embd, bias=config.bias),
-        ))
+        self.transformer = ModuleDict(
+            dict(
+                wte=Embedding(config.vocab_size, config.n_embd),
+                wpe=Embedding(config.block_size, config.n_embd),
+                drop=Dropout(config.dropout),
+                h=ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight   # tied: one Parameter, two names
+        self.lm_head.weight = self.transformer.wte.weight  # tied: one Parameter, two names
         # Activation checkpointing (tinyllm/recompute.py): keep only each block's input for
         # backward and recompute the block then. A plain attribute (Hugging Face's name), so
         # neither GPTConfig nor the state dict change.
@@ -137,8 +141,9 @@ class GPT(Module):
         """GPT-2 initialization (see the module docstring), drawn in named_parameters() order."""
         g = generator_or_default(generator)
         resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        norm_params = {id(p) for m in self.modules() if isinstance(m, LayerNorm)
-                       for p in m.parameters()}
+        norm_params = {
+            id(p) for m in self.modules() if isinstance(m, LayerNorm) for p in m.parameters()
+        }
         for name, p in self.named_parameters():
             if id(p) in norm_params:
                 p.data[...] = 1 if name.endswith("weight") else 0
@@ -158,11 +163,18 @@ class GPT(Module):
 
     def make_cache(self, batch: int) -> list[KVCache]:
         c = self.config
-        return [KVCache(batch, c.n_head, c.block_size, c.n_embd // c.n_head,
-                        dtype=self.transformer.wte.weight.dtype) for _ in range(c.n_layer)]
+        return [
+            KVCache(
+                batch,
+                c.n_head,
+                c.block_size,
+                c.n_embd // c.n_head,
+                dtype=self.transformer.wte.weight.dtype,
+            )
+            for _ in range(c.n_layer)
+        ]
 
-    def forward(self, idx, targets=None, caches: list[KVCache] | None = None,
-                attention_mask=None):
+    def forward(self, idx, targets=None, caches: list[KVCache] | None = None, attention_mask=None):
         """idx (B, T) integer token ids → (logits (B, T, V), loss or None).
 
         `targets` (B, T) gives the mean cross-entropy (positions with target −100 ignored).
@@ -172,36 +184,46 @@ class GPT(Module):
         """
         idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
         if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"GPT.forward: idx must be an integer array (batch, time), got "
-                             f"shape {idx.shape} dtype {idx.dtype}")
+            raise ValueError(
+                f"GPT.forward: idx must be an integer array (batch, time), got "
+                f"shape {idx.shape} dtype {idx.dtype}"
+            )
         b, t = idx.shape
         past = 0 if caches is None else caches[0].length
         if past + t > self.config.block_size:
-            raise ValueError(f"GPT.forward: sequence of length {past + t} exceeds block_size "
-                             f"{self.config.block_size}")
+            raise ValueError(
+                f"GPT.forward: sequence of length {past + t} exceeds block_size "
+                f"{self.config.block_size}"
+            )
         if idx.size and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
             bad = idx[(idx < 0) | (idx >= self.config.vocab_size)].flat[0]
-            raise ValueError(f"GPT.forward: token id {int(bad)} is outside the vocabulary "
-                             f"[0, {self.config.vocab_size})")
+            raise ValueError(
+                f"GPT.forward: token id {int(bad)} is outside the vocabulary "
+                f"[0, {self.config.vocab_size})"
+            )
         tr = self.transformer
         keep = None
         if attention_mask is None:
-            pos = np.arange(past, past + t)                     # (T,)
+            pos = np.arange(past, past + t)  # (T,)
         else:
-            am = np.asarray(attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask)
+            am = np.asarray(
+                attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
+            )
             if am.shape != (b, past + t):
-                raise ValueError(f"GPT.forward: attention_mask of shape {am.shape}, expected "
-                                 f"{(b, past + t)} (cached + new positions)")
-            keep = am.astype(bool)                              # (B, S)
+                raise ValueError(
+                    f"GPT.forward: attention_mask of shape {am.shape}, expected "
+                    f"{(b, past + t)} (cached + new positions)"
+                )
+            keep = am.astype(bool)  # (B, S)
             pos = np.maximum(np.cumsum(keep, axis=1) - 1, 0)[:, past:]  # (B, T)
-        x = tr.drop(tr.wte(idx) + tr.wpe(pos))                  # (B, T, E)
+        x = tr.drop(tr.wte(idx) + tr.wpe(pos))  # (B, T, E)
         for i, block in enumerate(tr.h):
             if self.gradient_checkpointing and caches is None:
                 x = checkpoint(block, x, None, keep)
             else:
                 x = block(x, None if caches is None else caches[i], keep)
         x = tr.ln_f(x)
-        logits = self.lm_head(x)                                # (B, T, V)
+        logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if targets is not None:
             tg = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
@@ -213,11 +235,18 @@ class GPT(Module):
     def generate(self, idx, max_new_tokens: int, **kwargs):
         """Autoregressive decoding; see tinyllm.generate.generate for the options."""
         from tinyllm.generate import generate
+
         return generate(self, idx, max_new_tokens, **kwargs)
 
-    def configure_optimizers(self, weight_decay: float, learning_rate: float,
-                             betas=(0.9, 0.95), eps: float = 1e-8):
+    def configure_optimizers(
+        self, weight_decay: float, learning_rate: float, betas=(0.9, 0.95), eps: float = 1e-8
+    ):
         """AdamW with weight decay on matrices (dim ≥ 2) only, as nanoGPT does."""
         from tinyllm.optim import AdamW, param_groups_for_weight_decay
-        return AdamW(param_groups_for_weight_decay(self, weight_decay), lr=learning_rate,
-                     betas=betas, eps=eps)
+
+        return AdamW(
+            param_groups_for_weight_decay(self, weight_decay),
+            lr=learning_rate,
+            betas=betas,
+            eps=eps,
+        )

@@ -23,6 +23,7 @@ sinusoidal table instead of T5's learned relative-position buckets; LayerNorm wi
 instead of RMSNorm; GELU instead of ReLU. The tied output layer scales the decoder output by
 E^(−1/2) as T5 does.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,7 @@ from tinyllm.runtime.random import generator_or_default
 class T5Config:
     vocab_size: int = 32128
     block_size: int = 512
-    n_layer: int = 6              # encoder blocks
+    n_layer: int = 6  # encoder blocks
     n_decoder_layer: int = 6
     n_head: int = 8
     n_embd: int = 512
@@ -56,7 +57,9 @@ class T5Config:
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
-            raise ValueError(f"T5Config: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+            raise ValueError(
+                f"T5Config: n_embd {self.n_embd} is not divisible by n_head {self.n_head}"
+            )
 
     def to_dict(self):
         return asdict(self)
@@ -94,12 +97,16 @@ class T5(Module):
         ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         c = self.config
         if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"T5: token ids must be an integer (batch, time) array, got {ids.shape} {ids.dtype}")
+            raise ValueError(
+                f"T5: token ids must be an integer (batch, time) array, got {ids.shape} {ids.dtype}"
+            )
         if offset + ids.shape[1] > c.block_size:
-            raise ValueError(f"T5: sequence length {offset + ids.shape[1]} exceeds block_size {c.block_size}")
+            raise ValueError(
+                f"T5: sequence length {offset + ids.shape[1]} exceeds block_size {c.block_size}"
+            )
         if ids.size and (ids.min() < 0 or ids.max() >= c.vocab_size):
             raise ValueError(f"T5: token id outside the vocabulary [0, {c.vocab_size})")
-        return self.drop(self.pos(self.shared(ids), offset))                # (B, T, E)
+        return self.drop(self.pos(self.shared(ids), offset))  # (B, T, E)
 
     def encode(self, input_ids, attention_mask=None) -> tuple[Tensor, np.ndarray | None]:
         pad = None if attention_mask is None else np.asarray(attention_mask) == 0
@@ -115,10 +122,12 @@ class T5(Module):
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("T5.forward: give decoder_input_ids or labels")
-            decoder_input_ids = shift_right(np.asarray(labels), c.decoder_start_token_id, c.pad_token_id)
-        memory, pad = self.encode(input_ids, attention_mask)                  # (B, S, E)
+            decoder_input_ids = shift_right(
+                np.asarray(labels), c.decoder_start_token_id, c.pad_token_id
+            )
+        memory, pad = self.encode(input_ids, attention_mask)  # (B, S, E)
         h = self.decoder(self._embed(decoder_input_ids), memory, memory_padding_mask=pad)
-        logits = self._logits(h)                                               # (B, T, V)
+        logits = self._logits(h)  # (B, T, V)
         loss = None
         if labels is not None:
             lb = np.asarray(labels)
@@ -126,10 +135,22 @@ class T5(Module):
             loss = ops.cross_entropy(logits.reshape(b * t, v), lb.reshape(-1), ignore_index=-100)
         return logits, loss
 
-    def generate(self, input_ids, max_new_tokens: int, do_sample: bool = False,
-                 temperature: float = 1.0, top_k=None, top_p=None, repetition_penalty: float = 1.0,
-                 eos_token_id=None, pad_token_id=None, use_cache: bool = True, seed=None,
-                 attention_mask=None, generator=None) -> np.ndarray:
+    def generate(
+        self,
+        input_ids,
+        max_new_tokens: int,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k=None,
+        top_p=None,
+        repetition_penalty: float = 1.0,
+        eos_token_id=None,
+        pad_token_id=None,
+        use_cache: bool = True,
+        seed=None,
+        attention_mask=None,
+        generator=None,
+    ) -> np.ndarray:
         """Encode once, then decode from decoder_start_token_id. Returns the decoder tokens
         (B, 1 + new), starting with the start token, as Hugging Face does."""
         _check_options(max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty)
@@ -148,24 +169,44 @@ class T5(Module):
             def next_scores(tokens, m, n_new):
                 with no_grad():
                     if tokens.shape[1] > c.block_size:
-                        raise ValueError(f"T5.generate: output longer than block_size {c.block_size}")
+                        raise ValueError(
+                            f"T5.generate: output longer than block_size {c.block_size}"
+                        )
                     if not use_cache:
                         h = self.decoder(self._embed(tokens), memory, memory_padding_mask=pad)
                         return self._logits(h).data[:, -1]
                     if "caches" not in state:
                         state["caches"] = [
-                            (KVCache(b, c.n_head, c.block_size, hd, dtype=memory.dtype),
-                             KVCache(b, c.n_head, memory.shape[1], hd, dtype=memory.dtype))
-                            for _ in range(c.n_decoder_layer)]
+                            (
+                                KVCache(b, c.n_head, c.block_size, hd, dtype=memory.dtype),
+                                KVCache(b, c.n_head, memory.shape[1], hd, dtype=memory.dtype),
+                            )
+                            for _ in range(c.n_decoder_layer)
+                        ]
                     caches = state["caches"]
                     offset = caches[0][0].length
-                    h = self.decoder(self._embed(tokens[:, -n_new:], offset), memory,
-                                     memory_padding_mask=pad, caches=caches)
+                    h = self.decoder(
+                        self._embed(tokens[:, -n_new:], offset),
+                        memory,
+                        memory_padding_mask=pad,
+                        caches=caches,
+                    )
                     return self._logits(h).data[:, -1]
 
             start = np.full((b, 1), c.decoder_start_token_id, dtype=np.int64)
-            return decode_loop(next_scores, start, np.ones_like(start), max_new_tokens, do_sample,
-                               temperature, top_k, top_p, repetition_penalty, eos_token_id,
-                               eos_token_id if pad_token_id is None else pad_token_id, rng)
+            return decode_loop(
+                next_scores,
+                start,
+                np.ones_like(start),
+                max_new_tokens,
+                do_sample,
+                temperature,
+                top_k,
+                top_p,
+                repetition_penalty,
+                eos_token_id,
+                eos_token_id if pad_token_id is None else pad_token_id,
+                rng,
+            )
         finally:
             self.train(was_training)

@@ -28,6 +28,7 @@ KV cache. When generating one token at a time, the keys and values of the earlie
 not change, so they are kept in a preallocated (B, h, max_len, d_k) buffer and each step only
 computes the new position's q, k, v: O(T) work per new token instead of O(T²).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,12 +57,13 @@ class KVCache:
         """Store (B, h, T_new, d) keys/values; return views of all (B, h, length, d) so far."""
         t = k_new.shape[2]
         if self.length + t > self.max_len:
-            raise ValueError(f"KVCache: {self.length} cached + {t} new positions exceed "
-                             f"max_len {self.max_len}")
-        self.k[:, :, self.length:self.length + t] = k_new
-        self.v[:, :, self.length:self.length + t] = v_new
+            raise ValueError(
+                f"KVCache: {self.length} cached + {t} new positions exceed max_len {self.max_len}"
+            )
+        self.k[:, :, self.length : self.length + t] = k_new
+        self.v[:, :, self.length : self.length + t] = v_new
         self.length += t
-        return self.k[:, :, :self.length], self.v[:, :, :self.length]
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
 
     def reset(self) -> None:
         self.length = 0
@@ -101,12 +103,21 @@ class MultiHeadAttention(Module):
     sub-layer's output belongs to the block that adds it (tinyllm.nn.transformer).
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 kdim: int | None = None, dtype=DEFAULT_DTYPE):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kdim: int | None = None,
+        dtype=DEFAULT_DTYPE,
+    ):
         super().__init__()
         if embed_dim % num_heads:
-            raise ValueError(f"MultiHeadAttention: embed_dim {embed_dim} is not divisible by "
-                             f"num_heads {num_heads}")
+            raise ValueError(
+                f"MultiHeadAttention: embed_dim {embed_dim} is not divisible by "
+                f"num_heads {num_heads}"
+            )
         kdim = embed_dim if kdim is None else kdim
         self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
         self.q_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
@@ -114,31 +125,41 @@ class MultiHeadAttention(Module):
         self.v_proj = Linear(kdim, embed_dim, bias=bias, dtype=dtype)
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
 
-    def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None,
-                key_padding_mask=None, attn_mask=None, is_causal: bool = False,
-                cache: KVCache | None = None, static_kv: bool = False) -> Tensor:
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        key_padding_mask=None,
+        attn_mask=None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
+        static_kv: bool = False,
+    ) -> Tensor:
         key = query if key is None else key
         value = key if value is None else value
         b, L, _ = query.shape
         h = self.num_heads
-        q = split_heads(self.q_proj(query), h)                      # (B, h, L, d)
+        q = split_heads(self.q_proj(query), h)  # (B, h, L, d)
         if cache is not None and static_kv and cache.length:
             # cross-attention during generation: the encoder's keys/values never change
-            k = Tensor(cache.k[:, :, :cache.length])
-            v = Tensor(cache.v[:, :, :cache.length])
+            k = Tensor(cache.k[:, :, : cache.length])
+            v = Tensor(cache.v[:, :, : cache.length])
         else:
-            k = split_heads(self.k_proj(key), h)                    # (B, h, S, d)
-            v = split_heads(self.v_proj(value), h)                  # (B, h, S, d)
+            k = split_heads(self.k_proj(key), h)  # (B, h, S, d)
+            v = split_heads(self.v_proj(value), h)  # (B, h, S, d)
             if cache is not None:
                 k_all, v_all = cache.append(k.data, v.data)
                 k, v = Tensor(k_all), Tensor(v_all)
         S = k.shape[2]
         mask = None
         if is_causal:
-            mask = cached_causal_mask(L, S)                         # (L, S), True = allowed
+            mask = cached_causal_mask(L, S)  # (L, S), True = allowed
             is_causal = False
         if attn_mask is not None:
-            am = _to_allowed(np.asarray(attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask))
+            am = _to_allowed(
+                np.asarray(attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask)
+            )
             if mask is None:
                 mask = am
             elif am.dtype == np.bool_:
@@ -146,11 +167,15 @@ class MultiHeadAttention(Module):
             else:
                 mask = np.where(mask, am, -np.inf).astype(query.dtype)
         if key_padding_mask is not None:
-            kp = np.asarray(key_padding_mask.data if isinstance(key_padding_mask, Tensor) else key_padding_mask)
+            kp = np.asarray(
+                key_padding_mask.data if isinstance(key_padding_mask, Tensor) else key_padding_mask
+            )
             if kp.shape != (b, S):
-                raise ValueError(f"MultiHeadAttention: key_padding_mask of shape {kp.shape}, "
-                                 f"expected (batch, keys) = {(b, S)}")
-            kp_allowed = ~kp[:, None, None, :]                      # (B, 1, 1, S)
+                raise ValueError(
+                    f"MultiHeadAttention: key_padding_mask of shape {kp.shape}, "
+                    f"expected (batch, keys) = {(b, S)}"
+                )
+            kp_allowed = ~kp[:, None, None, :]  # (B, 1, 1, S)
             if mask is None:
                 mask = kp_allowed
             elif mask.dtype == np.bool_:
@@ -158,5 +183,6 @@ class MultiHeadAttention(Module):
             else:
                 mask = np.where(kp_allowed, mask, -np.inf).astype(query.dtype)
         y = ops.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(merge_heads(y))                        # (B, L, E)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(merge_heads(y))  # (B, L, E)

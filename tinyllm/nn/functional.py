@@ -3,20 +3,33 @@
 Nothing is implemented here; each name points at the op in tinyllm/ops where its forward and
 backward are written out.
 """
+
 from tinyllm.ops import (
-                         cross_entropy,
-                         dropout,
-                         embedding,
-                         gelu,
-                         layer_norm,
-                         linear,
-                         log_softmax,
-                         relu,
-                         scaled_dot_product_attention,
-                         sigmoid,
-                         softmax,
-                         tanh,
+    cross_entropy,
+    dropout,
+    embedding,
+    gelu,
+    layer_norm,
+    linear,
+    log_softmax,
+    relu,
+    scaled_dot_product_attention,
+    sigmoid,
+    softmax,
+    tanh,
 )
 
-__all__ = ["cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear",
-           "log_softmax", "relu", "scaled_dot_product_attention", "sigmoid", "softmax", "tanh"]
+__all__ = [
+    "cross_entropy",
+    "dropout",
+    "embedding",
+    "gelu",
+    "layer_norm",
+    "linear",
+    "log_softmax",
+    "relu",
+    "scaled_dot_product_attention",
+    "sigmoid",
+    "softmax",
+    "tanh",
+]

@@ -9,6 +9,7 @@
 Random initialization draws from tinyllm.runtime.random's default generator (seed it with
 `tinyllm.manual_seed`) unless a `generator` is passed.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,14 @@ from tinyllm.runtime.random import generator_or_default
 
 
 class Linear(Module):
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 dtype=DEFAULT_DTYPE, generator=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        dtype=DEFAULT_DTYPE,
+        generator=None,
+    ):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         g = generator_or_default(generator)
@@ -39,12 +46,19 @@ class Linear(Module):
         return ops.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}"
 
 
 class Embedding(Module):
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 dtype=DEFAULT_DTYPE, generator=None):
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        dtype=DEFAULT_DTYPE,
+        generator=None,
+    ):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx = padding_idx
@@ -62,10 +76,18 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True, dtype=DEFAULT_DTYPE):
+    def __init__(
+        self,
+        normalized_shape,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        dtype=DEFAULT_DTYPE,
+    ):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        shape = (
+            (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        )
         self.normalized_shape, self.eps = shape, eps
         if elementwise_affine:
             self.weight = Parameter(np.ones(shape, dtype=dtype))

@@ -15,6 +15,7 @@ optimizer updates it once, while `state_dict()` lists both names, as PyTorch doe
 
 `train()` / `eval()` flip the `training` flag of every module (dropout reads it).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -48,8 +49,10 @@ class Module:
     # ---- registration by assignment ---------------------------------------------------------
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
-            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning "
-                               f"attribute {name!r}")
+            raise RuntimeError(
+                f"{type(self).__name__}: call super().__init__() before assigning "
+                f"attribute {name!r}"
+            )
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         if isinstance(value, Parameter):
@@ -92,7 +95,9 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # ---- walking the tree -------------------------------------------------------------------
-    def named_modules(self, prefix: str = "", memo: set | None = None) -> Iterator[tuple[str, "Module"]]:
+    def named_modules(
+        self, prefix: str = "", memo: set | None = None
+    ) -> Iterator[tuple[str, "Module"]]:
         memo = set() if memo is None else memo
         if id(self) in memo:
             return
@@ -114,8 +119,9 @@ class Module:
     def named_children(self):
         return ((n, m) for n, m in self._modules.items() if m is not None)
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         seen: set[int] = set()
         modules = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mod_prefix, module in modules:
@@ -235,8 +241,9 @@ class Module:
         if strict and unexpected:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if problems:
-            raise RuntimeError(f"load_state_dict into {type(self).__name__}: "
-                               + " | ".join(problems))
+            raise RuntimeError(
+                f"load_state_dict into {type(self).__name__}: " + " | ".join(problems)
+            )
         for k, (module, name, kind) in slots.items():
             if k in state_dict:
                 if kind == "param":

@@ -15,6 +15,7 @@ easy to attend to. Nothing is learned, and the table extends to any length.
 Learned positions (GPT-2, BERT): a trainable table `wpe` of shape (block_size, d_model),
 looked up like a token embedding — more flexible, but limited to the lengths seen in training.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,9 +29,9 @@ from tinyllm.nn.module import Module
 
 def sinusoidal_table(max_len: int, d_model: int, dtype=DEFAULT_DTYPE) -> np.ndarray:
     """The (max_len, d_model) table PE above (d_model may be odd: the last cos is dropped)."""
-    pos = np.arange(max_len, dtype=np.float64)[:, None]                 # (T, 1)
-    i2 = np.arange(0, d_model, 2, dtype=np.float64)[None, :]            # (1, ⌈d/2⌉) = 2i
-    angle = pos / np.power(10000.0, i2 / d_model)                       # (T, ⌈d/2⌉)
+    pos = np.arange(max_len, dtype=np.float64)[:, None]  # (T, 1)
+    i2 = np.arange(0, d_model, 2, dtype=np.float64)[None, :]  # (1, ⌈d/2⌉) = 2i
+    angle = pos / np.power(10000.0, i2 / d_model)  # (T, ⌈d/2⌉)
     table = np.zeros((max_len, d_model), dtype=np.float64)
     table[:, 0::2] = np.sin(angle)
     table[:, 1::2] = np.cos(angle[:, : d_model // 2])
@@ -47,9 +48,11 @@ class SinusoidalPositionalEncoding(Module):
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         t = x.shape[-2]
         if offset + t > self.pe.shape[0]:
-            raise ValueError(f"SinusoidalPositionalEncoding: positions up to {offset + t} exceed "
-                             f"max_len {self.pe.shape[0]}")
-        return ops.add(x, self.pe[offset:offset + t])
+            raise ValueError(
+                f"SinusoidalPositionalEncoding: positions up to {offset + t} exceed "
+                f"max_len {self.pe.shape[0]}"
+            )
+        return ops.add(x, self.pe[offset : offset + t])
 
 
 class LearnedPositionalEmbedding(Embedding):
@@ -57,6 +60,8 @@ class LearnedPositionalEmbedding(Embedding):
 
     def forward(self, t: int, offset: int = 0) -> Tensor:
         if offset + t > self.num_embeddings:
-            raise ValueError(f"LearnedPositionalEmbedding: positions up to {offset + t} exceed "
-                             f"the table's {self.num_embeddings} rows")
+            raise ValueError(
+                f"LearnedPositionalEmbedding: positions up to {offset + t} exceed "
+                f"the table's {self.num_embeddings} rows"
+            )
         return ops.embedding(np.arange(offset, offset + t), self.weight)

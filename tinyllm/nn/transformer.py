@@ -20,6 +20,7 @@ Residual dropout (Vaswani et al. 2017, §5.4) is applied to each sub-layer's out
 added: the blocks apply it after attention (MultiHeadAttention's own `dropout` is on the
 attention weights, as in PyTorch), FeedForward applies it to its own output.
 """
+
 from __future__ import annotations
 
 from tinyllm.dtypes import DEFAULT_DTYPE
@@ -32,8 +33,14 @@ from tinyllm.nn.module import Module, ModuleList
 class FeedForward(Module):
     """Position-wise MLP E → hidden → E with GELU (names follow nanoGPT: c_fc, c_proj)."""
 
-    def __init__(self, n_embd: int, hidden: int | None = None, dropout: float = 0.0,
-                 bias: bool = True, dtype=DEFAULT_DTYPE):
+    def __init__(
+        self,
+        n_embd: int,
+        hidden: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        dtype=DEFAULT_DTYPE,
+    ):
         super().__init__()
         hidden = 4 * n_embd if hidden is None else hidden
         self.c_fc = Linear(n_embd, hidden, bias=bias, dtype=dtype)
@@ -73,25 +80,40 @@ class DecoderBlock(Module):
         self.cross_attn = MultiHeadAttention(n_embd, n_head, dropout, bias, dtype=dtype)
         self.ln_3 = LayerNorm(n_embd, bias=bias, dtype=dtype)
         self.mlp = FeedForward(n_embd, dropout=dropout, bias=bias, dtype=dtype)
-        self.resid_dropout = Dropout(dropout)   # on both attention outputs (no parameters)
+        self.resid_dropout = Dropout(dropout)  # on both attention outputs (no parameters)
 
-    def forward(self, x: Tensor, memory: Tensor, memory_padding_mask=None,
-                self_cache: KVCache | None = None, cross_cache: KVCache | None = None,
-                self_padding_mask=None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        memory_padding_mask=None,
+        self_cache: KVCache | None = None,
+        cross_cache: KVCache | None = None,
+        self_padding_mask=None,
+    ) -> Tensor:
         h = self.ln_1(x)
-        x = x + self.resid_dropout(self.self_attn(h, is_causal=True, cache=self_cache,
-                                                  key_padding_mask=self_padding_mask))
+        x = x + self.resid_dropout(
+            self.self_attn(h, is_causal=True, cache=self_cache, key_padding_mask=self_padding_mask)
+        )
         h = self.ln_2(x)
-        x = x + self.resid_dropout(self.cross_attn(h, memory, key_padding_mask=memory_padding_mask,
-                                                   cache=cross_cache,
-                                                   static_kv=cross_cache is not None))
+        x = x + self.resid_dropout(
+            self.cross_attn(
+                h,
+                memory,
+                key_padding_mask=memory_padding_mask,
+                cache=cross_cache,
+                static_kv=cross_cache is not None,
+            )
+        )
         return x + self.mlp(self.ln_3(x))
 
 
 class Encoder(Module):
     def __init__(self, n_layer, n_embd, n_head, dropout=0.0, bias=True, dtype=DEFAULT_DTYPE):
         super().__init__()
-        self.h = ModuleList([EncoderBlock(n_embd, n_head, dropout, bias, dtype) for _ in range(n_layer)])
+        self.h = ModuleList(
+            [EncoderBlock(n_embd, n_head, dropout, bias, dtype) for _ in range(n_layer)]
+        )
         self.ln_f = LayerNorm(n_embd, bias=bias, dtype=dtype)
 
     def forward(self, x: Tensor, key_padding_mask=None) -> Tensor:
@@ -103,11 +125,19 @@ class Encoder(Module):
 class Decoder(Module):
     def __init__(self, n_layer, n_embd, n_head, dropout=0.0, bias=True, dtype=DEFAULT_DTYPE):
         super().__init__()
-        self.h = ModuleList([DecoderBlock(n_embd, n_head, dropout, bias, dtype) for _ in range(n_layer)])
+        self.h = ModuleList(
+            [DecoderBlock(n_embd, n_head, dropout, bias, dtype) for _ in range(n_layer)]
+        )
         self.ln_f = LayerNorm(n_embd, bias=bias, dtype=dtype)
 
-    def forward(self, x: Tensor, memory: Tensor, memory_padding_mask=None, caches=None,
-                self_padding_mask=None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        memory_padding_mask=None,
+        caches=None,
+        self_padding_mask=None,
+    ) -> Tensor:
         for i, block in enumerate(self.h):
             sc, cc = (None, None) if caches is None else caches[i]
             x = block(x, memory, memory_padding_mask, sc, cc, self_padding_mask)

@@ -13,6 +13,7 @@ saves the output.
 
 Each costs one FLOP per output element in both passes (family "activation").
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -27,6 +27,7 @@ between values (maximum, minimum, clamp, where) are element-wise too; they have 
 activation.py and selection.py. Each op costs one FLOP per output element in both
 passes (tinyllm/engine/flops.py).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -56,7 +57,9 @@ def _operand(x, like: Tensor):
 def _float_like(t: Tensor, other):
     """An integer tensor meeting a float operand becomes that float dtype first, so that
     int64 ∘ float32 gives float32 (as in PyTorch), not NumPy's float64."""
-    if not np.issubdtype(t.dtype, np.floating) and np.issubdtype(np.result_type(other), np.floating):
+    if not np.issubdtype(t.dtype, np.floating) and np.issubdtype(
+        np.result_type(other), np.floating
+    ):
         return Tensor(t.data.astype(np.result_type(other)))
     return t
 
@@ -81,8 +84,9 @@ def check_broadcast(op, a, b):
     try:
         return np.broadcast_shapes(_shape(a), _shape(b))
     except ValueError:
-        raise ValueError(f"{op}: shapes {tuple(_shape(a))} and {tuple(_shape(b))} cannot be "
-                         f"broadcast together") from None
+        raise ValueError(
+            f"{op}: shapes {tuple(_shape(a))} and {tuple(_shape(b))} cannot be broadcast together"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,8 +148,10 @@ class Mul(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
-        return (unbroadcast(grad * b, a.shape) if na else None,
-                unbroadcast(grad * a, b.shape) if nb else None)
+        return (
+            unbroadcast(grad * b, a.shape) if na else None,
+            unbroadcast(grad * a, b.shape) if nb else None,
+        )
 
 
 def mul(a, b) -> Tensor:
@@ -175,8 +181,10 @@ def div(a, b) -> Tensor:
     a, b = binary_operands(a, b)
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(b.dtype, np.floating)):
         # true division of integers gives the default float dtype (float32), as in PyTorch
-        a, b = (Tensor(np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32))
-                for x in (a, b))
+        a, b = (
+            Tensor(np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32))
+            for x in (a, b)
+        )
     check_broadcast("div", a, b)
     return Div.apply(a, b)
 
@@ -186,7 +194,7 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        out = a ** b
+        out = a**b
         ctx.save_for_backward(a, b, out)
         return out
 

@@ -13,6 +13,7 @@
 Query rows with every key masked produce zeros (PyTorch's math path would produce NaN).
 The math and its backward live in tinyllm/kernels/attention.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,8 +70,9 @@ class ScaledDotProductAttention(Function):
     flops = FlopRule("attention", _sdpa_forward_flops, _sdpa_backward_flops)
 
     @staticmethod
-    def forward(ctx, q, k, v, mask_bias=None, scale=1.0, causal=False, dropout_p=0.0,
-                generator=None):
+    def forward(
+        ctx, q, k, v, mask_bias=None, scale=1.0, causal=False, dropout_p=0.0, generator=None
+    ):
         batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
         qb, kb, vb = _broadcast(q, batch), _broadcast(k, batch), _broadcast(v, batch)
         ctx.q_shape, ctx.k_shape, ctx.v_shape = q.shape, k.shape, v.shape
@@ -112,30 +114,49 @@ class ScaledDotProductAttention(Function):
             dk = np.matmul(np.swapaxes(ds, -1, -2), qb) * sc
         else:
             qb, kb, vb, bias, out, lse = ctx.saved_tensors
-            dq, dk, dv, ds = kernels.attention_backward(qb, kb, vb, bias, scale, ctx.causal,
-                                                        out, lse, grad)
+            dq, dk, dv, ds = kernels.attention_backward(
+                qb, kb, vb, bias, scale, ctx.causal, out, lse, grad
+            )
         nq, nk, nv, nm = ctx.needs_input_grad
-        return (unbroadcast(dq, q_shape) if nq else None,
-                unbroadcast(dk, k_shape) if nk else None,
-                unbroadcast(dv, v_shape) if nv else None,
-                unbroadcast(ds, m_shape) if nm and m_shape is not None else None)
+        return (
+            unbroadcast(dq, q_shape) if nq else None,
+            unbroadcast(dk, k_shape) if nk else None,
+            unbroadcast(dv, v_shape) if nv else None,
+            unbroadcast(ds, m_shape) if nm and m_shape is not None else None,
+        )
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None,
-                                 dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale: float | None = None, generator=None) -> Tensor:
-    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2 or q.shape[-1] != k.shape[-1] \
-            or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} "
-                         f"do not fit (need q (…, L, E), k (…, S, E), v (…, S, Ev))")
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask=None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    generator=None,
+) -> Tensor:
+    if (
+        q.ndim < 2
+        or k.ndim < 2
+        or v.ndim < 2
+        or q.shape[-1] != k.shape[-1]
+        or k.shape[-2] != v.shape[-2]
+    ):
+        raise ValueError(
+            f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} "
+            f"do not fit (need q (…, L, E), k (…, S, E), v (…, S, Ev))"
+        )
     try:
         np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except ValueError:
-        raise ValueError(f"scaled_dot_product_attention: batch axes of q {q.shape}, k {k.shape} "
-                         f"and v {v.shape} do not broadcast") from None
+        raise ValueError(
+            f"scaled_dot_product_attention: batch axes of q {q.shape}, k {k.shape} "
+            f"and v {v.shape} do not broadcast"
+        ) from None
     L, S = q.shape[-2], k.shape[-2]
     bias = None
-    causal = is_causal and attn_mask is None   # the kernel masks by itself: no (L, S) array
+    causal = is_causal and attn_mask is None  # the kernel masks by itself: no (L, S) array
     if is_causal and attn_mask is not None:
         bias = np.where(causal_mask(L, S), 0, -np.inf).astype(q.dtype)
     if attn_mask is not None:
@@ -145,8 +166,10 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
             if np.broadcast_shapes(m.shape, (L, S))[-2:] != (L, S):
                 raise ValueError
         except ValueError:
-            raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {m.shape} does "
-                             f"not broadcast to (…, {L}, {S})") from None
+            raise ValueError(
+                f"scaled_dot_product_attention: attn_mask of shape {m.shape} does "
+                f"not broadcast to (…, {L}, {S})"
+            ) from None
         if m.dtype == np.bool_:
             add = np.where(m, 0, -np.inf).astype(q.dtype)
         else:
@@ -159,5 +182,6 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     gen = generator_or_default(generator) if dropout_p > 0 else None
-    return ScaledDotProductAttention.apply(q, k, v, bias, scale=scale, causal=causal,
-                                           dropout_p=dropout_p, generator=gen)
+    return ScaledDotProductAttention.apply(
+        q, k, v, bias, scale=scale, causal=causal, dropout_p=dropout_p, generator=gen
+    )

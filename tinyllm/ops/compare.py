@@ -4,6 +4,7 @@ A comparison is a step function of its inputs — its derivative is zero whereve
 it is not differentiable and records nothing: the result is a new leaf holding a bool array,
 as in PyTorch. Masks made this way feed `where` and `masked_fill`, whose gradients do flow.
 """
+
 from __future__ import annotations
 
 import numpy as np

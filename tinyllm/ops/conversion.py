@@ -8,6 +8,7 @@ rounded the same way, since it belongs to that tensor's format.
 `clone` copies; its adjoint passes the gradient through. Neither op does arithmetic worth
 counting, except the rounding of a cast into a half format (one FLOP per element).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,8 @@ class HalfCast(Function):
     casts the gradient back to x's dtype (adjoints of half tensors are float32 arrays holding
     half values)."""
 
-    flops = per_element("elementwise")   # the rounding into or out of a half format
-    handles_half = True   # receives and returns storage arrays (tinyllm/engine/hooks.py)
+    flops = per_element("elementwise")  # the rounding into or out of a half format
+    handles_half = True  # receives and returns storage arrays (tinyllm/engine/hooks.py)
 
     @staticmethod
     def forward(ctx, x, dtype=None):

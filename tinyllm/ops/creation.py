@@ -5,6 +5,7 @@ They make leaves: nothing is recorded, so they have no backward. Random construc
 an explicit NumPy Generator (`generator=`) or the default one set by `tinyllm.manual_seed`
 (tinyllm/runtime/random.py). The default dtype is float32 (tinyllm/dtypes.py).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,13 +55,18 @@ def ones_like(t: Tensor, requires_grad=False) -> Tensor:
 
 
 def arange(start, end=None, step=1, dtype=np.int64) -> Tensor:
-    return Tensor(np.arange(start, end, step, dtype=dtype) if end is not None
-                  else np.arange(start, dtype=dtype))
+    return Tensor(
+        np.arange(start, end, step, dtype=dtype)
+        if end is not None
+        else np.arange(start, dtype=dtype)
+    )
 
 
 def rand(*shape, generator=None, dtype=DEFAULT_DTYPE, requires_grad=False) -> Tensor:
     g = generator_or_default(generator)
-    return Tensor(g.random(_shape(shape), dtype=np.float64).astype(dtype), requires_grad=requires_grad)
+    return Tensor(
+        g.random(_shape(shape), dtype=np.float64).astype(dtype), requires_grad=requires_grad
+    )
 
 
 def randn(*shape, generator=None, dtype=DEFAULT_DTYPE, requires_grad=False) -> Tensor:

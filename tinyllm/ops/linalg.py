@@ -19,6 +19,7 @@ leading axes of x is folded into a single 2-D matrix product — the shape BLAS 
 
     X (N, in) = x.reshape(-1, in);  Y = X Wᵀ + b;  W̄ = Ȳᵀ X;  X̄ = Ȳ W;  b̄ = Σₙ Ȳₙ
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -109,13 +110,15 @@ def matmul(a, b) -> Tensor:
             except ValueError:
                 bad = True
     if bad:
-        raise ValueError(f"matmul: shapes {sa} and {sb} are not aligned (inner dimensions must "
-                         f"match and batch dimensions must broadcast)")
+        raise ValueError(
+            f"matmul: shapes {sa} and {sb} are not aligned (inner dimensions must "
+            f"match and batch dimensions must broadcast)"
+        )
     return MatMul.apply(a, b)
 
 
 def _linear_forward_flops(ctx, out):
-    return ctx.flops, np.size(out) if ctx.has_bias else 0   # X Wᵀ, and the bias add (N·out)
+    return ctx.flops, np.size(out) if ctx.has_bias else 0  # X Wᵀ, and the bias add (N·out)
 
 
 def _linear_backward_flops(ctx, out_size):
@@ -129,7 +132,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         x2 = x.reshape(-1, x.shape[-1])  # (N, in): every leading axis folded into one
-        out = kernels.matmul(x2, weight.T)   # (N, out), on tinyllm's threads
+        out = kernels.matmul(x2, weight.T)  # (N, out), on tinyllm's threads
         if bias is not None:
             out += bias
         ctx.save_for_backward(x2, weight)
@@ -143,22 +146,25 @@ class Linear(Function):
         x2, weight = ctx.saved_tensors
         g2 = grad.reshape(-1, weight.shape[0])  # (N, out)
         nx, nw, nb = ctx.needs_input_grad
-        if nx and nw:                       # two products of equal cost: side by side
-            gx, gw = kernels.matmul_pair(g2, weight, g2.T, x2)     # (N, in), (out, in)
+        if nx and nw:  # two products of equal cost: side by side
+            gx, gw = kernels.matmul_pair(g2, weight, g2.T, x2)  # (N, in), (out, in)
             gx = gx.reshape(ctx.x_shape)
         else:
             gx = kernels.matmul(g2, weight).reshape(ctx.x_shape) if nx else None  # (N, in)
-            gw = kernels.matmul(g2.T, x2) if nw else None                          # (out, in)
-        gb = g2.sum(axis=0) if nb else None                       # (out,)
+            gw = kernels.matmul(g2.T, x2) if nw else None  # (out, in)
+        gb = g2.sum(axis=0) if nb else None  # (out,)
         return gx, gw, gb
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x Wᵀ + b, with W of shape (out_features, in_features) as in PyTorch."""
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
-                         f"{weight.shape} (expected input [..., {weight.shape[-1] if weight.ndim else '?'}])")
+        raise ValueError(
+            f"linear: input of shape {x.shape} does not match weight of shape "
+            f"{weight.shape} (expected input [..., {weight.shape[-1] if weight.ndim else '?'}])"
+        )
     if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"linear: bias of shape {bias.shape} does not match weight of shape "
-                         f"{weight.shape}")
+        raise ValueError(
+            f"linear: bias of shape {bias.shape} does not match weight of shape {weight.shape}"
+        )
     return Linear.apply(x, weight, bias)

@@ -8,6 +8,7 @@ id. It is the product of a one-hot matrix with W, computed without the one-hot:
 The backward is tinyllm/kernels/embedding.py; a row looked up twice receives both gradients.
 The lookup itself is free (data movement); the scatter-add costs one FLOP per element moved.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ the ops of this package to it, so that the engine does not depend on the ops bui
 it. A reflected operator (`2 * x`, Python's `__rmul__`) runs the op with its operands in their
 written order.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,6 +37,7 @@ from tinyllm.ops.shape import (
 
 def _reflected(op):
     """The method for Python's reflected operator: `other ∘ self` runs op(other, self)."""
+
     def method(self, other):
         return op(other, self)
 
@@ -62,30 +64,65 @@ def _double(x: Tensor) -> Tensor:
 
 METHODS = {
     # operators
-    "__add__": add, "__radd__": _reflected(add),
-    "__sub__": sub, "__rsub__": _reflected(sub),
-    "__mul__": mul, "__rmul__": _reflected(mul),
-    "__truediv__": div, "__rtruediv__": _reflected(div),
-    "__pow__": pow, "__rpow__": _reflected(pow),
-    "__matmul__": matmul, "__rmatmul__": _reflected(matmul),
-    "__neg__": neg, "__abs__": abs,
+    "__add__": add,
+    "__radd__": _reflected(add),
+    "__sub__": sub,
+    "__rsub__": _reflected(sub),
+    "__mul__": mul,
+    "__rmul__": _reflected(mul),
+    "__truediv__": div,
+    "__rtruediv__": _reflected(div),
+    "__pow__": pow,
+    "__rpow__": _reflected(pow),
+    "__matmul__": matmul,
+    "__rmatmul__": _reflected(matmul),
+    "__neg__": neg,
+    "__abs__": abs,
     "__getitem__": getitem,
     # comparisons give boolean tensors (not differentiable), like PyTorch
-    "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge, "eq": eq,
+    "__lt__": lt,
+    "__le__": le,
+    "__gt__": gt,
+    "__ge__": ge,
+    "eq": eq,
     # element-wise
-    "exp": exp, "log": log, "sqrt": sqrt, "abs": abs,
-    "tanh": tanh, "sigmoid": sigmoid, "relu": relu,
+    "exp": exp,
+    "log": log,
+    "sqrt": sqrt,
+    "abs": abs,
+    "tanh": tanh,
+    "sigmoid": sigmoid,
+    "relu": relu,
     # reductions
-    "sum": sum, "mean": mean, "max": max, "min": min, "var": var,
+    "sum": sum,
+    "mean": mean,
+    "max": max,
+    "min": min,
+    "var": var,
     # shapes
-    "reshape": reshape, "view": reshape, "flatten": flatten, "transpose": transpose,
-    "T": property(_transposed), "permute": permute, "expand": expand,
-    "broadcast_to": _broadcast_to, "squeeze": squeeze, "unsqueeze": unsqueeze,
-    "split": split, "chunk": chunk, "masked_fill": masked_fill, "contiguous": contiguous,
+    "reshape": reshape,
+    "view": reshape,
+    "flatten": flatten,
+    "transpose": transpose,
+    "T": property(_transposed),
+    "permute": permute,
+    "expand": expand,
+    "broadcast_to": _broadcast_to,
+    "squeeze": squeeze,
+    "unsqueeze": unsqueeze,
+    "split": split,
+    "chunk": chunk,
+    "masked_fill": masked_fill,
+    "contiguous": contiguous,
     # probabilities
-    "softmax": softmax, "log_softmax": log_softmax,
+    "softmax": softmax,
+    "log_softmax": log_softmax,
     # dtypes and copies
-    "to": cast, "astype": cast, "float": _float, "double": _double, "clone": clone,
+    "to": cast,
+    "astype": cast,
+    "float": _float,
+    "double": _double,
+    "clone": clone,
 }
 
 for _name, _method in METHODS.items():

@@ -4,6 +4,7 @@
 `normalized_shape` (PyTorch semantics): they are folded into one feature axis of size D, the
 leading axes into rows. It costs one FLOP per output element in each pass.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,11 @@ class LayerNorm(Function):
         b = None if bias is None else bias.reshape(d)
         y, mean, rstd = kernels.layer_norm_forward(x2, w, b, eps)
         ctx.save_for_backward(x2, w, mean, rstd)
-        ctx.shapes = (x.shape, None if weight is None else weight.shape,
-                      None if bias is None else bias.shape)
+        ctx.shapes = (
+            x.shape,
+            None if weight is None else weight.shape,
+            None if bias is None else bias.shape,
+        )
         return y.reshape(x.shape)
 
     @staticmethod
@@ -34,17 +38,26 @@ class LayerNorm(Function):
         g2 = grad.reshape(x2.shape)
         dx, dw, db = kernels.layer_norm_backward(x2, w, mean, rstd, g2)
         nx, nw, nb = ctx.needs_input_grad
-        return (dx.reshape(x_shape) if nx else None,
-                dw.reshape(w_shape) if nw else None,
-                db.reshape(b_shape) if nb else None)
+        return (
+            dx.reshape(x_shape) if nx else None,
+            dw.reshape(w_shape) if nw else None,
+            db.reshape(b_shape) if nb else None,
+        )
 
 
-def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def layer_norm(
+    x: Tensor,
+    normalized_shape,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if x.shape[x.ndim - len(shape):] != shape:
-        raise ValueError(f"layer_norm: normalized_shape {shape} does not match the trailing axes "
-                         f"of an input of shape {x.shape}")
+    if x.shape[x.ndim - len(shape) :] != shape:
+        raise ValueError(
+            f"layer_norm: normalized_shape {shape} does not match the trailing axes "
+            f"of an input of shape {x.shape}"
+        )
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and p.shape != shape:
             raise ValueError(f"layer_norm: {name} of shape {p.shape}, expected {shape}")

@@ -8,6 +8,7 @@ The equations, their derivatives and the numerics (subtract the row max) are in
 tinyllm/kernels/softmax.py and tinyllm/kernels/cross_entropy.py; these ops move the chosen axis
 last, fold the rest into rows, and call the kernel. Each costs one FLOP per logit in each pass.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -115,8 +116,9 @@ class CrossEntropy(Function):
         return kernels.cross_entropy_backward(logits, lse, targets, grad_rows, ignore_index), None
 
 
-def cross_entropy(logits: Tensor, targets, ignore_index: int = -100,
-                  reduction: str = "mean") -> Tensor:
+def cross_entropy(
+    logits: Tensor, targets, ignore_index: int = -100, reduction: str = "mean"
+) -> Tensor:
     """PyTorch's F.cross_entropy on class indices.
 
     logits (N, C) with targets (N,); or (N, C, d₁, …) with targets (N, d₁, …) — the class axis
@@ -124,26 +126,38 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100,
     """
     t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
     if not np.issubdtype(t.dtype, np.integer):
-        raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {t.dtype}")
+        raise TypeError(
+            f"cross_entropy: targets must be integer class indices, got dtype {t.dtype}"
+        )
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        raise ValueError(
+            f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
+        )
     if logits.ndim == 1:
         logits, t, squeeze = logits.reshape(1, -1), t.reshape(1), True
     else:
         squeeze = False
     if logits.ndim < 2 or t.shape != logits.shape[:1] + logits.shape[2:]:
-        raise ValueError(f"cross_entropy: logits of shape {logits.shape} need targets of shape "
-                         f"{logits.shape[:1] + logits.shape[2:]}, got {t.shape}")
+        raise ValueError(
+            f"cross_entropy: logits of shape {logits.shape} need targets of shape "
+            f"{logits.shape[:1] + logits.shape[2:]}, got {t.shape}"
+        )
     c = logits.shape[1]
     bad = (t != ignore_index) & ((t < 0) | (t >= c))
     if bad.any():
-        raise IndexError(f"cross_entropy: target {int(t[bad].flat[0])} is out of range for "
-                         f"{c} classes (ignore_index={ignore_index})")
+        raise IndexError(
+            f"cross_entropy: target {int(t[bad].flat[0])} is out of range for "
+            f"{c} classes (ignore_index={ignore_index})"
+        )
     rest_shape = t.shape
     if logits.ndim > 2:  # move the class axis last and fold the rest into rows
         logits = logits.permute(0, *range(2, logits.ndim), 1).reshape(-1, c)
-    rows = CrossEntropy.apply(logits, t.reshape(-1).astype(np.int64, copy=False),
-                              ignore_index=ignore_index, reduction=reduction)
+    rows = CrossEntropy.apply(
+        logits,
+        t.reshape(-1).astype(np.int64, copy=False),
+        ignore_index=ignore_index,
+        reduction=reduction,
+    )
     if reduction == "none":
         rows = rows.reshape(rest_shape) if not squeeze else rows.reshape(())
     return rows

@@ -13,6 +13,7 @@ reduced axes (the adjoint of a sum is a copy — the mirror image of `unbroadcas
 `axis` may be None (all axes), an int or a tuple; `keepdims` keeps reduced axes with size 1.
 A reduction costs one FLOP per element it reads, in each pass.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -114,13 +115,16 @@ class Var(Function):
         n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
         denom = n - correction
         if denom <= 0:
-            raise ValueError(f"var: {n} elements with correction={correction} leaves no degrees "
-                             f"of freedom (shape {x.shape}, axes {axes})")
+            raise ValueError(
+                f"var: {n} elements with correction={correction} leaves no degrees "
+                f"of freedom (shape {x.shape}, axes {axes})"
+            )
         centered = x - x.mean(axis=axes, keepdims=True)
         ctx.save_for_backward(centered)
         ctx.in_shape, ctx.axes, ctx.keepdims, ctx.denom = x.shape, axes, keepdims, denom
-        return np.asarray((centered * centered).sum(axis=axes, keepdims=keepdims) / denom,
-                          dtype=x.dtype)
+        return np.asarray(
+            (centered * centered).sum(axis=axes, keepdims=keepdims) / denom, dtype=x.dtype
+        )
 
     @staticmethod
     def backward(ctx, grad):
@@ -130,5 +134,6 @@ class Var(Function):
 
 
 def var(x: Tensor, axis=None, keepdims=False, correction=1) -> Tensor:
-    return Var.apply(x, axes=_normalize_axes(axis, x.ndim, "var"), keepdims=keepdims,
-                     correction=correction)
+    return Var.apply(
+        x, axes=_normalize_axes(axis, x.ndim, "var"), keepdims=keepdims, correction=correction
+    )

@@ -8,6 +8,7 @@ by 1/(1−p), so the expected value is unchanged (Srivastava et al. 2014, "inver
 The mask comes from an explicit NumPy Generator (tinyllm/runtime/random.py), so it is
 reproducible. In evaluation (`training=False`) dropout is the identity.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,10 @@ class Dropout(Function):
 
     @staticmethod
     def forward(ctx, x, p=0.5, generator=None):
-        keep = generator.random(x.shape, dtype=np.float32 if x.dtype != np.float64 else np.float64) >= p
+        keep = (
+            generator.random(x.shape, dtype=np.float32 if x.dtype != np.float64 else np.float64)
+            >= p
+        )
         scale = np.asarray(1.0 / (1.0 - p), dtype=x.dtype)
         ctx.save_for_backward(keep)
         ctx.scale = scale

@@ -13,6 +13,7 @@ input that was chosen and is zero for the others:
 Ties split the gradient evenly (PyTorch's convention for maximum). Each costs one FLOP per
 output element in both passes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,8 +49,12 @@ def maximum(a, b) -> Tensor:
 
 def minimum(a, b) -> Tensor:
     """min(a, b) = −max(−a, −b)."""
-    return neg(maximum(neg(a) if isinstance(a, Tensor) else -np.asarray(a),
-                       neg(b) if isinstance(b, Tensor) else -np.asarray(b)))
+    return neg(
+        maximum(
+            neg(a) if isinstance(a, Tensor) else -np.asarray(a),
+            neg(b) if isinstance(b, Tensor) else -np.asarray(b),
+        )
+    )
 
 
 class Where(Function):
@@ -80,8 +85,10 @@ def where(condition, a, b) -> Tensor:
     try:
         np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
     except ValueError:
-        raise ValueError(f"where: shapes {cond.shape}, {tuple(np.shape(a))} and "
-                         f"{tuple(np.shape(b))} cannot be broadcast together") from None
+        raise ValueError(
+            f"where: shapes {cond.shape}, {tuple(np.shape(a))} and "
+            f"{tuple(np.shape(b))} cannot be broadcast together"
+        ) from None
     return Where.apply(cond, a, b)
 
 

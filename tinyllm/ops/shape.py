@@ -14,6 +14,7 @@ gradient back:
 Reshape, transpose and permute return NumPy views where they can: no data is copied. None of
 these ops does arithmetic (they cost 0 FLOPs), except expand's backward, which sums.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,9 @@ def reshape(x: Tensor, *shape) -> Tensor:
     try:
         target = _resolve_shape(x.shape, shape)
     except ValueError:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
-                         f"({x.size} elements) into {shape}") from None
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {shape}"
+        ) from None
     return Reshape.apply(x, shape=target)
 
 
@@ -71,7 +73,7 @@ def flatten(x: Tensor, start_dim=0, end_dim=-1) -> Tensor:
     if nd == 0:
         return reshape(x, 1)
     s, e = start_dim % nd, end_dim % nd
-    shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
+    shape = x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :]
     return reshape(x, shape)
 
 
@@ -91,8 +93,10 @@ class Permute(Function):
 def permute(x: Tensor, *dims) -> Tensor:
     dims = _shape_arg(dims)
     if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
-        raise ValueError(f"permute: dims {dims} are not a permutation of the {x.ndim} axes of "
-                         f"a tensor of shape {x.shape}")
+        raise ValueError(
+            f"permute: dims {dims} are not a permutation of the {x.ndim} axes of "
+            f"a tensor of shape {x.shape}"
+        )
     return Permute.apply(x, dims=tuple(d % x.ndim for d in dims))
 
 
@@ -133,8 +137,9 @@ def expand(x: Tensor, *shape) -> Tensor:
         if lead < 0 or np.broadcast_shapes(x.shape, target) != target:
             raise ValueError
     except ValueError:
-        raise ValueError(f"expand: a tensor of shape {x.shape} cannot be broadcast to "
-                         f"{shape}") from None
+        raise ValueError(
+            f"expand: a tensor of shape {x.shape} cannot be broadcast to {shape}"
+        ) from None
     return Expand.apply(x, shape=target)
 
 
@@ -149,11 +154,15 @@ def squeeze(x: Tensor, axis=None) -> Tensor:
     if axis is None:
         shape = tuple(s for s in x.shape if s != 1)
     else:
-        axes = {_axis(a, x.ndim, "squeeze", x.shape)
-                for a in ((axis,) if isinstance(axis, int) else axis)}
+        axes = {
+            _axis(a, x.ndim, "squeeze", x.shape)
+            for a in ((axis,) if isinstance(axis, int) else axis)
+        }
         for a in axes:
             if x.shape[a] != 1:
-                raise ValueError(f"squeeze: axis {a} of shape {x.shape} has size {x.shape[a]}, not 1")
+                raise ValueError(
+                    f"squeeze: axis {a} of shape {x.shape} has size {x.shape[a]}, not 1"
+                )
         shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
     return reshape(x, shape)
 
@@ -213,8 +222,10 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
     axis %= nd
     for t in tensors[1:]:
         if t.ndim != nd or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != axis):
-            raise ValueError(f"concatenate: shapes {[tuple(t.shape) for t in tensors]} differ "
-                             f"outside axis {axis}")
+            raise ValueError(
+                f"concatenate: shapes {[tuple(t.shape) for t in tensors]} differ "
+                f"outside axis {axis}"
+            )
     return Concatenate.apply(*tensors, axis=axis)
 
 
@@ -243,8 +254,10 @@ def split(x: Tensor, split_size_or_sections, axis: int = 0) -> list[Tensor]:
     else:
         sizes = [int(s) for s in split_size_or_sections]
         if sum(sizes) != n:
-            raise ValueError(f"split: sections {sizes} do not add up to size {n} of axis {axis} "
-                             f"(shape {x.shape})")
+            raise ValueError(
+                f"split: sections {sizes} do not add up to size {n} of axis {axis} "
+                f"(shape {x.shape})"
+            )
     out, start = [], 0
     index = [slice(None)] * x.ndim
     for s in sizes:
@@ -268,6 +281,7 @@ def _unwrap_index(index):
         if isinstance(i, list):
             return np.asarray(i)
         return i
+
     return tuple(one(i) for i in index) if isinstance(index, tuple) else one(index)
 
 
@@ -290,8 +304,9 @@ class GetItem(Function):
         # Zeros of x's shape with grad scattered in at `index` — handed to the engine as a
         # ScatterGrad, which writes it straight into x's adjoint instead of allocating a zero
         # array per slice (q, k, v = qkv[0], qkv[1], qkv[2] share one buffer).
-        return ScatterGrad(ctx.in_shape, ctx.in_dtype, ctx.index, grad,
-                           accumulate=_has_integer_array(ctx.index))  # repeated ones accumulate
+        return ScatterGrad(
+            ctx.in_shape, ctx.in_dtype, ctx.index, grad, accumulate=_has_integer_array(ctx.index)
+        )  # repeated ones accumulate
 
 
 def getitem(x: Tensor, index) -> Tensor:
@@ -325,6 +340,8 @@ def masked_fill(x: Tensor, mask, value) -> Tensor:
         if np.broadcast_shapes(mask.shape, x.shape) != x.shape:
             raise ValueError
     except ValueError:
-        raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to the "
-                         f"tensor's shape {x.shape}") from None
+        raise ValueError(
+            f"masked_fill: mask of shape {mask.shape} does not broadcast to the "
+            f"tensor's shape {x.shape}"
+        ) from None
     return MaskedFill.apply(x, mask=mask, value=value)

@@ -5,12 +5,13 @@
     clip.py          clip_grad_norm_ (global norm)
 The Adam update itself is the pure function in tinyllm/kernels/adam.py.
 """
+
 from tinyllm.optim.clip import clip_coefficient, clip_grad_norm_, total_norm
 from tinyllm.optim.lr_scheduler import (
-                                        CosineWithWarmup,
-                                        LambdaLR,
-                                        LinearWithWarmup,
-                                        warmup_cosine,
-                                        warmup_linear,
+    CosineWithWarmup,
+    LambdaLR,
+    LinearWithWarmup,
+    warmup_cosine,
+    warmup_linear,
 )
 from tinyllm.optim.optimizer import SGD, Adam, AdamW, Optimizer, param_groups_for_weight_decay

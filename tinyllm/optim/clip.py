@@ -9,6 +9,7 @@ The norm is *global*: one number for the whole model. Under ZeRO each rank holds
 of g, so the sum of squares is computed per shard and all-reduced first (sim/zero.py calls
 `clip_coefficient` with that global norm).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,9 +19,17 @@ import numpy as np
 
 def total_norm(grads) -> float:
     """√(Σ g²) over a list of arrays, accumulated in float64."""
-    return math.sqrt(sum(float(np.dot(g.reshape(-1).astype(np.float64, copy=False),
-                                      g.reshape(-1).astype(np.float64, copy=False)))
-                         for g in grads))
+    return math.sqrt(
+        sum(
+            float(
+                np.dot(
+                    g.reshape(-1).astype(np.float64, copy=False),
+                    g.reshape(-1).astype(np.float64, copy=False),
+                )
+            )
+            for g in grads
+        )
+    )
 
 
 def clip_coefficient(norm: float, max_norm: float) -> float:

@@ -12,6 +12,7 @@ decays, by a half cosine (GPT-3, Chinchilla) or a straight line, to `min_lr` at 
 The schedules are pure functions of the step; `LambdaLR` (PyTorch's name) applies one to an
 optimizer: each `step()` advances the count and writes the new rate into every group.
 """
+
 from __future__ import annotations
 
 import math

@@ -16,6 +16,7 @@ weight_decay 0 for Adam and 0.01 for AdamW.
 `state_dict()` has PyTorch's layout: {"state": {index: {...}}, "param_groups": [{..., "params":
 [indices]}]}, with parameters numbered in group order.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,18 +36,21 @@ class Optimizer:
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         self.param_groups: list[dict] = []
-        self.state: dict[int, dict] = {}   # keyed by id(param)
+        self.state: dict[int, dict] = {}  # keyed by id(param)
         seen = set()
         for g in groups:
             g = dict(g)
             g["params"] = list(g["params"])
             for p in g["params"]:
                 if not isinstance(p, Tensor) or not p.requires_grad:
-                    raise TypeError(f"{type(self).__name__}: can only optimize tensors that "
-                                    f"require grad, got {type(p).__name__}")
+                    raise TypeError(
+                        f"{type(self).__name__}: can only optimize tensors that "
+                        f"require grad, got {type(p).__name__}"
+                    )
                 if id(p) in seen:
-                    raise ValueError(f"{type(self).__name__}: a parameter appears in more than "
-                                     f"one group")
+                    raise ValueError(
+                        f"{type(self).__name__}: a parameter appears in more than one group"
+                    )
                 seen.add(id(p))
             for k, v in self.defaults.items():
                 g.setdefault(k, v)
@@ -69,9 +73,11 @@ class Optimizer:
 
     def state_dict(self) -> dict:
         index = {id(p): i for i, p in enumerate(self._params_in_order())}
-        state = {index[pid]: {k: (v.copy() if isinstance(v, np.ndarray) else v)
-                              for k, v in s.items()}
-                 for pid, s in self.state.items() if pid in index}
+        state = {
+            index[pid]: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+            for pid, s in self.state.items()
+            if pid in index
+        }
         groups = []
         for g in self.param_groups:
             d = {k: v for k, v in g.items() if k != "params"}
@@ -82,14 +88,18 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict) -> None:
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: {len(groups)} parameter "
-                             f"groups in the state dict, {len(self.param_groups)} here")
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: {len(groups)} parameter "
+                f"groups in the state dict, {len(self.param_groups)} here"
+            )
         params = self._params_in_order()
         for mine, theirs in zip(self.param_groups, groups):
             if len(mine["params"]) != len(theirs["params"]):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: a group has "
-                                 f"{len(theirs['params'])} parameters in the state dict, "
-                                 f"{len(mine['params'])} here")
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: a group has "
+                    f"{len(theirs['params'])} parameters in the state dict, "
+                    f"{len(mine['params'])} here"
+                )
             for k, v in theirs.items():
                 if k != "params":
                     mine[k] = v
@@ -97,27 +107,48 @@ class Optimizer:
         for i, s in state_dict["state"].items():
             i = int(i)
             if not 0 <= i < len(params):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter "
-                                 f"{i}, but there are {len(params)}")
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: state for parameter "
+                    f"{i}, but there are {len(params)}"
+                )
             p = params[i]
             new = {}
             for k, v in s.items():
                 if isinstance(v, np.ndarray) and v.shape != p.shape:
-                    raise ValueError(f"{type(self).__name__}.load_state_dict: state {k!r} of "
-                                     f"parameter {i} has shape {v.shape}, parameter has {p.shape}")
+                    raise ValueError(
+                        f"{type(self).__name__}.load_state_dict: state {k!r} of "
+                        f"parameter {i} has shape {v.shape}, parameter has {p.shape}"
+                    )
                 new[k] = np.array(v, dtype=p.dtype) if isinstance(v, np.ndarray) else v
             self.state[id(p)] = new
 
 
 class SGD(Optimizer):
-    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ):
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: invalid lr={lr}, momentum={momentum} or weight_decay={weight_decay}")
+            raise ValueError(
+                f"SGD: invalid lr={lr}, momentum={momentum} or weight_decay={weight_decay}"
+            )
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires momentum > 0 and zero dampening")
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+            ),
+        )
 
     def step(self) -> None:
         for g in self.param_groups:
@@ -143,13 +174,22 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     decoupled = False
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
         if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or weight_decay < 0:
-            raise ValueError(f"{type(self).__name__}: invalid hyper-parameters lr={lr}, "
-                             f"betas={betas}, eps={eps}, weight_decay={weight_decay}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay))
+            raise ValueError(
+                f"{type(self).__name__}: invalid hyper-parameters lr={lr}, "
+                f"betas={betas}, eps={eps}, weight_decay={weight_decay}"
+            )
+        super().__init__(
+            params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        )
 
     def step(self) -> None:
         for g in self.param_groups:
@@ -159,13 +199,25 @@ class Adam(Optimizer):
                     continue
                 st = self.state.get(id(p))
                 if st is None:
-                    st = self.state[id(p)] = {"step": 0,
-                                              "exp_avg": np.zeros_like(p.data),
-                                              "exp_avg_sq": np.zeros_like(p.data)}
+                    st = self.state[id(p)] = {
+                        "step": 0,
+                        "exp_avg": np.zeros_like(p.data),
+                        "exp_avg_sq": np.zeros_like(p.data),
+                    }
                 st["step"] += 1
-                kernels.adam_step(p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"],
-                                  g["lr"], beta1, beta2, g["eps"], g["weight_decay"],
-                                  self.decoupled)
+                kernels.adam_step(
+                    p.data,
+                    p.grad,
+                    st["exp_avg"],
+                    st["exp_avg_sq"],
+                    st["step"],
+                    g["lr"],
+                    beta1,
+                    beta2,
+                    g["eps"],
+                    g["weight_decay"],
+                    self.decoupled,
+                )
 
 
 class AdamW(Adam):
@@ -173,8 +225,14 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ):
         super().__init__(params, lr, betas, eps, weight_decay)
 
 
@@ -184,5 +242,7 @@ def param_groups_for_weight_decay(model, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]

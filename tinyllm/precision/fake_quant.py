@@ -26,6 +26,7 @@ observer (a moving-average min/max by default) updates the range from every batc
 last epochs of QAT), and `enable_fake_quant()/disable_fake_quant()` turn the rounding on or off
 (off, the module is the identity).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,12 +42,12 @@ from tinyllm.precision.quant import (
 
 
 class FakeQuantize(Function):
-    flops = per_element("elementwise")   # round, clamp, rescale: one pass over the elements
+    flops = per_element("elementwise")  # round, clamp, rescale: one pass over the elements
 
     @staticmethod
     def forward(ctx, x, scale=None, zero_point=None, quant_min=-128, quant_max=127, axis=None):
-        levels = rounded_levels(x, scale, zero_point, axis)       # round(x/s) + z, unclamped
-        inside = (levels >= quant_min) & (levels <= quant_max)    # the STE mask
+        levels = rounded_levels(x, scale, zero_point, axis)  # round(x/s) + z, unclamped
+        inside = (levels >= quant_min) & (levels <= quant_max)  # the STE mask
         s = _per_axis(np.asarray(scale, x.dtype), x.ndim, axis)
         z = _per_axis(np.asarray(zero_point, x.dtype), x.ndim, axis)
         ctx.save_for_backward(inside)
@@ -58,8 +59,9 @@ class FakeQuantize(Function):
         return grad * inside
 
 
-def fake_quantize(x: Tensor, scale, zero_point, quant_min: int = -128, quant_max: int = 127,
-                  axis=None) -> Tensor:
+def fake_quantize(
+    x: Tensor, scale, zero_point, quant_min: int = -128, quant_max: int = 127, axis=None
+) -> Tensor:
     """Quantize-dequantize `x` in the forward; straight-through gradient in the backward.
 
     Per-tensor: scalar `scale`, `zero_point`. Per-channel: (x.shape[axis],) arrays and `axis`.
@@ -69,11 +71,13 @@ def fake_quantize(x: Tensor, scale, zero_point, quant_min: int = -128, quant_max
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"fake_quantize: expected a floating-point tensor, got dtype {x.dtype}")
     if not quant_min < quant_max:
-        raise ValueError(f"fake_quantize: quant_min ({quant_min}) must be below quant_max "
-                         f"({quant_max})")
+        raise ValueError(
+            f"fake_quantize: quant_min ({quant_min}) must be below quant_max ({quant_max})"
+        )
     _check_params("fake_quantize", x.data, scale, zero_point, axis)
-    return FakeQuantize.apply(x, scale=scale, zero_point=zero_point, quant_min=quant_min,
-                              quant_max=quant_max, axis=axis)
+    return FakeQuantize.apply(
+        x, scale=scale, zero_point=zero_point, quant_min=quant_min, quant_max=quant_max, axis=axis
+    )
 
 
 class FakeQuant:
@@ -84,12 +88,23 @@ class FakeQuant:
     MovingAverageMinMaxObserver with these settings. Call it on a Tensor: returns a Tensor.
     """
 
-    def __init__(self, observer=None, qscheme: str = "per_tensor_affine", quant_min: int = -128,
-                 quant_max: int = 127, ch_axis: int = 0, averaging_constant: float = 0.01):
+    def __init__(
+        self,
+        observer=None,
+        qscheme: str = "per_tensor_affine",
+        quant_min: int = -128,
+        quant_max: int = 127,
+        ch_axis: int = 0,
+        averaging_constant: float = 0.01,
+    ):
         if observer is None:
-            observer = MovingAverageMinMaxObserver(averaging_constant=averaging_constant,
-                                                   qscheme=qscheme, quant_min=quant_min,
-                                                   quant_max=quant_max, ch_axis=ch_axis)
+            observer = MovingAverageMinMaxObserver(
+                averaging_constant=averaging_constant,
+                qscheme=qscheme,
+                quant_min=quant_min,
+                quant_max=quant_max,
+                ch_axis=ch_axis,
+            )
         self.observer = observer
         self.fake_quant_enabled = True
         self.observer_enabled = True
@@ -127,11 +142,14 @@ class FakeQuant:
             self.scale, self.zero_point = self.calculate_qparams()
         if not self.fake_quant_enabled:
             return x
-        return fake_quantize(x, self.scale, self.zero_point, self.quant_min, self.quant_max,
-                             axis=self.observer.axis)
+        return fake_quantize(
+            x, self.scale, self.zero_point, self.quant_min, self.quant_max, axis=self.observer.axis
+        )
 
     __call__ = forward
 
     def __repr__(self):
-        return (f"FakeQuant(fake_quant_enabled={self.fake_quant_enabled}, observer_enabled="
-                f"{self.observer_enabled}, scale={self.scale}, zero_point={self.zero_point})")
+        return (
+            f"FakeQuant(fake_quant_enabled={self.fake_quant_enabled}, observer_enabled="
+            f"{self.observer_enabled}, scale={self.scale}, zero_point={self.zero_point})"
+        )

@@ -34,6 +34,7 @@ This emulates *storage and rounding*, not half-precision hardware: arithmetic on
 in tinyllm happens in fp32 and the result is rounded back, which is what matters for what a
 half-precision format can represent, not for how fast a GPU computes with it.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,7 +66,7 @@ class FloatFormat:
     @property
     def max(self) -> float:
         """Largest finite value: (2 − 2^−f) · 2^bias."""
-        return (2.0 - 2.0 ** -self.fraction_bits) * 2.0 ** self.bias
+        return (2.0 - 2.0**-self.fraction_bits) * 2.0**self.bias
 
     @property
     def smallest_normal(self) -> float:
@@ -78,7 +79,7 @@ class FloatFormat:
     @property
     def eps(self) -> float:
         """Machine epsilon: the gap between 1.0 and the next representable number."""
-        return 2.0 ** -self.fraction_bits
+        return 2.0**-self.fraction_bits
 
     @property
     def decimal_digits(self) -> float:
@@ -109,7 +110,7 @@ class IntFormat:
 
     @property
     def max(self) -> int:
-        return 2 ** (self.bits - 1) - 1 if self.signed else 2 ** self.bits - 1
+        return 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
 
 
 FP64 = FloatFormat("fp64", exponent_bits=11, fraction_bits=52)
@@ -125,14 +126,36 @@ def format_table() -> list[dict]:
     """One row per format: bits, bytes per value, range and precision (None where not defined)."""
     rows = []
     for f in FLOAT_FORMATS.values():
-        rows.append(dict(name=f.name, bits=f.bits, bytes=f.bytes, exponent_bits=f.exponent_bits,
-                         fraction_bits=f.fraction_bits, max=f.max, min=-f.max,
-                         smallest_normal=f.smallest_normal,
-                         smallest_subnormal=f.smallest_subnormal, eps=f.eps,
-                         decimal_digits=f.decimal_digits,
-                         max_exact_integer=f.max_exact_integer))
-    rows.append(dict(name=INT8.name, bits=INT8.bits, bytes=INT8.bytes, exponent_bits=None,
-                     fraction_bits=None, max=INT8.max, min=INT8.min, smallest_normal=None,
-                     smallest_subnormal=None, eps=None, decimal_digits=None,
-                     max_exact_integer=INT8.max))
+        rows.append(
+            dict(
+                name=f.name,
+                bits=f.bits,
+                bytes=f.bytes,
+                exponent_bits=f.exponent_bits,
+                fraction_bits=f.fraction_bits,
+                max=f.max,
+                min=-f.max,
+                smallest_normal=f.smallest_normal,
+                smallest_subnormal=f.smallest_subnormal,
+                eps=f.eps,
+                decimal_digits=f.decimal_digits,
+                max_exact_integer=f.max_exact_integer,
+            )
+        )
+    rows.append(
+        dict(
+            name=INT8.name,
+            bits=INT8.bits,
+            bytes=INT8.bytes,
+            exponent_bits=None,
+            fraction_bits=None,
+            max=INT8.max,
+            min=INT8.min,
+            smallest_normal=None,
+            smallest_subnormal=None,
+            eps=None,
+            decimal_digits=None,
+            max_exact_integer=INT8.max,
+        )
+    )
     return rows

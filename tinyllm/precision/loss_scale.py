@@ -33,6 +33,7 @@ with a `.grad` NumPy array or None, such as tinyllm Tensors) and a `.step()` met
 `unscale_` also accepts a plain list of such parameters or of gradient arrays. Gradients are
 unscaled in place. The scale is a float32 number, as PyTorch keeps it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,8 +59,10 @@ def _gradients(source) -> list[np.ndarray]:
     elif isinstance(source, (list, tuple)):
         params = list(source)
     else:
-        raise TypeError(f"GradScaler: expected an optimizer with .param_groups or a list of "
-                        f"parameters/gradients, got {type(source).__name__}")
+        raise TypeError(
+            f"GradScaler: expected an optimizer with .param_groups or a list of "
+            f"parameters/gradients, got {type(source).__name__}"
+        )
     grads = []
     for i, p in enumerate(params):
         g = p if isinstance(p, np.ndarray) else getattr(p, "grad", None)
@@ -68,11 +71,15 @@ def _gradients(source) -> list[np.ndarray]:
         if not isinstance(g, np.ndarray):
             raise TypeError(f"GradScaler: gradient {i} is a {type(g).__name__}, not a NumPy array")
         if g.dtype == np.float16:
-            raise ValueError("Attempting to unscale FP16 gradients. Keep fp32 master gradients "
-                             "for the optimizer (fp16 cannot hold the unscaled values).")
+            raise ValueError(
+                "Attempting to unscale FP16 gradients. Keep fp32 master gradients "
+                "for the optimizer (fp16 cannot hold the unscaled values)."
+            )
         if g.dtype.kind != "f":  # bf16 bit patterns (uint16): multiplying them is meaningless
-            raise ValueError(f"GradScaler: gradient {i} has dtype {g.dtype} (bf16 bit patterns?); "
-                             f"unscale fp32 master gradients (see MixedPrecisionOptimizer)")
+            raise ValueError(
+                f"GradScaler: gradient {i} has dtype {g.dtype} (bf16 bit patterns?); "
+                f"unscale fp32 master gradients (see MixedPrecisionOptimizer)"
+            )
         grads.append(g)
     return grads
 
@@ -81,8 +88,14 @@ class GradScaler:
     """Dynamic loss scaler: `GradScaler(init_scale=2**16, growth_factor=2.0,
     backoff_factor=0.5, growth_interval=2000, enabled=True)`."""
 
-    def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
-                 backoff_factor: float = 0.5, growth_interval: int = 2000, enabled: bool = True):
+    def __init__(
+        self,
+        init_scale: float = 2.0**16,
+        growth_factor: float = 2.0,
+        backoff_factor: float = 0.5,
+        growth_interval: int = 2000,
+        enabled: bool = True,
+    ):
         self._enabled = bool(enabled)
         if growth_factor <= 1.0:
             raise ValueError(f"GradScaler: growth_factor must be > 1.0, got {growth_factor}")
@@ -122,8 +135,9 @@ class GradScaler:
             return
         state = self._state(optimizer)
         if state["stage"] == _UNSCALED:
-            raise RuntimeError("unscale_() has already been called on this optimizer since the "
-                               "last update().")
+            raise RuntimeError(
+                "unscale_() has already been called on this optimizer since the last update()."
+            )
         if state["stage"] == _STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
         grads = _gradients(optimizer)
@@ -147,8 +161,10 @@ class GradScaler:
         if state["stage"] == _READY:
             self.unscale_(optimizer)
         if state["found_inf"] is None:
-            raise RuntimeError("No inf checks were recorded for this optimizer (none of its "
-                               "parameters has a gradient).")
+            raise RuntimeError(
+                "No inf checks were recorded for this optimizer (none of its "
+                "parameters has a gradient)."
+            )
         retval = None if state["found_inf"] else optimizer.step(*args, **kwargs)
         state["stage"] = _STEPPED
         return retval
@@ -163,13 +179,19 @@ class GradScaler:
         if new_scale is not None:
             self._scale = np.float32(new_scale)
         else:
-            found = [s["found_inf"] for s in self._per_optimizer.values()
-                     if s["found_inf"] is not None]
+            found = [
+                s["found_inf"] for s in self._per_optimizer.values() if s["found_inf"] is not None
+            ]
             if not found:
                 raise RuntimeError("No inf checks were recorded prior to update().")
             self._scale, self._growth_tracker = update_scale(
-                self._scale, self._growth_tracker, any(found), self._growth_factor,
-                self._backoff_factor, self._growth_interval)
+                self._scale,
+                self._growth_tracker,
+                any(found),
+                self._growth_factor,
+                self._backoff_factor,
+                self._growth_interval,
+            )
         self._per_optimizer = {}
 
     def update_found_inf(self, found_inf: bool) -> None:
@@ -177,8 +199,13 @@ class GradScaler:
         whose ranks each unscaled their gradient shards and agreed on one flag."""
         if self._enabled:
             self._scale, self._growth_tracker = update_scale(
-                self._scale, self._growth_tracker, bool(found_inf), self._growth_factor,
-                self._backoff_factor, self._growth_interval)
+                self._scale,
+                self._growth_tracker,
+                bool(found_inf),
+                self._growth_factor,
+                self._backoff_factor,
+                self._growth_interval,
+            )
             self._per_optimizer = {}
 
     # ---- inspection and checkpoints ----------------------------------------------------------
@@ -202,18 +229,31 @@ class GradScaler:
         """Plain numbers (JSON-able); empty when disabled, as in PyTorch."""
         if not self._enabled:
             return {}
-        return {"scale": float(self._scale), "growth_factor": self._growth_factor,
-                "backoff_factor": self._backoff_factor, "growth_interval": self._growth_interval,
-                "_growth_tracker": int(self._growth_tracker)}
+        return {
+            "scale": float(self._scale),
+            "growth_factor": self._growth_factor,
+            "backoff_factor": self._backoff_factor,
+            "growth_interval": self._growth_interval,
+            "_growth_tracker": int(self._growth_tracker),
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         if not self._enabled:
-            raise RuntimeError("Attempted to load_state_dict() in a disabled instance of GradScaler.")
+            raise RuntimeError(
+                "Attempted to load_state_dict() in a disabled instance of GradScaler."
+            )
         if len(state_dict) == 0:
-            raise RuntimeError("The source state dict is empty, possibly because it was saved "
-                               "from a disabled instance of GradScaler.")
-        missing = {"scale", "growth_factor", "backoff_factor", "growth_interval",
-                   "_growth_tracker"} - set(state_dict)
+            raise RuntimeError(
+                "The source state dict is empty, possibly because it was saved "
+                "from a disabled instance of GradScaler."
+            )
+        missing = {
+            "scale",
+            "growth_factor",
+            "backoff_factor",
+            "growth_interval",
+            "_growth_tracker",
+        } - set(state_dict)
         if missing:
             raise KeyError(f"GradScaler.load_state_dict: missing keys {sorted(missing)}")
         self._scale = np.float32(state_dict["scale"])
@@ -223,8 +263,14 @@ class GradScaler:
         self._growth_tracker = int(state_dict["_growth_tracker"])
 
 
-def update_scale(scale, growth_tracker: int, found_inf: bool, growth_factor: float,
-                 backoff_factor: float, growth_interval: int):
+def update_scale(
+    scale,
+    growth_tracker: int,
+    found_inf: bool,
+    growth_factor: float,
+    backoff_factor: float,
+    growth_interval: int,
+):
     """One step of the dynamic-scale state machine (PyTorch's _amp_update_scale_), pure.
 
     Returns (new scale as float32, new growth tracker).

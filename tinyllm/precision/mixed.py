@@ -37,6 +37,7 @@ serve a whole parameter here and one flat shard of a ZeRO partition:
     g32    = to_float32(half_grads, out=grad_buffer)   cast a gradient shard up
     to_storage(master, dtype, out=half_params)         round the master into the half buffer
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -81,11 +82,18 @@ class MixedPrecisionOptimizer:
     optimizer's (set "lr" there); `skipped_steps` counts steps the scaler skipped.
     """
 
-    def __init__(self, optimizer, scaler=None, max_grad_norm: float | None = None,
-                 master_weights: bool = True):
+    def __init__(
+        self,
+        optimizer,
+        scaler=None,
+        max_grad_norm: float | None = None,
+        master_weights: bool = True,
+    ):
         if getattr(optimizer, "state", None):
-            raise ValueError("MixedPrecisionOptimizer: wrap a fresh optimizer — this one has "
-                             "state already, keyed by the model's parameters")
+            raise ValueError(
+                "MixedPrecisionOptimizer: wrap a fresh optimizer — this one has "
+                "state already, keyed by the model's parameters"
+            )
         self.optimizer = optimizer
         self.scaler = scaler
         self.max_grad_norm = max_grad_norm
@@ -132,9 +140,9 @@ class MixedPrecisionOptimizer:
         """Update the masters from the model's gradients and round them back into the model.
         Returns False when the loss scaler skipped the step (an inf/NaN gradient)."""
         for p, m in zip(self.model_params, self.master_params):
-            m.grad = None if p.grad is None else master_copy(p.grad)      # fp32 gradient
+            m.grad = None if p.grad is None else master_copy(p.grad)  # fp32 gradient
             if not self.master_weights:
-                m.data[...] = to_float32(p.data)                          # (the ablation)
+                m.data[...] = to_float32(p.data)  # (the ablation)
         masters = self.master_params
         if self.scaler is None:
             if self.max_grad_norm is not None:
@@ -142,11 +150,11 @@ class MixedPrecisionOptimizer:
             self.optimizer.step()
             applied = True
         else:
-            self.scaler.unscale_(self.optimizer)                          # g /= S, find inf
+            self.scaler.unscale_(self.optimizer)  # g /= S, find inf
             if self.max_grad_norm is not None:
                 clip_grad_norm_(masters, self.max_grad_norm)  # leaves non-finite grads alone
             before = self.scaler.get_scale()
-            self.scaler.step(self.optimizer)                              # skipped on inf/NaN
+            self.scaler.step(self.optimizer)  # skipped on inf/NaN
             self.scaler.update()
             # The scaler backs off (×backoff_factor < 1) exactly when it found inf/NaN.
             applied = not self.scaler.get_scale() < before
@@ -154,7 +162,7 @@ class MixedPrecisionOptimizer:
         if applied:
             for p, m in zip(self.model_params, masters):
                 write_model_params_(p.data, m.data)
-        for m in masters:                                                 # free the fp32 copies
+        for m in masters:  # free the fp32 copies
             m.grad = None
         return applied
 
@@ -164,9 +172,11 @@ class MixedPrecisionOptimizer:
         opt_states = [m.data for m in self.master_params] if self.master_weights else []
         for st in self.optimizer.state.values():
             opt_states += [v for v in st.values() if isinstance(v, np.ndarray)]
-        return {"parameters": [p.data for p in self.model_params],
-                "gradients": [p.grad for p in self.model_params if p.grad is not None],
-                "optimizer_states": opt_states}
+        return {
+            "parameters": [p.data for p in self.model_params],
+            "gradients": [p.grad for p in self.model_params if p.grad is not None],
+            "optimizer_states": opt_states,
+        }
 
 
 def state_arrays(params, optimizer) -> dict:
@@ -174,9 +184,11 @@ def state_arrays(params, optimizer) -> dict:
     if isinstance(optimizer, MixedPrecisionOptimizer):
         return optimizer.state_arrays()
     params = list(params)
-    opt_states = [v for st in optimizer.state.values() for v in st.values()
-                  if isinstance(v, np.ndarray)]
-    return {"parameters": [p.data for p in params],
-            "gradients": [p.grad for p in params if p.grad is not None],
-            "optimizer_states": opt_states}
-
+    opt_states = [
+        v for st in optimizer.state.values() for v in st.values() if isinstance(v, np.ndarray)
+    ]
+    return {
+        "parameters": [p.data for p in params],
+        "gradients": [p.grad for p in params if p.grad is not None],
+        "optimizer_states": opt_states,
+    }

@@ -31,6 +31,7 @@ the backward) on each Linear's weight, so fine-tuning learns weights that surviv
 so the converted model computes what the fake-quantized model computed (up to float
 rounding in the matmul). `model_nbytes` counts what a model stores.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,8 +57,10 @@ class QuantizedLinearModule(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if is_grad_enabled() and isinstance(x, Tensor) and x.requires_grad:
-            raise RuntimeError(f"{self.qlinear!r} is inference-only (no backward): call the "
-                               f"quantized model under tinyllm.no_grad(), or train with QAT")
+            raise RuntimeError(
+                f"{self.qlinear!r} is inference-only (no backward): call the "
+                f"quantized model under tinyllm.no_grad(), or train with QAT"
+            )
         x = x.numpy() if isinstance(x, Tensor) else np.asarray(x)
         return Tensor(self.qlinear(x))
 
@@ -67,8 +70,10 @@ class QuantizedLinearModule(Module):
 
     def extra_repr(self):
         q = self.qlinear
-        return (f"in_features={q.in_features}, out_features={q.out_features}, mode={q.mode!r}, "
-                f"per_channel={q.per_channel}")
+        return (
+            f"in_features={q.in_features}, out_features={q.out_features}, mode={q.mode!r}, "
+            f"per_channel={q.per_channel}"
+        )
 
 
 class QATLinear(Module):
@@ -92,8 +97,10 @@ class QATLinear(Module):
         return ops.linear(x, self.weight_fake_quant(self.weight), self.bias)
 
     def extra_repr(self):
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"{self.weight_fake_quant!r}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"{self.weight_fake_quant!r}"
+        )
 
 
 def _tied_weights(model: Module) -> set[int]:
@@ -112,41 +119,70 @@ def _replace_linears(model: Module, make, include_tied: bool, kinds=(Linear,)) -
     return count
 
 
-def quantize_model(model: Module, mode: str = "weight_only", per_channel: bool = True,
-                   symmetric: bool = True, threshold: float = LLM_INT8_THRESHOLD,
-                   quant_min: int = -128, quant_max: int = 127, include_tied: bool = False,
-                   inplace: bool = False) -> Module:
+def quantize_model(
+    model: Module,
+    mode: str = "weight_only",
+    per_channel: bool = True,
+    symmetric: bool = True,
+    threshold: float = LLM_INT8_THRESHOLD,
+    quant_min: int = -128,
+    quant_max: int = 127,
+    include_tied: bool = False,
+    inplace: bool = False,
+) -> Module:
     """Post-training quantization: every Linear → QuantizedLinearModule (see module docstring).
 
     mode: "weight_only" | "dynamic" (int8 weights and per-call int8 activations) | "llm_int8".
     The float model is left untouched unless `inplace=True`.
     """
     if mode not in QuantizedLinear.MODES:
-        raise ValueError(f"quantize_model: unknown mode {mode!r}; expected one of "
-                         f"{QuantizedLinear.MODES}")
+        raise ValueError(
+            f"quantize_model: unknown mode {mode!r}; expected one of {QuantizedLinear.MODES}"
+        )
     model = model if inplace else copy.deepcopy(model)
 
     def make(linear):
-        return QuantizedLinearModule(QuantizedLinear.from_float(
-            linear.weight.numpy(), None if linear.bias is None else linear.bias.numpy(),
-            mode=mode, per_channel=per_channel, symmetric=symmetric, threshold=threshold,
-            quant_min=quant_min, quant_max=quant_max))
+        return QuantizedLinearModule(
+            QuantizedLinear.from_float(
+                linear.weight.numpy(),
+                None if linear.bias is None else linear.bias.numpy(),
+                mode=mode,
+                per_channel=per_channel,
+                symmetric=symmetric,
+                threshold=threshold,
+                quant_min=quant_min,
+                quant_max=quant_max,
+            )
+        )
 
     _replace_linears(model, make, include_tied)
     return model
 
 
-def prepare_qat(model: Module, quant_min: int = -128, quant_max: int = 127,
-                qscheme: str = "per_tensor_symmetric", averaging_constant: float = 0.01,
-                include_tied: bool = False, inplace: bool = False) -> Module:
+def prepare_qat(
+    model: Module,
+    quant_min: int = -128,
+    quant_max: int = 127,
+    qscheme: str = "per_tensor_symmetric",
+    averaging_constant: float = 0.01,
+    include_tied: bool = False,
+    inplace: bool = False,
+) -> Module:
     """Quantization-aware training: every Linear → QATLinear with a FakeQuant on its weight
     (a moving-average min/max observer with `qscheme`, PyTorch's default for QAT weights)."""
     model = model if inplace else copy.deepcopy(model)
 
     def make(linear):
-        return QATLinear(linear, FakeQuant(qscheme=qscheme, quant_min=quant_min,
-                                           quant_max=quant_max, ch_axis=0,
-                                           averaging_constant=averaging_constant))
+        return QATLinear(
+            linear,
+            FakeQuant(
+                qscheme=qscheme,
+                quant_min=quant_min,
+                quant_max=quant_max,
+                ch_axis=0,
+                averaging_constant=averaging_constant,
+            ),
+        )
 
     _replace_linears(model, make, include_tied)
     return model
@@ -160,22 +196,35 @@ def convert_qat(model: Module, mode: str = "weight_only", inplace: bool = False)
     """QATLinear → QuantizedLinearModule, quantizing each weight with its fake quantizer's own
     scale and zero point (so the int8 weights dequantize to exactly the fake-quantized ones)."""
     if mode == "llm_int8":
-        raise ValueError("convert_qat: LLM.int8() chooses its own vector-wise scales; use "
-                         "mode 'weight_only' or 'dynamic'")
+        raise ValueError(
+            "convert_qat: LLM.int8() chooses its own vector-wise scales; use "
+            "mode 'weight_only' or 'dynamic'"
+        )
     model = model if inplace else copy.deepcopy(model)
 
     def make(qat):
         fq = qat.weight_fake_quant
         if fq.observer.min_val is None:
-            raise RuntimeError("convert_qat: a fake quantizer has observed nothing yet (run "
-                               "at least one forward pass before converting)")
+            raise RuntimeError(
+                "convert_qat: a fake quantizer has observed nothing yet (run "
+                "at least one forward pass before converting)"
+            )
         axis = fq.observer.axis
-        w_q = quantize(qat.weight.numpy(), fq.scale, fq.zero_point, fq.quant_min, fq.quant_max,
-                       axis=axis)
+        w_q = quantize(
+            qat.weight.numpy(), fq.scale, fq.zero_point, fq.quant_min, fq.quant_max, axis=axis
+        )
         bias = None if qat.bias is None else qat.bias.numpy()
-        return QuantizedLinearModule(QuantizedLinear(w_q, fq.scale, fq.zero_point, bias,
-                                                     mode=mode, per_channel=axis is not None,
-                                                     symmetric=fq.observer.symmetric))
+        return QuantizedLinearModule(
+            QuantizedLinear(
+                w_q,
+                fq.scale,
+                fq.zero_point,
+                bias,
+                mode=mode,
+                per_channel=axis is not None,
+                symmetric=fq.observer.symmetric,
+            )
+        )
 
     _replace_linears(model, make, include_tied=True, kinds=(QATLinear,))
     return model

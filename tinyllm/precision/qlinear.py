@@ -32,6 +32,7 @@ A Linear layer y = x Wᵀ + b with W (out, in) can use int8 in three ways:
 float array (..., in) to (..., out). `nbytes` counts what it stores: int8 weights, float32
 scales, int32 zero points (affine only) and the float32 bias.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,13 @@ from tinyllm.precision.quant import FP32_EPS, _array, dequantize, qparams_from_m
 LLM_INT8_THRESHOLD = 6.0
 
 
-def quantize_weight(weight, per_channel: bool = True, symmetric: bool = True,
-                    quant_min: int = -128, quant_max: int = 127):
+def quantize_weight(
+    weight,
+    per_channel: bool = True,
+    symmetric: bool = True,
+    quant_min: int = -128,
+    quant_max: int = 127,
+):
     """int8 weight, scale, zero point for W (out, in): per output channel (axis 0) or per tensor.
 
     The scales are those of PyTorch's MinMaxObserver / PerChannelMinMaxObserver on W. A
@@ -53,8 +59,9 @@ def quantize_weight(weight, per_channel: bool = True, symmetric: bool = True,
     if w.ndim != 2:
         raise ValueError(f"quantize_weight: expected a 2-D weight (out, in), got shape {w.shape}")
     if per_channel:
-        scale, zp = qparams_from_minmax(w.min(axis=1), w.max(axis=1), quant_min, quant_max,
-                                        symmetric=symmetric)
+        scale, zp = qparams_from_minmax(
+            w.min(axis=1), w.max(axis=1), quant_min, quant_max, symmetric=symmetric
+        )
         return quantize(w, scale, zp, quant_min, quant_max, axis=0), scale, zp
     scale, zp = qparams_from_minmax(w.min(), w.max(), quant_min, quant_max, symmetric=symmetric)
     return quantize(w, scale, zp, quant_min, quant_max), scale, zp
@@ -79,15 +86,15 @@ def outlier_columns(x2d, threshold: float = LLM_INT8_THRESHOLD) -> np.ndarray:
 
 def _llm_int8_2d(x2d, w_q, w_scale, threshold, w_float=None):
     """Y (M, N) = outlier columns in float + the rest in vector-wise int8 (see module doc)."""
-    cols = outlier_columns(x2d, threshold)                      # (K,)
-    x_regular = np.where(cols, np.float32(0), x2d)              # outliers set aside
-    x_q, x_scale = vectorwise_quantize(x_regular)               # (M, K) int8, (M,)
-    w_regular = np.where(cols, np.int8(0), w_q)                 # their weights too
+    cols = outlier_columns(x2d, threshold)  # (K,)
+    x_regular = np.where(cols, np.float32(0), x2d)  # outliers set aside
+    x_q, x_scale = vectorwise_quantize(x_regular)  # (M, K) int8, (M,)
+    w_regular = np.where(cols, np.int8(0), w_q)  # their weights too
     y = quantized_matmul(x_q, x_scale, 0, w_regular, w_scale, 0)
     if cols.any():
         if w_float is not None:
-            w_hi = w_float[:, cols]                             # (N, |O|) float weights
-        else:                                                   # dequantized columns of W
+            w_hi = w_float[:, cols]  # (N, |O|) float weights
+        else:  # dequantized columns of W
             w_hi = w_q[:, cols].astype(np.float32) * w_scale[:, None]
         y += x2d[:, cols] @ w_hi.T
     return y
@@ -107,8 +114,10 @@ def llm_int8_linear(x, weight, bias=None, threshold: float = LLM_INT8_THRESHOLD)
 
 def _check_linear(op, x, w):
     if x.ndim < 1 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"{op}: input of shape {x.shape} does not match a weight of shape "
-                         f"{w.shape} (expected (..., {w.shape[1]}))")
+        raise ValueError(
+            f"{op}: input of shape {x.shape} does not match a weight of shape "
+            f"{w.shape} (expected (..., {w.shape[1]}))"
+        )
 
 
 class QuantizedLinear:
@@ -119,13 +128,23 @@ class QuantizedLinear:
 
     MODES = ("weight_only", "dynamic", "llm_int8")
 
-    def __init__(self, weight_q, weight_scale, weight_zero_point, bias=None,
-                 mode: str = "weight_only", per_channel: bool = True,
-                 threshold: float = LLM_INT8_THRESHOLD, symmetric: bool | None = None):
+    def __init__(
+        self,
+        weight_q,
+        weight_scale,
+        weight_zero_point,
+        bias=None,
+        mode: str = "weight_only",
+        per_channel: bool = True,
+        threshold: float = LLM_INT8_THRESHOLD,
+        symmetric: bool | None = None,
+    ):
         if mode not in self.MODES:
-            raise ValueError(f"QuantizedLinear: unknown mode {mode!r}; expected one of {self.MODES}")
-        self.weight_q = weight_q                  # (out, in) int8
-        self.weight_scale = weight_scale          # (out,) per channel, or () per tensor
+            raise ValueError(
+                f"QuantizedLinear: unknown mode {mode!r}; expected one of {self.MODES}"
+            )
+        self.weight_q = weight_q  # (out, in) int8
+        self.weight_scale = weight_scale  # (out,) per channel, or () per tensor
         self.weight_zero_point = weight_zero_point
         self.bias = None if bias is None else np.asarray(bias, np.float32)
         self.mode = mode
@@ -136,9 +155,17 @@ class QuantizedLinear:
         self.symmetric = not np.any(weight_zero_point) if symmetric is None else bool(symmetric)
 
     @classmethod
-    def from_float(cls, weight, bias=None, mode: str = "weight_only", per_channel: bool = True,
-                   symmetric: bool = True, threshold: float = LLM_INT8_THRESHOLD,
-                   quant_min: int = -128, quant_max: int = 127):
+    def from_float(
+        cls,
+        weight,
+        bias=None,
+        mode: str = "weight_only",
+        per_channel: bool = True,
+        symmetric: bool = True,
+        threshold: float = LLM_INT8_THRESHOLD,
+        quant_min: int = -128,
+        quant_max: int = 127,
+    ):
         """Quantize a float Linear weight (out, in). "llm_int8" always uses vector-wise absmax
         over [−127, 127]; the other modes use [quant_min, quant_max] (int8 by default)."""
         w = _array(weight).astype(np.float32, copy=False)
@@ -149,10 +176,20 @@ class QuantizedLinear:
         else:
             w_q, scale, zp = quantize_weight(w, per_channel, symmetric, quant_min, quant_max)
         if bias is not None and np.shape(_array(bias)) != (w.shape[0],):
-            raise ValueError(f"QuantizedLinear: bias of shape {np.shape(_array(bias))} does not "
-                             f"match {w.shape[0]} output features")
-        return cls(w_q, scale, zp, None if bias is None else _array(bias), mode, per_channel,
-                   threshold, symmetric=symmetric or mode == "llm_int8")
+            raise ValueError(
+                f"QuantizedLinear: bias of shape {np.shape(_array(bias))} does not "
+                f"match {w.shape[0]} output features"
+            )
+        return cls(
+            w_q,
+            scale,
+            zp,
+            None if bias is None else _array(bias),
+            mode,
+            per_channel,
+            threshold,
+            symmetric=symmetric or mode == "llm_int8",
+        )
 
     @property
     def in_features(self) -> int:
@@ -164,8 +201,12 @@ class QuantizedLinear:
 
     def dequantized_weight(self) -> np.ndarray:
         """Ŵ = s_w (q_w − z_w) as float32 (out, in)."""
-        return dequantize(self.weight_q, self.weight_scale, self.weight_zero_point,
-                          axis=0 if self.per_channel else None)
+        return dequantize(
+            self.weight_q,
+            self.weight_scale,
+            self.weight_zero_point,
+            axis=0 if self.per_channel else None,
+        )
 
     @property
     def nbytes(self) -> int:
@@ -180,15 +221,16 @@ class QuantizedLinear:
     def forward(self, x) -> np.ndarray:
         x = _array(x).astype(np.float32, copy=False)
         _check_linear(f"QuantizedLinear({self.mode})", x, self.weight_q)
-        x2d = x.reshape(-1, self.in_features)                    # (M, in)
+        x2d = x.reshape(-1, self.in_features)  # (M, in)
         if self.mode == "weight_only":
             y = x2d @ self.dequantized_weight().T
         elif self.mode == "dynamic":
             # Activations: per-tensor affine int8 from this input's own range.
             x_scale, x_zp = qparams_from_minmax(x2d.min(), x2d.max())
             x_q = quantize(x2d, x_scale, x_zp)
-            y = quantized_matmul(x_q, x_scale, x_zp, self.weight_q, self.weight_scale,
-                                 self.weight_zero_point)
+            y = quantized_matmul(
+                x_q, x_scale, x_zp, self.weight_q, self.weight_scale, self.weight_zero_point
+            )
         else:
             y = _llm_int8_2d(x2d, self.weight_q, self.weight_scale, self.threshold)
         if self.bias is not None:
@@ -198,6 +240,8 @@ class QuantizedLinear:
     __call__ = forward
 
     def __repr__(self):
-        return (f"QuantizedLinear(in_features={self.in_features}, "
-                f"out_features={self.out_features}, mode={self.mode!r}, "
-                f"per_channel={self.per_channel}, nbytes={self.nbytes})")
+        return (
+            f"QuantizedLinear(in_features={self.in_features}, "
+            f"out_features={self.out_features}, mode={self.mode!r}, "
+            f"per_channel={self.per_channel}, nbytes={self.nbytes})"
+        )

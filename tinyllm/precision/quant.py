@@ -39,13 +39,18 @@ Observers watch tensors go by and keep the running range:
 Both take `qscheme` in PyTorch's spelling: "per_tensor_affine", "per_tensor_symmetric",
 "per_channel_affine", "per_channel_symmetric".
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 FP32_EPS = np.float32(np.finfo(np.float32).eps)
-QSCHEMES = ("per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
-            "per_channel_symmetric")
+QSCHEMES = (
+    "per_tensor_affine",
+    "per_tensor_symmetric",
+    "per_channel_affine",
+    "per_channel_symmetric",
+)
 
 
 def _array(x) -> np.ndarray:
@@ -76,8 +81,14 @@ def _per_axis(p: np.ndarray, ndim: int, axis) -> np.ndarray:
     return p.reshape(shape)
 
 
-def qparams_from_minmax(min_val, max_val, quant_min: int = -128, quant_max: int = 127,
-                        symmetric: bool = False, eps=FP32_EPS):
+def qparams_from_minmax(
+    min_val,
+    max_val,
+    quant_min: int = -128,
+    quant_max: int = 127,
+    symmetric: bool = False,
+    eps=FP32_EPS,
+):
     """(scale float32, zero_point int32) from a range, as PyTorch's observers compute them.
 
     `min_val`, `max_val`: scalars (per-tensor) or arrays of shape (C,) (per-channel).
@@ -86,16 +97,19 @@ def qparams_from_minmax(min_val, max_val, quant_min: int = -128, quant_max: int 
     min_val = np.asarray(min_val, dtype=np.float32)
     max_val = np.asarray(max_val, dtype=np.float32)
     if not (np.all(np.isfinite(min_val)) and np.all(np.isfinite(max_val))):
-        raise ValueError(f"qparams_from_minmax: the range must be finite, got min {min_val}, "
-                         f"max {max_val} (has the observer seen any data?)")
+        raise ValueError(
+            f"qparams_from_minmax: the range must be finite, got min {min_val}, "
+            f"max {max_val} (has the observer seen any data?)"
+        )
     if np.any(min_val > max_val):
         raise ValueError(f"qparams_from_minmax: min {min_val} is above max {max_val}")
     min_neg = np.minimum(min_val, np.float32(0))  # widen the range to contain 0
     max_pos = np.maximum(max_val, np.float32(0))
     if symmetric:
         if not quant_min < 0 < quant_max:
-            raise ValueError(f"symmetric quantization needs a signed range, got "
-                             f"[{quant_min}, {quant_max}]")
+            raise ValueError(
+                f"symmetric quantization needs a signed range, got [{quant_min}, {quant_max}]"
+            )
         amax = np.maximum(-min_neg, max_pos)
         scale = np.maximum(amax / np.float32((quant_max - quant_min) / 2), eps)
         zero_point = np.zeros(scale.shape, dtype=np.int32)
@@ -117,8 +131,9 @@ def rounded_levels(x: np.ndarray, scale, zero_point, axis=None) -> np.ndarray:
     return np.rint(x.astype(ftype, copy=False) * inv_scale) + zp
 
 
-def quantize(x, scale, zero_point, quant_min: int = -128, quant_max: int = 127,
-             axis=None) -> np.ndarray:
+def quantize(
+    x, scale, zero_point, quant_min: int = -128, quant_max: int = 127, axis=None
+) -> np.ndarray:
     """q = clamp(round(x/s) + z, q_min, q_max) as int8 (or the smallest dtype that fits).
 
     `scale`, `zero_point`: scalars for per-tensor; arrays of shape (x.shape[axis],) with `axis`
@@ -128,8 +143,10 @@ def quantize(x, scale, zero_point, quant_min: int = -128, quant_max: int = 127,
     x = _array(x)
     _check_params("quantize", x, scale, zero_point, axis)
     if np.issubdtype(x.dtype, np.floating) and np.isnan(x).any():
-        raise ValueError(f"quantize: the input of shape {x.shape} contains NaN (±inf clip to "
-                         f"the range ends; NaN has no integer)")
+        raise ValueError(
+            f"quantize: the input of shape {x.shape} contains NaN (±inf clip to "
+            f"the range ends; NaN has no integer)"
+        )
     q = np.clip(rounded_levels(x, scale, zero_point, axis), quant_min, quant_max)
     return q.astype(storage_dtype(quant_min, quant_max))
 
@@ -151,15 +168,19 @@ def _check_params(op, x, scale, zero_point, axis):
         raise ValueError(f"{op}: scale must be positive and finite, got {scale}")
     if axis is None:
         if scale.ndim != 0 or np.ndim(zero_point) != 0:
-            raise ValueError(f"{op}: per-tensor quantization takes scalar scale and zero_point, "
-                             f"got shapes {scale.shape} and {np.shape(zero_point)}; pass `axis` "
-                             f"for per-channel")
+            raise ValueError(
+                f"{op}: per-tensor quantization takes scalar scale and zero_point, "
+                f"got shapes {scale.shape} and {np.shape(zero_point)}; pass `axis` "
+                f"for per-channel"
+            )
         return
     n = x.shape[axis]
     if scale.shape != (n,) or np.shape(zero_point) != (n,):
-        raise ValueError(f"{op}: per-channel along axis {axis} of shape {x.shape} needs scale "
-                         f"and zero_point of shape ({n},), got {scale.shape} and "
-                         f"{np.shape(zero_point)}")
+        raise ValueError(
+            f"{op}: per-channel along axis {axis} of shape {x.shape} needs scale "
+            f"and zero_point of shape ({n},), got {scale.shape} and "
+            f"{np.shape(zero_point)}"
+        )
 
 
 # ---- observers ------------------------------------------------------------------------------
@@ -172,8 +193,14 @@ class MinMaxObserver:
     Calling the observer on an array (or Tensor) updates the range and returns the input.
     """
 
-    def __init__(self, qscheme: str = "per_tensor_affine", quant_min: int = -128,
-                 quant_max: int = 127, ch_axis: int = 0, eps: float = FP32_EPS):
+    def __init__(
+        self,
+        qscheme: str = "per_tensor_affine",
+        quant_min: int = -128,
+        quant_max: int = 127,
+        ch_axis: int = 0,
+        eps: float = FP32_EPS,
+    ):
         if qscheme not in QSCHEMES:
             raise ValueError(f"unknown qscheme {qscheme!r}; expected one of {QSCHEMES}")
         _check_range(quant_min, quant_max)
@@ -201,8 +228,10 @@ class MinMaxObserver:
         if not self.per_channel:
             return x.min(), x.max()
         if not -x.ndim <= self.ch_axis < x.ndim:
-            raise ValueError(f"{type(self).__name__}: ch_axis {self.ch_axis} is out of range "
-                             f"for an input of shape {x.shape}")
+            raise ValueError(
+                f"{type(self).__name__}: ch_axis {self.ch_axis} is out of range "
+                f"for an input of shape {x.shape}"
+            )
         rows = np.moveaxis(x, self.ch_axis, 0).reshape(x.shape[self.ch_axis], -1)  # (C, rest)
         return rows.min(axis=1), rows.max(axis=1)
 
@@ -215,15 +244,19 @@ class MinMaxObserver:
         if arr.size == 0:
             return x
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{type(self).__name__}: the observed tensor of shape {arr.shape} "
-                             f"contains inf or NaN")
+            raise ValueError(
+                f"{type(self).__name__}: the observed tensor of shape {arr.shape} "
+                f"contains inf or NaN"
+            )
         batch_min, batch_max = self._batch_minmax(arr.astype(np.float32, copy=False))
         if self.min_val is None:
             new_min, new_max = batch_min, batch_max
         else:
             if np.shape(batch_min) != np.shape(self.min_val):
-                raise ValueError(f"{type(self).__name__}: {np.shape(batch_min)} channels now, "
-                                 f"{np.shape(self.min_val)} before")
+                raise ValueError(
+                    f"{type(self).__name__}: {np.shape(batch_min)} channels now, "
+                    f"{np.shape(self.min_val)} before"
+                )
             new_min, new_max = self._combine(batch_min, batch_max)
         self.min_val = np.asarray(new_min, np.float32)
         self.max_val = np.asarray(new_max, np.float32)
@@ -234,8 +267,9 @@ class MinMaxObserver:
     def calculate_qparams(self):
         if self.min_val is None:
             raise RuntimeError(f"{type(self).__name__}.calculate_qparams: no data observed yet")
-        return qparams_from_minmax(self.min_val, self.max_val, self.quant_min, self.quant_max,
-                                   self.symmetric, self.eps)
+        return qparams_from_minmax(
+            self.min_val, self.max_val, self.quant_min, self.quant_max, self.symmetric, self.eps
+        )
 
     def reset_min_max_vals(self) -> None:
         self.min_val = self.max_val = None
@@ -257,4 +291,6 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 
     def _combine(self, batch_min, batch_max):
         c = self.averaging_constant
-        return self.min_val + c * (batch_min - self.min_val), self.max_val + c * (batch_max - self.max_val)
+        return self.min_val + c * (batch_min - self.min_val), self.max_val + c * (
+            batch_max - self.max_val
+        )

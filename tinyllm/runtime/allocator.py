@@ -29,17 +29,18 @@ is imported (for your own scripts), `system` keeps glibc's defaults even where a
 calls `configure()` (to measure the difference), and unset leaves the choice to the program.
 On other C libraries (macOS, musl) `configure()` does nothing and returns False.
 """
+
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
 
-M_TRIM_THRESHOLD = -1            # glibc's mallopt parameter numbers (malloc.h)
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 32 << 20        # glibc's largest accepted value on 64-bit (HEAP_MAX_SIZE / 2)
+MMAP_THRESHOLD = 32 << 20  # glibc's largest accepted value on 64-bit (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = 1 << 30
-CHOICES = ("", "tuned", "system")   # values of TINYLLM_MALLOC
+CHOICES = ("", "tuned", "system")  # values of TINYLLM_MALLOC
 
 _configured: bool | None = None
 
@@ -49,9 +50,11 @@ def choice() -> str:
     silent fallback to either behaviour."""
     value = os.environ.get("TINYLLM_MALLOC", "")
     if value.lower() not in CHOICES:
-        raise ValueError(f"TINYLLM_MALLOC={value!r}: expected one of {CHOICES} ('tuned': "
-                         f"raise glibc's thresholds at import; 'system': keep its defaults; "
-                         f"unset: the program decides)")
+        raise ValueError(
+            f"TINYLLM_MALLOC={value!r}: expected one of {CHOICES} ('tuned': "
+            f"raise glibc's thresholds at import; 'system': keep its defaults; "
+            f"unset: the program decides)"
+        )
     return value.lower()
 
 
@@ -74,8 +77,9 @@ def configure() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    _configured = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
-        bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _configured = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
     return _configured
 
 

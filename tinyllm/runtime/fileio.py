@@ -6,6 +6,7 @@ tinyllm writes goes to a temporary name in the same directory first, is flushed 
 (fsync), and is then renamed over the real name. `os.replace` is atomic on POSIX and Windows
 within one file system: a reader sees either the old file or the complete new one.
 """
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ on every machine and on every MPI rank. (NumPy's PCG64 stream is the same everyw
 
 The default generator starts from seed 0, so even a script that never seeds is reproducible.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -24,14 +24,15 @@ thread that the scheduler has not yet run stalls the whole call. `parallel_for(n
 instead puts n tasks behind a shared counter; helper threads and the calling thread take them
 one at a time, and at the end the caller waits only for tasks a helper is actually running — a
 helper that never woke up simply gets no task: on a busy machine the call is never slower than
-one thread, and when a second core is free it is faster. tinyllm runs its linear layers' products and its attention
-kernel this way (tinyllm/kernels); the tasks are numba kernels compiled with nogil=True or
-BLAS calls, which release Python's GIL, so the threads really run at the same time.
+one thread, and when a second core is free it is faster. tinyllm runs its linear layers' products
+and its attention kernel this way (tinyllm/kernels); the tasks are numba kernels compiled with
+nogil=True or BLAS calls, which release Python's GIL, so the threads really run at the same time.
 
 No count ever goes *above* what the process was given: `sim.init()` gives each MPI rank
 cores // (ranks on the machine) threads for numba and BLAS, and `parallel_for` uses numba's
 thread count (numba.get_num_threads(), NUMBA_NUM_THREADS by default) as its budget.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -93,7 +94,6 @@ def blas_threads(n: int):
         set_blas_threads(prev)
 
 
-
 # ---- help-first parallel loops ----------------------------------------------------------------
 
 
@@ -137,11 +137,11 @@ class _Pool:
 
     def __init__(self):
         self.helpers = 0
-        self.job = None                   # (generation, job) while a job is open
+        self.job = None  # (generation, job) while a job is open
         self.generation = 0
         self.posted = threading.Condition()
-        self.busy = threading.Lock()      # one job at a time; a second caller runs serially
-        self.local = threading.local()    # marks helper threads (a task calling parallel_for)
+        self.busy = threading.Lock()  # one job at a time; a second caller runs serially
+        self.local = threading.local()  # marks helper threads (a task calling parallel_for)
 
     def _helper(self, seen=0):
         self.local.helper = True
@@ -153,23 +153,26 @@ class _Pool:
             job.work()
 
     def run(self, task, n, threads):
-        if threads <= 1 or n <= 1 or getattr(self.local, "helper", False) \
-                or not self.busy.acquire(blocking=False):
+        if (
+            threads <= 1
+            or n <= 1
+            or getattr(self.local, "helper", False)
+            or not self.busy.acquire(blocking=False)
+        ):
             for i in range(n):
                 task(i)
             return
         try:
             while self.helpers < threads - 1:
-                threading.Thread(target=self._helper, name="tinyllm-helper",
-                                 daemon=True).start()
+                threading.Thread(target=self._helper, name="tinyllm-helper", daemon=True).start()
                 self.helpers += 1
             job = _Job(task, n)
             with self.posted:
                 self.generation += 1
                 self.job = (self.generation, job)
                 self.posted.notify(threads - 1)
-            job.work()          # take tasks until none is left …
-            job.done.wait()     # … then wait only for the ones helpers are still running
+            job.work()  # take tasks until none is left …
+            job.done.wait()  # … then wait only for the ones helpers are still running
             with self.posted:
                 self.job = None
         finally:
