@@ -37,6 +37,7 @@ import numpy as np
 from tinyllm.checkpoint import load_checkpoint, save_checkpoint
 from tinyllm.data import ByteLevelBPE, get_batch, load_corpus, tokenize_corpus
 from tinyllm.engine import no_grad
+from tinyllm.models import GPTConfig
 from tinyllm.optim import warmup_cosine
 from tinyllm.runtime import allocator
 from tinyllm.runtime.fileio import atomic_write_bytes
@@ -135,6 +136,18 @@ def add_model_args(
     )
     g.add_argument("--dropout", type=float, default=dropout)
     return parser
+
+
+def gpt_config(args, vocab_size: int) -> GPTConfig:
+    """The GPTConfig that the model flags (`add_model_args`) describe, for `vocab_size` tokens."""
+    return GPTConfig(
+        block_size=args.block_size,
+        vocab_size=vocab_size,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        dropout=args.dropout,
+    )
 
 
 def check_args(args) -> None:

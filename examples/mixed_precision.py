@@ -42,7 +42,7 @@ import tinyllm
 from tinyllm import ops
 from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
 from tinyllm.data import get_batch
-from tinyllm.models import GPT, GPTConfig
+from tinyllm.models import GPT
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
 from tinyllm.precision import GradScaler, MixedPrecisionOptimizer
 from tinyllm.precision.mixed import state_arrays
@@ -180,14 +180,7 @@ def main(argv=None):
     tok, train_ids, val_ids = common.prepare_text_data(
         args.data, args.vocab_size, args.data_bytes, args.cache_dir
     )
-    cfg = GPTConfig(
-        block_size=args.block_size,
-        vocab_size=tok.vocab_size,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        n_embd=args.n_embd,
-        dropout=args.dropout,
-    )
+    cfg = common.gpt_config(args, tok.vocab_size)
     n_params = GPT(cfg).num_parameters()
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     flops_per_token = palm_flops_per_token_for(cfg, args.block_size)

@@ -41,7 +41,7 @@ import tinyllm
 from sim.parallel3d import Parallel3D
 from sim.topology import Grid
 from tinyllm.data import get_batch
-from tinyllm.models import GPT, GPTConfig
+from tinyllm.models import GPT
 
 
 def build_parser():
@@ -98,14 +98,7 @@ def grid_from_args(args, world_size: int) -> Grid:
 
 def build_model(args, vocab_size):
     tinyllm.manual_seed(args.seed)
-    cfg = GPTConfig(
-        block_size=args.block_size,
-        vocab_size=vocab_size,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        n_embd=args.n_embd,
-        dropout=args.dropout,
-    )
+    cfg = common.gpt_config(args, vocab_size)
     model = GPT(cfg)
     if args.float64:
         for p in model.parameters():

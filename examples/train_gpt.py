@@ -21,7 +21,7 @@ import numpy as np
 
 import tinyllm
 from tinyllm.data import get_batch
-from tinyllm.models import GPT, GPTConfig
+from tinyllm.models import GPT
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
 
 
@@ -52,14 +52,7 @@ def main(argv=None):
     tok, train_ids, val_ids = common.prepare_text_data(
         args.data, args.vocab_size, args.data_bytes, args.cache_dir
     )
-    cfg = GPTConfig(
-        block_size=args.block_size,
-        vocab_size=tok.vocab_size,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        n_embd=args.n_embd,
-        dropout=args.dropout,
-    )
+    cfg = common.gpt_config(args, tok.vocab_size)
     model = GPT(cfg)
     opt = AdamW(
         param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.95)

@@ -19,7 +19,7 @@ from sim.ddp import DDP, NaiveDDP
 from sim.offload import zero_class
 from tinyllm.accounting import palm_flops_per_token_for
 from tinyllm.data import get_batch
-from tinyllm.models import GPT, GPTConfig
+from tinyllm.models import GPT
 from tinyllm.precision import GradScaler
 
 STAGE_NAMES = {0: "DDP", 1: "ZeRO-1", 2: "ZeRO-2", 3: "ZeRO-3"}
@@ -159,14 +159,7 @@ def memory_table(per_rank, theory, title):
 
 def build_model(args, vocab_size):
     tinyllm.manual_seed(args.seed)
-    cfg = GPTConfig(
-        block_size=args.block_size,
-        vocab_size=vocab_size,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        n_embd=args.n_embd,
-        dropout=args.dropout,
-    )
+    cfg = common.gpt_config(args, vocab_size)
     model = GPT(cfg)
     if args.dtype != "float32":
         model.to(getattr(tinyllm, args.dtype))
