@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import time
 
-from sim.strategy import ShardOptimizer
 from sim.zero import ZeRO1, ZeRO2
 from sim.zero3 import ZeRO3
 
@@ -50,17 +49,8 @@ class OffloadOptimizer:
 
     offload = "optimizer"
 
-    def _setup_optimizer(self, st):
-        flags = [self.decay_flag[id(p)] for p in st.unit.params]
-        st.opt = ShardOptimizer(
-            st.param_shard,
-            st.layout,
-            self.group.index,
-            flags,
-            self.host,
-            st.name,
-            copy_tag=self._host_copy_tag(),
-        )
+    def _optimizer_place(self):
+        return self.host, self._host_copy_tag()
 
     def _host_copy_tag(self):
         """The tag of Adam's own copy of the parameter shard on the host."""

@@ -127,17 +127,17 @@ class ZeRO1(Strategy):
         st.grad_shard = st.grad_flat[lo:hi]
 
     def _setup_optimizer(self, st):
-        """Adam's state for this rank's shard, on the device (fp32 masters if the model is half)."""
+        """Adam's state for this rank's shard, in `_optimizer_place()`'s ledger."""
         flags = [self.decay_flag[id(p)] for p in st.unit.params]
+        ledger, copy_tag = self._optimizer_place()
         st.opt = ShardOptimizer(
-            st.param_shard,
-            st.layout,
-            self.group.index,
-            flags,
-            self.device,
-            st.name,
-            copy_tag=self.precision.master_tag,
+            st.param_shard, st.layout, self.group.index, flags, ledger, st.name, copy_tag=copy_tag
         )
+
+    def _optimizer_place(self):
+        """(ledger, tag of Adam's own fp32 copy): the device, with fp32 masters if the model is
+        half (ZeRO-Offload moves both to the host, sim/offload.py)."""
+        return self.device, self.precision.master_tag
 
     # ---- backward: reduce gradients ---------------------------------------------------------
     def _grad_ready(self, p):
