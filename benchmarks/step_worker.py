@@ -188,13 +188,18 @@ def profile_tinyllm(step, opt, steps):
 
 
 def worker(framework, workload, threads, seed):
-    from tinyllm.runtime import allocator
+    try:
+        from tinyllm.runtime import allocator
+        from tinyllm.runtime import threads as blas
+    except ImportError:  # an older tinyllm (--baseline DIR): it tuned malloc when imported
+        import tinyllm.allocator as allocator
+        import tinyllm.threads as blas
 
     allocator.configure()  # both workers: freed pages reused (tinyllm/runtime/allocator.py)
     if framework == "tinyllm":
         import numba
 
-        from tinyllm.runtime.threads import set_blas_threads
+        set_blas_threads = blas.set_blas_threads
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         set_blas_threads(threads)
