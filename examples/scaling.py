@@ -1,7 +1,7 @@
 """Compute-optimal model size and data for a FLOP budget (Hoffmann et al. 2022, "Chinchilla").
 
     python examples/scaling.py --table     # the 20-tokens rule vs the fitted loss law, 1e18…1e26
-    python examples/scaling.py --sweep     # a real tiny scaling experiment (~5-10 minutes)
+    python examples/scaling.py --sweep     # a real tiny scaling experiment (a few minutes)
 
 --table prints, for each budget C (one per decade), the split N, D given by the rule of thumb
 (D = 20·N with C = 6ND) and by minimizing the paper's fitted loss L(N, D) = E + A/N^α + B/D^β

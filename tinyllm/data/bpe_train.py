@@ -33,11 +33,11 @@ Two trainers, the readable one first:
   no longer matches the table is stale and skipped. Tests assert both trainers give identical
   merges.
 
-Speed (benchmarks/tokenizer.py): 5 MB of stdlib source to a vocabulary of 8192 takes a few
-seconds of CPU, about a quarter of it pre-splitting (`re`, in C) and the rest the merge loop
-above. That loop is dict and set work on bytes keys, which numba cannot speed up without
-rewriting words as integer arrays; at seconds per run it is not worth the loss of clarity, so
-the trainer stays plain Python.
+Speed (benchmarks/tokenizer.py; docs/04-tokenization-and-embeddings.md has its numbers):
+training on a few megabytes of stdlib source takes seconds of CPU, most of them in the merge
+loop above and the rest in pre-splitting (`re`, in C). That loop is dict and set work on bytes
+keys, which numba cannot speed up without rewriting words as integer arrays; at seconds per
+run it is not worth the loss of clarity, so the trainer stays plain Python.
 """
 
 from __future__ import annotations

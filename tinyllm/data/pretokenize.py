@@ -131,13 +131,15 @@ def gpt2_pattern() -> re.Pattern:
     A speed detail shapes the pattern. `re` stores a character class whose members all lie in the
     Basic Multilingual Plane (code points < 0x10000) as a bitmap: one lookup per character. A
     class with even one code point above that is stored as a list of ranges searched one by one
-    (~300 ranges for letters), five times slower on ordinary text. So each class is written as
+    (~300 ranges for letters), several times slower on ordinary text
+    (docs/04-tokenization-and-embeddings.md has the measurement). So each class is written as
     its BMP bitmap, plus -- only for a character that is astral, tested first by one range
     check -- the short list of astral ranges:
 
         letters  = (?: [BMP letters]+ | (?=[astral]) [astral letters] )+
 
-    Built once per process (about half a second: one pass over all code points).
+    Built once per process (one pass over all code points; benchmarks/tokenizer.py prints how
+    long it takes).
     """
     bmp, top = 0xFFFF, sys.maxunicode
     astral = rf"\U00010000-\U{top:08X}"

@@ -41,11 +41,12 @@ With causal masking a key tile entirely to the right of the diagonal is skipped,
 the work. The tile products are written so that LLVM vectorizes them (2 rows × 4 columns per
 step, each a dot product or a row update along the contiguous axis), close to OpenBLAS on the
 same small products — and half of the products are not done at all, so the kernel beats the
-reference's batched BLAS calls (docs/03-kernels.md and benchmarks/kernels.py have the numbers,
-beside PyTorch's flash kernel).
+reference's batched BLAS calls (docs/03-kernels.md has the numbers, beside PyTorch's flash
+kernel).
 
 The kernel covers bias=None, with or without `causal`; any other mask goes to the reference.
-Its tiles are 32 × 32: larger tiles waste more work on the diagonal (benchmarks/kernels.py).
+Its tiles are 32 × 32: larger tiles waste more work on the diagonal, and were slower
+(docs/03-kernels.md).
 """
 
 import numpy as np

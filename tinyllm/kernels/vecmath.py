@@ -2,10 +2,10 @@
 
 A numba loop that calls `math.exp` or `math.erf` calls the C math library once per element. The
 compiler cannot turn such a call into vector instructions, so a loop that could otherwise
-process 8 float32 values per instruction (AVX2) processes one, at ~3 ns an element. NumPy's
-`np.exp` is vectorized, but calling it from a kernel means one more pass over memory. Written
-as additions, multiplications and a division, the same functions inline into the fused loop
-and LLVM vectorizes them with it: several times faster per element (docs/03-kernels.md).
+process 8 float32 values per instruction (AVX2) processes one, a function call an element.
+NumPy's `np.exp` is vectorized, but calling it from a kernel means one more pass over memory.
+Written as additions, multiplications and a division, the same functions inline into the fused
+loop and LLVM vectorizes them with it: several times faster per element (docs/03-kernels.md).
 
 exp — range reduction (Cody & Waite 1980). Write x = k·ln 2 + r with k = round(x / ln 2), so
 |r| ≤ ln 2 / 2; then

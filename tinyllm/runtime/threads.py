@@ -23,10 +23,12 @@ OpenBLAS call, a numba prange) splits the work evenly and then waits for *every*
 thread that the scheduler has not yet run stalls the whole call. `parallel_for(n, task)`
 instead puts n tasks behind a shared counter; helper threads and the calling thread take them
 one at a time, and at the end the caller waits only for tasks a helper is actually running — a
-helper that never woke up simply gets no task: on a busy machine the call is never slower than
-one thread, and when a second core is free it is faster. tinyllm runs its linear layers' products
-and its attention kernel this way (tinyllm/kernels); the tasks are numba kernels compiled with
-nogil=True or BLAS calls, which release Python's GIL, so the threads really run at the same time.
+helper that never woke up simply gets no task: on a busy machine the call runs about as fast as
+on one thread, and when a second core is free it is faster, where OpenBLAS's own two threads
+can be slower than one (docs/03-kernels.md has the measurements). tinyllm runs its linear
+layers' products and its attention kernel this way (tinyllm/kernels); the tasks are numba
+kernels compiled with nogil=True or BLAS calls, which release Python's GIL, so the threads
+really run at the same time.
 
 No count ever goes *above* what the process was given: `sim.init()` gives each MPI rank
 cores // (ranks on the machine) threads for numba and BLAS, and `parallel_for` uses numba's
