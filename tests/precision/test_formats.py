@@ -128,7 +128,7 @@ def test_bf16_round_trip_within_half_ulp_and_ties_to_even(x):
 def test_bf16_rounding_is_monotone(x):
     x = np.sort(x)
     r = round_to_bf16(x)
-    assert np.all(np.diff(r.astype(np.float64)) >= 0)
+    assert np.all(r[1:] >= r[:-1])  # (not np.diff: two values past bf16's max both round to inf)
 
 
 # ---- PyTorch's conversion -----------------------------------------------------------------
