@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyllm.nn.module import ModuleList
+
 
 @dataclass
 class Segment:
@@ -108,7 +110,6 @@ class Unit:
 def split_units(model) -> list[Unit]:
     """Root unit (every parameter not inside a ModuleList child) first, then one unit per
     ModuleList child, in forward order. Tied parameters appear once (named_parameters dedups)."""
-    from tinyllm.nn.module import ModuleList
 
     blocks = []
     for prefix, module in model.named_modules():

@@ -27,6 +27,7 @@ import zipfile
 import numpy as np
 
 from tinyllm.runtime.fileio import atomic_write
+from tinyllm.runtime.random import get_rng_state, set_rng_state
 
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
@@ -107,7 +108,6 @@ def save_checkpoint(
     extra: dict | None = None,
 ) -> None:
     """Save model (+ optimizer, step, config, tinyllm's RNG state, `extra` JSON) to `path`."""
-    from tinyllm.runtime.random import get_rng_state
 
     arrays, aliases, by_id = {}, {}, {}
     for name, arr in model.state_dict().items():
@@ -144,7 +144,6 @@ def save_checkpoint(
 
 def load_checkpoint(path: str, model=None, optimizer=None, restore_rng: bool = True) -> dict:
     """Load into `model` / `optimizer` in place; returns the metadata (step, config, extra)."""
-    from tinyllm.runtime.random import set_rng_state
 
     arrays, meta = load_arrays(path)
     if meta.get("format") != FORMAT:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm.engine import no_grad
+from tinyllm.runtime.random import generator_or_default
 
 # ---- logits processing (on NumPy arrays, float64 for stable sorting/cumsum) ----------------
 
@@ -166,7 +167,6 @@ def generate(
     generator=None,
 ) -> np.ndarray:
     """Generate from a decoder-only model (GPT). idx (B, T) ints → (B, T + new) ints."""
-    from tinyllm.runtime.random import generator_or_default
 
     _check_options(max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty)
     idx = np.asarray(idx)

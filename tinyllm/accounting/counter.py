@@ -23,6 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyllm.accounting.flops import (
+    kaplan_flops_per_token,
+    layer_forward_flops,
+    palm_flops_per_token,
+)
 from tinyllm.engine.flops import UNDECLARED, FlopRule
 from tinyllm.engine.hooks import GraphObserver, observe
 
@@ -152,11 +157,6 @@ def compare_with_formulas(fc: FlopCounter, config, batch_size: int, seq_len: int
     N = the matmul weights (12·n_layer·H² + V·H for a tied GPT): biases and norms are not
     multiplied by every token. Per step = per token × batch_size·seq_len.
     """
-    from tinyllm.accounting.flops import (
-        kaplan_flops_per_token,
-        layer_forward_flops,
-        palm_flops_per_token,
-    )
 
     b, t = batch_size, seq_len
     n_layer, h, v = config.n_layer, config.n_embd, config.vocab_size

@@ -36,6 +36,8 @@ on 300B tokens: 6 · 175e9 · 300e9 = 3.15e23 FLOPs ≈ 3,650 PF-days.
 
 from __future__ import annotations
 
+from tinyllm.accounting.params import gpt_param_formula
+
 PETAFLOP_S_DAY = 1e15 * 86_400  # FLOPs in one petaflop/s-day
 
 
@@ -95,7 +97,6 @@ def palm_flops_per_token_for(config, seq_len: int | None = None, n_params: float
     `n_params` defaults to the formula's non-embedding count (nanoGPT's `get_num_params()`);
     pass `count_parameters(model).non_embedding` to use the model's own count.
     """
-    from tinyllm.accounting.params import gpt_param_formula
 
     if config.n_embd % config.n_head:
         raise ValueError(f"n_embd={config.n_embd} is not divisible by n_head={config.n_head}")

@@ -32,6 +32,8 @@ import time
 
 import numpy as np
 
+from tinyllm import kernels
+
 
 def mfu(model_flops_per_second: float, peak_flops_per_second: float) -> float:
     """Model FLOPs utilization, a fraction in [0, 1] for a real machine."""
@@ -56,7 +58,6 @@ def measure_matmul_peak(dtype=np.float32, n: int = 1024, repeats: int = 5, seed:
     pages are touched). The best run, not the mean, estimates the peak: noise only ever slows
     a run down. The cost is 2·(repeats + 1) products: at the defaults, 12 of 2.1 GFLOP each.
     """
-    from tinyllm import kernels
 
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.floating):

@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinyllm.models.bert import BertForSequenceClassification, BertModel
+
 COMPONENTS = ("embeddings", "attention", "mlp", "norms", "heads", "other")
 
 
@@ -261,7 +263,6 @@ def _numel(p) -> int:
 def _scores_the_vocabulary(model) -> bool:
     """Whether the model's output is vocabulary scores. BERT's encoder alone and its
     classifier have none; GPT, BERT's masked LM, T5 and unknown (nanoGPT-like) models do."""
-    from tinyllm.models.bert import BertForSequenceClassification, BertModel
 
     return not isinstance(model, (BertModel, BertForSequenceClassification))
 

@@ -33,10 +33,12 @@ import numpy as np
 
 from tinyllm import ops
 from tinyllm.engine import Tensor
+from tinyllm.generate import generate
 from tinyllm.nn.attention import KVCache, cached_causal_mask, merge_heads
 from tinyllm.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleDict, ModuleList
 from tinyllm.nn.transformer import FeedForward
+from tinyllm.optim import AdamW, param_groups_for_weight_decay
 from tinyllm.recompute import checkpoint
 from tinyllm.runtime.random import generator_or_default
 
@@ -234,7 +236,6 @@ class GPT(Module):
 
     def generate(self, idx, max_new_tokens: int, **kwargs):
         """Autoregressive decoding; see tinyllm.generate.generate for the options."""
-        from tinyllm.generate import generate
 
         return generate(self, idx, max_new_tokens, **kwargs)
 
@@ -242,7 +243,6 @@ class GPT(Module):
         self, weight_decay: float, learning_rate: float, betas=(0.9, 0.95), eps: float = 1e-8
     ):
         """AdamW with weight decay on matrices (dim ≥ 2) only, as nanoGPT does."""
-        from tinyllm.optim import AdamW, param_groups_for_weight_decay
 
         return AdamW(
             param_groups_for_weight_decay(self, weight_decay),
