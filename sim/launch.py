@@ -178,6 +178,8 @@ def init(
             blas_set=_set_openblas_threads(threads),
         )
     if warmup and not _warmed_up:
+        # Imported here, not at the top: loading this module must not load NumPy, because
+        # sim/__init__.py sets the thread variables from it before anything else.
         from tinyllm import kernels
 
         if local_rank == 0:
