@@ -30,8 +30,7 @@ def make_strategy(
 ):
     """The flags' strategy: DDP for stage 0, else the ZeRO rung of sim/zero.py and
     sim/offload.py (options only where the stage has them: ZeRO-3's reshard and prefetch)."""
-
-    common = dict(
+    options = dict(
         lr=args.lr,
         betas=(0.9, 0.95),
         weight_decay=args.weight_decay,
@@ -39,25 +38,25 @@ def make_strategy(
         profile=args.profile,
     )
     if args.dtype == "float16":
-        common["loss_scaler"] = GradScaler()
+        options["loss_scaler"] = GradScaler()
     if stage == 0:
         if offload != "none":
             raise SystemExit("--offload needs a ZeRO stage (1-3)")
         if args.naive_ddp:
-            return NaiveDDP(model, world, **common)
-        return DDP(model, world, bucket_cap_mb=args.bucket_mb, **common)
+            return NaiveDDP(model, world, **options)
+        return DDP(model, world, bucket_cap_mb=args.bucket_mb, **options)
     try:
         cls = zero_class(stage, offload)
     except ValueError as e:
         raise SystemExit(f"--offload {offload} --stage {stage}: {e}") from None
     if stage == 3:
-        common.update(reshard_after_forward=reshard, prefetch=prefetch)
+        options.update(reshard_after_forward=reshard, prefetch=prefetch)
     elif prefetch or not reshard:
         raise SystemExit(
             "--prefetch and --no-reshard-after-forward need --stage 3: only ZeRO-3 "
             "gathers and frees parameters"
         )
-    return cls(model, world, sharding_factor=factor, **common)
+    return cls(model, world, sharding_factor=factor, **options)
 
 
 def strategy_label(
