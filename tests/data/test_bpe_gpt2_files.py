@@ -139,6 +139,20 @@ def test_bad_files_name_the_file_and_line(tmp_path, vocab_edit, merges_text, mat
         ByteLevelBPE.from_gpt2_files(vocab_path, merges_path)
 
 
+def test_a_directory_holds_the_two_files(tmp_path):
+    """A Hugging Face GPT-2 directory: the model's files and the tokenizer's side by side."""
+    tok = ByteLevelBPE.from_gpt2_files(*write_fixture(tmp_path))
+    tok.save_gpt2_files(tmp_path / "pretrained")
+    assert sorted(p.name for p in (tmp_path / "pretrained").iterdir()) == [
+        "merges.txt",
+        "vocab.json",
+    ]
+    back = ByteLevelBPE.from_gpt2_files(tmp_path / "pretrained")
+    assert back.encode("the low") == tok.encode("the low") == [83, 257, 220, 260]
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        ByteLevelBPE.from_gpt2_files(tmp_path / "nowhere")
+
+
 def test_unreadable_vocab_is_named(tmp_path):
     vocab_path, merges_path = write_fixture(tmp_path)
     vocab_path.write_text("[1, 2]")

@@ -62,6 +62,7 @@ from tinyllm.data.bpe_file import (
     write_tokenizer_file,
 )
 from tinyllm.data.bpe_gpt2_files import (
+    gpt2_file_paths,
     read_merges_txt,
     read_vocab_json,
     text_to_token,
@@ -371,9 +372,11 @@ class ByteLevelBPE:
         return cls(*read_tokenizer_file(path))
 
     @classmethod
-    def from_gpt2_files(cls, vocab_path, merges_path) -> "ByteLevelBPE":
+    def from_gpt2_files(cls, vocab_path, merges_path=None) -> "ByteLevelBPE":
         """Load GPT-2's vocab.json + merges.txt (tinyllm/data/bpe_gpt2_files.py), keeping the
-        file's ids. Entries that are neither a byte nor made by a merge are special tokens."""
+        file's ids. Entries that are neither a byte nor made by a merge are special tokens.
+        Given one directory (a Hugging Face GPT-2 directory), read the two files in it."""
+        vocab_path, merges_path = gpt2_file_paths(vocab_path, merges_path)
         merges = read_merges_txt(merges_path)
         vocab = read_vocab_json(vocab_path)
         tok = cls(merges)
@@ -400,9 +403,11 @@ class ByteLevelBPE:
             tok._to_internal[public] = internal
         return tok
 
-    def save_gpt2_files(self, vocab_path, merges_path) -> None:
+    def save_gpt2_files(self, vocab_path, merges_path=None) -> None:
         """Write vocab.json + merges.txt as GPT-2 does, atomically; `from_gpt2_files` and
-        Hugging Face's GPT-2 tokenizers read them back with the same ids."""
+        Hugging Face's GPT-2 tokenizers read them back with the same ids. Given one path, it
+        is a directory (made if needed) that gets the two files."""
+        vocab_path, merges_path = gpt2_file_paths(vocab_path, merges_path, make=True)
         to_public = self._to_public or list(range(self.vocab_size))
         vocab = {token_to_text(b): to_public[i] for i, b in enumerate(self._id_to_bytes)}
         vocab |= {s: to_public[i] for s, i in self._special_to_id.items()}

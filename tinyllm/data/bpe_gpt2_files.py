@@ -86,6 +86,25 @@ def byte_order() -> list[int]:
     return list(bytes_to_unicode())
 
 
+VOCAB_FILE, MERGES_FILE = "vocab.json", "merges.txt"
+
+
+def gpt2_file_paths(vocab_path, merges_path=None, make: bool = False) -> tuple[str, str]:
+    """(vocab path, merges path): as given, or the two files in the directory `vocab_path`
+    when `merges_path` is None (`make`: create the directory)."""
+    if merges_path is not None:
+        return os.fspath(vocab_path), os.fspath(merges_path)
+    directory = os.fspath(vocab_path)
+    if make:
+        os.makedirs(directory, exist_ok=True)
+    elif not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"{directory!r} is not a directory; pass vocab.json's and merges.txt's paths, or "
+            "the directory that holds them"
+        )
+    return os.path.join(directory, VOCAB_FILE), os.path.join(directory, MERGES_FILE)
+
+
 # ---- reading ----------------------------------------------------------------------------------
 
 

@@ -361,7 +361,12 @@ class GPT(Module):
     @classmethod
     def from_pretrained(cls, path, dropout: float = 0.0) -> "GPT":
         """Load a local directory in Hugging Face's GPT-2 layout (config.json +
-        model.safetensors); see tinyllm.models.hf_gpt2. No download: `path` is a directory."""
+        model.safetensors); see tinyllm.models.hf_gpt2. No download: `path` is a directory.
+
+        GPT-2's files carry three dropout rates (resid/embd/attn_pdrop, 0.1 in GPT-2); tinyllm
+        has one, and, like nanoGPT's from_pretrained, loads with `dropout` (0.0 unless given).
+        Its tokenizer files in the same directory load with
+        `tinyllm.data.ByteLevelBPE.from_gpt2_files(path)`."""
         from tinyllm.models.hf_gpt2 import load_gpt2_pretrained
 
         return load_gpt2_pretrained(cls, path, dropout=dropout)
