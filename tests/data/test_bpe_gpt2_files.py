@@ -78,6 +78,11 @@ def test_hand_written_files_encode_to_hand_derived_ids(tmp_path):
     assert not tok.is_special_id(0)
     assert tok.token_to_id(b" the") == 258 and tok.id_to_bytes(260) == b"low"
     assert tok.id_to_bytes(0) == b"!" and tok.id_to_bytes(188) == b"\x00"
+    assert tok.encode_bytes(b" the\xff") == [258, tok.token_to_id(b"\xff")]
+    assert tok.decode_bytes(tok.encode_bytes(b" the\xff")) == b" the\xff"
+    assert tok.id_to_token(258) == " the" and tok.id_to_token(261) == ENDOFTEXT
+    with pytest.raises(ValueError, match=r"token id 262 is outside the vocabulary \[0, 262\)"):
+        tok.decode([262])
     with pytest.raises(ValueError, match="special token '<|endoftext|>'"):
         tok.encode(text)  # as tiktoken's GPT-2: a special in user text is refused by default
     # as plain text: "<|" "endoftext" "|>", one byte each (id = byte − 33 for ASCII ≥ "!")

@@ -313,3 +313,9 @@ def test_transformers_gpt2_round_trip(tmp_path, rng, activation):
         again = back(torch.tensor(ids)).logits.numpy()
     np.testing.assert_allclose(again, logits, atol=1e-5, rtol=0)
     assert back.config.activation_function == ("gelu_new" if activation == "gelu_new" else "gelu")
+    # greedy decoding, token by token through tinyllm's KV cache, picks Hugging Face's tokens
+    prompt = ids[:, :5]
+    ours = model.generate(prompt, 6)
+    with torch.no_grad():
+        theirs = hf.generate(torch.tensor(prompt), max_new_tokens=6, do_sample=False)
+    np.testing.assert_array_equal(ours, theirs.numpy())

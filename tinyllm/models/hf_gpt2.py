@@ -180,13 +180,11 @@ def state_dict_from_hf(tensors: dict, model: GPT, where: str = WEIGHTS_FILE) -> 
             continue
         value = array.T if _is_conv1d(name) else array
         if value.shape != expected[name].shape:
-            want = expected[name].shape
-            stored = (
-                (want[::-1], " (in, out), as Conv1D stores it") if _is_conv1d(name) else (want, "")
-            )
+            want = str(expected[name].shape)
+            if _is_conv1d(name):
+                want = f"{expected[name].shape[::-1]} (in, out), as Conv1D stores it"
             raise PretrainedFileError(
-                f"{where}: tensor {key!r} has shape {array.shape}, the config needs "
-                f"{stored[0]}{stored[1]}"
+                f"{where}: tensor {key!r} has shape {array.shape}, the config needs {want}"
             )
         out[name] = value
     if unknown:
