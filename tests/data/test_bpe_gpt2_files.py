@@ -234,3 +234,18 @@ def test_ids_equal_tiktoken_with_gpt2s_regex(hf_files):
     with pytest.raises(ValueError):
         tok.encode(text)
     assert tok.encode(text, disallowed_special=()) == enc.encode(text, disallowed_special=())
+
+
+def test_files_written_by_tinyllm_load_in_hugging_face_tokenizers(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = ByteLevelBPE().train(corpus(), vocab_size=400, special_tokens=[ENDOFTEXT])
+    tok.save_gpt2_files(tmp_path)
+    hf = tokenizers.ByteLevelBPETokenizer(
+        str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt")
+    )
+    hf.add_special_tokens([ENDOFTEXT])
+    assert hf.token_to_id(ENDOFTEXT) == tok.special_tokens[ENDOFTEXT]
+    for t in TEXTS + ["unseen: zebra quixotic 𝔘𝔫𝔦"]:
+        assert hf.encode(t).ids == tok.encode(t), t
+    text = "a" + ENDOFTEXT + " b"
+    assert hf.encode(text).ids == tok.encode(text, allowed_special="all")
