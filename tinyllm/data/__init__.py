@@ -2,9 +2,9 @@
 
 Read in this order: pretokenize.py (cutting text into word-like chunks), bpe_train.py (learning
 merges), bpe_merge.py (replaying them on one chunk), bpe.py (the tokenizer: encode, decode,
-special tokens), bpe_file.py (its file), corpus.py (the Python
-standard library as a corpus that every machine has), batches.py (causal LM, masked LM and
-span-corruption batches).
+special tokens), bpe_file.py (its file), bpe_gpt2_files.py (GPT-2's vocab.json and merges.txt),
+corpus.py (the Python standard library as a corpus that every machine has), batches.py (causal
+LM, masked LM and span-corruption batches).
 """
 
 from tinyllm.data.batches import (

@@ -35,6 +35,13 @@ Normal text therefore never produces a special id, and a special token is never 
 
 Files: `save` writes a plain-text file, atomically; `load` names the file and line of any
 problem (tinyllm/data/bpe_file.py). No pickle.
+
+GPT-2's own files (vocab.json + merges.txt, tinyllm/data/bpe_gpt2_files.py) load with
+`from_gpt2_files` and are written by `save_gpt2_files`. Their ids are not in the order above
+(GPT-2 numbers the printable bytes first; Hugging Face's trainer puts special tokens first), and
+a model trained on them knows only those ids. So a tokenizer carries an optional id map: inside,
+tokens keep the order above; at the edges (encode's result, decode's argument, every lookup)
+each id is translated to the file's and back.
 """
 
 from __future__ import annotations
@@ -50,8 +57,17 @@ import numpy as np
 
 from tinyllm.data.bpe_file import (
     FORMAT,
+    TokenizerFileError,
     read_tokenizer_file,
     write_tokenizer_file,
+)
+from tinyllm.data.bpe_gpt2_files import (
+    gpt2_file_paths,
+    read_merges_txt,
+    read_vocab_json,
+    text_to_token,
+    token_to_text,
+    write_gpt2_files,
 )
 from tinyllm.data.bpe_merge import bpe_merge
 from tinyllm.data.bpe_train import learn_merges
@@ -103,6 +119,17 @@ class ByteLevelBPE:
         self._set_merges(merges)
         self._special_to_id: dict[str, int] = {}
         self.add_special_tokens(special_tokens)
+
+    # -- ids as a file numbers them (from_gpt2_files); None: the order of the module docstring --
+
+    _to_public: list[int] | None = None  # internal id -> public id
+    _to_internal: list[int] | None = None  # public id -> internal id
+
+    def _public(self, ids: list[int]) -> list[int]:
+        return ids if self._to_public is None else [self._to_public[i] for i in ids]
+
+    def _internal(self, ids: list[int]) -> list[int]:
+        return ids if self._to_internal is None else [self._to_internal[i] for i in ids]
 
     # -- building --
 
@@ -162,6 +189,7 @@ class ByteLevelBPE:
                 chunk_counts.update(pre_split(piece))
         word_counts = {c.encode("utf-8", "surrogatepass"): f for c, f in chunk_counts.items()}
         self._set_merges(learn_merges(word_counts, n_new, progress=progress))
+        self._to_public = self._to_internal = None
         self._special_to_id = {}
         self.add_special_tokens(special_tokens)
         return self
@@ -177,10 +205,13 @@ class ByteLevelBPE:
             except UnicodeEncodeError:
                 raise ValueError(f"special token {token!r} is not valid Unicode text") from None
             if token not in self._special_to_id:
+                if self._to_public is not None:  # a new token takes the next public id too
+                    self._to_public.append(self.vocab_size)
+                    self._to_internal.append(self.vocab_size)
                 self._special_to_id[token] = self.vocab_size
             ids.append(self._special_to_id[token])
         self._id_to_special = {i: s for s, i in self._special_to_id.items()}
-        return ids
+        return self._public(ids)
 
     # -- vocabulary --
 
@@ -191,23 +222,23 @@ class ByteLevelBPE:
     @property
     def special_tokens(self) -> dict[str, int]:
         """Special token string -> id (a copy)."""
-        return dict(self._special_to_id)
+        return {s: self._public([i])[0] for s, i in self._special_to_id.items()}
 
     def is_special_id(self, i: int) -> bool:
-        return i in self._id_to_special
+        return 0 <= i < self.vocab_size and self._internal([i])[0] in self._id_to_special
 
     def token_to_id(self, token: str | bytes) -> int:
         """Id of a special token (str), or of a learned/byte token given as bytes or str."""
         if isinstance(token, str) and token in self._special_to_id:
-            return self._special_to_id[token]
+            return self._public([self._special_to_id[token]])[0]
         key = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else token
         if key not in self._bytes_to_id:
             raise KeyError(f"{token!r} is neither a special token nor a token of this vocabulary")
-        return self._bytes_to_id[key]
+        return self._public([self._bytes_to_id[key]])[0]
 
     def id_to_bytes(self, i: int) -> bytes:
         """The exact bytes of token `i` (a special token's UTF-8 spelling)."""
-        self._check_ids([i])
+        (i,) = self._internal(self._check_ids([i]))
         if i in self._id_to_special:
             return self._id_to_special[i].encode("utf-8")
         return self._id_to_bytes[i]
@@ -236,7 +267,7 @@ class ByteLevelBPE:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` ignoring special tokens entirely (their strings become plain bytes)."""
-        return self._encode_text(text, "surrogatepass")
+        return self._public(self._encode_text(text, "surrogatepass"))
 
     def encode(
         self,
@@ -274,8 +305,8 @@ class ByteLevelBPE:
             if k % 2:  # re.split with one group: odd pieces are the separators
                 ids.append(self._special_to_id[piece])
             elif piece:
-                ids.extend(self.encode_ordinary(piece))
-        return ids
+                ids.extend(self._encode_text(piece, "surrogatepass"))
+        return self._public(ids)
 
     def _special_set(self, value, name: str) -> set[str]:
         tokens = set(self._special_to_id) if value == "all" else set(value)
@@ -293,7 +324,8 @@ class ByteLevelBPE:
         Invalid bytes are carried through pre-splitting as the "surrogateescape" code points
         U+DC80..U+DCFF (they split like punctuation) and turned back into the same bytes.
         """
-        return self._encode_text(bytes(data).decode("utf-8", "surrogateescape"), "surrogateescape")
+        text = bytes(data).decode("utf-8", "surrogateescape")
+        return self._public(self._encode_text(text, "surrogateescape"))
 
     def encode_batch(self, texts: Iterable[str], **kwargs) -> list[list[int]]:
         """`encode` each text (same keyword arguments)."""
@@ -312,7 +344,8 @@ class ByteLevelBPE:
         """The exact bytes the ids spell (special tokens as their UTF-8 spelling)."""
         table, special = self._id_to_bytes, self._id_to_special
         return b"".join(
-            special[i].encode("utf-8") if i in special else table[i] for i in self._check_ids(ids)
+            special[i].encode("utf-8") if i in special else table[i]
+            for i in self._internal(self._check_ids(ids))
         )
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -325,6 +358,11 @@ class ByteLevelBPE:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as plain text, atomically (the format: tinyllm/data/bpe_file.py)."""
+        if self._to_public is not None:
+            raise ValueError(
+                "save: this tokenizer keeps the ids of GPT-2 files, which the tinyllm format "
+                "cannot record; write it with save_gpt2_files"
+            )
         specials = sorted(self._special_to_id, key=self._special_to_id.get)
         write_tokenizer_file(path, self.merges, specials)
 
@@ -332,6 +370,56 @@ class ByteLevelBPE:
     def load(cls, path: str | os.PathLike) -> "ByteLevelBPE":
         """Read a file written by `save`; any malformation raises TokenizerFileError(file:line)."""
         return cls(*read_tokenizer_file(path))
+
+    @classmethod
+    def from_gpt2_files(cls, vocab_path, merges_path=None) -> "ByteLevelBPE":
+        """Load GPT-2's vocab.json + merges.txt (tinyllm/data/bpe_gpt2_files.py), keeping the
+        file's ids. Entries that are neither a byte nor made by a merge are special tokens.
+        Given one directory (a Hugging Face GPT-2 directory), read the two files in it."""
+        vocab_path, merges_path = gpt2_file_paths(vocab_path, merges_path)
+        merges = read_merges_txt(merges_path)
+        vocab = read_vocab_json(vocab_path)
+        tok = cls(merges)
+        to_public = [-1] * len(tok._id_to_bytes)
+        specials = []
+        for text, public in sorted(vocab.items(), key=lambda item: item[1]):
+            token = text_to_token(text)
+            if token is not None and token in tok._bytes_to_id:
+                to_public[tok._bytes_to_id[token]] = public
+            else:
+                specials.append(text)
+        for internal, public in enumerate(to_public):
+            if public < 0:
+                spelled = token_to_text(tok._id_to_bytes[internal])
+                raise TokenizerFileError(
+                    f"{os.fspath(vocab_path)}: token {spelled!r} (a byte, or made by the merges "
+                    f"in {os.fspath(merges_path)}) has no id"
+                )
+        tok.add_special_tokens(specials)  # internal ids after the merges, in file-id order
+        to_public += [vocab[s] for s in specials]
+        tok._to_public = to_public
+        tok._to_internal = [0] * len(to_public)
+        for internal, public in enumerate(to_public):
+            tok._to_internal[public] = internal
+        return tok
+
+    def save_gpt2_files(self, vocab_path, merges_path=None) -> None:
+        """Write vocab.json + merges.txt as GPT-2 does, atomically; `from_gpt2_files` and
+        Hugging Face's GPT-2 tokenizers read them back with the same ids. Given one path, it
+        is a directory (made if needed) that gets the two files."""
+        vocab_path, merges_path = gpt2_file_paths(vocab_path, merges_path, make=True)
+        to_public = self._to_public or list(range(self.vocab_size))
+        vocab = {token_to_text(b): to_public[i] for i, b in enumerate(self._id_to_bytes)}
+        vocab |= {s: to_public[i] for s, i in self._special_to_id.items()}
+        if len(vocab) != self.vocab_size:  # a special spelled like an ordinary token
+            clash = [
+                s for s in self._special_to_id if s in {token_to_text(b) for b in self._id_to_bytes}
+            ]
+            raise ValueError(
+                f"save_gpt2_files: special tokens {clash} are spelled like ordinary tokens "
+                "in GPT-2's byte characters; vocab.json cannot hold both"
+            )
+        write_gpt2_files(vocab_path, merges_path, vocab, self.merges)
 
 
 @lru_cache(maxsize=16)

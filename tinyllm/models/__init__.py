@@ -1,6 +1,7 @@
 """The three transformer families.
 
 gpt.py    GPT — decoder-only, causal language modelling (next-token prediction)
+hf_gpt2.py  GPT to and from Hugging Face's GPT-2 files (config.json + model.safetensors)
 bert.py   BERT-style encoder-only — masked language modelling, sequence classification
 t5.py     T5-style encoder-decoder — span corruption, any sequence-to-sequence task
 """

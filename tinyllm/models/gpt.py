@@ -27,7 +27,7 @@ N(0, 0.02/√(2·n_layer)), so the residual stream's variance does not grow with
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -35,12 +35,17 @@ from tinyllm import ops
 from tinyllm.engine import Tensor
 from tinyllm.generate import generate
 from tinyllm.nn.attention import KVCache, cached_causal_mask, merge_heads
-from tinyllm.nn.layers import Dropout, Embedding, LayerNorm, Linear
+from tinyllm.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleDict, ModuleList
 from tinyllm.nn.transformer import FeedForward
 from tinyllm.optim import AdamW, param_groups_for_weight_decay
 from tinyllm.recompute import checkpoint
 from tinyllm.runtime.random import generator_or_default
+
+# GPTConfig.activation -> the `approximate` argument of GELU (tinyllm.ops.gelu):
+#   exact  GELU(x) = x·Φ(x)
+#   tanh   GELU(x) ≈ ½x(1 + tanh(√(2/π)(x + 0.044715x³)))   (GPT-2's "gelu_new")
+ACTIVATIONS = {"gelu": "none", "gelu_tanh": "tanh"}
 
 
 @dataclass
@@ -54,6 +59,8 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True
+    activation: str = "gelu"  # the MLP's GELU: "gelu" (exact, erf) or "gelu_tanh" (GPT-2's)
+    layer_norm_eps: float = 1e-5  # ε of every LayerNorm: x̂ = (x − μ)/√(σ² + ε)
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
@@ -65,6 +72,14 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"GPTConfig: activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}"
+            )
+        if not self.layer_norm_eps > 0:
+            raise ValueError(
+                f"GPTConfig: layer_norm_eps must be positive, got {self.layer_norm_eps}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,10 +123,13 @@ class CausalSelfAttention(Module):
 class Block(Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        eps = config.layer_norm_eps
+        self.ln_1 = LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.mlp = FeedForward(config.n_embd, dropout=config.dropout, bias=config.bias)
+        # the config's GELU form; GELU has no parameters, so the state dict does not change
+        self.mlp.gelu = GELU(approximate=ACTIVATIONS[config.activation])
 
     def forward(self, x: Tensor, cache: KVCache | None = None, keep=None) -> Tensor:
         x = x + self.attn(self.ln_1(x), cache, keep)
@@ -128,7 +146,7 @@ class GPT(Module):
                 wpe=Embedding(config.block_size, config.n_embd),
                 drop=Dropout(config.dropout),
                 h=ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+                ln_f=LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias),
             )
         )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
@@ -176,13 +194,31 @@ class GPT(Module):
             for _ in range(c.n_layer)
         ]
 
-    def forward(self, idx, targets=None, caches: list[KVCache] | None = None, attention_mask=None):
+    def forward(
+        self,
+        idx,
+        targets=None,
+        caches: list[KVCache] | None = None,
+        attention_mask=None,
+        ignore_index: int = -100,
+    ):
         """idx (B, T) integer token ids → (logits (B, T, V), loss or None).
 
-        `targets` (B, T) gives the mean cross-entropy (positions with target −100 ignored).
+        `targets` (B, T) gives the mean cross-entropy over the positions whose target is not
+        `ignore_index`; any other target outside [0, V) is an error that names it.
         `caches` (from make_cache) runs incremental decoding: positions continue after the
         tokens already cached. `attention_mask` (B, past + T), 1 for real tokens and 0 for
         (left) padding: padding is never attended to and positions count real tokens only.
+
+        Two choices differ from nanoGPT, on purpose:
+
+        * `ignore_index` defaults to −100, PyTorch's `cross_entropy` default, which tinyllm's
+          batch builders (tinyllm.data.batches.IGNORE_INDEX), BERT, T5 and Hugging Face's
+          labels all use. nanoGPT's loss ignores −1; pass `ignore_index=-1` for that.
+        * Without targets the logits of every position are returned, not only the last
+          one as nanoGPT's inference shortcut does: KV-cache prefill, scoring a prompt's
+          log-likelihood and Hugging Face's `GPT2LMHeadModel` all need every position, and
+          `logits[:, -1]` is the last one. (tinyllm.generate takes the last row itself.)
         """
         idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
         if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
@@ -231,7 +267,19 @@ class GPT(Module):
             tg = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
             if tg.shape != (b, t):
                 raise ValueError(f"GPT.forward: targets of shape {tg.shape}, expected {(b, t)}")
-            loss = ops.cross_entropy(logits.reshape(b * t, -1), tg.reshape(-1))
+            if not np.issubdtype(tg.dtype, np.integer):
+                raise ValueError(f"GPT.forward: targets must be integer ids, got dtype {tg.dtype}")
+            v = self.config.vocab_size
+            bad = (tg != ignore_index) & ((tg < 0) | (tg >= v))
+            if bad.any():
+                raise ValueError(
+                    f"GPT.forward: target {int(tg[bad].flat[0])} is neither a token id in "
+                    f"[0, {v}) nor ignore_index={ignore_index} (nanoGPT ignores -1: pass "
+                    "ignore_index=-1)"
+                )
+            loss = ops.cross_entropy(
+                logits.reshape(b * t, -1), tg.reshape(-1), ignore_index=ignore_index
+            )
         return logits, loss
 
     def generate(self, idx, max_new_tokens: int, **kwargs):
@@ -240,13 +288,92 @@ class GPT(Module):
         return generate(self, idx, max_new_tokens, **kwargs)
 
     def configure_optimizers(
-        self, weight_decay: float, learning_rate: float, betas=(0.9, 0.95), eps: float = 1e-8
+        self,
+        weight_decay: float,
+        learning_rate: float,
+        betas=(0.9, 0.95),
+        device_type: str = "cpu",
+        *,
+        eps: float = 1e-8,
     ):
-        """AdamW with weight decay on matrices (dim ≥ 2) only, as nanoGPT does."""
+        """AdamW with weight decay on matrices (dim ≥ 2) only, as nanoGPT does.
 
+        The arguments are nanoGPT's, in its order. `device_type` ("cpu" or "cuda") only
+        chose PyTorch's fused AdamW kernel there; tinyllm has one AdamW, so it is checked
+        and otherwise changes nothing. `eps` is keyword-only.
+        """
+        if device_type not in ("cpu", "cuda"):
+            raise ValueError(
+                f"configure_optimizers: device_type must be 'cpu' or 'cuda', got {device_type!r}"
+            )
         return AdamW(
             param_groups_for_weight_decay(self, weight_decay),
             lr=learning_rate,
             betas=betas,
             eps=eps,
         )
+
+    def crop_block_size(self, block_size: int) -> None:
+        """Shrink the context to `block_size` ≤ config.block_size, as nanoGPT's model surgery:
+        the position table keeps its first `block_size` rows (e.g. GPT-2's 1024 → a smaller
+        context for a smaller run). Attention has no stored mask, so nothing else changes."""
+        if not 0 < block_size <= self.config.block_size:
+            raise ValueError(
+                f"crop_block_size: block_size {block_size} must be in "
+                f"[1, {self.config.block_size}] (the current block_size)"
+            )
+        self.config = replace(self.config, block_size=block_size)  # the old one may be shared
+        wpe = self.transformer.wpe.weight
+        wpe.data = np.ascontiguousarray(wpe.data[:block_size])
+
+    # nanoGPT's default peak: an A100's dense bf16 tensor-core FLOP/s
+    A100_BF16_PEAK_FLOPS = 312e12
+
+    def estimate_mfu(self, fwdbwd_per_iter: int, dt: float, peak_flops: float | None = None):
+        """Model FLOPs utilization of a training iteration that ran `fwdbwd_per_iter`
+        sequences of block_size tokens forward and backward in `dt` seconds (nanoGPT's).
+
+        FLOPs per token, PaLM (Chowdhery et al. 2022, appendix B): 6N + 12·L·H·Q·T, with
+        N = get_num_params() (without the position table), L layers, H heads of size Q and
+        T = block_size; MFU = (FLOPs per token · T · fwdbwd_per_iter / dt) / peak.
+
+        `peak_flops` defaults to nanoGPT's A100 bf16 peak, so the number is "what fraction of
+        an A100 this throughput is"; for this machine's own MFU pass a measured peak, e.g.
+        tinyllm.accounting.mfu.measure_matmul_peak().
+        """
+        if not dt > 0:
+            raise ValueError(f"estimate_mfu: dt must be positive seconds, got {dt!r}")
+        if fwdbwd_per_iter < 0:
+            raise ValueError(f"estimate_mfu: fwdbwd_per_iter must be ≥ 0, got {fwdbwd_per_iter}")
+        peak = self.A100_BF16_PEAK_FLOPS if peak_flops is None else peak_flops
+        if not peak > 0:
+            raise ValueError(f"estimate_mfu: peak_flops must be positive, got {peak!r}")
+        c = self.config
+        n_params = self.get_num_params()
+        flops_per_token = 6 * n_params + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * (
+            c.block_size
+        )
+        flops_per_iter = flops_per_token * c.block_size * fwdbwd_per_iter
+        return flops_per_iter / dt / peak
+
+    # -- Hugging Face GPT-2 files (tinyllm/models/hf_gpt2.py) --
+
+    @classmethod
+    def from_pretrained(cls, path, dropout: float = 0.0) -> "GPT":
+        """Load a local directory in Hugging Face's GPT-2 layout (config.json +
+        model.safetensors); see tinyllm.models.hf_gpt2. No download: `path` is a directory.
+
+        GPT-2's files carry three dropout rates (resid/embd/attn_pdrop, 0.1 in GPT-2); tinyllm
+        has one, and, like nanoGPT's from_pretrained, loads with `dropout` (0.0 unless given).
+        Its tokenizer files in the same directory load with
+        `tinyllm.data.ByteLevelBPE.from_gpt2_files(path)`."""
+        from tinyllm.models.hf_gpt2 import load_gpt2_pretrained
+
+        return load_gpt2_pretrained(cls, path, dropout=dropout)
+
+    def save_pretrained(self, path) -> None:
+        """Write this model as a Hugging Face GPT-2 directory, atomically (hf_gpt2.py), so
+        `transformers.GPT2LMHeadModel.from_pretrained(path)` loads it."""
+        from tinyllm.models.hf_gpt2 import save_gpt2_pretrained
+
+        save_gpt2_pretrained(self, path)
