@@ -168,7 +168,7 @@ def data_cache_key(text: str, vocab_size: int, special_tokens) -> str:
     h.update(text.encode("utf-8", errors="surrogatepass"))
     h.update(
         json.dumps(
-            {"vocab_size": vocab_size, "special": list(special_tokens), "format": 1}
+            {"vocab_size": vocab_size, "special": list(special_tokens), "format": 2}
         ).encode()
     )
     return h.hexdigest()[:16]

@@ -50,7 +50,9 @@ import numpy as np
 
 from tinyllm.data.bpe_file import (
     FORMAT,
+    parse_tokenizer_bytes,
     read_tokenizer_file,
+    tokenizer_file_bytes,
     write_tokenizer_file,
 )
 from tinyllm.data.bpe_merge import bpe_merge
@@ -325,13 +327,25 @@ class ByteLevelBPE:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as plain text, atomically (the format: tinyllm/data/bpe_file.py)."""
-        specials = sorted(self._special_to_id, key=self._special_to_id.get)
-        write_tokenizer_file(path, self.merges, specials)
+        write_tokenizer_file(path, self.merges, self._specials_in_order())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ByteLevelBPE":
-        """Read a file written by `save`; any malformation raises TokenizerFileError(file:line)."""
-        return cls(*read_tokenizer_file(path))
+    def load(cls, path: str | os.PathLike, allow_unverified_v1: bool = False) -> "ByteLevelBPE":
+        """Read a file written by `save`; a wrong checksum or any malformation raises
+        TokenizerFileError(file:line)."""
+        return cls(*read_tokenizer_file(path, allow_unverified_v1))
+
+    def to_bytes(self) -> bytes:
+        """The content `save` writes — what a checkpoint stores to carry its tokenizer."""
+        return tokenizer_file_bytes(self.merges, self._specials_in_order())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<bytes>") -> "ByteLevelBPE":
+        """The tokenizer whose `to_bytes()` is `data`; errors name `source` (e.g. a checkpoint)."""
+        return cls(*parse_tokenizer_bytes(bytes(data), source))
+
+    def _specials_in_order(self) -> list[str]:
+        return sorted(self._special_to_id, key=self._special_to_id.get)
 
 
 @lru_cache(maxsize=16)
