@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from tinyllm.checkpoint import load_checkpoint, save_checkpoint
+from tinyllm.checkpoint import load_checkpoint, new_run_id, save_checkpoint
 from tinyllm.data import ByteLevelBPE, get_batch, load_corpus, tokenize_corpus
 from tinyllm.engine import no_grad
 from tinyllm.models import GPTConfig
@@ -48,10 +48,13 @@ allocator.configure()  # a training program: keep freed arrays' pages for the ne
 # ---- stop and resume: the checkpoint also carries the batch stream and the report ------------
 
 
-def save_run(path: str, model, optimizer, step: int, config: dict, data_rng, report: dict):
+def save_run(
+    path: str, model, optimizer, step: int, config: dict, data_rng, report: dict, tokenizer=None
+):
     """Checkpoint a run so that `resume_run` continues it with the losses of an uninterrupted
-    one: model, optimizer, step and config (tinyllm.checkpoint), plus the batch generator's
-    state and the report so far."""
+    one: model, optimizer, step, config and tokenizer (tinyllm.checkpoint), plus the batch
+    generator's state and the report so far (which keeps the run's id across resumes)."""
+    run_id = report.setdefault("run_id", new_run_id())
     save_checkpoint(
         path,
         model,
@@ -59,13 +62,16 @@ def save_run(path: str, model, optimizer, step: int, config: dict, data_rng, rep
         step=step,
         config=config,
         extra={"data_rng": data_rng.bit_generator.state, "report": report},
+        tokenizer=tokenizer,
+        run_id=run_id,
     )
     print(f"checkpoint saved to {path}")
 
 
-def resume_run(path: str, model, optimizer, data_rng) -> tuple[int, dict]:
-    """Load what `save_run` wrote into model, optimizer and data_rng; → (step, report)."""
-    meta = load_checkpoint(path, model, optimizer)
+def resume_run(path: str, model, optimizer, data_rng, tokenizer=None) -> tuple[int, dict]:
+    """Load what `save_run` wrote into model, optimizer and data_rng; → (step, report). A
+    checkpoint whose tokenizer is not `tokenizer` (other --data?) is a CheckpointError."""
+    meta = load_checkpoint(path, model, optimizer, tokenizer=tokenizer)
     data_rng.bit_generator.state = meta["extra"]["data_rng"]
     print(f"resumed from {path} at step {meta['step']}")
     return meta["step"], meta["extra"]["report"]
@@ -168,7 +174,7 @@ def data_cache_key(text: str, vocab_size: int, special_tokens) -> str:
     h.update(text.encode("utf-8", errors="surrogatepass"))
     h.update(
         json.dumps(
-            {"vocab_size": vocab_size, "special": list(special_tokens), "format": 1}
+            {"vocab_size": vocab_size, "special": list(special_tokens), "format": 2}
         ).encode()
     )
     return h.hexdigest()[:16]

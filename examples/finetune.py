@@ -24,10 +24,12 @@ stored as Python string literals, which the default pre-training text does not c
 appears in the pre-training text is left out, so the domain is really new. `--data FILE` uses a
 text file instead. Its last 10% is the validation part.
 
-The tokenizer must be the pre-trained model's: it is rebuilt from the pre-training flags
-(`--pretrain-data`, `--pretrain-data-bytes`, the checkpoint's vocabulary size) as in
-examples/generate.py. The fine-tuned checkpoint is saved to --out-checkpoint and records those
-flags, so `python examples/generate.py --checkpoint <it>` finds the tokenizer by itself.
+The tokenizer must be the pre-trained model's: the one the checkpoint stores (as in
+examples/generate.py; only a checkpoint that stores none has it rebuilt from the pre-training
+flags `--pretrain-data`, `--pretrain-data-bytes`). The pre-training flags still name the text of
+the old-domain loss. The fine-tuned checkpoint is saved to --out-checkpoint with the same
+tokenizer and records those flags, so `python examples/generate.py --checkpoint <it>` needs no
+tokenizer flag.
 """
 
 from __future__ import annotations
@@ -277,6 +279,7 @@ def main(argv=None):
             "finetuned_on": name,
             "finetune_steps": args.steps,
         },
+        tokenizer=tok,
     )
     print(f"fine-tuned checkpoint saved to {args.out_checkpoint}")
     report = {

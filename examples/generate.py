@@ -10,14 +10,16 @@ cache: the same tokens, more work). Several `--prompt`s run as one batch: prompt
 lengths are left-padded and described by an attention mask, so every row's new tokens start
 in the same column and padding is never attended to.
 
-The tokenizer. A checkpoint holds the model, not the tokenizer; the tokenizer is rebuilt the
-way the training script built it: `common.prepare_text_data` with the same `--data`,
-`--data-bytes` and vocabulary size (read from the checkpoint's config), which finds it in
-`--cache-dir` or, if the cache is gone, trains it again — BPE training is deterministic, so the
-result is the same tokenizer. Pass the flags the model was trained with; checkpoints written by
-finetune.py record them and this script uses those. `--tokenizer FILE` loads a saved tokenizer
-instead (ByteLevelBPE.save's plain-text format). A vocabulary that does not match the model's
-is an error.
+The tokenizer is the checkpoint's own: every checkpoint the training examples write stores the
+tokenizer it was trained with (tinyllm/checkpoint.py), so no flag is needed, and a model trained
+with `--data my.txt` is read and written through my.txt's tokenizer. `--tokenizer FILE` (a file
+ByteLevelBPE.save wrote) must then be that same tokenizer — another one is an error, since the
+model would read text through the wrong ids. Only a checkpoint that stores no tokenizer (written
+before checkpoints carried one) falls back to rebuilding it the way the training script built
+it: `common.prepare_text_data` with the same `--data`, `--data-bytes` and vocabulary size (read
+from the checkpoint's config), which finds it in `--cache-dir` or trains it again — BPE training
+is deterministic, so the result is the same tokenizer if the flags are the same. A vocabulary
+that does not match the model's is an error.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ def build_parser():
     p.add_argument("--eos", action="store_true", help="stop a row once it emits <|endoftext|>")
     p.add_argument("--no-cache", action="store_true", help="decode without the KV cache")
     p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report here")
-    g = p.add_argument_group("tokenizer (as the model was trained)")
-    g.add_argument("--tokenizer", default=None, help="a saved tokenizer file")
+    g = p.add_argument_group("tokenizer (only for checkpoints that store none)")
+    g.add_argument(
+        "--tokenizer", default=None, help="a saved tokenizer file (must be the checkpoint's)"
+    )
     g.add_argument("--data", default=None, help="the training text file (default: the stdlib)")
     g.add_argument(
         "--data-bytes",
@@ -74,13 +78,22 @@ def load_tokenizer(
     data_bytes: int | None,
     cache_dir: str | None,
 ) -> ByteLevelBPE:
-    """The tokenizer of the model in `checkpoint` (its metadata `meta`): a saved file, or
-    rebuilt by prepare_text_data from the training text's flags — those recorded in the
-    checkpoint (by finetune.py) unless given here."""
+    """The tokenizer of the model in `checkpoint` (its metadata `meta`): the one it stores;
+    else a saved file, or one rebuilt by prepare_text_data from the training text's flags —
+    those recorded in the checkpoint (by finetune.py) unless given here."""
     vocab_size = meta["config"]["vocab_size"]
-    if tokenizer:
-        tok = ByteLevelBPE.load(tokenizer)
+    given = ByteLevelBPE.load(tokenizer) if tokenizer else None
+    if meta.get("tokenizer") is not None:
+        tok = ByteLevelBPE.from_bytes(meta["tokenizer"], source=checkpoint)
+        if given is not None and given.to_bytes() != tok.to_bytes():
+            raise SystemExit(
+                f"--tokenizer {tokenizer} is not the tokenizer {checkpoint} was trained with "
+                "(the checkpoint stores its own: leave out --tokenizer)"
+            )
+    elif given is not None:
+        tok = given
     else:
+        print(f"{checkpoint} stores no tokenizer: rebuilding it from the training text's flags")
         recorded = meta.get("extra", {}).get("data") or {}
         data = data if data is not None else recorded.get("data")
         data_bytes = data_bytes or recorded.get("data_bytes") or 2_000_000

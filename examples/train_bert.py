@@ -201,7 +201,7 @@ def main(argv=None):
         "mlm_unigram_baseline": float(counts.max() / counts.sum()),
     }
     if args.resume:
-        start, report = common.resume_run(args.checkpoint, model, opt, data_rng)
+        start, report = common.resume_run(args.checkpoint, model, opt, data_rng, tok)
 
     peak = measure_matmul_peak(np.float32, n=512, repeats=3)
     flops_per_token = bert_flops_per_token(model, args.block_size)
@@ -257,7 +257,7 @@ def main(argv=None):
     if end > start:  # a resumed run that had nothing left to do keeps the earlier figures
         report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
         report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
-    common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
+    common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report, tok)
     if end == args.steps:
         if report["val_mlm_accuracy"]:
             report["mlm_accuracy"] = report["val_mlm_accuracy"][-1][1]

@@ -67,7 +67,7 @@ def main(argv=None):
         "config": cfg.to_dict(),
     }
     if args.resume:
-        start, report = common.resume_run(args.checkpoint, model, opt, data_rng)
+        start, report = common.resume_run(args.checkpoint, model, opt, data_rng, tok)
 
     from tinyllm.accounting import measure_matmul_peak, palm_flops_per_token_for
 
@@ -118,7 +118,7 @@ def main(argv=None):
     elapsed = time.perf_counter() - t_start
     report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
     report["mfu"] = report["tokens_per_second"] * flops_per_token / peak
-    common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
+    common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report, tok)
     if end == args.steps and args.sample_tokens > 0:
         prompt = np.array([tok.encode("def ")], dtype=np.int64)
         out = model.generate(

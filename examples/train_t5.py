@@ -184,7 +184,7 @@ def main(argv=None):
         "config": cfg.to_dict(),
     }
     if args.resume:
-        start, report = common.resume_run(args.checkpoint, model, opt, data_rng)
+        start, report = common.resume_run(args.checkpoint, model, opt, data_rng, tok)
 
     # every batch has the same shapes (see tinyllm.data.span_corruption_lengths)
     x0, y0 = span_batch(train_ids, 1, args, np.random.default_rng(0), sentinels)
@@ -229,7 +229,7 @@ def main(argv=None):
     if end > start:  # a resumed run that had nothing left to do keeps the earlier figures
         report["tokens_per_second"] = tokens_total / max(elapsed, 1e-9)
         report["mfu"] = report["tokens_per_second"] * flops_per_step / tokens_per_step / peak
-    common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report)
+    common.save_run(args.checkpoint, model, opt, end, cfg.to_dict(), data_rng, report, tok)
     if end == args.steps:
         sample = span_sample(
             model, tok, val_ids, args, np.random.default_rng(args.seed + 4), sentinels

@@ -34,6 +34,7 @@ import zero_loop
 
 from sim.checkpoint import load_sharded, save_sharded
 from sim.device import format_bytes_per_parameter
+from tinyllm.checkpoint import new_run_id
 
 
 def parse_bytes(text: str) -> int:
@@ -159,7 +160,7 @@ def main(argv=None, **defaults):
         "val_losses": [],
     }
     if args.resume:
-        index = load_sharded(strategy, args.checkpoint_dir)
+        index = load_sharded(strategy, args.checkpoint_dir, tokenizer=tok)
         start = index["step"]
         data_rng.bit_generator.state = index["extra"]["data_rng"]
         report = index["extra"]["report"]
@@ -252,6 +253,9 @@ def main(argv=None, **defaults):
         args.checkpoint_dir,
         end,
         extra={"data_rng": data_rng.bit_generator.state, "report": report},
+        tokenizer=tok,  # the checkpoint carries its tokenizer and config: self-contained
+        config=cfg.to_dict(),
+        run_id=report.setdefault("run_id", new_run_id()),
     )
     log(f"sharded checkpoint saved to {args.checkpoint_dir}")
     if end == args.steps and args.sample_tokens > 0:

@@ -1,6 +1,9 @@
 """tinyllm.checkpoint: round trips, bit-identical resume, corruption, atomic writes, no pickle."""
 
+import io
+import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -222,3 +225,136 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     fresh = Linear(3, 2)
     assert load_checkpoint(path, fresh)["step"] == 1
     np.testing.assert_array_equal(fresh.weight.data, old.weight.data)
+
+
+# ---- what the checksum and the header checks catch ------------------------------------------
+
+
+def rewrite_archive(src, dst, edit):
+    """Copy the npz at `src` to `dst` with `edit(members)` applied to {name: bytes} — a valid zip
+    with correct CRCs, the way a tool (or a careless script) would produce it."""
+    with zipfile.ZipFile(src) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    members = edit(members)
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def npy_bytes(a) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def edit_meta(change):
+    def edit(members):
+        meta = json.loads(np.load(io.BytesIO(members["__meta__.npy"])).tobytes())
+        change(meta)
+        raw = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        return dict(members, **{"__meta__.npy": npy_bytes(raw)})
+
+    return edit
+
+
+def test_a_consistent_edit_of_the_step_is_caught_by_the_checksum(small_file, tmp_path):
+    bad = tmp_path / "edited.npz"
+    rewrite_archive(small_file, bad, edit_meta(lambda m: m.update(step=-1)))
+    with pytest.raises(CheckpointError, match="edited.npz.*checksum"):
+        load_checkpoint(bad, Linear(3, 2))
+
+
+def test_a_member_from_another_save_is_caught(tmp_path):
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    save_checkpoint(a, Linear(3, 2), step=1)
+    save_checkpoint(b, Linear(3, 2), step=2)
+    with zipfile.ZipFile(b) as z:
+        other_weight = z.read("model/weight.npy")
+    mixed = tmp_path / "mixed.npz"
+    rewrite_archive(a, mixed, lambda m: dict(m, **{"model/weight.npy": other_weight}))
+    with pytest.raises(CheckpointError, match="mixed.npz.*checksum"):
+        load_checkpoint(mixed, Linear(3, 2))
+
+
+def test_a_header_claiming_terabytes_is_an_error_not_a_memory_error(small_file, tmp_path):
+    def lie(members):
+        raw = members["model/weight.npy"]
+        fake = npy_bytes(np.zeros(0, np.float32)).replace(b"(0,)", b"(1099511627776,)")
+        return dict(members, **{"model/weight.npy": fake + raw[len(fake) :]})
+
+    bad = tmp_path / "huge.npz"
+    rewrite_archive(small_file, bad, lie)
+    with pytest.raises(CheckpointError, match="huge.npz.*claims shape"):
+        load_checkpoint(bad, Linear(3, 2))
+
+
+def test_a_compressed_member_is_refused_before_it_is_inflated(small_file, tmp_path):
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(small_file) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:  # 64 MB of zeros → ~64 KB
+        for name, data in members.items():
+            z.writestr(name, data)
+        z.writestr("pad.npy", npy_bytes(np.zeros(1 << 24, np.float32)))
+    assert os.path.getsize(bomb) < 1 << 20
+    with pytest.raises(CheckpointError, match="bomb.npz.*compressed"):
+        load_checkpoint(bomb, Linear(3, 2))
+
+
+def test_a_first_format_file_asks_to_be_saved_again(small_file, tmp_path):
+    def strip(meta):
+        meta.pop("sha256")
+        meta["version"] = 1
+
+    old = tmp_path / "v1.npz"
+    rewrite_archive(small_file, old, edit_meta(strip))
+    with pytest.raises(CheckpointError, match="v1.npz.*save it again"):
+        load_checkpoint(old, Linear(3, 2))
+
+
+@pytest.mark.parametrize("step", [-1, 1.5, True, "3"])
+def test_step_must_be_a_non_negative_int(tmp_path, step):
+    with pytest.raises(ValueError, match="non-negative integer"):
+        save_checkpoint(tmp_path / "s.npz", Linear(3, 2), step=step)
+
+
+def test_a_parameter_stored_with_another_dtype_is_refused(tmp_path):
+    lin = Linear(3, 2)
+    lin.weight.data = lin.weight.data > 0  # a bool "weight", as a buggy script could save
+    path = tmp_path / "bool.npz"
+    save_checkpoint(path, lin)
+    with pytest.raises(CheckpointError, match="bool.npz.*weight.*bool.*float32"):
+        load_checkpoint(path, Linear(3, 2))
+
+
+def test_a_lost_optimizer_entry_is_an_error_not_a_restart(tmp_path):
+    """Drop one parameter's exp_avg and re-seal the checksum (a consistent but incomplete
+    file): the load must refuse instead of restarting that parameter's Adam moments."""
+    lin = Linear(3, 2)
+    opt = AdamW(lin.parameters())
+    lin(tinyllm.tensor(np.ones((1, 3), np.float32))).sum().backward()
+    opt.step()
+    path = tmp_path / "o.npz"
+    save_checkpoint(path, lin, opt, step=1)
+    arrays, meta = load_arrays(path)
+    del arrays["optimizer/state/0/exp_avg"]
+    ckpt.save_arrays(tmp_path / "lost.npz", arrays, meta)  # valid checksum, entry gone
+    lin2 = Linear(3, 2)
+    with pytest.raises(CheckpointError, match="lost.npz.*weight.*exp_avg"):
+        load_checkpoint(tmp_path / "lost.npz", lin2, AdamW(lin2.parameters()))
+
+
+def test_the_checkpoint_carries_its_tokenizer_and_refuses_another(tmp_path):
+    from tinyllm.data import ByteLevelBPE, TokenizerFileError
+
+    tok = ByteLevelBPE().train("aaab aaab abab " * 20, vocab_size=260, special_tokens=["<s>"])
+    other = ByteLevelBPE().train("xyxy zzz xyxy " * 20, vocab_size=260, special_tokens=["<s>"])
+    path = tmp_path / "t.npz"
+    save_checkpoint(path, Linear(3, 2), tokenizer=tok, config={"vocab_size": tok.vocab_size})
+    meta = load_checkpoint(path, Linear(3, 2), tokenizer=tok)
+    back = ByteLevelBPE.from_bytes(meta["tokenizer"], source=str(path))
+    assert back.merges == tok.merges and back.special_tokens == tok.special_tokens
+    with pytest.raises(CheckpointError, match="t.npz.*different tokenizer"):
+        load_checkpoint(path, Linear(3, 2), tokenizer=other)
+    with pytest.raises(TokenizerFileError, match="t.npz"):
+        ByteLevelBPE.from_bytes(meta["tokenizer"][:-3], source=str(path))

@@ -5,6 +5,7 @@ al.'s example worked out by hand; the definition of BPE training and of merge re
 reference implementations); and exact round trips.
 """
 
+import hashlib
 import os
 
 import numpy as np
@@ -301,11 +302,19 @@ def test_save_load_round_trip(tok, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["tok.txt"]  # no temp file left behind
 
 
+def _seal(body: str) -> bytes:
+    """`body` with a correct checksum line appended, as a careful forger would write it — so
+    that the structural checks behind the checksum are what the test exercises."""
+    raw = (body if body.endswith("\n") else body + "\n").encode("ascii")
+    return raw + f"sha256 {hashlib.sha256(raw).hexdigest()}\n".encode()
+
+
 def _corrupt(tmp_path, tok, edit):
     path = tmp_path / "tok.txt"
     tok.save(path)
-    lines = path.read_text().split("\n")
-    path.write_text(edit(lines))
+    body = path.read_text()
+    body = body[: body.rindex("sha256 ")]  # the lines the checksum covers
+    path.write_bytes(_seal(edit(body.split("\n"))))
     return path
 
 
@@ -334,9 +343,52 @@ def test_corrupt_files_name_file_and_line(tok, tmp_path, edit, line, message):
 
 def test_non_ascii_file_is_rejected(tmp_path):
     path = tmp_path / "bad.txt"
-    path.write_bytes(b"tinyllm-bpe v1\n\xff\n")
+    raw = b"tinyllm-bpe v2\n\xff\n"
+    path.write_bytes(raw + f"sha256 {hashlib.sha256(raw).hexdigest()}\n".encode())
     with pytest.raises(TokenizerFileError, match="line 2"):
         ByteLevelBPE.load(path)
+
+
+def test_an_edit_that_keeps_the_structure_is_caught_by_the_checksum(tok, tmp_path):
+    """Changing one merge's second token to another known byte is structurally valid — without
+    the checksum this file would load as a different tokenizer."""
+    path = tmp_path / "tok.txt"
+    tok.save(path)
+    raw = bytearray(path.read_bytes())
+    first_merge = raw.index(b"\n", raw.index(b"merges")) + 1  # line 3: "<hex a> <hex b>"
+    end = raw.index(b"\n", first_merge)
+    a, b = raw[first_merge:end].split(b" ")
+    if len(b) == 2:  # a single byte: make it the neighbouring byte, still a known token
+        raw[first_merge:end] = a + b" " + f"{(int(b, 16) ^ 1):02x}".encode()
+    else:
+        raw[first_merge:end] = a + b" 41"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(TokenizerFileError, match="checksum mismatch") as info:
+        ByteLevelBPE.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_first_format_file_is_refused_unless_asked_for(tok, tmp_path):
+    path = tmp_path / "old.txt"
+    body = tok.to_bytes().decode("ascii")
+    body = body[: body.rindex("sha256 ")].replace("tinyllm-bpe v2", "tinyllm-bpe v1", 1)
+    path.write_text(body)  # what the first version of the format wrote
+    with pytest.raises(TokenizerFileError, match="save it again") as info:
+        ByteLevelBPE.load(path)
+    assert str(path) in str(info.value)
+    old = ByteLevelBPE.load(path, allow_unverified_v1=True)
+    assert old.merges == tok.merges and old.special_tokens == tok.special_tokens
+    old.save(tmp_path / "new.txt")
+    assert (tmp_path / "new.txt").read_bytes() == tok.to_bytes()
+
+
+def test_to_bytes_is_the_file_and_from_bytes_reads_it(tok, tmp_path):
+    tok.save(tmp_path / "t.txt")
+    assert (tmp_path / "t.txt").read_bytes() == tok.to_bytes()
+    back = ByteLevelBPE.from_bytes(tok.to_bytes(), source="ckpt.npz")
+    assert back.merges == tok.merges and back.special_tokens == tok.special_tokens
+    with pytest.raises(TokenizerFileError, match="ckpt.npz"):
+        ByteLevelBPE.from_bytes(tok.to_bytes()[:-5], source="ckpt.npz")
 
 
 def test_failed_save_leaves_old_file_intact(tok, tmp_path, monkeypatch):

@@ -58,7 +58,9 @@ import numpy as np
 from tinyllm.data.bpe_file import (
     FORMAT,
     TokenizerFileError,
+    parse_tokenizer_bytes,
     read_tokenizer_file,
+    tokenizer_file_bytes,
     write_tokenizer_file,
 )
 from tinyllm.data.bpe_gpt2_files import (
@@ -358,18 +360,34 @@ class ByteLevelBPE:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as plain text, atomically (the format: tinyllm/data/bpe_file.py)."""
-        if self._to_public is not None:
-            raise ValueError(
-                "save: this tokenizer keeps the ids of GPT-2 files, which the tinyllm format "
-                "cannot record; write it with save_gpt2_files"
-            )
-        specials = sorted(self._special_to_id, key=self._special_to_id.get)
-        write_tokenizer_file(path, self.merges, specials)
+        self._refuse_file_ids("save")
+        write_tokenizer_file(path, self.merges, self._specials_in_order())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ByteLevelBPE":
-        """Read a file written by `save`; any malformation raises TokenizerFileError(file:line)."""
-        return cls(*read_tokenizer_file(path))
+    def load(cls, path: str | os.PathLike, allow_unverified_v1: bool = False) -> "ByteLevelBPE":
+        """Read a file written by `save`; a wrong checksum or any malformation raises
+        TokenizerFileError(file:line)."""
+        return cls(*read_tokenizer_file(path, allow_unverified_v1))
+
+    def to_bytes(self) -> bytes:
+        """The content `save` writes — what a checkpoint stores to carry its tokenizer."""
+        self._refuse_file_ids("to_bytes")
+        return tokenizer_file_bytes(self.merges, self._specials_in_order())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<bytes>") -> "ByteLevelBPE":
+        """The tokenizer whose `to_bytes()` is `data`; errors name `source` (e.g. a checkpoint)."""
+        return cls(*parse_tokenizer_bytes(bytes(data), source))
+
+    def _specials_in_order(self) -> list[str]:
+        return sorted(self._special_to_id, key=self._special_to_id.get)
+
+    def _refuse_file_ids(self, what: str) -> None:
+        if self._to_public is not None:
+            raise ValueError(
+                f"{what}: this tokenizer keeps the ids of GPT-2 files, which the tinyllm format "
+                "cannot record; write it with save_gpt2_files"
+            )
 
     @classmethod
     def from_gpt2_files(cls, vocab_path, merges_path=None) -> "ByteLevelBPE":
