@@ -48,7 +48,7 @@ import numpy as np
 import tinyllm
 from tinyllm import no_grad
 from tinyllm.checkpoint import load_checkpoint
-from tinyllm.data import get_batch
+from tinyllm.data import ByteLevelBPE, get_batch, load_corpus, tokenize_corpus
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_
 from tinyllm.precision import convert_qat, model_nbytes, prepare_qat, quantize_model
@@ -90,9 +90,16 @@ def trained_model(args):
         cfg = GPTConfig(**meta["config"])
         model = GPT(cfg)
         load_checkpoint(args.checkpoint, model, restore_rng=False)
-        _, train_ids, val_ids = common.prepare_text_data(
-            args.data, cfg.vocab_size, args.data_bytes, args.cache_dir
-        )
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+            setattr(args, name, getattr(cfg, name))  # batches follow the model, not the flags
+        if meta.get("tokenizer") is not None:  # the text is encoded as the model was trained
+            tok = ByteLevelBPE.from_bytes(meta["tokenizer"], source=args.checkpoint)
+            corpus = load_corpus(args.data, max_bytes=args.data_bytes)
+            train_ids, val_ids = tokenize_corpus(corpus, tok)
+        else:
+            _, train_ids, val_ids = common.prepare_text_data(
+                args.data, cfg.vocab_size, args.data_bytes, args.cache_dir
+            )
         print(f"loaded {args.checkpoint} (step {meta['step']})")
         return model, train_ids, val_ids, None
     import train_gpt  # examples/train_gpt.py: the same training loop, flags and checkpoint

@@ -135,3 +135,29 @@ def test_another_tokenizer_is_refused_by_generate_and_by_resume(trained):
     )
     assert resumed.returncode != 0, resumed.stdout + resumed.stderr
     assert "different tokenizer" in resumed.stderr and str(ckpt) in resumed.stderr
+
+
+def test_quantize_encodes_its_text_with_the_checkpoints_tokenizer(trained):
+    tmp, data, ckpt = trained
+    out = tmp / "quant.json"
+    quant = run(
+        "quantize.py",
+        "--checkpoint",
+        ckpt,
+        "--data",
+        data,
+        "--eval-batches",
+        "1",
+        "--qat-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--report",
+        out,
+        "--cache-dir",
+        tmp / "quant-cache",
+    )
+    assert quant.returncode == 0, quant.stdout + quant.stderr
+    # the old path trained a fresh tokenizer on --data into the cache; the checkpoint's is used
+    assert not (tmp / "quant-cache").exists()
+    assert out.exists()
