@@ -211,3 +211,13 @@ def test_names_match_torch():
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
     assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
     assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()]
+
+
+def test_layers_take_torch_device_and_dtype_keywords():
+    lin = nn.Linear(2, 3, bias=False, device="cpu", dtype=None)  # None: the default dtype
+    assert lin.weight.dtype == np.float32 and lin.bias is None
+    assert nn.Embedding(4, 2, device="cpu").weight.shape == (4, 2)
+    ln = nn.LayerNorm(3, bias=False, device="cpu")
+    assert ln.bias is None and "bias" not in ln.state_dict()
+    with pytest.raises(ValueError, match="'cuda:0'"):
+        nn.Linear(2, 2, device="cuda:0")

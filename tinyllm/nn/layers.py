@@ -19,7 +19,7 @@ import numpy as np
 from tinyllm import ops
 from tinyllm.dtypes import DEFAULT_DTYPE
 from tinyllm.engine import Tensor
-from tinyllm.nn.module import Module, Parameter
+from tinyllm.nn.module import Module, Parameter, check_device
 from tinyllm.runtime.random import generator_or_default
 
 
@@ -31,8 +31,11 @@ class Linear(Module):
         bias: bool = True,
         dtype=DEFAULT_DTYPE,
         generator=None,
+        device=None,
     ):
         super().__init__()
+        check_device(device, "Linear")
+        dtype = DEFAULT_DTYPE if dtype is None else dtype
         self.in_features, self.out_features = in_features, out_features
         g = generator_or_default(generator)
         bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
@@ -58,8 +61,11 @@ class Embedding(Module):
         padding_idx: int | None = None,
         dtype=DEFAULT_DTYPE,
         generator=None,
+        device=None,
     ):
         super().__init__()
+        check_device(device, "Embedding")
+        dtype = DEFAULT_DTYPE if dtype is None else dtype
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx = padding_idx
         g = generator_or_default(generator)
@@ -83,8 +89,11 @@ class LayerNorm(Module):
         elementwise_affine: bool = True,
         bias: bool = True,
         dtype=DEFAULT_DTYPE,
+        device=None,
     ):
         super().__init__()
+        check_device(device, "LayerNorm")
+        dtype = DEFAULT_DTYPE if dtype is None else dtype
         shape = (
             (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         )

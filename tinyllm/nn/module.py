@@ -48,6 +48,13 @@ class Parameter(Tensor):
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+def check_device(device, where: str) -> None:
+    """tinyllm computes on the CPU: accept device=None or "cpu" (PyTorch's keyword), refuse
+    any other device by name rather than silently running somewhere it was not asked to."""
+    if device is not None and str(device) != "cpu":
+        raise ValueError(f"{where}: tinyllm runs on the CPU only, got device {device!r}")
+
+
 def _array_of(value):
     """The NumPy array behind a buffer or state-dict value (a Tensor's .data, or the array)."""
     return value.data if isinstance(value, Tensor) else np.asarray(value)
@@ -303,8 +310,7 @@ class Module:
                 device = a
             else:
                 dtype = a
-        if device is not None and str(device) != "cpu":
-            raise ValueError(f"Module.to: tinyllm runs on the CPU only, got device {device!r}")
+        check_device(device, "Module.to")
         if dtype is None:
             return self
         dtype = as_dtype(dtype)
