@@ -6,6 +6,8 @@ gradients are checked by tinyllm.testing.gradcheck in float64.
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinyllm.nn.functional as F
 from tinyllm import nn
@@ -37,7 +39,9 @@ def np_cross_entropy(z, t, w=None, eps=0.0, ignore_index=-100, reduction="mean")
         weights[i] = w[t[i]]
     if reduction == "none":
         return loss
-    return loss.sum() if reduction == "sum" else loss.sum() / weights.sum()
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / weights.sum() if weights.sum() else np.nan  # nothing counted: NaN
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -78,6 +82,34 @@ def test_cross_entropy_spatial_class_axis_is_axis_1(rng):
     q = rng.dirichlet(np.ones(4), size=(2, 3)).transpose(0, 2, 1)  # probabilities along axis 1
     expected = -(np.moveaxis(q, 1, -1) * np.moveaxis(np_log_softmax(z), 1, -1)).sum(-1)
     np.testing.assert_allclose(F.cross_entropy(t64(z), q, reduction="none").data, expected, 1e-10)
+
+
+@given(
+    n=st.integers(1, 4),
+    c=st.integers(1, 5),
+    extra=st.lists(st.integers(1, 3), max_size=2),
+    eps=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
+    weighted=st.booleans(),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    seed=st.integers(0, 2**16),
+)
+def test_cross_entropy_on_drawn_shapes(n, c, extra, eps, weighted, reduction, seed):
+    """(N, C, d₁, …) logits with some ignored targets, against the NumPy rows formula."""
+    g = np.random.default_rng(seed)
+    z = g.standard_normal((n, c, *extra))
+    t = g.integers(0, c, (n, *extra))
+    t[g.random(t.shape) < 0.2] = -100
+    w = g.uniform(0.5, 2.0, c) if weighted else None
+    rows_z = np.moveaxis(z, 1, -1).reshape(-1, c)
+    ref = np_cross_entropy(
+        rows_z, t.reshape(-1), w, eps, -100, "none" if reduction == "none" else reduction
+    )
+    if reduction == "none":
+        ref = ref.reshape(t.shape)
+    fn = lambda x: F.cross_entropy(x, t, w, reduction=reduction, label_smoothing=eps)  # noqa
+    np.testing.assert_allclose(fn(t64(z)).data, ref, rtol=1e-10, atol=1e-12)
+    if not (t == -100).all():
+        gradcheck(fn, [t64(z)], fast=True, seed=seed)
 
 
 def test_nll_loss_is_cross_entropy_of_log_probabilities(rng):

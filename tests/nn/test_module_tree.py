@@ -221,3 +221,23 @@ def test_layers_take_torch_device_and_dtype_keywords():
     assert ln.bias is None and "bias" not in ln.state_dict()
     with pytest.raises(ValueError, match="'cuda:0'"):
         nn.Linear(2, 2, device="cuda:0")
+
+
+def test_activation_modules_match_their_formulas_and_torch(rng):
+    x = rng.standard_normal((3, 4))
+    s = 1 / (1 + np.exp(-x))
+    e = np.exp(x - x.max(0, keepdims=True))
+    cases = {
+        "Sigmoid": (nn.Sigmoid(), s),
+        "SiLU": (nn.SiLU(), x * s),
+        "Softmax": (nn.Softmax(dim=0), e / e.sum(0, keepdims=True)),
+        "LogSoftmax": (nn.LogSoftmax(dim=0), np.log(e / e.sum(0, keepdims=True))),
+    }
+    for name, (module, expected) in cases.items():
+        np.testing.assert_allclose(module(Tensor(x)).data, expected, rtol=1e-12, err_msg=name)
+    torch = pytest.importorskip("torch")
+    for name, (module, _) in cases.items():
+        theirs = getattr(torch.nn, name)(**({"dim": 0} if "Softmax" in name else {}))
+        np.testing.assert_allclose(
+            module(Tensor(x)).data, theirs(torch.tensor(x)).numpy(), rtol=1e-12, err_msg=name
+        )

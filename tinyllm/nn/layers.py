@@ -5,6 +5,7 @@
     Embedding:  y = W[ids], W (num_embeddings, embedding_dim), W ~ N(0, 1).
     LayerNorm:  y = (x − μ)/√(σ² + ε) · γ + β over the last dims, γ = 1, β = 0.
     Dropout:    zero with probability p during training, scale by 1/(1−p); identity in eval.
+    Activations as modules: GELU, ReLU, Tanh, Sigmoid, SiLU (x·σ(x)), Softmax, LogSoftmax.
 
 Random initialization draws from tinyllm.runtime.random's default generator (seed it with
 `tinyllm.manual_seed`) unless a `generator` is passed.
@@ -146,6 +147,35 @@ class ReLU(Module):
 class Tanh(Module):
     def forward(self, x: Tensor) -> Tensor:
         return ops.tanh(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.sigmoid(x)
+
+
+class SiLU(Module):
+    """x·σ(x) (the "swish" of LLaMA's feed-forward), composed of two ops."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * ops.sigmoid(x)
+
+
+class Softmax(Module):
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.softmax(x, -1 if self.dim is None else self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.log_softmax(x, -1 if self.dim is None else self.dim)
 
 
 class Identity(Module):
