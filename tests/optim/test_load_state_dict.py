@@ -120,3 +120,28 @@ def test_state_must_fit_the_groups(rng):
 
 def _groups(sd):
     return {"param_groups": sd["param_groups"]}
+
+
+def test_add_param_group_and_step_closure(rng):
+    a, b = params(rng)
+    opt = SGD([a], lr=0.1)
+    opt.add_param_group({"params": b, "lr": 0.5, "foreach": True})  # a single tensor is fine
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5]
+    assert "foreach" not in opt.param_groups[1] and opt.param_groups[1]["momentum"] == 0.0
+    with pytest.raises(ValueError, match="more than one group"):
+        opt.add_param_group({"params": [a]})
+    with pytest.raises(ValueError, match="maximize=True"):
+        opt.add_param_group({"params": [nn.Parameter(np.ones(1))], "maximize": True})
+    a0, b0 = a.data.copy(), b.data.copy()
+
+    def closure():
+        opt.zero_grad()
+        loss = (a * a).sum() + b.sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == pytest.approx((a0**2).sum() + b0.sum())
+    np.testing.assert_allclose(a.data, a0 - 0.1 * 2 * a0)  # d(a²)/da = 2a
+    np.testing.assert_allclose(b.data, b0 - 0.5)
+    assert opt.step() is None

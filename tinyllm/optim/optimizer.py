@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.engine import Tensor
+from tinyllm.engine import Tensor, enable_grad
 
 # PyTorch's switches that select an implementation, not an update: accepted and dropped.
 IGNORED_OPTIONS = ("foreach", "fused", "capturable", "differentiable")
@@ -77,24 +77,42 @@ class Optimizer:
             groups = [{"params": groups}]
         self.param_groups: list[dict] = []
         self.state: dict[int, dict] = {}  # keyed by id(param)
-        seen = set()
         for g in groups:
-            g = dict(g)
-            g["params"] = list(g["params"])
-            for p in g["params"]:
-                if not isinstance(p, Tensor) or not p.requires_grad:
-                    raise TypeError(
-                        f"{type(self).__name__}: can only optimize tensors that "
-                        f"require grad, got {type(p).__name__}"
-                    )
-                if id(p) in seen:
-                    raise ValueError(
-                        f"{type(self).__name__}: a parameter appears in more than one group"
-                    )
-                seen.add(id(p))
-            for k, v in self.defaults.items():
-                g.setdefault(k, v)
-            self.param_groups.append(g)
+            self.add_param_group(g)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group (e.g. layers unfrozen during fine-tuning); options it leaves out take
+        the optimizer's defaults."""
+        g = dict(param_group)
+        params = g["params"]
+        g["params"] = [params] if isinstance(params, Tensor) else list(params)
+        seen = {id(p) for group in self.param_groups for p in group["params"]}
+        for p in g["params"]:
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(
+                    f"{type(self).__name__}: can only optimize tensors that "
+                    f"require grad, got {type(p).__name__}"
+                )
+            if id(p) in seen:
+                raise ValueError(
+                    f"{type(self).__name__}: a parameter appears in more than one group"
+                )
+            seen.add(id(p))
+        check_unsupported(type(self).__name__, g, self.fixed_options)
+        for k in list(g):
+            if k in IGNORED_OPTIONS or k in self.fixed_options:
+                del g[k]
+        for k, v in self.defaults.items():
+            g.setdefault(k, v)
+        self.param_groups.append(g)
+
+    @staticmethod
+    def _evaluate(closure):
+        """step(closure): re-evaluate the loss (with gradients on) before updating, as torch."""
+        if closure is None:
+            return None
+        with enable_grad():
+            return closure()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
@@ -104,7 +122,7 @@ class Optimizer:
                 else:
                     p.grad[...] = 0
 
-    def step(self) -> None:  # pragma: no cover - abstract
+    def step(self, closure=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # ---- state dicts ------------------------------------------------------------------------
@@ -242,7 +260,8 @@ class SGD(Optimizer):
             ),
         )
 
-    def step(self) -> None:
+    def step(self, closure=None):
+        loss = self._evaluate(closure)
         for g in self.param_groups:
             lr, mu, tau, wd = g["lr"], g["momentum"], g["dampening"], g["weight_decay"]
             for p in g["params"]:
@@ -261,6 +280,7 @@ class SGD(Optimizer):
                         buf += (1 - tau) * d
                     d = d + mu * buf if g["nesterov"] else buf
                 p.data -= lr * d
+        return loss
 
 
 class Adam(Optimizer):
@@ -296,7 +316,8 @@ class Adam(Optimizer):
             params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         )
 
-    def step(self) -> None:
+    def step(self, closure=None):
+        loss = self._evaluate(closure)
         for g in self.param_groups:
             beta1, beta2 = g["betas"]
             for p in g["params"]:
@@ -323,6 +344,7 @@ class Adam(Optimizer):
                     g["weight_decay"],
                     self.decoupled,
                 )
+        return loss
 
 
 class AdamW(Adam):
