@@ -241,3 +241,17 @@ def test_activation_modules_match_their_formulas_and_torch(rng):
         np.testing.assert_allclose(
             module(Tensor(x)).data, theirs(torch.tensor(x)).numpy(), rtol=1e-12, err_msg=name
         )
+
+
+def test_deepcopy_keeps_ties_and_buffers_but_shares_nothing():
+    import copy
+
+    m = WithBuffers()
+    m.tied = nn.Linear(2, 2, bias=False)
+    m.tied.weight = m.lin.weight
+    c = copy.deepcopy(m)  # a frozen reference model (DPO, RLHF) starts this way
+    assert c.tied.weight is c.lin.weight and c.lin.weight is not m.lin.weight
+    assert list(c.state_dict()) == list(m.state_dict())
+    assert "mask" not in c.state_dict()  # still non-persistent
+    c.lin.weight.data[...] = 0
+    assert np.abs(m.lin.weight.data).sum() > 0
