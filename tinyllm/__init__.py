@@ -20,6 +20,7 @@ each room uses only the rooms listed before it (import-linter checks it: pyproje
     generate.py     decoding: greedy, temperature, top-k, top-p, KV cache
     models/         GPT (decoder-only), BERT (encoder-only), T5 (encoder-decoder)
     checkpoint.py   saving and loading models and optimizers without pickle
+    serialization.py  tinyllm.save / tinyllm.load: tensors in dicts and lists, without pickle
     precision/      number formats, int8 quantization, fake quantization (QAT), loss scaling,
                     mixed precision
     accounting/     parameters, FLOPs (formulas and a counter), MFU, ZeRO memory, Chinchilla
@@ -71,6 +72,10 @@ from tinyllm.ops import (
 )
 from tinyllm.runtime import allocator as _allocator
 from tinyllm.runtime.random import manual_seed
+from tinyllm.serialization import load, save
+
+# isort: split
+from tinyllm import models  # last: the models stand on everything above (tinyllm.models.GPT)
 
 float16 = _np.float16
 float32 = _np.float32

@@ -1,17 +1,36 @@
 """tinyllm.nn — layers and containers with PyTorch's names (torch.nn).
 
-module.py       Module, Parameter, ModuleList, ModuleDict, Sequential
-layers.py       Linear, Embedding, LayerNorm, Dropout, GELU, ReLU, Tanh, Identity
+module.py       Module, Parameter: the tree of parameters, buffers and children
+containers.py   ModuleList, ModuleDict, Sequential
+layers.py       Linear, Embedding, LayerNorm, Dropout, Identity, activation modules
+loss.py         MSELoss, L1Loss, CrossEntropyLoss, NLLLoss, BCEWithLogitsLoss (+ their functions)
+init.py         initialization: normal_, xavier_*, kaiming_*, trunc_normal_, calculate_gain
+utils.py        clip_grad_norm_, clip_grad_value_, parameters_to_vector, vector_to_parameters
 positional.py   sinusoidal (fixed) and learned positional encodings
 attention.py    MultiHeadAttention (self / causal / cross), KVCache
 transformer.py  FeedForward, EncoderBlock, DecoderBlock, Encoder, Decoder
 functional.py   the functional ops (tinyllm.nn.functional ≈ torch.nn.functional)
 """
 
-from tinyllm.nn import functional
+from tinyllm.nn.module import Module, Parameter  # isort: skip  (first: the containers need it)
+from tinyllm.nn import functional, init, utils
 from tinyllm.nn.attention import KVCache, MultiHeadAttention
-from tinyllm.nn.layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Tanh
-from tinyllm.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from tinyllm.nn.containers import ModuleDict, ModuleList, Sequential
+from tinyllm.nn.layers import (
+    GELU,
+    Dropout,
+    Embedding,
+    Identity,
+    LayerNorm,
+    Linear,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Tanh,
+)
+from tinyllm.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from tinyllm.nn.positional import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,

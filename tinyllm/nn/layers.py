@@ -5,6 +5,7 @@
     Embedding:  y = W[ids], W (num_embeddings, embedding_dim), W ~ N(0, 1).
     LayerNorm:  y = (x − μ)/√(σ² + ε) · γ + β over the last dims, γ = 1, β = 0.
     Dropout:    zero with probability p during training, scale by 1/(1−p); identity in eval.
+    Activations as modules: GELU, ReLU, Tanh, Sigmoid, SiLU (x·σ(x)), Softmax, LogSoftmax.
 
 Random initialization draws from tinyllm.runtime.random's default generator (seed it with
 `tinyllm.manual_seed`) unless a `generator` is passed.
@@ -19,7 +20,7 @@ import numpy as np
 from tinyllm import ops
 from tinyllm.dtypes import DEFAULT_DTYPE
 from tinyllm.engine import Tensor
-from tinyllm.nn.module import Module, Parameter
+from tinyllm.nn.module import Module, Parameter, check_device
 from tinyllm.runtime.random import generator_or_default
 
 
@@ -31,8 +32,11 @@ class Linear(Module):
         bias: bool = True,
         dtype=DEFAULT_DTYPE,
         generator=None,
+        device=None,
     ):
         super().__init__()
+        check_device(device, "Linear")
+        dtype = DEFAULT_DTYPE if dtype is None else dtype
         self.in_features, self.out_features = in_features, out_features
         g = generator_or_default(generator)
         bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
@@ -58,8 +62,11 @@ class Embedding(Module):
         padding_idx: int | None = None,
         dtype=DEFAULT_DTYPE,
         generator=None,
+        device=None,
     ):
         super().__init__()
+        check_device(device, "Embedding")
+        dtype = DEFAULT_DTYPE if dtype is None else dtype
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx = padding_idx
         g = generator_or_default(generator)
@@ -83,8 +90,11 @@ class LayerNorm(Module):
         elementwise_affine: bool = True,
         bias: bool = True,
         dtype=DEFAULT_DTYPE,
+        device=None,
     ):
         super().__init__()
+        check_device(device, "LayerNorm")
+        dtype = DEFAULT_DTYPE if dtype is None else dtype
         shape = (
             (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         )
@@ -137,6 +147,35 @@ class ReLU(Module):
 class Tanh(Module):
     def forward(self, x: Tensor) -> Tensor:
         return ops.tanh(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.sigmoid(x)
+
+
+class SiLU(Module):
+    """x·σ(x) (the "swish" of LLaMA's feed-forward), composed of two ops."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * ops.sigmoid(x)
+
+
+class Softmax(Module):
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.softmax(x, -1 if self.dim is None else self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.log_softmax(x, -1 if self.dim is None else self.dim)
 
 
 class Identity(Module):

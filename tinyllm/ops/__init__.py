@@ -11,7 +11,7 @@ users call. Read them in this order:
     shape.py          reshape, transpose, permute, expand, concatenate, stack, split,
                       indexing, masked_fill
     linalg.py         matmul, linear
-    probability.py    softmax, log_softmax, cross_entropy
+    probability.py    softmax, log_softmax, cross_entropy, nll_loss
     norm.py           layer_norm
     lookup.py         embedding
     regularization.py dropout
@@ -56,7 +56,7 @@ from tinyllm.ops.creation import (
 from tinyllm.ops.linalg import linear, matmul
 from tinyllm.ops.lookup import embedding
 from tinyllm.ops.norm import layer_norm
-from tinyllm.ops.probability import cross_entropy, log_softmax, softmax
+from tinyllm.ops.probability import cross_entropy, log_softmax, nll_loss, softmax
 from tinyllm.ops.reduce import max, mean, min, sum, var
 from tinyllm.ops.regularization import dropout
 from tinyllm.ops.selection import clamp, maximum, minimum, where
@@ -123,6 +123,7 @@ __all__ = [
     "linear",
     "matmul",
     "cross_entropy",
+    "nll_loss",
     "log_softmax",
     "softmax",
     "layer_norm",

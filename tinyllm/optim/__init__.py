@@ -2,7 +2,7 @@
 
     optimizer.py     Optimizer, SGD, Adam, AdamW, param_groups_for_weight_decay
     lr_scheduler.py  warmup + cosine / linear schedules, LambdaLR
-    clip.py          clip_grad_norm_ (global norm)
+    clip.py          clip_grad_norm_ (global norm; implemented in tinyllm/nn/utils.py)
 The Adam update itself is the pure function in tinyllm/kernels/adam.py.
 """
 
