@@ -44,7 +44,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+        quiet = action.default is None or action.default is False  # not 0 or 0.0, which == False
+        if "default" in text or quiet or action.default == argparse.SUPPRESS:
             return text
         return super()._get_help_string(action)
 
