@@ -11,7 +11,9 @@ training example accepts the same core flags —
 
 — where `--batch-size` is the *global* batch (split across data-parallel ranks, so the same flags
 give the same losses on any number of ranks), and writes the same JSON report: `losses` (global
-loss per step), `val_losses`, `params`, `tokens_per_second`, plus what the script adds.
+loss per step), `val_losses`, `params`, `tokens_per_second`, plus what the script adds. Every
+flag is checked as it is parsed (examples/flags.py): a bad value stops the script with a
+one-line usage error before any data is read.
 
 Data: `prepare_text_data` loads the corpus (the Python standard library's source by default, or
 any UTF-8 file), trains a byte-level BPE tokenizer on its training part, and encodes both parts.
