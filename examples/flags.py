@@ -179,23 +179,21 @@ probability.__doc__ = "A probability: a number in [0, 1]."
 probability.__name__ = "probability"
 
 
-GRAD_CLIP_OFF = ("0", "off", "none", "inf")
-
-
 def grad_clip(text: str) -> float:
-    """The global gradient-norm limit: a finite number > 0, or one of 0 / off / none / inf for no
+    """The global gradient-norm limit: a finite number > 0, or 0 / off / none / inf for no
     clipping, returned as max_norm = ∞ — with it, the clipping factor min(1, max_norm / ‖g‖) is
     always 1, so every clipping function leaves the gradients as they are."""
-    if text.strip().lower() in GRAD_CLIP_OFF or text.strip() in ("0.0", "+inf"):
+    problem = f"must be a finite number > 0, or 0 / off for no clipping, got {text}"
+    if text.strip().lower() in ("off", "none"):
         return math.inf
     try:
         value = float(text)
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"must be a finite number > 0, or 0 / off for no clipping, got {text}"
-        )
+        raise argparse.ArgumentTypeError(problem) from None
+    if value == 0 or value == math.inf:
+        return math.inf
+    if not value > 0 or not math.isfinite(value):  # negative, -inf or nan
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

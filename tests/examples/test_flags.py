@@ -104,7 +104,7 @@ def test_float_in_open_ends_exclude_exactly_the_end():
     refuses(dropout, "1", "[0, 1)")
 
 
-@pytest.mark.parametrize("text", ["0", "0.0", "off", "OFF", "none", "inf"])
+@pytest.mark.parametrize("text", ["0", "0.0", "-0", "off", "OFF", "none", "inf", "Infinity"])
 def test_grad_clip_off_leaves_the_gradient_unchanged(text, rng):
     """ "Off" must mean the clipping step is the identity, even for a huge gradient."""
     max_norm = flags.grad_clip(text)
