@@ -64,8 +64,8 @@ def build_parser():
         "--checkpoint",
         type=flags.readable_file,
         default=None,
-        help="load this checkpoint (from examples/train_gpt.py) instead of training "
-        "(default: train one here)",
+        help="load this checkpoint (from examples/train_gpt.py) instead of training; the "
+        "model-size flags then come from it (default: train one here)",
     )
     p.add_argument(
         "--save",
@@ -227,6 +227,7 @@ def main(argv=None):
     tinyllm.manual_seed(args.seed)
     model, train_ids, val_ids, train_report = trained_model(args)
     cfg = model.config
+    args.block_size = cfg.block_size  # a loaded checkpoint's context, not the flag's
     n_params = model.num_parameters()
     rng = np.random.default_rng(args.seed + 1)
     batches = [
