@@ -11,7 +11,9 @@ training example accepts the same core flags —
 
 — where `--batch-size` is the *global* batch (split across data-parallel ranks, so the same flags
 give the same losses on any number of ranks), and writes the same JSON report: `losses` (global
-loss per step), `val_losses`, `params`, `tokens_per_second`, plus what the script adds.
+loss per step), `val_losses`, `params`, `tokens_per_second`, plus what the script adds. Every
+flag is checked as it is parsed (examples/flags.py): a bad value stops the script with a
+one-line usage error before any data is read.
 
 Data: `prepare_text_data` loads the corpus (the Python standard library's source by default, or
 any UTF-8 file), trains a byte-level BPE tokenizer on its training part, and encodes both parts.
@@ -32,6 +34,7 @@ import json
 import os
 import time
 
+import flags
 import numpy as np
 
 from tinyllm.checkpoint import load_checkpoint, new_run_id, save_checkpoint
@@ -77,50 +80,101 @@ def resume_run(path: str, model, optimizer, data_rng, tokenizer=None) -> tuple[i
     return meta["step"], meta["extra"]["report"]
 
 
+def resume_needs_checkpoint(args) -> str | None:
+    """The cross-flag check of `--resume`: the `--checkpoint` to continue must exist."""
+    if args.resume:
+        try:
+            flags.readable_file(args.checkpoint)
+        except argparse.ArgumentTypeError as e:
+            return f"--resume: --checkpoint {e}"
+    return None
+
+
 # ---- flags ----------------------------------------------------------------------------------
 
 
 def add_common_args(
     parser: argparse.ArgumentParser, *, steps: int, batch_size: int, lr: float, seed: int = 1337
 ) -> argparse.ArgumentParser:
+    """The training flags every example shares, each checked where it is parsed (flags.py)."""
     g = parser.add_argument_group("training (shared by every example)")
-    g.add_argument("--steps", type=int, default=steps, help="optimizer steps")
+    g.add_argument("--steps", type=flags.positive_int, default=steps, help="optimizer steps")
     g.add_argument(
         "--batch-size",
-        type=int,
+        type=flags.positive_int,
         default=batch_size,
         help="global batch (sequences per step, split across data-parallel ranks)",
     )
-    g.add_argument("--lr", type=float, default=lr, help="peak learning rate")
-    g.add_argument("--seed", type=int, default=seed)
+    g.add_argument("--lr", type=flags.finite_positive_float, default=lr, help="peak learning rate")
+    g.add_argument(
+        "--seed",
+        type=flags.nonnegative_int,
+        default=seed,
+        help="seed of the model and the batches",
+    )
     g.add_argument(
         "--data",
+        type=flags.readable_text_file,
         default=None,
         help="UTF-8 text file to train on (default: the Python standard library)",
     )
     g.add_argument(
         "--data-bytes",
-        type=int,
+        type=flags.positive_int,
         default=2_000_000,
-        help="bytes of the corpus to read (default 2 MB)",
+        help="bytes of the corpus to read",
     )
-    g.add_argument("--report", default=None, metavar="PATH", help="write a JSON report here")
+    g.add_argument(
+        "--report",
+        type=flags.writable_file,
+        default=None,
+        metavar="PATH",
+        help="write a JSON report here (default: none)",
+    )
     g.add_argument(
         "--cache-dir",
+        type=flags.writable_dir,
         default=os.path.join("runs", "cache"),
         help="where tokenizers and encoded corpora are cached",
     )
-    g.add_argument("--eval-interval", type=int, default=50, help="steps between validations")
-    g.add_argument("--eval-iters", type=int, default=4, help="batches per validation")
-    g.add_argument("--log-interval", type=int, default=10, help="steps between progress lines")
-    g.add_argument("--warmup", type=int, default=None, help="warmup steps (default: steps/20)")
-    g.add_argument("--weight-decay", type=float, default=0.1)
-    g.add_argument("--grad-clip", type=float, default=1.0)
+    g.add_argument(
+        "--eval-interval",
+        type=flags.positive_int,
+        default=50,
+        help="steps between validations",
+    )
+    g.add_argument(
+        "--eval-iters", type=flags.positive_int, default=4, help="batches per validation"
+    )
+    g.add_argument(
+        "--log-interval",
+        type=flags.positive_int,
+        default=10,
+        help="steps between progress lines",
+    )
+    g.add_argument(
+        "--warmup",
+        type=flags.nonnegative_int,
+        default=None,
+        help="warmup steps (default: steps/20)",
+    )
+    g.add_argument(
+        "--weight-decay",
+        type=flags.finite_nonnegative_float,
+        default=0.1,
+        help="AdamW's decoupled weight decay (0: none)",
+    )
+    g.add_argument(
+        "--grad-clip",
+        type=flags.grad_clip,
+        default=1.0,
+        help="clip the global gradient norm to this (0 or off: no clipping)",
+    )
     return parser
 
 
 def add_model_args(
-    parser: argparse.ArgumentParser,
+    parser: flags.ExampleParser,
     *,
     n_layer: int,
     n_head: int,
@@ -128,19 +182,52 @@ def add_model_args(
     block_size: int,
     vocab_size: int,
     dropout: float = 0.0,
+    n_special: int = 1,
 ):
+    """The model-size flags; `n_special` special tokens must fit in the vocabulary beside the
+    256 byte tokens."""
     g = parser.add_argument_group("model size")
-    g.add_argument("--n-layer", type=int, default=n_layer)
-    g.add_argument("--n-head", type=int, default=n_head)
-    g.add_argument("--n-embd", type=int, default=n_embd)
-    g.add_argument("--block-size", type=int, default=block_size)
+    g.add_argument("--n-layer", type=flags.positive_int, default=n_layer, help="blocks")
+    g.add_argument(
+        "--n-head", type=flags.positive_int, default=n_head, help="attention heads per block"
+    )
+    g.add_argument(
+        "--n-embd",
+        type=flags.positive_int,
+        default=n_embd,
+        help="embedding width (a multiple of --n-head)",
+    )
+    g.add_argument(
+        "--block-size", type=flags.positive_int, default=block_size, help="context length"
+    )
     g.add_argument(
         "--vocab-size",
-        type=int,
+        type=flags.positive_int,
         default=vocab_size,
         help="BPE vocabulary size (256 bytes + merges + special tokens)",
     )
-    g.add_argument("--dropout", type=float, default=dropout)
+    g.add_argument(
+        "--dropout",
+        type=flags.float_in(0.0, 1.0, high_open=True),
+        default=dropout,
+        help="dropout probability",
+    )
+
+    @parser.add_check
+    def model_shape(args):
+        if args.n_embd % args.n_head:
+            return (
+                f"--n-embd {args.n_embd} must divide by --n-head {args.n_head} "
+                "(each head gets n_embd / n_head dimensions)"
+            )
+        least = 256 + n_special
+        if args.vocab_size < least:
+            return (
+                f"--vocab-size must be at least {least} (256 bytes + {n_special} special "
+                f"tokens), got {args.vocab_size}"
+            )
+        return None
+
     return parser
 
 
@@ -154,16 +241,6 @@ def gpt_config(args, vocab_size: int) -> GPTConfig:
         n_embd=args.n_embd,
         dropout=args.dropout,
     )
-
-
-def check_args(args) -> None:
-    for name in ("steps", "batch_size"):
-        if getattr(args, name) <= 0:
-            raise SystemExit(
-                f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
-            )
-    if args.lr <= 0:
-        raise SystemExit(f"--lr must be positive, got {args.lr}")
 
 
 # ---- data -----------------------------------------------------------------------------------

@@ -34,11 +34,11 @@ tokenizer flag.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import common
+import flags
 import numpy as np
 from generate import load_tokenizer  # examples/generate.py: the checkpoint's tokenizer
 
@@ -51,30 +51,64 @@ from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.parser(__doc__)
     common.add_common_args(p, steps=60, batch_size=16, lr=3e-3)
     p.set_defaults(eval_interval=10)
     p.add_argument(
         "--domain",
+        type=flags.comma_list(str),
         default="pydoc_data",
         help="stdlib packages/files of the new domain, comma-separated (ignored with --data)",
     )
     p.add_argument(
         "--checkpoint",
+        type=flags.readable_file,
         default=os.path.join("runs", "gpt.ckpt.npz"),
         help="the pre-trained GPT (from examples/train_gpt.py)",
     )
-    p.add_argument("--out-checkpoint", default=os.path.join("runs", "gpt-finetuned.ckpt.npz"))
-    p.add_argument("--sample-tokens", type=int, default=120)
+    p.add_argument(
+        "--out-checkpoint",
+        type=flags.writable_file,
+        default=os.path.join("runs", "gpt-finetuned.ckpt.npz"),
+        help="where to save the fine-tuned GPT",
+    )
+    p.add_argument(
+        "--sample-tokens",
+        type=flags.nonnegative_int,
+        default=120,
+        help="tokens of the sample printed at the end (0: none)",
+    )
     g = p.add_argument_group("the pre-training text (for the tokenizer and the old-domain loss)")
-    g.add_argument("--pretrain-data", default=None, help="default: the stdlib")
+    g.add_argument(
+        "--pretrain-data",
+        type=flags.readable_text_file,
+        default=None,
+        help="the pre-training text file (default: the stdlib)",
+    )
     g.add_argument(
         "--pretrain-data-bytes",
-        type=int,
+        type=flags.positive_int,
         default=None,
         help="default: as recorded in the checkpoint, else 2 MB (train_gpt's default)",
     )
-    g.add_argument("--tokenizer", default=None, help="a saved tokenizer file instead")
+    g.add_argument(
+        "--tokenizer",
+        type=flags.readable_text_file,
+        default=None,
+        help="a saved tokenizer file instead (default: rebuild it from the pre-training text)",
+    )
+
+    @p.add_check
+    def domain_exists(args):
+        if args.data is not None:
+            return None
+        root = stdlib_dir()
+        for name in args.domain:
+            path = root / name
+            if not (path.is_dir() or path.is_file() or path.with_suffix(".py").is_file()):
+                return f"--domain {name!r}: the stdlib ({root}) has no package or file {name}"
+        return None
+
     return p
 
 
@@ -163,7 +197,6 @@ def train_on_domain(
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    common.check_args(args)
     t0, cpu0 = time.perf_counter(), time.process_time()
     tinyllm.manual_seed(args.seed)
     meta = load_checkpoint(args.checkpoint, None, restore_rng=False)
@@ -188,7 +221,7 @@ def main(argv=None):
         domain = load_corpus(args.data, max_bytes=args.data_bytes)
         name, train_text, val_text, skipped = domain.name, domain.train, domain.val, []
     else:
-        names = [n.strip() for n in args.domain.split(",") if n.strip()]
+        names = args.domain
         text, skipped = stdlib_domain_text(
             names, args.data_bytes, old.train + old.val if args.pretrain_data is None else None
         )

@@ -24,11 +24,11 @@ that does not match the model's is an error.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import common
+import flags
 import numpy as np
 
 from tinyllm.checkpoint import load_checkpoint
@@ -37,36 +37,86 @@ from tinyllm.models import GPT, GPTConfig
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default=os.path.join("runs", "gpt.ckpt.npz"))
+    p = flags.parser(__doc__)
+    p.add_argument(
+        "--checkpoint",
+        type=flags.readable_file,
+        default=os.path.join("runs", "gpt.ckpt.npz"),
+        help="the GPT checkpoint to generate with",
+    )
     p.add_argument(
         "--prompt",
         action="append",
         default=None,
         help="a prompt (repeat for a batch; default: one prompt 'def ')",
     )
-    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument(
+        "--max-new-tokens",
+        type=flags.nonnegative_int,
+        default=100,
+        help="tokens to generate per prompt",
+    )
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy argmax")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument(
+        "--temperature",
+        type=flags.finite_positive_float,
+        default=1.0,
+        help="divide the logits by this before sampling",
+    )
+    p.add_argument(
+        "--top-k",
+        type=flags.positive_int,
+        default=None,
+        help="sample among the k likeliest tokens only (default: all tokens)",
+    )
+    p.add_argument(
+        "--top-p",
+        type=flags.float_in(0.0, 1.0, low_open=True),
+        default=None,
+        help="nucleus sampling: the fewest likeliest tokens whose probability reaches p "
+        "(default: no nucleus cut)",
+    )
+    p.add_argument(
+        "--repetition-penalty",
+        type=flags.finite_positive_float,
+        default=1.0,
+        help="divide the positive logits of tokens already present by this (1: none)",
+    )
+    p.add_argument("--seed", type=flags.nonnegative_int, default=1337, help="seed of the sampling")
     p.add_argument("--eos", action="store_true", help="stop a row once it emits <|endoftext|>")
     p.add_argument("--no-cache", action="store_true", help="decode without the KV cache")
-    p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report here")
+    p.add_argument(
+        "--report",
+        type=flags.writable_file,
+        default=None,
+        metavar="PATH",
+        help="write a JSON report here (default: none)",
+    )
     g = p.add_argument_group("tokenizer (only for checkpoints that store none)")
     g.add_argument(
-        "--tokenizer", default=None, help="a saved tokenizer file (must be the checkpoint's)"
+        "--tokenizer",
+        type=flags.readable_text_file,
+        default=None,
+        help="a saved tokenizer file (must be the checkpoint's; default: the one it stores)",
     )
-    g.add_argument("--data", default=None, help="the training text file (default: the stdlib)")
+    g.add_argument(
+        "--data",
+        type=flags.readable_text_file,
+        default=None,
+        help="the training text file (default: the stdlib)",
+    )
     g.add_argument(
         "--data-bytes",
-        type=int,
+        type=flags.positive_int,
         default=None,
-        help="bytes of the corpus read in training (default 2 MB, or the checkpoint's)",
+        help="bytes of the corpus read in training (default: the checkpoint's, else 2 MB)",
     )
-    g.add_argument("--cache-dir", default=os.path.join("runs", "cache"))
+    g.add_argument(
+        "--cache-dir",
+        type=flags.writable_dir,
+        default=os.path.join("runs", "cache"),
+        help="where tokenizers are cached",
+    )
     return p
 
 
@@ -120,8 +170,6 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndar
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.max_new_tokens < 0:
-        raise SystemExit(f"--max-new-tokens must be ≥ 0, got {args.max_new_tokens}")
     meta = load_checkpoint(args.checkpoint, None, restore_rng=False)  # the config first
     if not meta.get("config") or "n_layer" not in meta["config"]:
         raise SystemExit(f"generate: {args.checkpoint} holds no GPT config")

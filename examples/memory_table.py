@@ -10,7 +10,7 @@ number: the value printed in the paper (Rajbhandari et al. 2019, Table 1), in GB
 
 from __future__ import annotations
 
-import argparse
+import flags
 
 from tinyllm.accounting import (
     FP32_ADAM,
@@ -88,20 +88,27 @@ def print_one(psi: float, devices: int, precision_name: str) -> None:
     print(f"stage 3 with parameters kept between forward and backward: {kept:,.0f} elements\n")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--psi", type=float, default=7.5e9, help="parameters Ψ (default 7.5e9)")
-    parser.add_argument("--devices", type=int, default=64, help="data-parallel degree N")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="mixed")
-    parser.add_argument(
-        "--rule-params",
-        type=float,
-        default=1e9,
-        help="parameters for the notes' rule of thumb (default 1e9)",
+def build_parser():
+    p = flags.parser(__doc__)
+    p.add_argument("--psi", type=flags.finite_positive_float, default=7.5e9, help="parameters Ψ")
+    p.add_argument("--devices", type=flags.positive_int, default=64, help="data-parallel degree N")
+    p.add_argument(
+        "--precision",
+        choices=sorted(PRECISIONS),
+        default="mixed",
+        help="training precision of the one-model table",
     )
-    args = parser.parse_args(argv)
-    if args.psi <= 0 or args.devices < 1:
-        parser.error("--psi must be positive and --devices at least 1")
+    p.add_argument(
+        "--rule-params",
+        type=flags.finite_positive_float,
+        default=1e9,
+        help="parameters for the notes' rule of thumb",
+    )
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     print_table1()
     print_rule_of_thumb(args.rule_params)
     print_one(args.psi, args.devices, args.precision)

@@ -32,10 +32,10 @@ emulation against an fp32 peak — how much the rounding costs here, not half-pr
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import common
+import flags
 import numpy as np
 
 import tinyllm
@@ -58,18 +58,24 @@ THEORY = {"fp32": (4, 4, 8), "mixed": (2, 2, 12), "nomaster": (2, 2, 8)}  # para
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.parser(__doc__)
     common.add_common_args(p, steps=300, batch_size=8, lr=3e-3)
     common.add_model_args(p, n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=1024)
     p.add_argument(
-        "--formats", default="fp32,bf16,fp16", help=f"comma-separated, from {', '.join(FORMATS)}"
+        "--formats",
+        type=flags.comma_list(str, choices=tuple(FORMATS)),
+        default="fp32,bf16,fp16",
+        help=f"comma-separated, from {', '.join(FORMATS)}",
     )
     p.add_argument(
-        "--init-scale", type=float, default=2.0**16, help="fp16 loss scaler's initial scale"
+        "--init-scale",
+        type=flags.finite_positive_float,
+        default=2.0**16,
+        help="fp16 loss scaler's initial scale",
     )
     p.add_argument(
         "--seeds",
-        type=int,
+        type=flags.positive_int,
         default=1,
         help="repeat every format with seeds seed, seed+1, …: the gap to fp32 per "
         "seed shows how much of it is run-to-run noise",
@@ -172,11 +178,7 @@ def train_one(name, args, cfg, train_ids, val_ids, seed, flops_per_token, peak):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    common.check_args(args)
-    names = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = [f for f in names if f not in FORMATS]
-    if unknown or not names:
-        raise SystemExit(f"--formats: unknown {unknown}; choose from {', '.join(FORMATS)}")
+    names = args.formats
     tok, train_ids, val_ids = common.prepare_text_data(
         args.data, args.vocab_size, args.data_bytes, args.cache_dir
     )
@@ -190,8 +192,6 @@ def main(argv=None):
         f"{args.batch_size}×{args.block_size} tokens per format; measured fp32 matmul peak "
         f"{peak / 1e9:.1f} GFLOP/s"
     )
-    if args.seeds < 1:
-        raise SystemExit(f"--seeds must be ≥ 1, got {args.seeds}")
     seeds = [args.seed + i for i in range(args.seeds)]
     all_runs = {
         name: [

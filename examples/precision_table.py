@@ -17,8 +17,7 @@ loose.
 
 from __future__ import annotations
 
-import argparse
-
+import flags
 import numpy as np
 
 from tinyllm.accounting import FP32_ADAM, MIXED_PRECISION_ADAM
@@ -207,10 +206,19 @@ def print_bytes(n_params: float) -> None:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-params", type=float, default=1e9, help="model size for section 5")
-    args = ap.parse_args()
+def build_parser():
+    p = flags.parser(__doc__)
+    p.add_argument(
+        "--n-params",
+        type=flags.finite_positive_float,
+        default=1e9,
+        help="model size for the bytes-per-parameter section",
+    )
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     print_table()
     print_pi()
     print_bf16_claims()

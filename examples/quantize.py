@@ -36,13 +36,13 @@ per token / this machine's measured fp32 matmul peak) as they go, and report the
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import os
 import time
 
 import common
+import flags
 import numpy as np
 
 import tinyllm
@@ -57,29 +57,52 @@ from tinyllm.precision.qlinear import outlier_columns
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.parser(__doc__)
     common.add_common_args(p, steps=300, batch_size=16, lr=3e-3)
     common.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=1024)
     p.add_argument(
         "--checkpoint",
+        type=flags.readable_file,
         default=None,
-        help="load this checkpoint (from examples/train_gpt.py) instead of training",
+        help="load this checkpoint (from examples/train_gpt.py) instead of training; the "
+        "model-size flags then come from it (default: train one here)",
     )
     p.add_argument(
         "--save",
+        type=flags.writable_file,
         default=os.path.join("runs", "quantize-base.ckpt.npz"),
         help="where the model trained here is saved",
     )
-    p.add_argument("--eval-batches", type=int, default=8, help="validation batches per format")
-    p.add_argument("--threshold", type=float, default=6.0, help="LLM.int8() outlier threshold")
+    p.add_argument(
+        "--eval-batches",
+        type=flags.positive_int,
+        default=8,
+        help="validation batches per format",
+    )
+    p.add_argument(
+        "--threshold",
+        type=flags.finite_positive_float,
+        default=6.0,
+        help="LLM.int8() outlier threshold",
+    )
     p.add_argument(
         "--qat-bits",
-        type=int,
+        type=flags.int_in(2, 8),
         default=2,
         help="weight levels 2^bits (stored in int8) for PTQ vs QAT",
     )
-    p.add_argument("--qat-steps", type=int, default=100)
-    p.add_argument("--qat-lr", type=float, default=1e-3)
+    p.add_argument(
+        "--qat-steps",
+        type=flags.positive_int,
+        default=100,
+        help="quantization-aware training steps",
+    )
+    p.add_argument(
+        "--qat-lr",
+        type=flags.finite_positive_float,
+        default=1e-3,
+        help="quantization-aware training learning rate",
+    )
     return p
 
 
@@ -208,14 +231,10 @@ def fine_tune(model, train_ids, steps, lr, args, seed, label, flops_per_token, p
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    common.check_args(args)
-    if not 2 <= args.qat_bits <= 8:
-        raise SystemExit(
-            f"--qat-bits must be in 2..8 (levels are stored in int8), got {args.qat_bits}"
-        )
     tinyllm.manual_seed(args.seed)
     model, train_ids, val_ids, train_report = trained_model(args)
     cfg = model.config
+    args.block_size = cfg.block_size  # a loaded checkpoint's context, not the flag's
     n_params = model.num_parameters()
     rng = np.random.default_rng(args.seed + 1)
     batches = [

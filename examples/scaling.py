@@ -11,7 +11,9 @@ the two answers are apart. Then it checks the rule against the paper's Table 3.
 
 from __future__ import annotations
 
-import argparse
+import os
+
+import flags
 
 from tinyllm.accounting import (
     CHINCHILLA,
@@ -126,7 +128,7 @@ def run_sweep(args) -> None:
     from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_cosine
     from tinyllm.runtime.fileio import atomic_write_bytes
 
-    budgets = [float(b) for b in args.budgets.split(",")]
+    budgets = args.budgets
     block, batch = SWEEP_BLOCK, SWEEP_BATCH
     tok, train_ids, val_ids = common.prepare_text_data(
         args.data, SWEEP_VOCAB, args.data_bytes, args.cache_dir
@@ -252,26 +254,71 @@ def text_chart(rows, budgets, width=48) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", action="store_true", help="print the rule vs the fitted law")
-    parser.add_argument("--sweep", action="store_true", help="train a grid of tiny GPTs")
-    parser.add_argument("--min-exp", type=int, default=18, help="smallest budget 10^k FLOPs")
-    parser.add_argument("--max-exp", type=int, default=26, help="largest budget 10^k FLOPs")
-    parser.add_argument(
-        "--budgets",
-        default="1e10,3e10,1e11,3e11",
-        help="--sweep: comma-separated training budgets in FLOPs",
+def build_parser():
+    p = flags.parser(__doc__)
+    p.add_argument("--table", action="store_true", help="print the rule vs the fitted law")
+    p.add_argument("--sweep", action="store_true", help="train a grid of tiny GPTs")
+    p.add_argument(
+        "--min-exp", type=flags.nonnegative_int, default=18, help="smallest budget 10^k FLOPs"
     )
-    parser.add_argument("--sweep-lr", type=float, default=3e-3)
-    parser.add_argument("--sweep-out", default="runs/scaling_sweep.csv")
-    parser.add_argument("--data", default=None, help="--sweep: text file (default: the stdlib)")
-    parser.add_argument("--data-bytes", type=int, default=1_000_000)
-    parser.add_argument("--cache-dir", default="runs/cache")
-    parser.add_argument("--seed", type=int, default=1337)
-    args = parser.parse_args(argv)
-    if args.min_exp > args.max_exp:
-        parser.error("--min-exp must not exceed --max-exp")
+    p.add_argument(
+        "--max-exp", type=flags.nonnegative_int, default=26, help="largest budget 10^k FLOPs"
+    )
+    p.add_argument(
+        "--budgets",
+        type=flags.comma_list(flags.finite_positive_float),
+        default="1e10,3e10,1e11,3e11",
+        help="--sweep: comma-separated training budgets in FLOPs (two or more)",
+    )
+    p.add_argument(
+        "--sweep-lr",
+        type=flags.finite_positive_float,
+        default=3e-3,
+        help="--sweep: peak learning rate",
+    )
+    p.add_argument(
+        "--sweep-out",
+        type=flags.writable_file,
+        default=os.path.join("runs", "scaling_sweep.csv"),
+        help="--sweep: the CSV of results (a .png beside it with matplotlib)",
+    )
+    p.add_argument(
+        "--data",
+        type=flags.readable_text_file,
+        default=None,
+        help="--sweep: text file (default: the stdlib)",
+    )
+    p.add_argument(
+        "--data-bytes",
+        type=flags.positive_int,
+        default=1_000_000,
+        help="--sweep: bytes of the corpus to read",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=flags.writable_dir,
+        default=os.path.join("runs", "cache"),
+        help="--sweep: where tokenizers and encoded corpora are cached",
+    )
+    p.add_argument(
+        "--seed", type=flags.nonnegative_int, default=1337, help="--sweep: seed of every run"
+    )
+
+    @p.add_check
+    def ranges(args):
+        if args.min_exp > args.max_exp:
+            return f"--min-exp {args.min_exp} must not exceed --max-exp {args.max_exp}"
+        if args.max_exp > 300:
+            return f"--max-exp must be at most 300 (10^k as a float), got {args.max_exp}"
+        if args.sweep and len(args.budgets) < 2:
+            return f"--budgets needs two or more budgets to fit a power law, got {args.budgets}"
+        return None
+
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     if not (args.table or args.sweep):
         args.table = True
     if args.table:

@@ -30,14 +30,16 @@ import sim  # first: it sets the BLAS/numba thread counts before NumPy loads
 
 # isort: split
 
-import argparse
 import sys
 import time
 
 import common
+import flags
 import numpy as np
+from mpi4py import MPI
 
 import tinyllm
+from sim.cost import PROFILES
 from sim.parallel3d import Parallel3D
 from sim.topology import Grid
 from tinyllm.data import get_batch
@@ -45,23 +47,27 @@ from tinyllm.models import GPT
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.parser(__doc__)
     common.add_common_args(p, steps=60, batch_size=16, lr=3e-3)
     common.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=512)
     p.set_defaults(data_bytes=1_000_000, eval_interval=30, log_interval=10)
     g = p.add_argument_group("parallelism")
     g.add_argument(
         "--dp",
-        type=int,
+        type=flags.positive_int,
         default=None,
         help="data-parallel replicas (default: the ranks left over by tp × pp)",
     )
-    g.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks per layer")
-    g.add_argument("--pp", type=int, default=1, help="pipeline stages")
-    g.add_argument("--schedule", choices=("gpipe", "1f1b"), default="1f1b")
+    g.add_argument(
+        "--tp", type=flags.positive_int, default=1, help="tensor-parallel ranks per layer"
+    )
+    g.add_argument("--pp", type=flags.positive_int, default=1, help="pipeline stages")
+    g.add_argument(
+        "--schedule", choices=("gpipe", "1f1b"), default="1f1b", help="pipeline schedule"
+    )
     g.add_argument(
         "--micro-batches",
-        type=int,
+        type=flags.positive_int,
         default=None,
         help="micro-batches per replica and step (default: 2 × pp)",
     )
@@ -70,30 +76,61 @@ def build_parser():
         action="store_true",
         help="recompute each block's forward in backward (tinyllm/recompute.py)",
     )
-    g.add_argument("--profile", default="A100-80GB", help="cost-model GPU (sim/cost.py)")
+    g.add_argument(
+        "--profile", choices=sorted(PROFILES), default="A100-80GB", help="cost-model GPU"
+    )
     g.add_argument(
         "--device-memory",
-        type=int,
+        type=flags.byte_count,
         default=None,
-        help="simulated device capacity in bytes (default: the profile's)",
+        help="simulated device capacity, e.g. 12MB (default: the profile's)",
     )
     g.add_argument("--float64", action="store_true", help="train in float64 (equivalence checks)")
-    g.add_argument("--sample-tokens", type=int, default=80)
+    g.add_argument(
+        "--sample-tokens",
+        type=flags.nonnegative_int,
+        default=80,
+        help="tokens of the sample printed at the end (0: none)",
+    )
+    p.add_check(grid_problem)
     return p
 
 
-def grid_from_args(args, world_size: int) -> Grid:
+def grid_problem(args, world_size: int | None = None) -> str | None:
+    """What is wrong with the dp × tp × pp grid for this many ranks (mpirun has started them
+    all, and MPI knows how many without a collective), or None."""
+    world_size = MPI.COMM_WORLD.Get_size() if world_size is None else world_size
     tp, pp = args.tp, args.pp
-    dp = args.dp if args.dp is not None else world_size // max(1, tp * pp)
-    grid = Grid(dp=dp, tp=tp, pp=pp)
-    if grid.size != world_size:
-        raise SystemExit(
-            f"--dp {dp} --tp {tp} --pp {pp} needs {grid.size} ranks; this run has "
-            f"{world_size} (mpirun -n {grid.size})"
+    dp = args.dp if args.dp is not None else max(1, world_size // (tp * pp))
+    if dp * tp * pp != world_size:
+        return (
+            f"--dp {dp} --tp {tp} --pp {pp} needs {dp * tp * pp} ranks; this run has "
+            f"{world_size} (mpirun -n {dp * tp * pp})"
         )
     if args.batch_size % dp:
-        raise SystemExit(f"--batch-size {args.batch_size} must divide by dp = {dp}")
-    return grid
+        return f"--batch-size {args.batch_size} must divide by dp = {dp}"
+    m = args.micro_batches or 2 * pp
+    if (args.batch_size // dp) % m:
+        return (
+            f"--batch-size {args.batch_size} / dp {dp} = {args.batch_size // dp} sequences per "
+            f"replica must split into --micro-batches {m}"
+        )
+    if args.n_head % tp or (4 * args.n_embd) % tp:
+        return (
+            f"--tp {tp} must divide --n-head {args.n_head} and the MLP width 4 × --n-embd "
+            f"= {4 * args.n_embd} (heads and MLP columns are split across tp ranks)"
+        )
+    if pp > args.n_layer:
+        return f"--pp {pp} stages need at least as many blocks, got --n-layer {args.n_layer}"
+    return None
+
+
+def grid_from_args(args, world_size: int) -> Grid:
+    problem = grid_problem(args, world_size)
+    if problem:
+        raise SystemExit(problem)
+    tp, pp = args.tp, args.pp
+    return Grid(dp=args.dp if args.dp is not None else world_size // (tp * pp), tp=tp, pp=pp)
 
 
 def build_model(args, vocab_size):
@@ -128,7 +165,6 @@ def bubble_table(bubbles, free) -> str:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    common.check_args(args)
     world = sim.init()
     log = world.print0
     grid = grid_from_args(args, world.size)

@@ -21,11 +21,11 @@ raise, import) hidden by [MASK] at the start of a line of code, scored by balanc
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import common
+import flags
 import numpy as np
 from bert_keyword_task import keyword_task
 
@@ -47,35 +47,53 @@ from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.parser(__doc__)
     common.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
-    common.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
+    common.add_model_args(
+        p,
+        n_layer=2,
+        n_head=4,
+        n_embd=128,
+        block_size=64,
+        vocab_size=1024,
+        n_special=len(standard_special_tokens()),
+    )
     p.add_argument(
         "--checkpoint",
+        type=flags.writable_file,
         default=os.path.join("runs", "bert.ckpt.npz"),
-        help="where to save the pre-trained (masked-LM) checkpoint",
+        help="where to save the pre-trained (masked-LM) checkpoint (with --resume: and read)",
     )
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument(
         "--stop-at",
-        type=int,
+        type=flags.positive_int,
         default=None,
         help="stop pre-training (and checkpoint) after this many steps of --steps; "
-        "the fine-tuning part then does not run",
+        "the fine-tuning part then does not run (default: run all --steps)",
     )
     g = p.add_argument_group("fine-tuning: name the hidden keyword")
-    g.add_argument("--cls-steps", type=int, default=100, help="fine-tuning steps (0: skip)")
-    g.add_argument("--cls-batch-size", type=int, default=32)
-    g.add_argument("--cls-lr", type=float, default=1e-3)
+    g.add_argument(
+        "--cls-steps", type=flags.nonnegative_int, default=100, help="fine-tuning steps (0: skip)"
+    )
+    g.add_argument(
+        "--cls-batch-size", type=flags.positive_int, default=32, help="fine-tuning batch"
+    )
+    g.add_argument(
+        "--cls-lr",
+        type=flags.finite_positive_float,
+        default=1e-3,
+        help="fine-tuning learning rate",
+    )
     g.add_argument(
         "--cls-len",
-        type=int,
+        type=flags.positive_int,
         default=32,
         help="most tokens per example, [CLS] and [SEP] included (longer lines are cut)",
     )
     g.add_argument(
         "--cls-eval-per-class",
-        type=int,
+        type=flags.positive_int,
         default=60,
         help="test lines per keyword (fewer where the validation text has fewer)",
     )
@@ -84,6 +102,14 @@ def build_parser():
         action="store_true",
         help="skip fine-tuning a randomly initialized encoder for comparison",
     )
+    p.add_check(common.resume_needs_checkpoint)
+
+    @p.add_check
+    def cls_len_fits(args):
+        if not 4 <= args.cls_len <= args.block_size:
+            return f"--cls-len must be in [4, --block-size {args.block_size}], got {args.cls_len}"
+        return None
+
     return p
 
 
@@ -160,11 +186,6 @@ def fill_in_sample(model, tok, ids, block_size, rng, special) -> dict:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    common.check_args(args)
-    if args.cls_len < 4 or args.cls_len > args.block_size:
-        raise SystemExit(
-            f"--cls-len must be in [4, --block-size={args.block_size}], got {args.cls_len}"
-        )
     t0, cpu0 = time.perf_counter(), time.process_time()
     tinyllm.manual_seed(args.seed)
     tok, train_ids, val_ids = common.prepare_text_data(

@@ -12,11 +12,11 @@ uninterrupted run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import common
+import flags
 import numpy as np
 
 import tinyllm
@@ -26,28 +26,35 @@ from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.parser(__doc__)
     common.add_common_args(p, steps=400, batch_size=16, lr=3e-3)
     common.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=1024)
     p.add_argument(
         "--checkpoint",
+        type=flags.writable_file,
         default=os.path.join("runs", "gpt.ckpt.npz"),
-        help="where to save the final checkpoint",
+        help="where to save the final checkpoint (and, with --resume, the one to continue)",
     )
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument(
         "--stop-at",
-        type=int,
+        type=flags.positive_int,
         default=None,
-        help="stop (and checkpoint) after this many steps of the --steps schedule",
+        help="stop (and checkpoint) after this many steps of the --steps schedule "
+        "(default: run all --steps)",
     )
-    p.add_argument("--sample-tokens", type=int, default=200)
+    p.add_argument(
+        "--sample-tokens",
+        type=flags.nonnegative_int,
+        default=200,
+        help="tokens of the sample printed at the end (0: none)",
+    )
+    p.add_check(common.resume_needs_checkpoint)
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    common.check_args(args)
     tinyllm.manual_seed(args.seed)
     tok, train_ids, val_ids = common.prepare_text_data(
         args.data, args.vocab_size, args.data_bytes, args.cache_dir

@@ -24,11 +24,11 @@ Python's parser reads them — decoded greedily with the KV cache and scored by 
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import common
+import flags
 import numpy as np
 from t5_signature_task import signature_task
 
@@ -49,44 +49,87 @@ N_SENTINELS = 100
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.parser(__doc__)
     common.add_common_args(p, steps=300, batch_size=16, lr=2e-3)
-    common.add_model_args(p, n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=1024)
-    p.add_argument(
-        "--n-decoder-layer", type=int, default=None, help="decoder blocks (default: --n-layer)"
+    common.add_model_args(
+        p,
+        n_layer=2,
+        n_head=4,
+        n_embd=128,
+        block_size=64,
+        vocab_size=1024,
+        n_special=len(standard_special_tokens(N_SENTINELS)),
     )
-    p.add_argument("--noise-density", type=float, default=0.15)
-    p.add_argument("--mean-span", type=float, default=3.0, help="mean noise span length")
+    p.add_argument(
+        "--n-decoder-layer",
+        type=flags.positive_int,
+        default=None,
+        help="decoder blocks (default: --n-layer)",
+    )
+    p.add_argument(
+        "--noise-density",
+        type=flags.float_in(0.0, 1.0, low_open=True, high_open=True),
+        default=0.15,
+        help="fraction of the tokens corrupted",
+    )
+    p.add_argument(
+        "--mean-span",
+        type=flags.finite_positive_float,
+        default=3.0,
+        help="mean noise span length in tokens",
+    )
     p.add_argument(
         "--checkpoint",
+        type=flags.writable_file,
         default=os.path.join("runs", "t5.ckpt.npz"),
-        help="where to save the pre-trained checkpoint",
+        help="where to save the pre-trained checkpoint (with --resume: and read)",
     )
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument(
         "--stop-at",
-        type=int,
+        type=flags.positive_int,
         default=None,
         help="stop pre-training (and checkpoint) after this many steps of --steps; "
-        "the fine-tuning part then does not run",
+        "the fine-tuning part then does not run (default: run all --steps)",
     )
     g = p.add_argument_group("fine-tuning: list a function's parameters")
-    g.add_argument("--ft-steps", type=int, default=150, help="fine-tuning steps (0: skip)")
-    g.add_argument("--ft-batch-size", type=int, default=32)
-    g.add_argument("--ft-lr", type=float, default=1e-3)
+    g.add_argument(
+        "--ft-steps", type=flags.nonnegative_int, default=150, help="fine-tuning steps (0: skip)"
+    )
+    g.add_argument("--ft-batch-size", type=flags.positive_int, default=32, help="fine-tuning batch")
+    g.add_argument(
+        "--ft-lr", type=flags.finite_positive_float, default=1e-3, help="fine-tuning learning rate"
+    )
     g.add_argument(
         "--ft-input-len",
-        type=int,
+        type=flags.positive_int,
         default=48,
         help="longest def line in tokens (longer ones are left out)",
     )
     g.add_argument(
         "--ft-target-len",
-        type=int,
+        type=flags.positive_int,
         default=24,
         help="longest target in tokens, <|endoftext|> included",
     )
-    g.add_argument("--ft-eval-examples", type=int, default=200, help="test lines to decode")
+    g.add_argument(
+        "--ft-eval-examples", type=flags.positive_int, default=200, help="test lines to decode"
+    )
+    p.add_check(common.resume_needs_checkpoint)
+
+    @p.add_check
+    def lengths_fit(args):
+        if args.ft_input_len > args.block_size:
+            return (
+                f"--ft-input-len {args.ft_input_len} must not exceed --block-size {args.block_size}"
+            )
+        if args.ft_target_len >= args.block_size:  # decoding adds the start token
+            return (
+                f"--ft-target-len {args.ft_target_len} must be below --block-size "
+                f"{args.block_size} (the decoder also holds its start token)"
+            )
+        return None
+
     return p
 
 
@@ -147,7 +190,6 @@ def span_sample(model, tok, ids, args, rng, sentinels) -> dict:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    common.check_args(args)
     t0, cpu0 = time.perf_counter(), time.process_time()
     tinyllm.manual_seed(args.seed)
     tok, train_ids, val_ids = common.prepare_text_data(

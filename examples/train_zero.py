@@ -23,56 +23,69 @@ import sim  # first: it sets the BLAS/numba thread counts before NumPy loads
 
 import argparse
 import os
-import re
 import sys
 import time
 
 import common
 import compare
+import flags
 import numpy as np
 import zero_loop
+from mpi4py import MPI
 
 from sim.checkpoint import load_sharded, save_sharded
+from sim.cost import PROFILES
 from sim.device import format_bytes_per_parameter
 from tinyllm.checkpoint import new_run_id
 
 
-def parse_bytes(text: str) -> int:
-    """'64MB' → 64e6, '1GiB' → 2³⁰, '1000' → 1000."""
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?)B?\s*", str(text), re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a byte count: {text!r} (e.g. 64MB, 1GiB, 1000)")
-    value, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
-    power = "KMGT".index(unit) + 1 if unit else 0
-    return int(value * (1024 if binary else 1000) ** power)
-
-
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.parser(__doc__)
     common.add_common_args(p, steps=300, batch_size=16, lr=3e-3)
     common.add_model_args(p, n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=512)
     p.set_defaults(data_bytes=1_000_000, eval_interval=100, log_interval=20)
     g = p.add_argument_group("parallelism")
-    g.add_argument("--stage", type=int, choices=(0, 1, 2, 3), default=3, help="0 = DDP")
-    g.add_argument("--offload", choices=("none", "optimizer", "params"), default="none")
+    g.add_argument(
+        "--stage", type=int, choices=(0, 1, 2, 3), default=3, help="ZeRO stage (0 = DDP)"
+    )
+    g.add_argument(
+        "--offload",
+        choices=("none", "optimizer", "params"),
+        default="none",
+        help="ZeRO-Offload: keep the optimizer states (and the parameters) on the host",
+    )
     g.add_argument(
         "--sharding-factor",
-        type=int,
+        type=flags.positive_int,
         default=None,
-        help="shard within groups of F ranks, replicate across groups (default: all)",
+        help="shard within groups of F ranks, replicate across groups (default: all ranks)",
     )
-    g.add_argument("--reshard-after-forward", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument(
+        "--reshard-after-forward",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ZeRO-3: free gathered parameters after forward, gather again in backward",
+    )
     g.add_argument("--prefetch", action="store_true", help="ZeRO-3: gather the next unit early")
     g.add_argument("--naive-ddp", action="store_true", help="stage 0: one all-reduce per parameter")
-    g.add_argument("--bucket-mb", type=float, default=25.0, help="DDP bucket size")
-    g.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation micro-steps")
+    g.add_argument(
+        "--bucket-mb", type=flags.finite_positive_float, default=25.0, help="DDP bucket size, MB"
+    )
+    g.add_argument(
+        "--accum-steps",
+        type=flags.positive_int,
+        default=1,
+        help="gradient accumulation micro-steps",
+    )
     g.add_argument(
         "--device-memory",
-        type=parse_bytes,
+        type=flags.byte_count,
         default=None,
-        help="simulated device capacity (e.g. 12MB); default: the profile's",
+        help="simulated device capacity (e.g. 12MB; default: the profile's)",
     )
-    g.add_argument("--profile", default="A100-80GB", help="cost-model GPU (sim/cost.py)")
+    g.add_argument(
+        "--profile", choices=sorted(PROFILES), default="A100-80GB", help="cost-model GPU"
+    )
     g.add_argument(
         "--dtype",
         choices=("float32", "bfloat16", "float16"),
@@ -84,26 +97,74 @@ def build_parser():
         "--backend",
         choices=("explicit", "mpi"),
         default=None,
-        help="collectives: explicit point-to-point (default) or MPI's built-in",
+        help="collectives: explicit point-to-point (the default) or MPI's built-in",
     )
     g.add_argument(
         "--compare",
         action="store_true",
         help="run DDP and every stage/offload for a few steps; print one table",
     )
-    g.add_argument("--compare-steps", type=int, default=3)
-    g.add_argument("--checkpoint-dir", default=os.path.join("runs", "zero-ckpt"))
+    g.add_argument(
+        "--compare-steps",
+        type=flags.positive_int,
+        default=3,
+        help="--compare: steps per strategy",
+    )
+    g.add_argument(
+        "--checkpoint-dir",
+        type=flags.writable_dir,
+        default=os.path.join("runs", "zero-ckpt"),
+        help="where the sharded checkpoint is saved (and, with --resume, read)",
+    )
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-    g.add_argument("--stop-at", type=int, default=None, help="stop early (and checkpoint) here")
-    g.add_argument("--sample-tokens", type=int, default=120)
+    g.add_argument(
+        "--stop-at",
+        type=flags.positive_int,
+        default=None,
+        help="stop early (and checkpoint) here (default: run all --steps)",
+    )
+    g.add_argument(
+        "--sample-tokens",
+        type=flags.nonnegative_int,
+        default=120,
+        help="tokens of the sample printed at the end (0: none)",
+    )
+    p.add_check(parallel_flags)
     return p
+
+
+def parallel_flags(args) -> str | None:
+    """The cross-flag checks of parallelism, which need the world size: mpirun has started
+    every rank and MPI knows how many there are without any collective."""
+    world_size = MPI.COMM_WORLD.Get_size()
+    split = world_size * args.accum_steps
+    if args.batch_size % split:
+        return (
+            f"--batch-size {args.batch_size} must divide by world size {world_size} × "
+            f"--accum-steps {args.accum_steps} = {split}"
+        )
+    if args.sharding_factor is not None and world_size % args.sharding_factor:
+        return f"--sharding-factor {args.sharding_factor} must divide the world size {world_size}"
+    if args.resume and not os.path.isfile(os.path.join(args.checkpoint_dir, "index.json")):
+        return f"--resume: --checkpoint-dir {args.checkpoint_dir} holds no index.json"
+    if args.compare:
+        return None
+    if args.stage == 0 and args.offload != "none":
+        return f"--offload {args.offload} needs a ZeRO stage (--stage 1, 2 or 3)"
+    if args.stage != 3 and (args.prefetch or not args.reshard_after_forward):
+        return (
+            "--prefetch and --no-reshard-after-forward need --stage 3: only ZeRO-3 "
+            "gathers and frees parameters"
+        )
+    if args.naive_ddp and args.stage != 0:
+        return "--naive-ddp needs --stage 0 (DDP)"
+    return None
 
 
 def main(argv=None, **defaults):
     parser = build_parser()
     parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
-    common.check_args(args)
     world = sim.init(backend=args.backend)
     log = world.print0
     t0 = time.perf_counter()

@@ -102,9 +102,11 @@ def test_memory_table_example_runs(capsys):
 
     script = Path(__file__).resolve().parents[2] / "examples" / "memory_table.py"
     argv, sys.argv = sys.argv, [str(script), "--psi", "1e9", "--devices", "4"]
+    sys.path.insert(0, str(script.parent))  # as `python script.py` does: its flags module
     try:
         runpy.run_path(str(script), run_name="__main__")
     finally:
         sys.argv = argv
+        sys.path.remove(str(script.parent))
     out = capsys.readouterr().out
     assert "31.41 [31.4]" in out and "4187.5 [4187]" in out and "24.0 GB" in out
