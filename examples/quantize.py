@@ -234,7 +234,6 @@ def main(argv=None):
     tinyllm.manual_seed(args.seed)
     model, train_ids, val_ids, train_report = trained_model(args)
     cfg = model.config
-    args.block_size = cfg.block_size  # a loaded checkpoint's context, not the flag's
     n_params = model.num_parameters()
     rng = np.random.default_rng(args.seed + 1)
     batches = [
