@@ -225,11 +225,12 @@ class Communicator:
         rec.messages_recv += 1
 
     def _what(self, message: str, note: str) -> str:
-        """How a timeout names the operation: "all_reduce#5 (step 2/3: recv from rank 1)"."""
+        """How a timeout names the operation: "all_reduce#5 (step 2/3: recv from rank 1)",
+        or for a user's message "recv from rank 1 (tag 0)" (ranks of this communicator)."""
         rec = self._record
-        detail = f"{note}: {message}" if note else message
         if rec.op in ("send", "recv", "sendrecv"):
-            return f"{rec.op} ({detail})"
+            return f"{message} ({note})"
+        detail = f"{note}: {message}" if note else message
         return f"{rec.op}#{rec.seq} ({detail})"
 
     def _trace(self, text: str) -> None:

@@ -9,8 +9,10 @@ against a deadline:
     while not Test(request):
         if now − start > timeout − grace: raise the alarm
         pause: spin for the first ~50 µs (the answer is usually already on its way), then
-               sleep, doubling the pause up to 1 ms (a waiting rank leaves the core to ranks
-               still computing: four ranks share two cores)
+               yield the core to any other runnable process for up to 5 ms (each Test also
+               drives MPI's progress engine: a multi-round collective advances only while its
+               ranks poll), then sleep, doubling the pause up to 1 ms (a rank waiting long
+               leaves the core to ranks still computing: four ranks share two cores)
 
 `timeout` is SIM_TIMEOUT (default 30 s); `grace` = min(2 s, timeout / 5) of it is kept for
 naming the culprit, so a job whose rank failed ends within `timeout` of the moment the others
@@ -58,6 +60,7 @@ from mpi4py import MPI
 
 DEFAULT_TIMEOUT = 30.0
 SPIN_SECONDS = 5e-5  # poll without pausing this long: a fast answer pays no sleep
+YIELD_SECONDS = 5e-3  # then poll after sched_yield() this long: MPI keeps making progress
 MAX_PAUSE = 1e-3  # the longest sleep between two polls
 LISTEN_EVERY = 0.05  # how often a waiting rank checks the alarm channel
 ALARM_TAG = 7001
@@ -144,6 +147,9 @@ class Wait:
         }
 
 
+_yield = getattr(os, "sched_yield", lambda: time.sleep(0))
+
+
 def wait(requests: list, timeout: float, describe, statuses=None) -> None:
     """Complete every request of `requests`, or end the job once `timeout` has passed.
 
@@ -161,14 +167,18 @@ def wait(requests: list, timeout: float, describe, statuses=None) -> None:
         now = time.monotonic()
         if now >= alarm_at:
             raise_alarm(describe(), timeout)
-        if now - start < SPIN_SECONDS:
+        waited = now - start
+        if waited < SPIN_SECONDS:
             continue
         if now >= listen_at:
             listen_at = now + LISTEN_EVERY
             if _heard_alarm():
                 raise_alarm(describe(), timeout)
-        time.sleep(pause)
-        pause = min(2 * pause + 1e-5, MAX_PAUSE)
+        if waited < YIELD_SECONDS:
+            _yield()
+        else:
+            time.sleep(pause)
+            pause = min(2 * pause + 1e-5, MAX_PAUSE)
 
 
 def _heard_alarm() -> bool:
