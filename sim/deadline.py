@@ -9,10 +9,15 @@ against a deadline:
     while not Test(request):
         if now − start > timeout − grace: raise the alarm
         pause: spin for the first ~50 µs (the answer is usually already on its way), then
-               yield the core to any other runnable process for up to 5 ms (each Test also
-               drives MPI's progress engine: a multi-round collective advances only while its
-               ranks poll), then sleep, doubling the pause up to 1 ms (a rank waiting long
-               leaves the core to ranks still computing: four ranks share two cores)
+               poll after sched_yield() — the core goes to any other runnable process, e.g.
+               a rank still computing, four ranks sharing two cores — for up to 1 s, then
+               sleep, doubling the pause up to 1 ms
+
+Why yield and not sleep from the start: each Test also drives MPI's progress engine (a
+multi-round collective advances only while its ranks poll), and a sleeping rank wakes late on a
+loaded machine — sleeping after 5 ms already made a ZeRO-3 training step markedly slower. A
+wait longer than a second is waiting for something slow; there the 1 ms pause costs nothing
+and spares the CPU.
 
 `timeout` is SIM_TIMEOUT (default 30 s); `grace` = min(2 s, timeout / 5) of it is kept for
 naming the culprit, so a job whose rank failed ends within `timeout` of the moment the others
@@ -60,7 +65,7 @@ from mpi4py import MPI
 
 DEFAULT_TIMEOUT = 30.0
 SPIN_SECONDS = 5e-5  # poll without pausing this long: a fast answer pays no sleep
-YIELD_SECONDS = 5e-3  # then poll after sched_yield() this long: MPI keeps making progress
+YIELD_SECONDS = 1.0  # then poll after sched_yield() this long: MPI keeps making progress
 MAX_PAUSE = 1e-3  # the longest sleep between two polls
 LISTEN_EVERY = 0.05  # how often a waiting rank checks the alarm channel
 ALARM_TAG = 7001
