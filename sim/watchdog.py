@@ -26,7 +26,10 @@ open — the shared-memory files in /proc/self/maps, and the hwloc file that the
 the `hydra_pmi_proxy`, holds open (/proc/<ppid>/fd) — never a pattern match on the names, so
 other jobs' files on the same machine are left alone.
 
-Linux and MPICH only (the watcher is not started under other launchers).
+Linux and MPICH only (the watcher is not started under other launchers). The watcher writes
+its line to mpirun's own stderr (/proc/<mpirun>/fd/2, opened for appending): through a pipe or
+a terminal it shows up in order; into a file that the shell opened without appending
+(`mpirun … 2> log`), mpirun's later writes may overwrite it — use `2>> log` or a pipe.
 """
 
 from __future__ import annotations

@@ -4,13 +4,16 @@ For each fault — kill -9, SIGSTOP, an uncaught exception, an early sys.exit(0)
 rank 2, fails at step 3 of a loop of collectives (or of pipeline-style send/recv). The test
 checks what a user would: mpirun exits non-zero, soon after the fault (within SIM_TIMEOUT plus
 a margin for the teardown), its output names rank 2 and no other rank as the culprit, and none
-of the job's own MPICH/hydra temporary files is left (the worker lists them while running).
+of the job's own MPICH/hydra temporary files is left (the worker lists them while running),
+while files named like another job's are untouched.
 """
 
+import contextlib
 import json
 import os
 import re
 import time
+import uuid
 
 import pytest
 from mpi_helpers import run_mpi
@@ -27,17 +30,35 @@ NAMED = {
 }
 
 
+@contextlib.contextmanager
+def other_jobs_files():
+    """Files named like another job's: the cleanup must leave them alone."""
+    tag = uuid.uuid4().hex[:8]
+    decoys = [f"/dev/shm/mpich_shm_{tag}_0", f"/tmp/hydra_hwloc_xmlfile_{tag}"]
+    for path in decoys:
+        with open(path, "w") as f:
+            f.write("not this job's\n")
+    try:
+        yield decoys
+    finally:
+        for path in decoys:
+            if os.path.exists(path):
+                os.unlink(path)
+
+
 def run_fault(fault: str, pattern: str):
     started = time.time()
-    result = run_mpi(
-        "fault_worker.py",
-        4,
-        [fault, pattern],
-        timeout=60,
-        check=False,
-        env={"SIM_TIMEOUT": str(SIM_TIMEOUT)},
-    )
-    ended = time.time()
+    with other_jobs_files() as decoys:
+        result = run_mpi(
+            "fault_worker.py",
+            4,
+            [fault, pattern],
+            timeout=60,
+            check=False,
+            env={"SIM_TIMEOUT": str(SIM_TIMEOUT)},
+        )
+        ended = time.time()
+        assert all(os.path.exists(path) for path in decoys), result.describe()
     text = result.describe()
     assert result.returncode != 0, text
     assert "finished all" not in result.stdout, text
