@@ -4,6 +4,8 @@ One MPI rank plays one GPU. What a real cluster would do in hardware is written 
 can be read and measured. The modules, in reading order:
 
     sim.launch           init(): thread limits, numba warm-up in order, abort-on-exception
+    sim.deadline         no wait without a deadline; the ranks name the one that failed
+    sim.watchdog         names a rank killed outright; removes the job's MPICH temp files
     sim.traffic          CommRecord / CommStats: the bytes and messages of every call
     sim.agreement        checked mode: every rank must enter the same collective
     sim.comm             Communicator: ranks, sub-groups, send/recv, collectives, byte counters

@@ -13,10 +13,11 @@ means everyone agrees. Otherwise the ranks gather all signatures and raise
 
 The cost is one extra small-message exchange per collective, not counted in the stats (a
 simulated GPU would not pay it): about the time of a tiny collective itself, negligible for large
-buffers (benchmarks/collectives.py measures both modes). While waiting there (`wait_for`), a
-rank gives up after a timeout with `CollectiveTimeoutError`: a rank that never arrives (it left
-the loop early, or is stuck) then ends the job instead of hanging it. What cannot be detected:
-mismatched point-to-point `send`/`recv` pairs, and everything with checks off.
+buffers (benchmarks/collectives.py measures both modes). The exchange waits with a deadline,
+like every other call (sim/deadline.py): a rank that never arrives (it left the loop early, or
+is stuck) is named and the job ends instead of hanging. What cannot be detected here:
+mismatched point-to-point `send`/`recv` pairs (the deadline reports those as a deadlock), and
+everything with checks off.
 
 Before that, each rank checks its own arguments (`flat_buffer`, `chunk_problem`,
 `root_problem`); a problem found there is part of the signature, so every rank raises — not
@@ -24,8 +25,6 @@ only the one with the bad buffer, which would leave the others waiting.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
@@ -52,10 +51,6 @@ REDUCE_OP_CODES = {"": 0, "sum": 1, "avg": 2}
 
 class CollectiveMismatchError(RuntimeError):
     """The ranks called different collectives, or the same one with different sizes."""
-
-
-class CollectiveTimeoutError(RuntimeError):
-    """A rank waited too long for the others to enter a collective."""
 
 
 def mismatch_table(everyone: list[dict], world_ranks) -> str:
@@ -152,24 +147,3 @@ def everyone_agrees(both: np.ndarray) -> bool:
     """After the MAX all-reduce of (sig, −sig): max == min everywhere, and every buffer valid."""
     n = both.size // 2
     return bool(np.array_equal(both[:n], -both[n:]) and both[n - 1])
-
-
-def wait_for(request, timeout: float, what: str, who: str) -> None:
-    """Wait for a non-blocking MPI request, but give up after `timeout` seconds.
-
-    Poll without pausing for the first ~200 µs (the common case: the others are already there),
-    then sleep between polls, up to 1 ms, so that a waiting rank leaves the CPU to ranks still
-    computing on the same cores.
-    """
-    start = time.monotonic()
-    pause = 0.0
-    while not request.Test():
-        waited = time.monotonic() - start
-        if waited > timeout:
-            raise CollectiveTimeoutError(
-                f"{who} waited {timeout:g} s for the other ranks to enter {what}; some rank took "
-                f"another code path, left early, or is stuck (SIM_TIMEOUT sets the limit)"
-            )
-        if waited > 2e-4:
-            time.sleep(pause)
-            pause = min(2 * pause + 1e-5, 1e-3)

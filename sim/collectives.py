@@ -39,7 +39,7 @@ added in float32 and rounded back); each partial sum is rounded to the buffer's 
 step, as NCCL does. Collectives that only move data take integer dtypes too. The explicit functions
 take a `sim.comm.Communicator` and move data only through its `_sendrecv` / `_send` / `_recv`, which
 count every byte; the `mpi_*` functions beside them call MPI's built-in collective, which is faster
-but hides its algorithm.
+but hides its algorithm. Both only ever wait with a deadline (sim/deadline.py).
 """
 
 from __future__ import annotations
@@ -227,58 +227,63 @@ def tree_reduce(comm, buf: np.ndarray, root: int, op: str) -> None:
 def _through_float32(fn):
     """MPI has no bf16: reduce bf16 buffers as float32 values and round the result back."""
 
-    def wrapper(mpi_comm, *args):
+    def wrapper(comm, *args):
         arrays = [a for a in args if isinstance(a, np.ndarray)]
         if not is_bf16(arrays[-1].dtype):
-            return fn(mpi_comm, *args)
+            return fn(comm, *args)
         wide = [to_float32(a).copy() if isinstance(a, np.ndarray) else a for a in args]
-        fn(mpi_comm, *wide)
+        fn(comm, *wide)
         result = [w for w in wide if isinstance(w, np.ndarray)][-1]  # the output buffer
         to_storage(result, "bfloat16", out=arrays[-1])
 
     return wrapper
 
 
+# Each built-in collective is started non-blocking (MPI-3's I-variants) and waited for by
+# `comm._wait_all`, so that a rank that never arrives ends the job (sim/deadline.py) instead of
+# hanging it. `comm._coll` is the MPI communicator the collectives run on.
 @_through_float32
-def mpi_all_reduce(mpi_comm, buf, op):
-    mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+def mpi_all_reduce(comm, buf, op):
+    comm._wait_all([comm._coll.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)], "all_reduce")
     if op == "avg":
-        buf /= mpi_comm.size
+        buf /= comm.size
 
 
 # Equal chunks use MPI's "block" variants (Allgather, Reduce_scatter_block): MPI libraries tune
 # them far better than the general v-variants, whose chunks may differ in size.
 @_through_float32
-def mpi_reduce_scatter(mpi_comm, send, recv, op):
-    if send.size % mpi_comm.size == 0:
-        mpi_comm.Reduce_scatter_block(send, recv, op=MPI.SUM)
+def mpi_reduce_scatter(comm, send, recv, op):
+    mpi_comm = comm._coll
+    if send.size % comm.size == 0:
+        request = mpi_comm.Ireduce_scatter_block(send, recv, op=MPI.SUM)
     else:
-        mpi_comm.Reduce_scatter(
-            send, recv, recvcounts=chunk_sizes(send.size, mpi_comm.size), op=MPI.SUM
-        )
+        counts = chunk_sizes(send.size, comm.size)
+        request = mpi_comm.Ireduce_scatter(send, recv, recvcounts=counts, op=MPI.SUM)
+    comm._wait_all([request], "reduce_scatter")
     if op == "avg":
-        recv /= mpi_comm.size
+        recv /= comm.size
 
 
-def mpi_all_gather(mpi_comm, send, recv):
-    if recv.size % mpi_comm.size == 0:
-        mpi_comm.Allgather(send, recv)
+def mpi_all_gather(comm, send, recv):
+    if recv.size % comm.size == 0:
+        request = comm._coll.Iallgather(send, recv)
     else:
-        mpi_comm.Allgatherv(send, [recv, chunk_sizes(recv.size, mpi_comm.size)])
+        request = comm._coll.Iallgatherv(send, [recv, chunk_sizes(recv.size, comm.size)])
+    comm._wait_all([request], "all_gather")
 
 
-def mpi_broadcast(mpi_comm, buf, root):
-    mpi_comm.Bcast(buf, root=root)
+def mpi_broadcast(comm, buf, root):
+    comm._wait_all([comm._coll.Ibcast(buf, root=root)], "broadcast")
 
 
 @_through_float32
-def mpi_reduce(mpi_comm, buf, root, op):
-    if mpi_comm.rank == root:
-        mpi_comm.Reduce(MPI.IN_PLACE, buf, op=MPI.SUM, root=root)
+def mpi_reduce(comm, buf, root, op):
+    if comm.rank == root:
+        comm._wait_all([comm._coll.Ireduce(MPI.IN_PLACE, buf, op=MPI.SUM, root=root)], "reduce")
         if op == "avg":
-            buf /= mpi_comm.size
+            buf /= comm.size
     else:
-        mpi_comm.Reduce(buf, None, op=MPI.SUM, root=root)
+        comm._wait_all([comm._coll.Ireduce(buf, None, op=MPI.SUM, root=root)], "reduce")
 
 
 # ---- what each algorithm sends: used to count the MPI backend's traffic -----------------------

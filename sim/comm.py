@@ -15,10 +15,11 @@ Counting (sim/traffic.py): every collective returns a `CommRecord` of what this 
 received, and `comm.stats` accumulates them until `stats.reset()`; with the "mpi" backend the
 traffic is counted as the explicit algorithm would send it, so both report the textbook volumes.
 
-Safety (sim/agreement.py): in checked mode (the default; `SIM_CHECKED=0` turns it off) every
-collective first makes sure all ranks entered the same call, and a rank that waits longer than
-`timeout` seconds (`SIM_TIMEOUT`, default 300) ends the job with `CollectiveTimeoutError`
-instead of hanging it.
+Safety. In checked mode (the default; `SIM_CHECKED=0` turns it off) every collective first
+makes sure all ranks entered the same call (sim/agreement.py). And no call blocks without a
+deadline (sim/deadline.py): every message, collective and barrier is started non-blocking and
+waited for at most `timeout` seconds (`SIM_TIMEOUT`, default 30); past it the ranks name the
+one that failed or stalled, in one line, and abort the job.
 
 Verbose mode (`SIM_VERBOSE=1` or `verbose=True`) prints every message to stderr:
 
@@ -36,17 +37,17 @@ import numpy as np
 from mpi4py import MPI
 
 from sim import collectives as algo
+from sim import deadline
 from sim.agreement import (
     CollectiveMismatchError,
-    CollectiveTimeoutError,  # noqa: F401  (re-exported)
     chunk_problem,
     everyone_agrees,
     flat_buffer,
     mismatch_table,
     root_problem,
     signature,
-    wait_for,
 )
+from sim.deadline import CollectiveTimeoutError, Wait  # noqa: F401  (re-exported)
 from sim.traffic import CommRecord, CommStats, Traffic  # noqa: F401  (re-exported)
 
 BACKENDS = ("explicit", "mpi")
@@ -73,6 +74,8 @@ class Communicator:
         parent_stats: CommStats | None = None,
     ):
         self.mpi = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
+        if self.mpi == MPI.COMM_WORLD:
+            deadline.open_channel()  # collective, like the Dup below
         # Collectives run on a duplicate, so their messages never match a user's send/recv.
         self._coll = self.mpi.Dup()
         self.rank = self.mpi.Get_rank()
@@ -87,7 +90,7 @@ class Communicator:
         self.backend = backend or os.environ.get("SIM_BACKEND", "explicit")
         self.checked = _env_flag("SIM_CHECKED", True) if checked is None else checked
         self.verbose = _env_flag("SIM_VERBOSE", False) if verbose is None else verbose
-        self.timeout = float(os.environ.get("SIM_TIMEOUT", 300)) if timeout is None else timeout
+        self.timeout = deadline.timeout_from_env() if timeout is None else float(timeout)
         self.stats = CommStats(parent_stats)
         self._seq = 0
         self._record: CommRecord | None = None
@@ -136,12 +139,21 @@ class Communicator:
             print(*args, **kwargs, flush=True)
 
     def barrier(self) -> None:
-        self._wait(self._coll.Ibarrier(), "barrier")
+        self._wait_all([self._coll.Ibarrier()], "barrier")
 
-    def _wait(self, request, what: str) -> None:
-        """Wait for a non-blocking MPI request, giving up after `self.timeout` seconds."""
-        who = f"rank {self.rank} of {self.size} (world rank {self.world_rank})"
-        wait_for(request, self.timeout, what, who)
+    def _wait_all(self, requests, op, peer: int | None = None, statuses=None) -> None:
+        """Complete non-blocking MPI requests within `self.timeout` (sim/deadline.py).
+
+        `op` names the operation in the message of a timeout (a string, or a function returning
+        one, so that the common path builds no text); `peer` is the rank of this communicator
+        the requests wait for (None for a collective request).
+        """
+
+        def describe():
+            who = None if peer is None else self.world_ranks[peer]
+            return Wait(op() if callable(op) else op, who, self.world_ranks)
+
+        deadline.wait(requests, self.timeout, describe, statuses)
 
     # ---- point-to-point ---------------------------------------------------------------------
     def send(self, array: np.ndarray, dest: int, tag: int = 0) -> CommRecord:
@@ -169,16 +181,20 @@ class Communicator:
         return self._end(rec)
 
     # The three primitives every explicit collective is made of. They count and trace.
+    # Each starts non-blocking requests and waits for them with the deadline (`_wait_all`).
     def _send(self, array, dest, note="", tag=0, mpi_comm=None):
         if self.verbose:
             self._trace(f"{note}: send {array.nbytes} B → {dest}")
-        (mpi_comm or self._coll).Send(array, dest=dest, tag=tag)
+        request = (mpi_comm or self._coll).Isend(array, dest=dest, tag=tag)
+        self._wait_all([request], lambda: self._what(f"send to rank {dest}", note), dest)
         self._record.bytes_sent += array.nbytes
         self._record.messages_sent += 1
 
     def _recv(self, out, source, note="", tag=0, mpi_comm=None):
         status = MPI.Status()
-        (mpi_comm or self._coll).Recv(out, source=source, tag=tag, status=status)
+        request = (mpi_comm or self._coll).Irecv(out, source=source, tag=tag)
+        what = lambda: self._what(f"recv from rank {source}", note)  # noqa: E731
+        self._wait_all([request], what, source, [status])
         got = status.Get_count(MPI.BYTE)
         if got != out.nbytes:
             raise ValueError(
@@ -193,12 +209,29 @@ class Communicator:
     def _sendrecv(self, array, dest, out, source, note="", tag=0, mpi_comm=None):
         if self.verbose:
             self._trace(f"{note}: send {array.nbytes} B → {dest}, recv {out.nbytes} B ← {source}")
-        (mpi_comm or self._coll).Sendrecv(array, dest, tag, out, source, tag)
+        mpi_comm = mpi_comm or self._coll
+        requests = [
+            mpi_comm.Irecv(out, source=source, tag=tag),
+            mpi_comm.Isend(array, dest=dest, tag=tag),
+        ]
+        # Waiting for the receive first: that is the peer whose silence matters (a send to a
+        # stalled rank completes as soon as MPI has buffered it, which small messages are).
+        self._wait_all(requests[:1], lambda: self._what(f"recv from rank {source}", note), source)
+        self._wait_all(requests[1:], lambda: self._what(f"send to rank {dest}", note), dest)
         rec = self._record
         rec.bytes_sent += array.nbytes
         rec.bytes_recv += out.nbytes
         rec.messages_sent += 1
         rec.messages_recv += 1
+
+    def _what(self, message: str, note: str) -> str:
+        """How a timeout names the operation: "all_reduce#5 (step 2/3: recv from rank 1)",
+        or for a user's message "recv from rank 1 (tag 0)" (ranks of this communicator)."""
+        rec = self._record
+        if rec.op in ("send", "recv", "sendrecv"):
+            return f"{message} ({note})"
+        detail = f"{note}: {message}" if note else message
+        return f"{rec.op}#{rec.seq} ({detail})"
 
     def _trace(self, text: str) -> None:
         rec = self._record
@@ -217,7 +250,7 @@ class Communicator:
         if self.backend == "explicit":
             algo.ring_all_reduce(self, buf, op)
         else:
-            algo.mpi_all_reduce(self._coll, buf, op)
+            algo.mpi_all_reduce(self, buf, op)
             self._count_as(
                 rec, algo.ring_volume("all_reduce", buf.size, buf.itemsize, self.rank, self.size)
             )
@@ -242,7 +275,7 @@ class Communicator:
         if self.backend == "explicit":
             algo.explicit_reduce_scatter(self, send, recv, op)
         else:
-            algo.mpi_reduce_scatter(self._coll, send, recv, op)
+            algo.mpi_reduce_scatter(self, send, recv, op)
             self._count_as(
                 rec,
                 algo.ring_volume("reduce_scatter", send.size, send.itemsize, self.rank, self.size),
@@ -266,7 +299,7 @@ class Communicator:
         if self.backend == "explicit":
             algo.explicit_all_gather(self, send, recv)
         else:
-            algo.mpi_all_gather(self._coll, send, recv)
+            algo.mpi_all_gather(self, send, recv)
             self._count_as(
                 rec, algo.ring_volume("all_gather", recv.size, recv.itemsize, self.rank, self.size)
             )
@@ -282,7 +315,7 @@ class Communicator:
         if self.backend == "explicit":
             algo.tree_broadcast(self, buf, root)
         else:
-            algo.mpi_broadcast(self._coll, buf, root)
+            algo.mpi_broadcast(self, buf, root)
             self._count_as(
                 rec, algo.tree_volume("broadcast", buf.nbytes, self.rank, root, self.size)
             )
@@ -303,7 +336,7 @@ class Communicator:
         if self.backend == "explicit":
             algo.tree_reduce(self, buf, root, op)
         else:
-            algo.mpi_reduce(self._coll, buf, root, op)
+            algo.mpi_reduce(self, buf, root, op)
             self._count_as(rec, algo.tree_volume("reduce", buf.nbytes, self.rank, root, self.size))
         return self._end(rec)
 
@@ -312,25 +345,27 @@ class Communicator:
         """Gather one JSON-serializable object per rank to `root` (a list there, None elsewhere)."""
         data = np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
         sizes = np.empty(self.size, np.int64) if self.rank == root else None
-        self._coll.Gather(np.array([data.size], np.int64), sizes, root=root)
+        mine = np.array([data.size], np.int64)
+        self._wait_all([self._coll.Igather(mine, sizes, root=root)], "gather_json (sizes)")
         if self.rank != root:
-            self._coll.Gatherv(data, None, root=root)
+            self._wait_all([self._coll.Igatherv(data, None, root=root)], "gather_json")
             return None
         out = np.empty(int(sizes.sum()), np.uint8)
-        self._coll.Gatherv(data, [out, sizes.tolist()], root=root)
+        request = self._coll.Igatherv(data, [out, sizes.tolist()], root=root)
+        self._wait_all([request], "gather_json")
         return _split_json(out, sizes)
 
     def bcast_json(self, obj, root: int = 0):
         """Root's JSON-serializable object, on every rank."""
         data = json.dumps(obj).encode() if self.rank == root else b""
         size = np.array([len(data)], np.int64)
-        self._coll.Bcast(size, root=root)
+        self._wait_all([self._coll.Ibcast(size, root=root)], "bcast_json (size)")
         buf = (
             np.frombuffer(data, np.uint8).copy()
             if self.rank == root
             else np.empty(size[0], np.uint8)
         )
-        self._coll.Bcast(buf, root=root)
+        self._wait_all([self._coll.Ibcast(buf, root=root)], "bcast_json")
         return json.loads(buf.tobytes())
 
     # ---- bookkeeping shared by the collectives ----------------------------------------------
@@ -351,7 +386,8 @@ class Communicator:
             return
         sig = signature(self._seq, op, count, dtype, root, reduce_op, problem is None)
         both = np.concatenate([sig, -sig])  # one MAX-reduction gives max and −min
-        self._wait(self._coll.Iallreduce(MPI.IN_PLACE, both, op=MPI.MAX), f"{op}#{self._seq}")
+        request = self._coll.Iallreduce(MPI.IN_PLACE, both, op=MPI.MAX)
+        self._wait_all([request], f"{op}#{self._seq} (checking that every rank entered it)")
         if everyone_agrees(both):
             return
         everyone = self.allgather_json({"sig": sig.tolist(), "problem": problem})
@@ -361,9 +397,11 @@ class Communicator:
         """One JSON-serializable object per rank, on every rank (host-side, not counted)."""
         data = np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
         sizes = np.empty(self.size, np.int64)
-        self._coll.Allgather(np.array([data.size], np.int64), sizes)
+        mine = np.array([data.size], np.int64)
+        self._wait_all([self._coll.Iallgather(mine, sizes)], "allgather_json (sizes)")
         out = np.empty(int(sizes.sum()), np.uint8)
-        self._coll.Allgatherv(data, [out, sizes.tolist()])
+        request = self._coll.Iallgatherv(data, [out, sizes.tolist()])
+        self._wait_all([request], "allgather_json")
         return _split_json(out, sizes)
 
     def _begin(self, op: str, count: int, dtype) -> CommRecord:

@@ -23,7 +23,13 @@ into a well-behaved rank:
    - More ranks than cores (4 ranks on a 2-core laptop): MPICH is asked to yield the CPU while
      it waits for a message instead of spinning (see `set_thread_env_defaults`).
 
-3. Cold start. numba compiles each kernel on first use and caches the machine code on disk.
+3. A watchdog (sim/watchdog.py). Under MPICH's mpirun, local rank 0 starts a small watcher
+   process that every local rank connects to. A rank killed outright (kill -9, a segfault)
+   is named by it — mpirun alone names only a PID — and when the job is over, however it
+   ended, it deletes the job's shared-memory and hwloc files that MPICH and hydra leave
+   behind after an abort.
+
+4. Cold start. numba compiles each kernel on first use and caches the machine code on disk.
    Four ranks compiling at once would do the work four times and race on the cache files.
    `init` runs `tinyllm.kernels.warmup()` on local rank 0, then a barrier, then on the other
    local ranks, which only load what rank 0 wrote.
@@ -31,6 +37,7 @@ into a well-behaved rank:
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
@@ -104,6 +111,9 @@ def _excepthook(exc_type, exc, tb):
 
     from mpi4py import MPI
 
+    from sim import watchdog
+
+    watchdog.tell("abort")  # a deliberate end: the watchdog need not speak
     rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
     text = "".join(traceback.format_exception(exc_type, exc, tb))
     sys.stderr.write(f"[sim] uncaught exception on rank {rank} of {size}:\n{text}")
@@ -125,6 +135,7 @@ def install_excepthook() -> None:
 
 _world = None
 _warmed_up = False
+_watched = False
 threads_report: dict = {}
 
 
@@ -137,17 +148,20 @@ def init(
     limit_threads: bool = True,
     warmup: bool = True,
     excepthook: bool = True,
+    watch: bool = True,
 ):
     """Set up this rank and return the world `Communicator` (the same object on every call).
 
     backend/checked/verbose/timeout: see sim.comm.Communicator (defaults from SIM_BACKEND,
     SIM_CHECKED, SIM_VERBOSE, SIM_TIMEOUT). limit_threads: give numba and BLAS
     cores // local ranks threads. warmup: compile the numba kernels, local rank 0 first.
-    excepthook: abort the whole job on an uncaught exception.
+    excepthook: abort the whole job on an uncaught exception. watch: start the watchdog
+    (under MPICH's mpirun only).
     """
-    global _world, _warmed_up
+    global _world, _warmed_up, _watched
     from mpi4py import MPI
 
+    from sim import deadline, watchdog
     from sim.comm import Communicator
 
     if excepthook:
@@ -165,6 +179,23 @@ def init(
                 setattr(_world, name, value)
     node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine
     local_rank, local_size = node.Get_rank(), node.Get_size()
+
+    def node_barrier(what: str, timeout: float) -> None:
+        def describe():
+            world_group = MPI.COMM_WORLD.Get_group()
+            ranks = node.Get_group().Translate_ranks(list(range(local_size)), world_group)
+            return deadline.Wait(what, None, [int(r) for r in ranks])
+
+        deadline.wait([node.Ibarrier()], timeout, describe)
+
+    if watch and not _watched and watchdog.under_hydra():
+        if local_rank == 0:
+            watchdog.start(local_size)
+        node_barrier("sim.init (starting the watchdog)", _world.timeout)
+        if watchdog.connect(MPI.COMM_WORLD.Get_rank()):
+            atexit.register(watchdog.tell, "bye")
+            deadline.on_abort(lambda: watchdog.tell("abort"))
+        _watched = True
     if limit_threads:
         import numba
 
@@ -184,7 +215,8 @@ def init(
 
         if local_rank == 0:
             kernels.warmup()  # compiles and writes numba's cache, once per machine
-        node.Barrier()
+        # Compiling can take minutes on a cold cache: this one wait gets a longer deadline.
+        node_barrier("sim.init (waiting for local rank 0 to compile the kernels)", 600.0)
         if local_rank != 0:
             kernels.warmup()  # only loads the cached machine code
         _warmed_up = True

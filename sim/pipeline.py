@@ -230,25 +230,23 @@ class PipelineEngine:
         clock = self._post_send(array, peer, label)
         request = self.comm.mpi.Isend(clock, dest=peer, tag=CLOCK_TAG)
         self.comm.send(array, peer)
-        request.Wait()
+        self.comm._wait_all([request], f"pipeline send {label} (clock)", peer)
 
     def _recv(self, out, peer, label):
         clock = np.empty(1)
         request = self.comm.mpi.Irecv(clock, source=peer, tag=CLOCK_TAG)
         self.comm.recv(out, peer)
-        request.Wait()
+        self.comm._wait_all([request], f"pipeline recv {label} (clock)", peer)
         self._arrived(clock, peer, out.nbytes, label)
 
     def _sendrecv(self, array, out, peer, label_send, label_recv):
-        from mpi4py import MPI
-
         clock_out, clock_in = self._post_send(array, peer, label_send), np.empty(1)
         requests = [
             self.comm.mpi.Isend(clock_out, dest=peer, tag=CLOCK_TAG),
             self.comm.mpi.Irecv(clock_in, source=peer, tag=CLOCK_TAG),
         ]
         self.comm.sendrecv(array, peer, out, peer)
-        MPI.Request.Waitall(requests)
+        self.comm._wait_all(requests, f"pipeline exchange {label_send} / {label_recv}", peer)
         self._arrived(clock_in, peer, out.nbytes, label_recv)
 
     # ---- the schedule -----------------------------------------------------------------------

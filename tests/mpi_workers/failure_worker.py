@@ -3,8 +3,8 @@
 Usage: mpirun -n N python failure_worker.py MODE
   raise    rank 1 raises while the other ranks wait in an all-reduce: the excepthook prints
            rank 1's traceback and aborts the job.
-  absent   rank 1 never enters the all-reduce (it finishes instead): the others give up after
-           SIM_TIMEOUT seconds with CollectiveTimeoutError, which aborts the job.
+  absent   rank 1 never enters the all-reduce (it finishes instead): the others give up within
+           SIM_TIMEOUT seconds, name rank 1 and abort the job (sim/deadline.py).
 """
 
 import sim
