@@ -33,38 +33,65 @@ import numpy as _np
 from tinyllm import nn, optim  # torch-style: tinyllm.nn, tinyllm.optim
 from tinyllm.dtypes import bfloat16
 from tinyllm.engine import Function, Tensor, enable_grad, is_grad_enabled, no_grad, observe
+from tinyllm.engine.device import device
+from tinyllm.engine.tensor import Size
 from tinyllm.ops import (
     abs,
+    all,
+    amax,
+    amin,
+    any,
     arange,
+    argmax,
+    argmin,
+    argsort,
     cat,
     chunk,
     clamp,
     concatenate,
     cross_entropy,
     empty,
+    empty_like,
+    equal,
     exp,
+    floor_divide,
     full,
+    full_like,
+    gather,
     gelu,
     log,
     log_softmax,
     matmul,
+    max,
     maximum,
     mean,
+    min,
     minimum,
+    multinomial,
     ones,
     ones_like,
+    pow,
     rand,
+    rand_like,
     randint,
     randn,
+    randn_like,
     relu,
+    remainder,
     sigmoid,
     softmax,
+    sort,
     split,
     sqrt,
     stack,
+    std,
     sum,
     tanh,
     tensor,
+    topk,
+    tril,
+    triu,
+    var,
     where,
     zeros,
     zeros_like,
@@ -72,9 +99,16 @@ from tinyllm.ops import (
 from tinyllm.runtime import allocator as _allocator
 from tinyllm.runtime.random import manual_seed
 
-float16 = _np.float16
-float32 = _np.float32
-float64 = _np.float64
+# dtypes by PyTorch's names (x.dtype == tinyllm.long works: NumPy compares a dtype with a type)
+float16 = half = _np.float16
+float32 = float = _np.float32  # noqa: A001 - torch.float
+float64 = double = _np.float64
+int64 = long = _np.int64
+int32 = int = _np.int32  # noqa: A001 - torch.int
+int16 = short = _np.int16
+int8 = _np.int8
+uint8 = _np.uint8
+bool = _np.bool_  # noqa: A001 - torch.bool
 
 __version__ = "0.1.0"
 
