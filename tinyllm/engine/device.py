@@ -34,12 +34,7 @@ class device:  # noqa: N801 - PyTorch's name (torch.device)
             )
         self.type, self.index = kind, index
 
-    def __eq__(self, other):
-        if isinstance(other, str):
-            try:
-                other = device(other)
-            except (RuntimeError, ValueError, TypeError):
-                return False
+    def __eq__(self, other):  # a device equals a device, not a string (as torch.device)
         return isinstance(other, device) and (self.type, self.index) == (other.type, other.index)
 
     def __hash__(self):
