@@ -129,6 +129,8 @@ class Function:
     its input's shape. Users call `MyFunction.apply(...)` through a lowercase wrapper.
 
     `flops` declares what the op costs (tinyllm/engine/flops.py); the FLOP counter reads it.
+    `returns_view = True` says forward may return a view of its first input, which then shares
+    that input's version counter (tinyllm/engine/versions.py).
     """
 
     flops = None
