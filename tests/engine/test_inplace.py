@@ -8,6 +8,9 @@ node saved makes backward raise PyTorch's error; modifying one that nothing save
 
 import numpy as np
 import pytest
+from engine_strategies import arrays, broadcastable, positive
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import tinyllm as tl
 from tinyllm import Tensor
@@ -269,3 +272,53 @@ def test_zero_and_fill_give_the_old_value_no_gradient():
     h.fill_(2.0)
     (h * x).sum().backward()  # d/dx of (2 · x) = 2: nothing flows through the filled h
     close(x.grad, np.full((2, 3), 2.0))
+
+
+# ---- the same scenarios in PyTorch: it raises where tinyllm raises -----------------------------
+
+SCENARIOS = {
+    # name: (steps, does torch raise on backward?)
+    "saved_input_modified": (lambda lib, x, y: ((x * y).sum(), y.mul_(2.0)), True),
+    "saved_output_modified": (lambda lib, x, y: (_exp_then_add(x),), True),
+    "unsaved_input_modified": (lambda lib, x, y: ((x + y).sum(), y.mul_(2.0)), False),
+}
+
+
+def _exp_then_add(x):
+    e = x.exp()
+    e.add_(1.0)
+    return e.sum()
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_version_errors_agree_with_torch(name):
+    torch = pytest.importorskip("torch")
+    steps, raises = SCENARIOS[name]
+    for lib, make in ((tl, Tensor), (torch, torch.tensor)):
+        x = make(_x(), requires_grad=True)
+        y = make(_x(seed=1))
+        loss = steps(lib, x, y)[0]
+        if raises:
+            with pytest.raises(RuntimeError, match=MODIFIED):
+                loss.backward()
+        else:
+            loss.backward()
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), shapes=broadcastable(num_shapes=2, min_dims=1, max_dims=3))
+def test_inplace_arithmetic_matches_numpy_with_broadcasting(data, shapes):
+    a_shape, b_shape = shapes.input_shapes
+    target = np.broadcast_shapes(a_shape, b_shape)
+    assume(target == tuple(a_shape))  # in place: the other operand broadcasts, x does not
+    a = data.draw(arrays(a_shape), label="a")
+    b = data.draw(arrays(b_shape, positive()), label="b")
+    for name, ref in (
+        ("add_", np.add),
+        ("sub_", np.subtract),
+        ("mul_", np.multiply),
+        ("div_", np.divide),
+    ):
+        t = Tensor(a.copy())
+        getattr(t, name)(Tensor(b))
+        close(t.data, ref(a, b), err_msg=name)
