@@ -322,3 +322,51 @@ def test_inplace_arithmetic_matches_numpy_with_broadcasting(data, shapes):
         t = Tensor(a.copy())
         getattr(t, name)(Tensor(b))
         close(t.data, ref(a, b), err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "name, ref",
+    [
+        ("relu_", lambda a: np.maximum(a, 0)),
+        ("sigmoid_", lambda a: 1 / (1 + np.exp(-a))),
+        ("tanh_", np.tanh),
+        ("exp_", np.exp),
+        ("neg_", np.negative),
+        ("abs_", np.abs),
+    ],
+)
+def test_unary_inplace_values_and_gradients(name, ref):
+    a = _x(seed=9)
+    a[np.abs(a) < 0.05] = 0.3  # off the kinks of relu and abs
+    t = Tensor(a.copy())
+    getattr(t, name)()
+    close(t.data, ref(a))
+    assert t._version == 1
+
+    def fn(x):
+        h = x * 1.0
+        getattr(h, name)()
+        return h
+
+    gradcheck(fn, [Tensor(a, requires_grad=True)])
+
+
+def test_log_sqrt_pow_inplace():
+    a = np.abs(_x(seed=10)) + 0.5
+    for name, ref, args in (
+        ("log_", np.log, ()),
+        ("sqrt_", np.sqrt, ()),
+        ("pow_", np.square, (2.0,)),
+    ):
+        t = Tensor(a.copy())
+        getattr(t, name)(*args)
+        close(t.data, ref(a), err_msg=name)
+
+
+def test_new_tensors_take_the_dtype():
+    x = Tensor(np.ones(2, dtype=np.float64))
+    assert x.new_zeros(3, 2).dtype == np.float64 and x.new_zeros((3, 2)).shape == (3, 2)
+    assert x.new_ones(2).dtype == np.float64
+    np.testing.assert_array_equal(x.new_full((2,), 4).data, [4.0, 4.0])
+    assert x.new_tensor([1, 2]).dtype == np.float64
+    assert x.new_zeros(2, dtype=tl.long).dtype == tl.long

@@ -33,7 +33,7 @@ def _made(values: np.ndarray, dtype, requires_grad, device, op) -> Tensor:
     return Tensor(values, requires_grad=requires_grad)
 
 
-def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
+def tensor(data, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     """`tinyllm.tensor(data)`: the same as `Tensor(data)` but always copies the data."""
     check_device(device, "tensor")
     copy_dtype = dtype
@@ -141,3 +141,26 @@ def randint(low, high=None, size=None, generator=None, dtype=np.int64, device=No
     g = generator_or_default(generator)
     size = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
     return Tensor(g.integers(low, high, size=size, dtype=dtype))
+
+
+# ---- x.new_zeros(...) and friends: a new tensor with x's dtype (PyTorch's Tensor.new_*) -----
+
+
+def new_zeros(x: Tensor, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype = x.dtype if dtype is None else dtype
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def new_ones(x: Tensor, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype = x.dtype if dtype is None else dtype
+    return ones(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def new_full(x: Tensor, size, fill_value, dtype=None, device=None, requires_grad=False):
+    dtype = x.dtype if dtype is None else dtype
+    return full(size, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def new_tensor(x: Tensor, data, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype = x.dtype if dtype is None else dtype
+    return tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)

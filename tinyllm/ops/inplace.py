@@ -35,7 +35,8 @@ import numpy as np
 from tinyllm import dtypes
 from tinyllm.engine import Function, Tensor, is_grad_enabled, no_grad, unbroadcast
 from tinyllm.engine.flops import MOVES_DATA
-from tinyllm.ops.arithmetic import add, div, mul, sub
+from tinyllm.ops.activation import relu, sigmoid, tanh
+from tinyllm.ops.arithmetic import abs, add, div, exp, log, mul, neg, pow, sqrt, sub
 from tinyllm.ops.conversion import cast
 from tinyllm.ops.selection import clamp, where
 from tinyllm.ops.shape import _unwrap_index, expand, masked_fill
@@ -138,6 +139,26 @@ def mul_(x: Tensor, other) -> Tensor:
 
 def div_(x: Tensor, other) -> Tensor:
     return _apply_inplace(x, "div_", div, other)
+
+
+def pow_(x: Tensor, exponent) -> Tensor:
+    return _apply_inplace(x, "pow_", pow, exponent)
+
+
+def _unary_inplace(op):
+    """`x.exp_()` for `exp`, and so on: x ← op(x)."""
+
+    def method(x: Tensor) -> Tensor:
+        return _apply_inplace(x, f"{op.__name__}_", op)
+
+    method.__name__ = f"{op.__name__}_"
+    method.__doc__ = f"x ← {op.__name__}(x), in place."
+    return method
+
+
+relu_, sigmoid_, tanh_ = _unary_inplace(relu), _unary_inplace(sigmoid), _unary_inplace(tanh)
+exp_, log_, sqrt_ = _unary_inplace(exp), _unary_inplace(log), _unary_inplace(sqrt)
+neg_, abs_ = _unary_inplace(neg), _unary_inplace(abs)
 
 
 def clamp_(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
