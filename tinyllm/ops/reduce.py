@@ -92,7 +92,7 @@ class Max(Function):
     @staticmethod
     def forward(ctx, x, axes=(), keepdims=False):
         if x.size == 0:
-            raise ValueError(f"max/min: empty tensor of shape {x.shape}")
+            raise ValueError(f"amax/amin: empty tensor of shape {x.shape}")
         out = np.asarray(x.max(axis=axes, keepdims=True))
         ctx.save_for_backward(x, out)
         ctx.in_shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims
