@@ -150,7 +150,7 @@ def bert_flops_per_token(model, seq_len: int) -> float:
     """PaLM's 6N + 12·L·H·Q·T with N = the weights that multiply each token: everything but the
     position and segment tables (the tied token table counts once, as the output layer)."""
     c, tr = model.config, model.bert.transformer
-    n = model.num_parameters() - tr.wpe.weight.size - tr.wtt.weight.size
+    n = model.num_parameters() - tr.wpe.weight.numel() - tr.wtt.weight.numel()
     return palm_flops_per_token(n, c.n_layer, c.n_head, c.n_embd // c.n_head, seq_len)
 
 

@@ -142,8 +142,8 @@ def t5_flops_per_step(model, batch: int, src_len: int, tgt_len: int) -> float:
     weights and S keys; decoder tokens meet the decoder weights, the tied output layer (V·E),
     T self-attention keys and S cross-attention keys. Embedding lookups cost nothing."""
     c = model.config
-    n_enc = sum(p.size for p in model.encoder.parameters())
-    n_dec = sum(p.size for p in model.decoder.parameters()) + model.shared.weight.size
+    n_enc = sum(p.numel() for p in model.encoder.parameters())
+    n_dec = sum(p.numel() for p in model.decoder.parameters()) + model.shared.weight.numel()
     enc = 6 * n_enc + 12 * c.n_layer * c.n_embd * src_len
     dec = 6 * n_dec + 12 * c.n_decoder_layer * c.n_embd * (tgt_len + src_len)
     return batch * (src_len * enc + tgt_len * dec)

@@ -155,7 +155,7 @@ class Strategy:
         self.device = Device(capacity, rank=self.rank)
         self.host = Host(rank=self.rank)
         self.named_params = list(model.named_parameters())
-        self.n_params = sum(p.size for _, p in self.named_params)
+        self.n_params = sum(p.numel() for _, p in self.named_params)
         # The model's format; a half model trains with fp32 masters (sim/precision.py).
         self.precision = MixedPrecision(self.named_params[0][1].data.dtype)
         self.timeline = Timeline(self.profile, dtype=self.precision.compute_dtype)

@@ -34,38 +34,91 @@ import numpy as _np
 from tinyllm import nn, optim  # torch-style: tinyllm.nn, tinyllm.optim
 from tinyllm.dtypes import bfloat16
 from tinyllm.engine import Function, Tensor, enable_grad, is_grad_enabled, no_grad, observe
+from tinyllm.engine.device import device
+from tinyllm.engine.tensor import Size
 from tinyllm.ops import (
     abs,
+    add,
+    all,
+    amax,
+    amin,
+    any,
     arange,
+    argmax,
+    argmin,
+    argsort,
+    bitwise_and,
+    bitwise_not,
+    bitwise_or,
+    bitwise_xor,
     cat,
     chunk,
     clamp,
+    clone,
     concatenate,
     cross_entropy,
+    div,
     empty,
+    empty_like,
+    eq,
+    equal,
     exp,
+    expand,
+    flatten,
+    floor_divide,
     full,
+    full_like,
+    gather,
+    ge,
     gelu,
+    gt,
+    index_put,
+    le,
     log,
     log_softmax,
+    logical_not,
+    lt,
+    masked_fill,
     matmul,
+    max,
     maximum,
     mean,
+    min,
     minimum,
+    mul,
+    multinomial,
+    ne,
+    neg,
     ones,
     ones_like,
+    permute,
+    pow,
     rand,
+    rand_like,
     randint,
     randn,
+    randn_like,
     relu,
+    remainder,
+    reshape,
     sigmoid,
     softmax,
+    sort,
     split,
     sqrt,
+    squeeze,
     stack,
+    std,
+    sub,
     sum,
     tanh,
     tensor,
+    topk,
+    transpose,
+    tril,
+    triu,
+    unsqueeze,
+    var,
     where,
     zeros,
     zeros_like,
@@ -77,9 +130,16 @@ from tinyllm.serialization import load, save
 # isort: split
 from tinyllm import models  # last: the models stand on everything above (tinyllm.models.GPT)
 
-float16 = _np.float16
-float32 = _np.float32
-float64 = _np.float64
+# dtypes by PyTorch's names (x.dtype == tinyllm.long works: NumPy compares a dtype with a type)
+float16 = half = _np.float16
+float32 = float = _np.float32  # noqa: A001 - torch.float
+float64 = double = _np.float64
+int64 = long = _np.int64
+int32 = int = _np.int32  # noqa: A001 - torch.int
+int16 = short = _np.int16
+int8 = _np.int8
+uint8 = _np.uint8
+bool = _np.bool_  # noqa: A001 - torch.bool
 
 __version__ = "0.1.0"
 

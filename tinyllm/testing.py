@@ -98,7 +98,7 @@ def gradcheck(
             j = int(np.argmax(err - (atol + rtol * np.abs(numeric))))
             idx = np.unravel_index(j, t.shape)
             msg = (
-                f"gradcheck: input {i} of shape {t.shape}: {int(bad.sum())} of {t.size} "
+                f"gradcheck: input {i} of shape {t.shape}: {int(bad.sum())} of {t.numel()} "
                 f"elements disagree; worst at {idx}: numeric {numeric[idx]:.8g} vs analytic "
                 f"{analytic[idx]:.8g}"
             )

@@ -103,14 +103,14 @@ def main():
     }
     named = list(make_model("bf16").named_parameters())
     blocks = [
-        sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
+        sum(p.numel() for n, p in named if n.startswith(f"transformer.h.{i}."))
         for i in range(CFG.n_layer)
     ]
     results = {
         "world_size": world.size,
-        "n_params": sum(p.size for _, p in named),
+        "n_params": sum(p.numel() for _, p in named),
         "block_sizes": blocks,
-        "root_size": sum(p.size for _, p in named) - sum(blocks),
+        "root_size": sum(p.numel() for _, p in named) - sum(blocks),
         "formats": {},
     }
     for fmt in FORMATS:

@@ -148,15 +148,15 @@ def main():
             )
     named = list(make_model().named_parameters())
     blocks = [
-        sum(p.size for n, p in named if n.startswith(f"transformer.h.{i}."))
+        sum(p.numel() for n, p in named if n.startswith(f"transformer.h.{i}."))
         for i in range(CFG.n_layer)
     ]
-    root = sum(p.size for _, p in named) - sum(blocks)
+    root = sum(p.numel() for _, p in named) - sum(blocks)
     assert root % 4 and blocks[0] % 2, "the test model must need padding on 2 and 4 ranks"
     results = {
         "reference_losses": ref_losses,
         "world_size": world.size,
-        "n_params": sum(p.size for _, p in named),
+        "n_params": sum(p.numel() for _, p in named),
         "block_sizes": blocks,
         "root_size": root,
         "param_names": [n for n, _ in named],

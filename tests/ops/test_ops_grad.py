@@ -234,11 +234,18 @@ def _axis_tuple(axis, ndim):
 REDUCTIONS = {
     "sum": (lambda t, ax, k: t.sum(ax, k), lambda x, ax, k: np.sum(x, ax, keepdims=k)),
     "mean": (lambda t, ax, k: t.mean(ax, k), lambda x, ax, k: np.mean(x, ax, keepdims=k)),
-    "max": (lambda t, ax, k: t.max(ax, k), lambda x, ax, k: np.max(x, ax, keepdims=k)),
-    "min": (lambda t, ax, k: t.min(ax, k), lambda x, ax, k: np.min(x, ax, keepdims=k)),
-    "var": (lambda t, ax, k: t.var(ax, k), lambda x, ax, k: np.var(x, ax, keepdims=k, ddof=1)),
+    "amax": (lambda t, ax, k: t.amax(ax, k), lambda x, ax, k: np.max(x, ax, keepdims=k)),
+    "amin": (lambda t, ax, k: t.amin(ax, k), lambda x, ax, k: np.min(x, ax, keepdims=k)),
+    "var": (
+        lambda t, ax, k: t.var(ax, keepdim=k),
+        lambda x, ax, k: np.var(x, ax, keepdims=k, ddof=1),
+    ),
+    "std": (
+        lambda t, ax, k: t.std(ax, keepdim=k),
+        lambda x, ax, k: np.std(x, ax, keepdims=k, ddof=1),
+    ),
     "var_biased": (
-        lambda t, ax, k: t.var(ax, k, correction=0),
+        lambda t, ax, k: t.var(ax, keepdim=k, correction=0),
         lambda x, ax, k: np.var(x, ax, keepdims=k),
     ),
 }
@@ -249,19 +256,19 @@ REDUCTIONS = {
 def test_reduction(name, data, shape, keepdims):
     op, ref = REDUCTIONS[name]
     axis = data.draw(axes(len(shape)), label="axis")
-    if name == "var":
+    if name in ("var", "std"):
         assume(np.prod([shape[a] for a in _axis_tuple(axis, len(shape))]) > 1)
     # max/min: distinct values on a 1/8 grid, so there is no tie within ±ε (256 values: enough
     # for the largest array drawn, 4·4·8 elements before a strided view)
-    x = data.draw(arrays(shape, odd_grid(16), unique=name in ("max", "min")), label="x")
+    x = data.draw(arrays(shape, odd_grid(16), unique=name in ("amax", "amin")), label="x")
     out = op(Tensor(x), axis, keepdims)
     close(out.data, ref(x, axis, keepdims), rtol=1e-12, atol=1e-12)
     gradcheck(lambda t: op(t, axis, keepdims), [leaf(x)])
 
 
-def test_max_ties_share_the_gradient():
+def test_amax_ties_share_the_gradient():
     x = leaf(np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]]))
-    x.max(axis=1).sum().backward()
+    x.amax(axis=1).sum().backward()
     close(x.grad, [[0, 0.5, 0.5], [1, 0, 0]])  # PyTorch's amax convention: ties share evenly
 
 

@@ -126,7 +126,7 @@ def test_where():
 
 @pytest.mark.parametrize("axis", [None, 0, -1, (0, 2)])
 @pytest.mark.parametrize("keepdims", [False, True])
-@pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "var"])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "var", "std"])
 def test_reductions(name, axis, keepdims):
     # distinct values (a permutation of a grid) so max/min have no ties
     x = np.random.default_rng(2).permutation(24).reshape(2, 3, 4) / 7.0
@@ -134,16 +134,17 @@ def test_reductions(name, axis, keepdims):
     th = {
         "sum": lambda t: t.sum(dim=dim, keepdim=keepdims),
         "mean": lambda t: t.mean(dim=dim, keepdim=keepdims),
-        "max": lambda t: torch.amax(t, dim=dim, keepdim=keepdims),
-        "min": lambda t: torch.amin(t, dim=dim, keepdim=keepdims),
+        "amax": lambda t: torch.amax(t, dim=dim, keepdim=keepdims),
+        "amin": lambda t: torch.amin(t, dim=dim, keepdim=keepdims),
         "var": lambda t: torch.var(t, dim=dim, keepdim=keepdims),
+        "std": lambda t: torch.std(t, dim=dim, keepdim=keepdims),
     }[name]
-    helper_test_op(None, lambda t: getattr(t, name)(axis, keepdims), th, values=[x])
+    helper_test_op(None, lambda t: getattr(t, name)(axis, keepdim=keepdims), th, values=[x])
 
 
-def test_max_with_ties_matches_amax():
+def test_amax_with_ties_matches_torch():
     x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
-    helper_test_op(None, lambda t: t.max(1), lambda t: torch.amax(t, 1), values=[x])
+    helper_test_op(None, lambda t: t.amax(1), lambda t: torch.amax(t, 1), values=[x])
 
 
 # ---- shape ops --------------------------------------------------------------------------------

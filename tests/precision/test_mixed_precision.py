@@ -67,7 +67,7 @@ def test_step_equals_numpy_fp32_master_recipe(dtype, scaled, rng):
                 master[id(p)], g, m, v, t, hp["lr"], hp["betas"], hp["eps"], hp["weight_decay"]
             )
             master[id(p)], state[id(p)] = theta, (m, v)
-            i = opt.model_params.index(p)
+            i = [q is p for q in opt.model_params].index(True)  # == is element-wise
             np.testing.assert_allclose(opt.master_params[i].data, theta, rtol=1e-5, atol=1e-7)
             assert p.dtype is dtype or p.dtype == dtype  # still half
             np.testing.assert_array_equal(p.numpy(), round_to(opt.master_params[i].data, dtype))

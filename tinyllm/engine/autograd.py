@@ -25,6 +25,9 @@ The whole backward pass is two functions:
   *all* the tensors that consumed it have handed it their contributions — and calls each
   node's `backward` exactly once.
 
+An in-place op that overwrites an array some node saved would make that node's backward wrong;
+each tensor's version counter (tinyllm/engine/versions.py) lets backward refuse instead.
+
 After a backward pass the arrays each node saved are released (they are usually most of the
 memory of training: the activations). Calling backward through the same graph again is then an
 error, unless the first call passed `retain_graph=True`.
@@ -39,7 +42,7 @@ import functools
 
 import numpy as np
 
-from tinyllm.engine import hooks
+from tinyllm.engine import hooks, versions
 from tinyllm.engine.adjoints import add_adjoint
 
 # ---- grad mode ------------------------------------------------------------------------------
@@ -126,9 +129,12 @@ class Function:
     its input's shape. Users call `MyFunction.apply(...)` through a lowercase wrapper.
 
     `flops` declares what the op costs (tinyllm/engine/flops.py); the FLOP counter reads it.
+    `returns_view = True` says forward may return a view of its first input, which then shares
+    that input's version counter (tinyllm/engine/versions.py).
     """
 
     flops = None
+    returns_view = False  # forward may return a view of its first input (reshape, slicing)
 
     @staticmethod
     def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
@@ -160,7 +166,12 @@ class Function:
             out = hooks.forward(cls, ctx, arrays, from_tensor, kwargs)
         else:
             out = cls.forward(ctx, *arrays, **kwargs)
-        return Tensor._result(out, ctx if record else None)
+        result = Tensor._result(out, ctx if record else None)
+        if cls.returns_view and isinstance(args[0], Tensor):
+            versions.share_if_view(args[0], result)
+        if record:
+            versions.record(ctx, [a for a in args if isinstance(a, Tensor)], result)
+        return result
 
 
 # ---- the backward pass: topological_sort and backpropagate ----------------------------------
@@ -241,6 +252,8 @@ def backpropagate(root: Tensor, grad: np.ndarray, retain_graph: bool = False) ->
                 "you need to call backward twice."
             )
         fn = ctx.function
+        if "saved_versions" in ctx.__dict__:  # saved arrays of tensors: not modified since?
+            versions.check(ctx, fn)
         grads = hooks.backward(fn, ctx, g) if hooks.active else fn.backward(ctx, g)
         if not isinstance(grads, tuple):
             grads = (grads,)

@@ -17,6 +17,13 @@ This class holds the data and the gradient; everything you compute with a tensor
 `x @ w`, `x.sum()`, `x.reshape(…)`, `x[i]` — is an op, and tinyllm/ops/methods.py attaches
 those operators and methods to this class, each one a line that names the op it calls.
 
+Shapes speak PyTorch: `x.shape` is the shape tuple, `x.size()` the same as a `Size` (a tuple)
+and `x.size(d)` one axis's length, `x.numel()` the number of elements, `x.dim()` the number of
+axes. (NumPy's `size` is the element count; PyTorch's, and so tinyllm's, is the shape.)
+
+In-place ops (tinyllm/ops/inplace.py) write into `.data` and bump `._version`, a counter that
+a tensor shares with its views (tinyllm/engine/versions.py); backward checks it.
+
 dtypes. float32 is the default (Python lists and scalars become float32); float64 stays
 float64. Only floating-point tensors can require gradients. fp16 and bf16 tensors hold half
 storage (tinyllm/dtypes.py): `.dtype` reports the format, `.numpy()` decodes bf16 to float32.
@@ -28,6 +35,8 @@ import numpy as np
 
 from tinyllm import dtypes
 from tinyllm.engine import autograd, hooks
+from tinyllm.engine.device import CPU
+from tinyllm.engine.versions import VersionCounter
 
 
 def _to_array(data, dtype=None) -> np.ndarray:
@@ -41,6 +50,19 @@ def _to_array(data, dtype=None) -> np.ndarray:
     if isinstance(data, np.generic):
         return np.asarray(data, dtype=dtype)
     return np.asarray(data, dtype=dtype if dtype is not None else dtypes.DEFAULT_DTYPE)
+
+
+class Size(tuple):
+    """A tensor's shape, as `x.size()` returns it: a tuple (PyTorch's torch.Size)."""
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self):
+        return f"tinyllm.Size({list(self)})"
 
 
 class Tensor:
@@ -58,6 +80,9 @@ class Tensor:
         "_ctx",
         "_retains_grad",
         "_post_hooks",
+        "_vc",
+        "_base",
+        "_used",
         "__weakref__",
     )
     __array_priority__ = 1000  # ndarray ∘ Tensor defers to Tensor's reflected operators
@@ -70,6 +95,9 @@ class Tensor:
         self._ctx = None
         self._retains_grad = False
         self._post_hooks = None
+        self._vc = VersionCounter()
+        self._base = None
+        self._used = False
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -84,6 +112,9 @@ class Tensor:
         result._retains_grad = False
         result._post_hooks = None
         result._ctx = ctx
+        result._vc = VersionCounter()
+        result._base = None
+        result._used = False
         return result
 
     # ---- basic properties -------------------------------------------------------------------
@@ -100,9 +131,40 @@ class Tensor:
     def ndim(self) -> int:
         return self.data.ndim
 
+    def size(self, dim=None):
+        """The shape as a `Size` (a tuple), or the length of axis `dim` (PyTorch's size)."""
+        if dim is None:
+            return Size(self.data.shape)
+        nd = self.data.ndim
+        if not isinstance(dim, (int, np.integer)) or not -nd <= dim < nd:
+            raise IndexError(
+                f"size: dim {dim!r} is out of range for a tensor of shape {self.shape}"
+            )
+        return self.data.shape[dim]
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    ndimension = dim
+
     @property
-    def size(self) -> int:
-        return self.data.size
+    def device(self):
+        return CPU  # tinyllm/engine/device.py: the only device
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    @property
+    def _version(self) -> int:
+        """How many in-place ops have modified this tensor's storage (shared with views)."""
+        return self._vc.value
+
+    def is_floating_point(self) -> bool:
+        return dtypes.is_float_storage(self.data.dtype)
+
+    def element_size(self) -> int:
+        return self.data.dtype.itemsize
 
     @property
     def is_leaf(self) -> bool:
@@ -114,6 +176,8 @@ class Tensor:
 
     def numel(self) -> int:
         return self.data.size
+
+    nelement = numel
 
     def __len__(self) -> int:
         return len(self.data)
@@ -141,9 +205,16 @@ class Tensor:
         return f"Tensor({values}, dtype={self.dtype}{extra})"
 
     def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of a tensor with {self.data.size} values (shape {self.shape}) "
+                "is ambiguous: use .any() or .all()"
+            )
         return bool(self.numpy())
 
     def __hash__(self):
+        # By identity, as in PyTorch: `==` is element-wise (tinyllm/ops/compare.py), so a
+        # tensor is a dict key or a set member as an object, never by its values.
         return id(self)
 
     # ---- autograd ---------------------------------------------------------------------------
@@ -163,8 +234,11 @@ class Tensor:
         self._retains_grad = True
 
     def detach(self) -> Tensor:
-        """The same data, cut off from the graph (shares memory, as in PyTorch)."""
-        return Tensor(self.data)
+        """The same data, cut off from the graph (shares memory and the version counter, as
+        in PyTorch: an in-place op on the detached tensor is an in-place op on this one)."""
+        out = Tensor(self.data)
+        out._vc = self._vc
+        return out
 
     def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Compute the gradient of this tensor with respect to every leaf that requires grad.

@@ -178,7 +178,7 @@ class GPT(Module):
         position table for the 'non-embedding' count."""
         n = self.num_parameters()
         if non_embedding:
-            n -= self.transformer.wpe.weight.size
+            n -= self.transformer.wpe.weight.numel()
         return n
 
     def make_cache(self, batch: int) -> list[KVCache]:

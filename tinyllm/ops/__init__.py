@@ -4,10 +4,12 @@ Each file defines, per op, a `Function` subclass with `forward` and `backward` s
 the FLOPs it declares (`flops`, tinyllm/engine/flops.py), followed by the lowercase function
 users call. Read them in this order:
 
-    arithmetic.py     + − × ÷ pow, neg, exp, log, sqrt, abs
-    selection.py      maximum, minimum, clamp, where
+    dims.py           PyTorch's dim=/keepdim= and NumPy's axis=/keepdims= (one decorator)
+    arithmetic.py     + − × ÷ pow, // and %, neg, exp, log, sqrt, abs
+    selection.py      maximum, minimum, clamp, where, tril, triu
     activation.py     relu, gelu, tanh, sigmoid
-    reduce.py         sum, mean, max, min, var
+    reduce.py         sum, mean, amax, amin, var, std
+    sorting.py        argmax, argmin, max/min (values, indices), sort, argsort, topk, gather
     shape.py          reshape, transpose, permute, expand, concatenate, stack, split,
                       indexing, masked_fill
     linalg.py         matmul, linear
@@ -16,9 +18,11 @@ users call. Read them in this order:
     lookup.py         embedding
     regularization.py dropout
     attention.py      scaled_dot_product_attention
-    conversion.py     cast between dtypes (fp16/bf16 included), clone
-    compare.py        < <= > >= and eq, as boolean tensors (not differentiable)
+    conversion.py     cast between dtypes (fp16/bf16 included), .to(device, dtype), clone
+    compare.py        == != < <= > >=, & | ^ ~, any, all: boolean tensors (not differentiable)
     creation.py       tensor, zeros, ones, full, arange, rand, randn, randint (leaves)
+    sampling.py       multinomial
+    inplace.py        add_, mul_, zero_, copy_, masked_fill_, normal_, …, x[index] = v
     methods.py        the Tensor's operators and methods, each naming the op it calls
 
 A new op is its file (or a class in its family's file), its tests, and a line below.
@@ -30,36 +34,72 @@ from tinyllm.ops.arithmetic import (
     add,
     div,
     exp,
+    floor_divide,
     log,
     mul,
     neg,
     pow,
+    remainder,
     sqrt,
     sub,
 )
 from tinyllm.ops.attention import scaled_dot_product_attention
-from tinyllm.ops.compare import eq, ge, gt, le, lt
-from tinyllm.ops.conversion import cast, clone
+from tinyllm.ops.compare import (
+    all,
+    any,
+    bitwise_and,
+    bitwise_not,
+    bitwise_or,
+    bitwise_xor,
+    eq,
+    equal,
+    ge,
+    gt,
+    le,
+    logical_not,
+    lt,
+    ne,
+)
+from tinyllm.ops.conversion import cast, clone, to
 from tinyllm.ops.creation import (
     arange,
     empty,
+    empty_like,
     full,
+    full_like,
     ones,
     ones_like,
     rand,
+    rand_like,
     randint,
     randn,
+    randn_like,
     tensor,
     zeros,
     zeros_like,
+)
+from tinyllm.ops.inplace import (
+    add_,
+    clamp_,
+    copy_,
+    div_,
+    fill_,
+    index_put,
+    masked_fill_,
+    mul_,
+    normal_,
+    sub_,
+    uniform_,
+    zero_,
 )
 from tinyllm.ops.linalg import linear, matmul
 from tinyllm.ops.lookup import embedding
 from tinyllm.ops.norm import layer_norm
 from tinyllm.ops.probability import cross_entropy, log_softmax, nll_loss, softmax
-from tinyllm.ops.reduce import max, mean, min, sum, var
+from tinyllm.ops.reduce import amax, amin, mean, std, sum, var
 from tinyllm.ops.regularization import dropout
-from tinyllm.ops.selection import clamp, maximum, minimum, where
+from tinyllm.ops.sampling import multinomial
+from tinyllm.ops.selection import clamp, maximum, minimum, tril, triu, where
 from tinyllm.ops.shape import (
     cat,
     chunk,
@@ -77,6 +117,17 @@ from tinyllm.ops.shape import (
     transpose,
     unsqueeze,
 )
+from tinyllm.ops.sorting import (
+    ValuesIndices,
+    argmax,
+    argmin,
+    argsort,
+    gather,
+    max,
+    min,
+    sort,
+    topk,
+)
 
 # isort: split
 from tinyllm.ops import methods  # noqa: F401  (attaches the Tensor's operators and methods)
@@ -86,6 +137,8 @@ __all__ = [
     "add",
     "clamp",
     "div",
+    "floor_divide",
+    "remainder",
     "exp",
     "log",
     "maximum",
@@ -96,15 +149,28 @@ __all__ = [
     "sqrt",
     "sub",
     "where",
+    "tril",
+    "triu",
     "gelu",
     "relu",
     "sigmoid",
     "tanh",
-    "max",
+    "amax",
+    "amin",
     "mean",
-    "min",
     "sum",
     "var",
+    "std",
+    "ValuesIndices",
+    "argmax",
+    "argmin",
+    "argsort",
+    "gather",
+    "max",
+    "min",
+    "sort",
+    "topk",
+    "multinomial",
     "cat",
     "chunk",
     "concatenate",
@@ -132,20 +198,46 @@ __all__ = [
     "scaled_dot_product_attention",
     "cast",
     "clone",
+    "to",
+    "all",
+    "any",
+    "bitwise_and",
+    "bitwise_not",
+    "bitwise_or",
+    "bitwise_xor",
     "eq",
+    "equal",
     "ge",
     "gt",
     "le",
+    "logical_not",
     "lt",
+    "ne",
     "arange",
     "empty",
+    "empty_like",
     "full",
+    "full_like",
     "ones",
     "ones_like",
     "rand",
+    "rand_like",
     "randint",
     "randn",
+    "randn_like",
     "tensor",
     "zeros",
     "zeros_like",
+    "add_",
+    "clamp_",
+    "copy_",
+    "div_",
+    "fill_",
+    "index_put",
+    "masked_fill_",
+    "mul_",
+    "normal_",
+    "sub_",
+    "uniform_",
+    "zero_",
 ]

@@ -16,10 +16,15 @@ product is an element-wise product too:
 | mul       | a · b               | b                  | a                 |
 | div       | a / b               | 1/b                | −a/b²             |
 | pow       | a^b                 | b·a^(b−1)          | a^b · ln a        |
+| floor_div | ⌊a / b⌋             | 0                  | 0                 |
+| remainder | a − b·⌊a / b⌋       | 1                  | −⌊a / b⌋          |
 | exp       | eˣ                  | eˣ                 |                   |
 | log       | ln x                | 1/x                |                   |
 | sqrt      | √x                  | 1/(2√x)            |                   |
 | abs       | |x|                 | sign x             |                   |
+
+`remainder` (Python's `%`) takes the sign of the divisor, as Python and PyTorch do; the step
+function ⌊a/b⌋ has derivative zero wherever it has one, which is the gradient both report.
 
 A Python scalar operand (`x * 2`) is converted to the tensor's dtype, so it never upcasts
 float32 to float64. The activation functions (relu, gelu, tanh, sigmoid) and the ops that choose
@@ -217,6 +222,63 @@ def pow(a, b) -> Tensor:  # noqa: A001 - PyTorch's name
     a, b = binary_operands(a, b)
     check_broadcast("pow", a, b)
     return Pow.apply(a, b)
+
+
+def _integer_zero_divisor(op, a, b):
+    """Integer division by zero has no value (NumPy would give 0 silently): raise, as torch."""
+    if all(not np.issubdtype(np.result_type(x), np.floating) for x in (a, b)):
+        divisor = b.data if isinstance(b, Tensor) else np.asarray(b)
+        if np.any(divisor == 0):
+            raise ZeroDivisionError(f"{op}: integer division by zero")
+
+
+class FloorDivide(Function):
+    flops = ELEMENTWISE
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return np.floor_divide(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad
+        zero = np.zeros(grad.shape, dtype=grad.dtype)
+        return (unbroadcast(zero, sa) if na else None, unbroadcast(zero, sb) if nb else None)
+
+
+def floor_divide(a, b) -> Tensor:
+    """⌊a / b⌋ element-wise (Python's `//`, torch.floor_divide)."""
+    a, b = binary_operands(a, b)
+    check_broadcast("floor_divide", a, b)
+    _integer_zero_divisor("floor_divide", a, b)
+    return FloorDivide.apply(a, b)
+
+
+class Remainder(Function):
+    flops = ELEMENTWISE
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.remainder(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = unbroadcast(grad, a.shape) if na else None
+        gb = unbroadcast(-grad * np.floor_divide(a, b), b.shape) if nb else None
+        return ga, gb
+
+
+def remainder(a, b) -> Tensor:
+    """a − b·⌊a / b⌋ element-wise: the sign of the divisor (Python's `%`, torch.remainder)."""
+    a, b = binary_operands(a, b)
+    check_broadcast("remainder", a, b)
+    _integer_zero_divisor("remainder", a, b)
+    return Remainder.apply(a, b)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,11 @@ is a cast back: x̄ = cast(ȳ, dtype of x). Narrowing (float32 → fp16/bf16) ro
 nearest, ties to even (tinyllm/dtypes.py); the gradient flowing back into a half tensor is
 rounded the same way, since it belongs to that tensor's format.
 
+`x.to(...)` is PyTorch's one door to both: it takes a dtype, a device, another tensor (its dtype
+and device), or a device and a dtype, by position or by keyword. The only device is the CPU
+(tinyllm/engine/device.py), so `.to("cpu")` and `.cpu()` return the tensor itself, and a cast is
+the only thing `.to` can do. `x.long()`, `x.float()`, `x.half()`, … are its shorthands.
+
 `clone` copies; its adjoint passes the gradient through. Neither op does arithmetic worth
 counting, except the rounding of a cast into a half format (one FLOP per element).
 """
@@ -15,6 +20,7 @@ import numpy as np
 
 from tinyllm import dtypes
 from tinyllm.engine import Function, Tensor
+from tinyllm.engine.device import check_device, device
 from tinyllm.engine.flops import MOVES_DATA, per_element
 
 
@@ -60,14 +66,15 @@ def cast(x: Tensor, dtype) -> Tensor:
         dtype = dtypes.as_dtype(dtype)
         if dtypes.same_dtype(x.dtype, dtype):
             return x
-        if x.requires_grad and not (dtype is dtypes.bfloat16 or np.issubdtype(dtype, np.floating)):
-            raise TypeError(f"cast: cannot cast a tensor that requires grad to non-float {dtype}")
+        if not (dtype is dtypes.bfloat16 or np.issubdtype(dtype, np.floating)):
+            return Tensor(dtypes.convert_array(x.data, dtype))  # integers: no gradient
         return HalfCast.apply(x, dtype=dtype)
     dtype = np.dtype(dtype)
     if dtype == x.dtype:
         return x
-    if x.requires_grad and not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"cast: cannot cast a tensor that requires grad to non-float {dtype}")
+    if not np.issubdtype(dtype, np.floating):
+        # An integer or bool result has no gradient (PyTorch: it does not require grad).
+        return Tensor(x.data.astype(dtype))
     return Cast.apply(x, dtype=dtype)
 
 
@@ -85,3 +92,61 @@ class Clone(Function):
 
 def clone(x: Tensor) -> Tensor:
     return Clone.apply(x)
+
+
+def _is_device(arg) -> bool:
+    return isinstance(arg, (str, device))
+
+
+def to(x: Tensor, *args, dtype=None, device=None, non_blocking=False, copy=False) -> Tensor:  # noqa: A002
+    """PyTorch's Tensor.to: `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)`, or
+    the same by keyword. Returns `x` itself when nothing changes (unless copy=True)."""
+    if len(args) > 2:
+        raise TypeError(f"to: expected at most a device and a dtype, got {len(args)} arguments")
+    for arg in args:
+        if isinstance(arg, Tensor):
+            if dtype is not None:
+                raise TypeError("to: got a tensor and a dtype; pass one of them")
+            dtype = arg.dtype
+        elif _is_device(arg):
+            if device is not None:
+                raise TypeError(f"to: got two devices, {device!r} and {arg!r}")
+            device = arg
+        elif dtype is None:
+            dtype = arg
+        else:
+            raise TypeError(f"to: got two dtypes, {dtype!r} and {arg!r}")
+    check_device(device, "to")
+    out = x if dtype is None else cast(x, dtype)
+    return clone(out) if copy and out is x else out
+
+
+def cpu(x: Tensor) -> Tensor:
+    """The tensor itself: it already is on the CPU, tinyllm's only device."""
+    return x
+
+
+def type_as(x: Tensor, other: Tensor) -> Tensor:
+    return cast(x, other.dtype)
+
+
+def _caster(dtype, name):
+    def method(x: Tensor) -> Tensor:
+        return cast(x, dtype)
+
+    method.__name__ = name
+    method.__doc__ = f"x.to({dtype}) (PyTorch's Tensor.{name}())."
+    return method
+
+
+# The shorthands of x.to(dtype), with PyTorch's names: x.long() is x.to(int64), and so on.
+SHORTHANDS = {
+    "long": _caster(np.int64, "long"),
+    "int": _caster(np.int32, "int"),
+    "short": _caster(np.int16, "short"),
+    "bool": _caster(np.bool_, "bool"),
+    "float": _caster(np.float32, "float"),
+    "double": _caster(np.float64, "double"),
+    "half": _caster(np.float16, "half"),
+    "bfloat16": _caster(dtypes.bfloat16, "bfloat16"),
+}

@@ -27,6 +27,7 @@ import numpy as np
 from tinyllm import kernels
 from tinyllm.engine import Function, Tensor
 from tinyllm.engine.flops import FlopRule, per_element, prod
+from tinyllm.ops.dims import numpy_aliases
 
 SOFTMAX = per_element("softmax/cross-entropy")
 
@@ -81,14 +82,16 @@ def _check_axis(x, axis, op):
         raise ValueError(f"{op}: axis {axis} out of range for shape {x.shape}")
 
 
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    _check_axis(x, axis, "softmax")
-    return Softmax.apply(x, axis=axis)
+@numpy_aliases
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    _check_axis(x, dim, "softmax")
+    return Softmax.apply(x, axis=dim)
 
 
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    _check_axis(x, axis, "log_softmax")
-    return LogSoftmax.apply(x, axis=axis)
+@numpy_aliases
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    _check_axis(x, dim, "log_softmax")
+    return LogSoftmax.apply(x, axis=dim)
 
 
 def _per_logit(ctx, *_):

@@ -1,4 +1,4 @@
-"""Reductions: sum, mean, max/min, var — and why their gradients spread back out.
+"""Reductions: sum, mean, amax/amin, var, std — and why their gradients spread back out.
 
 A reduction collapses axes. Each input element contributed to exactly one output element, so
 its adjoint is that output's adjoint times the local derivative, *broadcast back* over the
@@ -6,11 +6,16 @@ reduced axes (the adjoint of a sum is a copy — the mirror image of `unbroadcas
 
     sum:   y = Σᵢ xᵢ              x̄ᵢ = ȳ
     mean:  y = (1/n) Σᵢ xᵢ        x̄ᵢ = ȳ / n
-    max:   y = maxᵢ xᵢ            x̄ᵢ = ȳ · [xᵢ = y] / #{j : xⱼ = y}   (ties share evenly)
+    amax:  y = maxᵢ xᵢ            x̄ᵢ = ȳ · [xᵢ = y] / #{j : xⱼ = y}   (ties share evenly)
     var:   y = Σᵢ (xᵢ − x̄)² / (n − c)
                                   x̄ᵢ = ȳ · 2(xᵢ − x̄) / (n − c)      (c = correction, 1 = unbiased)
 
-`axis` may be None (all axes), an int or a tuple; `keepdims` keeps reduced axes with size 1.
+    std:   y = √var                x̄ᵢ = ȳ · (xᵢ − x̄) / ((n − c) · y)
+
+`dim` may be None (all axes), an int or a tuple; `keepdim` keeps reduced axes with size 1
+(NumPy's `axis` / `keepdims` are accepted as aliases, tinyllm/ops/dims.py). `max(dim)` and
+`min(dim)`, which also return *where* the extreme is and send the whole gradient to that one
+index, are PyTorch's other kind of max: they live with the ranking ops in sorting.py.
 A reduction costs one FLOP per element it reads, in each pass.
 """
 
@@ -20,6 +25,8 @@ import numpy as np
 
 from tinyllm.engine import Function, Tensor
 from tinyllm.engine.flops import FlopRule, prod
+from tinyllm.ops.arithmetic import sqrt
+from tinyllm.ops.dims import numpy_aliases
 
 
 def _reads_input(ctx, *_):
@@ -65,16 +72,18 @@ class Sum(Function):
         return np.broadcast_to(_expand_back(grad, shape, ctx.axes, ctx.keepdims), shape)
 
 
-def sum(x: Tensor, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - PyTorch's name
-    return Sum.apply(x, axes=_normalize_axes(axis, x.ndim, "sum"), keepdims=keepdims)
+@numpy_aliases
+def sum(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001 - PyTorch's name
+    return Sum.apply(x, axes=_normalize_axes(dim, x.ndim, "sum"), keepdims=keepdim)
 
 
-def mean(x: Tensor, axis=None, keepdims=False) -> Tensor:
-    axes = _normalize_axes(axis, x.ndim, "mean")
+@numpy_aliases
+def mean(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    axes = _normalize_axes(dim, x.ndim, "mean")
     n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
     if n == 0:
         raise ValueError(f"mean: reducing over an empty axis of a tensor of shape {x.shape}")
-    return sum(x, axes, keepdims) * (1.0 / n)
+    return sum(x, axes, keepdim) * (1.0 / n)
 
 
 class Max(Function):
@@ -83,7 +92,7 @@ class Max(Function):
     @staticmethod
     def forward(ctx, x, axes=(), keepdims=False):
         if x.size == 0:
-            raise ValueError(f"max/min: empty tensor of shape {x.shape}")
+            raise ValueError(f"amax/amin: empty tensor of shape {x.shape}")
         out = np.asarray(x.max(axis=axes, keepdims=True))
         ctx.save_for_backward(x, out)
         ctx.in_shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims
@@ -98,13 +107,16 @@ class Max(Function):
         return (winners * (g / count)).astype(x.dtype, copy=False)
 
 
-def max(x: Tensor, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - PyTorch's name
-    return Max.apply(x, axes=_normalize_axes(axis, x.ndim, "max"), keepdims=keepdims)
+@numpy_aliases
+def amax(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    """The largest value over `dim`; tied maxima share the gradient evenly (torch.amax)."""
+    return Max.apply(x, axes=_normalize_axes(dim, x.ndim, "amax"), keepdims=keepdim)
 
 
-def min(x: Tensor, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - PyTorch's name
-    """min x = −max(−x)."""
-    return -max(-x, axis, keepdims)
+@numpy_aliases
+def amin(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    """amin x = −amax(−x)."""
+    return -amax(-x, dim, keepdim)
 
 
 class Var(Function):
@@ -133,7 +145,30 @@ class Var(Function):
         return (g * centered * (2.0 / ctx.denom)).astype(centered.dtype, copy=False)
 
 
-def var(x: Tensor, axis=None, keepdims=False, correction=1) -> Tensor:
+def _correction(op, unbiased, correction):
+    """PyTorch's two spellings of Bessel's correction: `unbiased=True` is `correction=1`."""
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{op}: pass either unbiased= or correction=, not both")
+    if unbiased is not None:
+        if not isinstance(unbiased, (bool, np.bool_)):
+            raise TypeError(f"{op}: unbiased must be a bool, got {unbiased!r}")
+        return int(unbiased)
+    return 1 if correction is None else correction
+
+
+@numpy_aliases
+def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
+    """Σ (x − mean)² / (n − correction) over `dim` (PyTorch's torch.var; correction=1 default)."""
     return Var.apply(
-        x, axes=_normalize_axes(axis, x.ndim, "var"), keepdims=keepdims, correction=correction
+        x,
+        axes=_normalize_axes(dim, x.ndim, "var"),
+        keepdims=keepdim,
+        correction=_correction("var", unbiased, correction),
     )
+
+
+@numpy_aliases
+def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
+    """√var over `dim` (PyTorch's torch.std), differentiated through var and sqrt."""
+    correction = _correction("std", unbiased, correction)
+    return sqrt(var(x, dim, keepdim=keepdim, correction=correction))

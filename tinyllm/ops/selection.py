@@ -1,4 +1,5 @@
-"""Selection: element-wise ops that choose between values — maximum, minimum, clamp, where.
+"""Selection: element-wise ops that choose between values — maximum, minimum, clamp, where,
+and the triangles tril / triu.
 
 Each output element is one of its inputs, chosen by a comparison, so the gradient flows to the
 input that was chosen and is zero for the others:
@@ -9,6 +10,11 @@ input that was chosen and is zero for the others:
 | minimum   | min(a, b) = −max(−a, −b)                                             |
 | clamp     | min(max(x, lo), hi) | [lo ≤ x ≤ hi]          |                     |
 | where     | c ? a : b           | [c]                    | [not c]             |
+| tril      | x where j − i ≤ k, else 0   | [j − i ≤ k]    |                     |
+| triu      | x where j − i ≥ k, else 0   | [j − i ≥ k]    |                     |
+
+(tril and triu choose between x and 0 by position: row i, column j of the last two axes, with
+k the `diagonal` offset — the causal mask of attention is tril of ones.)
 
 Ties split the gradient evenly (PyTorch's convention for maximum). Each costs one FLOP per
 output element in both passes.
@@ -119,3 +125,38 @@ class Clamp(Function):
 
 def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
     return Clamp.apply(x, lo=min, hi=max)
+
+
+class Triangle(Function):
+    """x kept on one side of a diagonal of its last two axes, zero elsewhere."""
+
+    flops = ELEMENTWISE
+
+    @staticmethod
+    def forward(ctx, x, diagonal=0, upper=False):
+        n, m = x.shape[-2:]
+        keep = ~np.tri(n, m, diagonal - 1, dtype=bool) if upper else np.tri(n, m, diagonal, bool)
+        ctx.keep = keep
+        return np.where(keep, x, np.zeros((), dtype=x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return np.where(ctx.keep, grad, np.zeros((), dtype=grad.dtype))
+
+
+def _triangle(x: Tensor, diagonal, upper: bool, op: str) -> Tensor:
+    if x.ndim < 2:
+        raise ValueError(f"{op}: needs a tensor with at least 2 dims, got shape {x.shape}")
+    if not isinstance(diagonal, (int, np.integer)) or isinstance(diagonal, bool):
+        raise TypeError(f"{op}: diagonal must be an int, got {diagonal!r}")
+    return Triangle.apply(x, diagonal=int(diagonal), upper=upper)
+
+
+def tril(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The lower triangle: x[..., i, j] where j − i ≤ diagonal, else 0 (torch.tril)."""
+    return _triangle(x, diagonal, False, "tril")
+
+
+def triu(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The upper triangle: x[..., i, j] where j − i ≥ diagonal, else 0 (torch.triu)."""
+    return _triangle(x, diagonal, True, "triu")

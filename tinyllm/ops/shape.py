@@ -21,6 +21,7 @@ import numpy as np
 
 from tinyllm.engine import Function, ScatterGrad, Tensor, unbroadcast
 from tinyllm.engine.flops import MOVES_DATA, FlopRule, free, prod
+from tinyllm.ops.dims import numpy_aliases
 
 
 def _shape_arg(shape):
@@ -31,6 +32,7 @@ def _shape_arg(shape):
 
 class Reshape(Function):
     flops = MOVES_DATA
+    returns_view = True  # a NumPy view where it can be: it shares x's version counter
 
     @staticmethod
     def forward(ctx, x, shape=()):
@@ -48,7 +50,8 @@ def reshape(x: Tensor, *shape) -> Tensor:
         target = _resolve_shape(x.shape, shape)
     except ValueError:
         raise ValueError(
-            f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {shape}"
+            f"reshape: cannot reshape a tensor of shape {x.shape} ({x.numel()} elements) "
+            f"into {shape}"
         ) from None
     return Reshape.apply(x, shape=target)
 
@@ -79,6 +82,7 @@ def flatten(x: Tensor, start_dim=0, end_dim=-1) -> Tensor:
 
 class Permute(Function):
     flops = MOVES_DATA
+    returns_view = True  # a NumPy view where it can be: it shares x's version counter
 
     @staticmethod
     def forward(ctx, x, dims=()):
@@ -116,6 +120,7 @@ def _expand_backward_flops(ctx, out_size):
 
 class Expand(Function):
     flops = FlopRule("data movement", free, _expand_backward_flops)
+    returns_view = True  # a NumPy view where it can be: it shares x's version counter
 
     @staticmethod
     def forward(ctx, x, shape=()):
@@ -150,25 +155,24 @@ def _axis(axis: int, ndim: int, op: str, shape) -> int:
     return axis % ndim
 
 
-def squeeze(x: Tensor, axis=None) -> Tensor:
-    if axis is None:
+@numpy_aliases
+def squeeze(x: Tensor, dim=None) -> Tensor:
+    """Drop axes of size 1: all of them, or those of `dim` (PyTorch keeps a `dim` whose size
+    is not 1; NumPy raises — tinyllm follows PyTorch)."""
+    if dim is None:
         shape = tuple(s for s in x.shape if s != 1)
     else:
         axes = {
-            _axis(a, x.ndim, "squeeze", x.shape)
-            for a in ((axis,) if isinstance(axis, int) else axis)
+            _axis(a, max(x.ndim, 1), "squeeze", x.shape)
+            for a in ((dim,) if isinstance(dim, (int, np.integer)) else dim)
         }
-        for a in axes:
-            if x.shape[a] != 1:
-                raise ValueError(
-                    f"squeeze: axis {a} of shape {x.shape} has size {x.shape[a]}, not 1"
-                )
-        shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+        shape = tuple(s for i, s in enumerate(x.shape) if not (i in axes and s == 1))
     return reshape(x, shape)
 
 
-def unsqueeze(x: Tensor, axis: int) -> Tensor:
-    axis = _axis(axis, x.ndim + 1, "unsqueeze", x.shape)
+@numpy_aliases
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    axis = _axis(dim, x.ndim + 1, "unsqueeze", x.shape)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
@@ -213,7 +217,9 @@ def _as_tensors(xs, op):
     return [x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=xs[0].dtype)) for x in xs]
 
 
-def concatenate(tensors, axis: int = 0) -> Tensor:
+@numpy_aliases
+def concatenate(tensors, dim: int = 0) -> Tensor:
+    axis = dim
     tensors = _as_tensors(tensors, "concatenate")
     ref = tensors[0].shape
     nd = len(ref)
@@ -232,7 +238,9 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
 cat = concatenate
 
 
-def stack(tensors, axis: int = 0) -> Tensor:
+@numpy_aliases
+def stack(tensors, dim: int = 0) -> Tensor:
+    axis = dim
     tensors = _as_tensors(tensors, "stack")
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
@@ -241,10 +249,11 @@ def stack(tensors, axis: int = 0) -> Tensor:
     return concatenate([unsqueeze(t, axis) for t in tensors], axis=axis)
 
 
-def split(x: Tensor, split_size_or_sections, axis: int = 0) -> list[Tensor]:
+@numpy_aliases
+def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple[Tensor, ...]:
     """PyTorch's split: an int gives pieces of that size (the last may be smaller); a list
-    gives the size of each piece."""
-    axis = _axis(axis, x.ndim, "split", x.shape)
+    gives the size of each piece. A tuple of views, as in PyTorch."""
+    axis = _axis(dim, x.ndim, "split", x.shape)
     n = x.shape[axis]
     if isinstance(split_size_or_sections, (int, np.integer)):
         step = int(split_size_or_sections)
@@ -264,14 +273,15 @@ def split(x: Tensor, split_size_or_sections, axis: int = 0) -> list[Tensor]:
         index[axis] = slice(start, start + s)
         out.append(getitem(x, tuple(index)))
         start += s
-    return out
+    return tuple(out)
 
 
-def chunk(x: Tensor, chunks: int, axis: int = 0) -> list[Tensor]:
+@numpy_aliases
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     if chunks <= 0:
         raise ValueError(f"chunk: number of chunks must be positive, got {chunks}")
-    n = x.shape[_axis(axis, x.ndim, "chunk", x.shape)]
-    return split(x, -(-n // chunks), axis)
+    n = x.shape[_axis(dim, x.ndim, "chunk", x.shape)]
+    return split(x, -(-n // chunks), dim)
 
 
 def _unwrap_index(index):
@@ -293,6 +303,7 @@ def _has_integer_array(index):
 
 class GetItem(Function):
     flops = MOVES_DATA
+    returns_view = True  # a NumPy view where it can be: it shares x's version counter
 
     @staticmethod
     def forward(ctx, x, index=None):
