@@ -78,7 +78,7 @@ def test_configure_optimizers_takes_nanogpts_arguments():
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
-    n = sum(p.size for g in opt.param_groups for p in g["params"])
+    n = sum(p.numel() for g in opt.param_groups for p in g["params"])
     assert n == m.get_num_params(non_embedding=False)
     assert decay["lr"] == 6e-4 and decay["betas"] == (0.9, 0.95) and decay["eps"] == 1e-8
     opt = m.configure_optimizers(0.0, 1e-3, device_type="cpu", eps=1e-6)
