@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.engine import no_grad
+from tinyllm.engine import Tensor, no_grad
 from tinyllm.runtime.random import generator_or_default
 
 # ---- logits processing (on NumPy arrays, float64 for stable sorting/cumsum) ----------------
@@ -166,10 +166,14 @@ def generate(
     attention_mask=None,
     generator=None,
 ) -> np.ndarray:
-    """Generate from a decoder-only model (GPT). idx (B, T) ints → (B, T + new) ints."""
+    """Generate from a decoder-only model (GPT). idx (B, T) ints → (B, T + new) ints, a
+    Tensor when idx is one (as torch code expects), else a NumPy array."""
 
     _check_options(max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty)
-    idx = np.asarray(idx)
+    as_tensor = isinstance(idx, Tensor)
+    idx = np.asarray(idx.data if as_tensor else idx)
+    if isinstance(attention_mask, Tensor):
+        attention_mask = attention_mask.data
     if idx.ndim == 1:
         idx = idx[None, :]
     if idx.ndim != 2 or idx.shape[1] == 0:
@@ -208,7 +212,7 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        return decode_loop(
+        tokens = decode_loop(
             next_scores,
             idx,
             mask,
@@ -222,5 +226,6 @@ def generate(
             pad,
             rng,
         )
+        return Tensor(tokens) if as_tensor else tokens
     finally:
         model.train(was_training)

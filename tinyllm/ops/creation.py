@@ -34,15 +34,28 @@ def _made(values: np.ndarray, dtype, requires_grad, device, op) -> Tensor:
 
 
 def tensor(data, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """`tinyllm.tensor(data)`: the same as `Tensor(data)` but always copies the data."""
+    """`tinyllm.tensor(data)`: a new tensor holding a copy of `data`.
+
+    Its dtype, when not given, is torch.tensor's: arrays and tensors keep theirs; Python ints
+    become int64, bools bool and floats the default float32 (`Tensor(data)`, like
+    `torch.Tensor(data)`, always makes floats)."""
     check_device(device, "tensor")
     copy_dtype = dtype
     if dtype is None and not isinstance(data, (np.ndarray, Tensor)):
-        copy_dtype = DEFAULT_DTYPE  # lists and scalars; arrays keep their own dtype
+        copy_dtype = _python_dtype(data)
     if dtypes.is_half(dtype) or (isinstance(data, Tensor) and dtypes.is_half(data.dtype)):
         copy_dtype = None
     arr = np.array(data.numpy() if isinstance(data, Tensor) else data, dtype=copy_dtype)
     return Tensor(arr, requires_grad=requires_grad, dtype=dtype)
+
+
+def _python_dtype(data):
+    """torch's inference for lists and scalars: int → int64, bool → bool, else float32."""
+    try:
+        kind = np.asarray(data).dtype.kind
+    except (ValueError, TypeError):  # ragged or odd input: the constructor names the problem
+        return DEFAULT_DTYPE
+    return {"i": np.int64, "u": np.int64, "b": np.bool_}.get(kind, DEFAULT_DTYPE)
 
 
 def _shape(shape):
