@@ -23,6 +23,7 @@ against PyTorch op by op in the test suite).
 """
 
 from __future__ import annotations
+import __future__
 
 import contextlib
 import sys
@@ -55,12 +56,9 @@ class StandIn(types.ModuleType):
             setattr(self, key, value)
 
     def __getattr__(self, attr: str):
-        if not attr.startswith("_"):
-            for source in self._sources:
-                try:
-                    return getattr(source, attr)
-                except AttributeError:
-                    continue
+        for source in self._sources:
+            if attr in public_names(source):
+                return getattr(source, attr)
         if attr.startswith("__") and attr.endswith("__"):  # import machinery probes these
             raise AttributeError(attr)
         raise Unsupported(
@@ -71,8 +69,22 @@ class StandIn(types.ModuleType):
     def __dir__(self):
         names = set(super().__dir__())
         for source in self._sources:
-            names |= {n for n in dir(source) if not n.startswith("_")}
+            names |= public_names(source)
         return sorted(names)
+
+
+def public_names(module: types.ModuleType) -> frozenset[str]:
+    """What a tinyllm module offers as API: its `__all__` when it has one, else its names
+    without a leading underscore that are not modules or `from __future__` features (a
+    module's imports of helpers are its business, not torch's surface)."""
+    if "__all__" in vars(module):
+        return frozenset(module.__all__)
+    return frozenset(
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, (types.ModuleType, __future__._Feature))
+    )
 
 
 def _no_accelerator(name: str) -> StandIn:

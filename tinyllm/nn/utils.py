@@ -25,6 +25,16 @@ import numpy as np
 from tinyllm.dtypes import assign_, to_float32
 from tinyllm.engine import Tensor, no_grad
 
+__all__ = [
+    "total_norm",
+    "clip_coefficient",
+    "clip_grad_norm",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "parameters_to_vector",
+    "vector_to_parameters",
+]
+
 
 def _as_list(parameters) -> list:
     return [parameters] if isinstance(parameters, Tensor) else list(parameters)
