@@ -13,8 +13,14 @@ decoding strategy. tinyllm follows Hugging Face's `generate` names and order of 
 5. greedy (do_sample=False): take argmax z; sampling: draw from softmax(z).
 
 Steps 2–4 only apply when sampling, as in Hugging Face. Generation stops after
-`max_new_tokens`, or once every sequence has produced `eos_token_id` (finished sequences are
-padded with `pad_token_id`, by default the EOS id).
+`max_new_tokens`, or once every sequence has produced `eos_token_id` — one id or a list of them
+(a chat model stops at its end-of-turn token) — and finished sequences are padded with
+`pad_token_id` (by default the first EOS id).
+
+Streaming (`streamer=`, Hugging Face's protocol): `streamer.put(ids)` is called once with the
+prompt (B, T) and then with each step's new tokens (B,), and `streamer.end()` when generation
+stops, so a chat can print every token as soon as it exists. `TextStreamer` prints decoded
+text; a token that ends halfway through a UTF-8 character waits for the rest of it.
 
 Batched prompts of different lengths are *left*-padded and described by `attention_mask`
 (1 = real token, 0 = padding), so every prompt ends at the same column and the new tokens line
@@ -28,6 +34,9 @@ block_size tokens (as nanoGPT does) and, since every position then shifts, the c
 """
 
 from __future__ import annotations
+
+import codecs
+import sys
 
 import numpy as np
 
@@ -112,6 +121,65 @@ def _check_options(max_new_tokens, do_sample, temperature, top_k, top_p, repetit
         raise ValueError(f"generate: repetition_penalty must be > 0, got {repetition_penalty}")
 
 
+def eos_ids(eos_token_id) -> np.ndarray | None:
+    """`eos_token_id` (None, an int, or a sequence of ints) as an int64 array, validated."""
+    if eos_token_id is None:
+        return None
+    ids = np.atleast_1d(np.asarray(eos_token_id))
+    if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu" or (ids < 0).any():
+        raise ValueError(
+            f"generate: eos_token_id must be a token id or a non-empty list of ids, "
+            f"got {eos_token_id!r}"
+        )
+    return ids.astype(np.int64)
+
+
+class TextStreamer:
+    """Print tokens as text while they are generated (Hugging Face's `TextStreamer`).
+
+    Batch size 1 only (one stream of text). `skip_prompt` leaves out the prompt; special tokens
+    (end of turn, end of text) are not printed when `skip_special_tokens`. Bytes of a character
+    split over two tokens are held back until the character is complete.
+    """
+
+    def __init__(
+        self, tokenizer, skip_prompt: bool = True, skip_special_tokens: bool = True, file=None
+    ):
+        self.tokenizer = tokenizer
+        self.skip_prompt = skip_prompt
+        self.skip_special_tokens = skip_special_tokens
+        self.file = file
+        self._prompt_seen = False
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text = ""  # everything printed so far
+
+    def put(self, ids) -> None:
+        """The first call brings the prompt (1, T) or (T,); each later one the new token."""
+        ids = np.asarray(ids)
+        if ids.ndim == 2 and ids.shape[0] != 1:
+            raise ValueError(f"TextStreamer: batch size must be 1, got ids of shape {ids.shape}")
+        ids = ids.reshape(-1)
+        is_prompt, self._prompt_seen = not self._prompt_seen, True
+        if is_prompt and self.skip_prompt:
+            return
+        out = []
+        for i in ids.tolist():
+            if self.skip_special_tokens and self.tokenizer.is_special_id(int(i)):
+                continue
+            out.append(self._decoder.decode(self.tokenizer.id_to_bytes(int(i))))
+        self._write("".join(out))
+
+    def end(self) -> None:
+        self._write(self._decoder.decode(b"", final=True))
+
+    def _write(self, text: str) -> None:
+        if text:
+            self.text += text
+            f = self.file if self.file is not None else sys.stdout
+            f.write(text)
+            f.flush()
+
+
 def decode_loop(
     next_scores,
     prompt: np.ndarray,
@@ -125,6 +193,7 @@ def decode_loop(
     eos_token_id,
     pad_token_id,
     rng,
+    streamer=None,
 ) -> np.ndarray:
     """The shared loop: `next_scores(tokens, mask, n_new)` returns (B, V) logits for the next
     position given the sequences so far, of which the last `n_new` columns are new since the
@@ -133,20 +202,27 @@ def decode_loop(
     b = tokens.shape[0]
     finished = np.zeros(b, dtype=bool)
     n_new = tokens.shape[1]
+    eos = eos_ids(eos_token_id)
+    if streamer is not None:
+        streamer.put(tokens)
     for _ in range(max_new_tokens):
         scores = next_scores(tokens, mask, n_new)
         scores = process_scores(
             scores, tokens, mask, do_sample, temperature, top_k, top_p, repetition_penalty
         )
         nxt = choose_next(scores, do_sample, rng)
-        if eos_token_id is not None:
+        if eos is not None:
             nxt = np.where(finished, pad_token_id, nxt)
-            finished |= nxt == eos_token_id
+            finished |= np.isin(nxt, eos)
         tokens = np.concatenate([tokens, nxt[:, None].astype(tokens.dtype)], axis=1)
         mask = np.concatenate([mask, np.ones((b, 1), dtype=mask.dtype)], axis=1)
         n_new = 1
-        if eos_token_id is not None and finished.all():
+        if streamer is not None:
+            streamer.put(nxt)
+        if eos is not None and finished.all():
             break
+    if streamer is not None:
+        streamer.end()
     return tokens
 
 
@@ -159,12 +235,13 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     repetition_penalty: float = 1.0,
-    eos_token_id: int | None = None,
+    eos_token_id: int | list[int] | None = None,
     pad_token_id: int | None = None,
     use_cache: bool = True,
     seed: int | None = None,
     attention_mask=None,
     generator=None,
+    streamer=None,
 ) -> np.ndarray:
     """Generate from a decoder-only model (GPT). idx (B, T) ints → (B, T + new) ints, a
     Tensor when idx is one (as torch code expects), else a NumPy array."""
@@ -186,7 +263,8 @@ def generate(
     if mask.shape != idx.shape:
         raise ValueError(f"generate: attention_mask {mask.shape} must match idx {idx.shape}")
     rng = np.random.default_rng(seed) if seed is not None else generator_or_default(generator)
-    pad = eos_token_id if pad_token_id is None else pad_token_id
+    eos = eos_ids(eos_token_id)
+    pad = (None if eos is None else int(eos[0])) if pad_token_id is None else pad_token_id
     block = model.config.block_size
     state = {"caches": None}
     padded = bool((mask == 0).any())
@@ -225,6 +303,7 @@ def generate(
             eos_token_id,
             pad,
             rng,
+            streamer,
         )
         return Tensor(tokens) if as_tensor else tokens
     finally:

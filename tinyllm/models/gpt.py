@@ -326,6 +326,36 @@ class GPT(Module):
         wpe = self.transformer.wpe.weight
         wpe.data = np.ascontiguousarray(wpe.data[:block_size])
 
+    def resize_token_embeddings(self, new_num_tokens: int, generator=None) -> Embedding:
+        """Grow (or shrink) the vocabulary to `new_num_tokens` rows, as Hugging Face's method
+        of the same name: what a chat format needs after adding its special tokens to a base
+        model's tokenizer. Old rows keep their ids and values; the tied head follows. New rows
+        start at the mean of the old ones plus N(0, 0.02²) noise (HF's mean resizing: a new
+        token's logit then starts near the average token's, not at an arbitrary value).
+        Returns the embedding module."""
+        if not isinstance(new_num_tokens, int) or new_num_tokens <= 0:
+            raise ValueError(
+                f"resize_token_embeddings: new_num_tokens must be a positive int, "
+                f"got {new_num_tokens!r}"
+            )
+        wte = self.transformer.wte
+        old = wte.weight.data
+        n_old = old.shape[0]
+        if new_num_tokens == n_old:
+            return wte
+        g = generator_or_default(generator)
+        if new_num_tokens > n_old:
+            extra = old.mean(axis=0) + g.normal(0.0, 0.02, (new_num_tokens - n_old, old.shape[1]))
+            data = np.concatenate([old, extra.astype(old.dtype)], axis=0)
+        else:
+            data = old[:new_num_tokens].copy()
+        wte.weight.data = np.ascontiguousarray(data)
+        wte.num_embeddings = new_num_tokens
+        self.lm_head.weight = wte.weight  # still one Parameter
+        self.lm_head.out_features = new_num_tokens
+        self.config = replace(self.config, vocab_size=new_num_tokens)
+        return wte
+
     # nanoGPT's default peak: an A100's dense bf16 tensor-core FLOP/s
     A100_BF16_PEAK_FLOPS = 312e12
 

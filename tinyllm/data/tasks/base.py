@@ -58,7 +58,9 @@ class Task:
     def extract(self, completion: str) -> str:
         """The final answer in a completion: the text before the first `answer_end`, stripped."""
         if not isinstance(completion, str):
-            raise TypeError(f"{self.name}: a completion must be a str, got {type(completion).__name__}")
+            raise TypeError(
+                f"{self.name}: a completion must be a str, got {type(completion).__name__}"
+            )
         return completion.split(self.answer_end, 1)[0].strip()
 
     def score(self, example: Example, completion: str) -> float:
@@ -83,7 +85,9 @@ class Mixture(Task):
             raise ValueError("Mixture: needs at least one task")
         w = np.ones(len(tasks)) if weights is None else np.asarray(weights, dtype=np.float64)
         if w.shape != (len(tasks),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"Mixture: weights must be {len(tasks)} non-negative numbers, got {weights}")
+            raise ValueError(
+                f"Mixture: weights must be {len(tasks)} non-negative numbers, got {weights}"
+            )
         self.tasks = list(tasks)
         self.weights = w / w.sum()
         self.name = "mixture(" + ",".join(t.name for t in self.tasks) + ")"
