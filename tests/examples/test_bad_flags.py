@@ -39,9 +39,13 @@ TRAINING = [
     "mixed_precision.py",
     "quantize.py",
 ]
-OTHERS = ["generate.py", "scaling.py", "memory_table.py", "precision_table.py"]
+OTHERS = ["generate.py", "chat.py", "scaling.py", "memory_table.py", "precision_table.py"]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
-BASE = {"generate.py": ["--checkpoint", "{ckpt}"], "finetune.py": ["--checkpoint", "{ckpt}"]}
+BASE = {
+    "generate.py": ["--checkpoint", "{ckpt}"],
+    "finetune.py": ["--checkpoint", "{ckpt}"],
+    "chat.py": ["--checkpoint", "{ckpt}"],
+}
 
 # The bad flags of the issue, for every training example: (flags, the flag the error names).
 ISSUE = [
@@ -185,6 +189,15 @@ SPECIFIC = {
         (["--data-bytes", "0"], "--data-bytes"),
         (["--tokenizer", "{empty}"], "--tokenizer"),
         (["--cache-dir", "{file}"], "--cache-dir"),
+    ],
+    "chat.py": [
+        (["--max-new-tokens", "0"], "--max-new-tokens"),
+        (["--temperature", "-1"], "--temperature"),
+        (["--top-k", "0"], "--top-k"),
+        (["--top-p", "1.5"], "--top-p"),
+        (["--seed", "-1"], "--seed"),
+        (["--checkpoint", "{missing}"], "--checkpoint"),
+        (["--checkpoint", "{dir}"], "--checkpoint"),
     ],
     "scaling.py": [
         (["--min-exp", "20", "--max-exp", "18"], "--min-exp"),
