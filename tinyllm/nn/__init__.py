@@ -8,6 +8,7 @@ init.py         initialization: normal_, xavier_*, kaiming_*, trunc_normal_, cal
 utils.py        clip_grad_norm_, clip_grad_value_, parameters_to_vector, vector_to_parameters
 positional.py   sinusoidal (fixed) and learned positional encodings
 attention.py    MultiHeadAttention (self / causal / cross), KVCache
+rnn.py          RNN, LSTM, GRU and their cells: the recurrence before attention
 transformer.py  FeedForward, EncoderBlock, DecoderBlock, Encoder, Decoder
 functional.py   the functional ops (tinyllm.nn.functional ≈ torch.nn.functional)
 """
@@ -36,4 +37,5 @@ from tinyllm.nn.positional import (
     SinusoidalPositionalEncoding,
     sinusoidal_table,
 )
+from tinyllm.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from tinyllm.nn.transformer import Decoder, DecoderBlock, Encoder, EncoderBlock, FeedForward
