@@ -146,9 +146,10 @@ def build_parser():
 # ---- data ------------------------------------------------------------------------------------
 
 
-def plain_text(examples) -> str:
-    """Pre-training documents: each question, a newline, its answer, a blank line."""
-    return "".join(f"{e.prompt}\n{e.target}\n\n" for e in examples)
+def plain_text(examples, rng, noise_chars: int) -> str:
+    """Pre-training documents: each question (with its reference line), a newline, its
+    answer, a blank line — the tasks as a web page might hold them, no chat template."""
+    return "".join(f"{user_turn(e, rng, noise_chars)}\n{e.target}\n\n" for e in examples)
 
 
 def user_turn(example, rng, noise_chars: int) -> str:
@@ -255,30 +256,58 @@ def optimizer_state_bytes(opt) -> int:
 # ---- evaluation ------------------------------------------------------------------------------
 
 
-def exact_match(model, fmt, prompts, answers, max_new_tokens: int, batch_size: int = 64):
-    """Greedy replies to `prompts` (chat ids ending in an open assistant header), stopped at
-    <|end|>. A reply counts if it ended with <|end|> and its text, stripped, is the answer.
-    → (accuracy, replies)."""
+def left_padded(prompts, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """(idx, attention_mask) with every prompt ending at the last column."""
+    width = max(len(p) for p in prompts)
+    idx = np.full((len(prompts), width), pad, dtype=np.int64)
+    mask = np.zeros_like(idx)
+    for b, p in enumerate(prompts):
+        idx[b, width - len(p) :], mask[b, width - len(p) :] = p, 1
+    return idx, mask
+
+
+def greedy(model, prompts, max_new_tokens: int, pad: int, eos=None, batch_size: int = 64):
+    """The greedy continuation (new ids) of each prompt, in batches of left-padded prompts."""
     model.eval()
-    replies, hits = [], 0
+    out = []
     with no_grad():
         for i in range(0, len(prompts), batch_size):
-            chunk = prompts[i : i + batch_size]
-            width = max(len(p) for p in chunk)
-            idx = np.full((len(chunk), width), fmt.end_of_turn_id, dtype=np.int64)
-            mask = np.zeros_like(idx)
-            for b, p in enumerate(chunk):  # left padding: every prompt ends at the last column
-                idx[b, width - len(p) :], mask[b, width - len(p) :] = p, 1
-            out = model.generate(
-                idx, max_new_tokens, attention_mask=mask, eos_token_id=fmt.end_of_turn_id
-            )
-            for b in range(len(chunk)):
-                new = out[b, width:].tolist()
-                stopped = fmt.end_of_turn_id in new
-                text = fmt.reply(new)
-                replies.append(text)
-                hits += stopped and text.strip() == answers[i + b]
-    return hits / max(1, len(prompts)), replies
+            idx, mask = left_padded(prompts[i : i + batch_size], pad)
+            ids = model.generate(idx, max_new_tokens, attention_mask=mask, eos_token_id=eos)
+            out.extend(row[idx.shape[1] :].tolist() for row in ids)
+    return out
+
+
+def exact_match(model, fmt, prompts, examples, max_new_tokens: int) -> tuple[float, dict]:
+    """Greedy replies to chat `prompts` (each ending in an open assistant header), stopped at
+    <|end|>. A reply counts if it ended with <|end|> and its text, stripped, is the answer:
+    a model that answers and then keeps writing has not followed the chat format.
+    → (accuracy, accuracy per task)."""
+    eos = fmt.end_of_turn_id
+    hits = [
+        eos in new and fmt.reply(new).strip() == e.answer
+        for new, e in zip(greedy(model, prompts, max_new_tokens, eos, eos), examples)
+    ]
+    return float(np.mean(hits)), by_task(hits, examples)
+
+
+def plain_accuracy(model, tok, texts, examples, max_new_tokens: int) -> tuple[float, dict]:
+    """The base model's own format: `text` + newline, greedy, scored on the first line (the
+    task's `score`). What the base knows, before any chat template."""
+    prompts = [np.asarray(tok.encode_ordinary(t + "\n")) for t in texts]
+    pad = tok.encode_ordinary("\n")[0]
+    hits = [
+        e.score(tok.decode(new)) == 1.0
+        for new, e in zip(greedy(model, prompts, max_new_tokens, pad), examples)
+    ]
+    return float(np.mean(hits)), by_task(hits, examples)
+
+
+def by_task(hits, examples) -> dict:
+    names = sorted({e.task.name for e in examples})
+    return {
+        n: float(np.mean([h for h, e in zip(hits, examples) if e.task.name == n])) for n in names
+    }
 
 
 def copy_model(base: GPT, vocab_size: int, seed: int) -> GPT:
@@ -306,7 +335,7 @@ def main(argv=None):
         if e.prompt not in seen:
             held_out.append(e)
             seen.add(e.prompt)
-    text = plain_text(pre)
+    text = plain_text(pre, rng, args.noise_chars)
     tok = ByteLevelBPE().train(text, vocab_size=args.vocab_size)
     ids = np.asarray(tok.encode_ordinary(text), dtype=np.int64)
     print(
@@ -336,11 +365,15 @@ def main(argv=None):
             f"sft: a conversation is {longest} tokens, more than --block-size {args.block_size}"
         )
     max_new = max(len(tok.encode_ordinary(a)) for a in answers) + 2
-    evaluate = lambda m: exact_match(m, fmt, prompts, answers, max_new)  # noqa: E731
-    results = {}
+    evaluate = lambda m: exact_match(m, fmt, prompts, held_out, max_new)  # noqa: E731
+    results, per_task = {}, {}
 
+    plain, per_task["base_plain_text"] = plain_accuracy(
+        base, tok, [c[0]["content"] for c in tests], held_out, max_new
+    )
+    print(f"    base model on plain-text prompts (first line scored): accuracy {plain:.3f}")
     before = copy_model(base, tok.vocab_size, args.seed)
-    results["before"], _ = evaluate(before)
+    results["before"], per_task["before"] = evaluate(before)
     print(f"    base model on the chat prompt: exact match {results['before']:.3f}")
 
     # (b) SFT, loss on the assistant's tokens; (c) the same, loss on every token
@@ -350,9 +383,9 @@ def main(argv=None):
         model = copy_model(base, tok.vocab_size, args.seed)
         losses, opt = finetune(model, fmt, pool, args, lr=args.lr, all_tokens=all_tokens,
                                label=name)  # fmt: skip
-        acc, replies = evaluate(model)
+        acc, per_task[name] = evaluate(model)
         runs[name] = {"model": model, "losses": losses, "opt": opt, "acc": acc}
-        print(f"    exact match {acc:.3f}  (e.g. {replies[0]!r} for {answers[0]!r})")
+        print(f"    exact match {acc:.3f}  {per_task[name]}")
     sft = runs["assistant-only"]
     full_trainable = sum(p.numel() for p in trainable_parameters(sft["model"]))
     save_checkpoint(
@@ -381,10 +414,10 @@ def main(argv=None):
     )
     lora_trainable = sum(p.numel() for p in trainable_parameters(lora_model))
     lora_losses, lora_opt = finetune(lora_model, fmt, pool, args, lr=args.lora_lr, label="lora")
-    lora_acc, _ = evaluate(lora_model)
+    lora_acc, per_task["lora"] = evaluate(lora_model)
     merge_lora(lora_model)
     merged_acc, _ = evaluate(lora_model)
-    print(f"    exact match {lora_acc:.3f} (merged: {merged_acc:.3f})")
+    print(f"    exact match {lora_acc:.3f} (merged: {merged_acc:.3f})  {per_task['lora']}")
     save_checkpoint(
         args.lora_checkpoint,
         lora_model,
@@ -445,6 +478,8 @@ def main(argv=None):
                 "wrapped_layers": wrapped,
             },
             "full": ledger["full"],
+            "base_plain_text_accuracy": plain,
+            "by_task": per_task,
             "params": base.num_parameters(),
             "seed": args.seed,
             "pretrain_losses": pretrain_losses,

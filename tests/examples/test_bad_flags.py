@@ -39,7 +39,14 @@ TRAINING = [
     "mixed_precision.py",
     "quantize.py",
 ]
-OTHERS = ["generate.py", "chat.py", "scaling.py", "memory_table.py", "precision_table.py"]
+OTHERS = [
+    "generate.py",
+    "chat.py",
+    "sft.py",
+    "scaling.py",
+    "memory_table.py",
+    "precision_table.py",
+]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
 BASE = {
     "generate.py": ["--checkpoint", "{ckpt}"],
@@ -198,6 +205,20 @@ SPECIFIC = {
         (["--seed", "-1"], "--seed"),
         (["--checkpoint", "{missing}"], "--checkpoint"),
         (["--checkpoint", "{dir}"], "--checkpoint"),
+    ],
+    "sft.py": [
+        (["--opinions", "2"], "--opinions"),
+        (["--keys", "0"], "--keys"),
+        (["--lora-rank", "0"], "--lora-rank"),
+        (["--lora-alpha", "nan"], "--lora-alpha"),
+        (["--lora-dropout", "1"], "--lora-dropout"),
+        (["--lora-targets", "attn.q_proj"], "--lora-targets"),
+        (["--lr", "inf"], "--lr"),
+        (["--steps", "0"], "--steps"),
+        (["--n-embd", "30"], "--n-embd"),
+        (["--vocab-size", "259"], "--vocab-size"),
+        (["--checkpoint", "{dir}"], "--checkpoint"),
+        (["--report", "/proc/tinyllm/report.json"], "--report"),
     ],
     "scaling.py": [
         (["--min-exp", "20", "--max-exp", "18"], "--min-exp"),

@@ -3,7 +3,7 @@
 The prompt lists n pairs `key=value` (distinct one-letter keys, random two-digit values) and asks
 for one of the keys:
 
-    g=41 q=07 c=93 x=58
+    table: g=41 q=07 c=93 x=58
     value of c?                  →  93
 
 The answer is nowhere but in the prompt, so the task cannot be memorized: a model must find the
@@ -43,6 +43,6 @@ class KeyValueLookup(Task):
         keys = rng.choice(list(string.ascii_lowercase), size=self.n_keys, replace=False)
         values = ["".join(rng.choice(list(string.digits), self.value_digits)) for _ in keys]
         ask = int(rng.integers(self.n_keys))
-        table = " ".join(f"{k}={v}" for k, v in zip(keys, values))
-        prompt = f"{table}\nvalue of {keys[ask]}?"
+        table = "".join(f" {k}={v}" for k, v in zip(keys, values))  # " c" as in the question
+        prompt = f"table:{table}\nvalue of {keys[ask]}?"
         return self._example(prompt, values[ask], values[ask], key=str(keys[ask]))
