@@ -46,7 +46,7 @@ from tinyllm.data.tasks.lookup import KeyValueLookup
 from tinyllm.data.tasks.reviews import ReviewSentiment
 from tinyllm.engine import no_grad
 from tinyllm.models import GPT
-from tinyllm.nn.lora import apply_lora, merge_lora, trainable_parameters
+from tinyllm.nn.lora import apply_lora, merge_lora, train_new_token_rows, trainable_parameters
 from tinyllm.optim import AdamW, clip_grad_norm_, warmup_cosine
 
 LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
@@ -63,7 +63,7 @@ def build_parser():
         p, n_layer=2, n_head=4, n_embd=64, block_size=96, vocab_size=512, n_special=4
     )
     g = p.add_argument_group("tasks")
-    g.add_argument("--keys", type=flags.int_in(1, 26), default=4, help="pairs per lookup table")
+    g.add_argument("--keys", type=flags.int_in(1, 26), default=2, help="pairs per lookup table")
     g.add_argument(
         "--opinions", type=flags.int_in(1, 7), default=3, help="opinions per review (odd)"
     )
@@ -310,12 +310,13 @@ def by_task(hits, examples) -> dict:
     }
 
 
-def copy_model(base: GPT, vocab_size: int, seed: int) -> GPT:
-    """A fresh copy of `base` with `vocab_size` token rows; the new rows drawn from `seed`, so
-    every fine-tuning run starts from the very same weights."""
+def copy_model(base: GPT, fmt: ChatFormat, seed: int) -> GPT:
+    """A fresh copy of `base` with rows for the chat tokens (Hugging Face's mean resizing: the
+    old rows' mean plus N(0, 0.02²) noise, drawn from `seed`), so every fine-tuning run starts
+    from the very same weights."""
     model = GPT(base.config)
     model.load_state_dict(base.state_dict())
-    model.resize_token_embeddings(vocab_size, generator=np.random.default_rng(seed))
+    model.resize_token_embeddings(fmt.tokenizer.vocab_size, generator=np.random.default_rng(seed))
     return model
 
 
@@ -372,7 +373,7 @@ def main(argv=None):
         base, tok, [c[0]["content"] for c in tests], held_out, max_new
     )
     print(f"    base model on plain-text prompts (first line scored): accuracy {plain:.3f}")
-    before = copy_model(base, tok.vocab_size, args.seed)
+    before = copy_model(base, fmt, args.seed)
     results["before"], per_task["before"] = evaluate(before)
     print(f"    base model on the chat prompt: exact match {results['before']:.3f}")
 
@@ -380,7 +381,7 @@ def main(argv=None):
     runs = {}
     for name, all_tokens in (("assistant-only", False), ("all-tokens", True)):
         print(f"({'b' if not all_tokens else 'c'}) full SFT, loss on {name} tokens")
-        model = copy_model(base, tok.vocab_size, args.seed)
+        model = copy_model(base, fmt, args.seed)
         losses, opt = finetune(model, fmt, pool, args, lr=args.lr, all_tokens=all_tokens,
                                label=name)  # fmt: skip
         acc, per_task[name] = evaluate(model)
@@ -403,7 +404,7 @@ def main(argv=None):
         f"(d) LoRA SFT: r={args.lora_rank}, alpha={args.lora_alpha:g} on "
         f"{', '.join(args.lora_targets)}"
     )
-    lora_model = copy_model(base, tok.vocab_size, args.seed)
+    lora_model = copy_model(base, fmt, args.seed)
     wrapped = apply_lora(
         lora_model,
         args.lora_targets,
@@ -412,6 +413,9 @@ def main(argv=None):
         dropout=args.lora_dropout,
         generator=np.random.default_rng(args.seed + 2),
     )
+    # the chat tokens are new: under a frozen embedding their rows would stay the mean-resizing
+    # guess, so their rows train too (PEFT's trainable_token_indices)
+    train_new_token_rows(lora_model, len(fmt.special_ids))
     lora_trainable = sum(p.numel() for p in trainable_parameters(lora_model))
     lora_losses, lora_opt = finetune(lora_model, fmt, pool, args, lr=args.lora_lr, label="lora")
     lora_acc, per_task["lora"] = evaluate(lora_model)

@@ -31,8 +31,9 @@ def test_sft_example_reports_and_saves_a_chat_model(tmp_path):
     lora, full = rep["lora"], rep["full"]
     assert 0.0 <= lora["exact_match"] <= 1.0
     assert lora["exact_match_merged"] == lora["exact_match"]  # merging changes no reply
-    # rank 2 on c_attn (16 → 48) and c_fc (16 → 64) of the one block: r·(in + out) each
-    assert lora["trainable_parameters"] == 2 * (16 + 48) + 2 * (16 + 64)
+    # rank 2 on c_attn (16 → 48) and c_fc (16 → 64) of the one block: r·(in + out) each,
+    # and the four chat tokens' embedding rows
+    assert lora["trainable_parameters"] == 2 * (16 + 48) + 2 * (16 + 64) + 4 * 16
     # fp32 Adam keeps two moments, 4 bytes each, per trainable parameter
     assert lora["optimizer_state_bytes"] == 8 * lora["trainable_parameters"]
     assert full["optimizer_state_bytes"] == 8 * full["trainable_parameters"]

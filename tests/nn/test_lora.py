@@ -7,7 +7,7 @@ import pytest
 from tinyllm.engine import Tensor
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.nn import Linear, LoRALinear, apply_lora, lora_state_dict, merge_lora
-from tinyllm.nn.lora import trainable_parameters
+from tinyllm.nn.lora import train_new_token_rows, trainable_parameters
 from tinyllm.testing import gradcheck
 
 
@@ -143,3 +143,24 @@ def test_against_torch():
     np.testing.assert_allclose(out.data, y.detach().numpy(), rtol=1e-12, atol=1e-12)
     for k, mine in (("x", x), ("A", layer.lora_A), ("B", layer.lora_B)):
         np.testing.assert_allclose(mine.grad, t[k].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_new_token_rows_train_alone_and_merge_back_tied():
+    model, ref = _gpt(), _gpt()
+    names = list(model.state_dict())
+    x = np.random.default_rng(0).integers(0, 40, (2, 8))
+    apply_lora(model, ("c_attn",), r=2, alpha=2, generator=np.random.default_rng(1))
+    rows = train_new_token_rows(model, 3)
+    logits, loss = model(x, x)
+    np.testing.assert_allclose(logits.data, ref(x)[0].data, rtol=1e-6, atol=1e-6)  # unchanged
+    loss.backward()
+    grad = rows.new_rows.grad
+    assert grad.shape == (3, 8) and np.abs(grad).max() > 0  # the head reaches every row
+    assert model.transformer.wte.base.weight.grad is None  # the old rows: frozen, no gradient
+    rows.new_rows.data[...] += 0.5
+    adapted = model(x)[0].data
+    merge_lora(model)
+    assert list(model.state_dict()) == names
+    assert model.lm_head.weight is model.transformer.wte.weight  # still tied
+    np.testing.assert_allclose(model.transformer.wte.weight.data[-3:], rows.new_rows.data)
+    np.testing.assert_allclose(model(x)[0].data, adapted, rtol=1e-5, atol=1e-6)

@@ -24,6 +24,13 @@ can carry several adapters in turn. `merge_lora(model)` merges every adapter and
 Linear back in its place — a model with the base's exact structure and state-dict names,
 which any code that loads the base can load.
 
+New tokens. A chat format adds tokens the base never saw; their embedding rows start as a guess
+(the mean of the old rows). With the embedding frozen those rows stay a guess, and the model
+can hardly tell <|user|> from <|end|>. `train_new_token_rows(model, n_new)` makes only the last
+n_new rows of a (tied) embedding trainable — PEFT's `trainable_token_indices` — at a cost of
+n_new·E more trainable numbers: the embedding becomes [W_old (frozen); W_new (trained)], read by
+both the input lookup and the tied output head.
+
 `apply_lora(model, target_names, r, alpha, dropout)` wraps the Linear layers whose dotted names
 end with one of `target_names` (e.g. "attn.c_attn" matches every block's) and freezes every
 other parameter; `lora_state_dict(model)` is the adapters alone — what one saves to ship an
@@ -111,6 +118,74 @@ class LoRALinear(Module):
         )
 
 
+class NewTokenRows(Module):
+    """An Embedding whose first rows are frozen and whose last `n_new` rows train.
+
+    `table()` is the full (V, E) matrix [frozen; new] as a Tensor, so the gradient reaches the
+    new rows only; the tied head (`TiedHead`) multiplies by the same table."""
+
+    def __init__(self, embedding, n_new: int):
+        super().__init__()
+        v = embedding.weight.shape[0]
+        if isinstance(n_new, bool) or not isinstance(n_new, int) or not 0 < n_new <= v:
+            raise ValueError(f"NewTokenRows: n_new must be an int in [1, {v}], got {n_new!r}")
+        self.base = embedding
+        embedding.requires_grad_(False)
+        self.n_old = v - n_new
+        self.new_rows = Parameter(embedding.weight.data[self.n_old :].copy())
+
+    @property
+    def weight(self):  # the dtype and shape of the table, as code that reads wte.weight expects
+        return self.base.weight
+
+    def table(self) -> Tensor:
+        old = Tensor(self.base.weight.data[: self.n_old])  # a constant: no gradient
+        return ops.concatenate([old, self.new_rows], dim=0)  # (V, E)
+
+    def forward(self, ids) -> Tensor:
+        return ops.embedding(ids, self.table())
+
+    def write_back(self) -> None:
+        self.base.weight.data[self.n_old :] = self.new_rows.data
+
+
+class TiedHead(Module):
+    """logits = x · tableᵀ with the table of a NewTokenRows (which it reads, not owns)."""
+
+    def __init__(self, rows: NewTokenRows):
+        super().__init__()
+        object.__setattr__(self, "rows", rows)  # not a child: the rows belong to the embedding
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.linear(x, self.rows.table())
+
+
+def train_new_token_rows(
+    model: Module, n_new: int, embedding: str = "transformer.wte", head: str = "lm_head"
+) -> NewTokenRows:
+    """Make the last `n_new` rows of the model's tied embedding trainable (everything else of
+    it frozen), for the input lookup and the output head alike."""
+    old = model.get_submodule(embedding)
+    if getattr(model.get_submodule(head), "weight", None) is not old.weight:
+        raise ValueError(f"train_new_token_rows: {head} is not tied to {embedding}")
+    rows = NewTokenRows(old, n_new)
+    original_head = model.get_submodule(head)
+    _replace(model, embedding, rows)
+    _replace(model, head, TiedHead(rows))
+    object.__setattr__(rows, "restore_head", (head, original_head))  # for merge_lora
+    return rows
+
+
+def _replace(model: Module, name: str, module: Module) -> None:
+    """Put `module` where the child at dotted `name` is, keeping its place in the tree's order
+    (so state-dict names keep their order too)."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    if child not in parent._modules:
+        raise AttributeError(f"{type(parent).__name__} has no submodule {child!r}")
+    parent._modules[child] = module
+
+
 def _matches(name: str, targets: Sequence[str]) -> bool:
     return any(name == t or name.endswith("." + t) for t in targets)
 
@@ -148,9 +223,7 @@ def apply_lora(
     model.requires_grad_(False)
     g = generator_or_default(generator)
     for name in chosen:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        parent.add_module(child, LoRALinear(parent._modules[child], r, alpha, dropout, g))
+        _replace(model, name, LoRALinear(model.get_submodule(name), r, alpha, dropout, g))
     return chosen
 
 
@@ -175,11 +248,16 @@ def trainable_parameters(model: Module) -> list[Parameter]:
 
 def merge_lora(model: Module) -> Module:
     """Merge every adapter into its base weight and put the plain Linear back (PEFT's
-    `merge_and_unload`): the result has the base model's structure and state-dict names.
-    The restored parameters stay frozen; call `model.requires_grad_(True)` to train them."""
+    `merge_and_unload`), and write trained token rows back into their embedding: the result
+    has the base model's structure and state-dict names. The restored parameters stay
+    frozen; call `model.requires_grad_(True)` to train them."""
     for name, layer in lora_layers(model):
         if not layer.merged:
             layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        model.get_submodule(parent_name).add_module(child, layer.base)
+        _replace(model, name, layer.base)
+    for name, rows in [(n, m) for n, m in model.named_modules() if isinstance(m, NewTokenRows)]:
+        rows.write_back()
+        _replace(model, name, rows.base)
+        head_name, original_head = rows.restore_head  # still tied to rows.base.weight
+        _replace(model, head_name, original_head)
     return model

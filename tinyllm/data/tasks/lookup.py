@@ -45,4 +45,5 @@ class KeyValueLookup(Task):
         ask = int(rng.integers(self.n_keys))
         table = "".join(f" {k}={v}" for k, v in zip(keys, values))  # " c" as in the question
         prompt = f"table:{table}\nvalue of {keys[ask]}?"
-        return self._example(prompt, values[ask], values[ask], key=str(keys[ask]))
+        pairs = {str(k): v for k, v in zip(keys, values)}
+        return self._example(prompt, values[ask], values[ask], key=str(keys[ask]), pairs=pairs)
