@@ -63,6 +63,12 @@ def build_parser():
         p, n_layer=2, n_head=4, n_embd=64, block_size=96, vocab_size=512, n_special=4
     )
     g = p.add_argument_group("tasks")
+    g.add_argument(
+        "--tasks",
+        type=flags.comma_list(str, choices=("reviews", "lookup")),
+        default="reviews",
+        help="instruction tasks, comma-separated (lookup needs more steps than the default)",
+    )
     g.add_argument("--keys", type=flags.int_in(1, 26), default=2, help="pairs per lookup table")
     g.add_argument(
         "--opinions", type=flags.int_in(1, 7), default=3, help="opinions per review (odd)"
@@ -89,7 +95,7 @@ def build_parser():
         help="task examples written as plain text",
     )
     g = p.add_argument_group("fine-tuning (b, c, d)")
-    g.add_argument("--steps", type=flags.positive_int, default=120, help="steps of each run")
+    g.add_argument("--steps", type=flags.positive_int, default=300, help="steps of each run")
     g.add_argument("--batch-size", type=flags.positive_int, default=32, help="sequences per step")
     g.add_argument("--lr", type=flags.finite_positive_float, default=1e-3, help="full SFT peak lr")
     g.add_argument(
@@ -107,7 +113,7 @@ def build_parser():
         default=0.0,
         help="dropout on the adapter input",
     )
-    g.add_argument("--lora-lr", type=flags.finite_positive_float, default=5e-3, help="LoRA peak lr")
+    g.add_argument("--lora-lr", type=flags.finite_positive_float, default=1e-2, help="LoRA peak lr")
     g.add_argument(
         "--lora-targets",
         type=flags.comma_list(str, choices=LINEARS),
@@ -323,7 +329,11 @@ def copy_model(base: GPT, fmt: ChatFormat, seed: int) -> GPT:
 def main(argv=None):
     args = build_parser().parse_args(argv)
     t_start = time.perf_counter()
-    task = Mixture([KeyValueLookup(args.keys), ReviewSentiment(args.opinions)])
+    make = {
+        "reviews": lambda: ReviewSentiment(args.opinions),
+        "lookup": lambda: KeyValueLookup(args.keys),
+    }
+    task = Mixture([make[name]() for name in dict.fromkeys(args.tasks)])
     rng = np.random.default_rng(args.seed)
 
     # data: pre-training text, the fine-tuning pool, held-out questions none of them has seen
