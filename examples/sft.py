@@ -6,18 +6,22 @@
 
 Four stages, one program, the same data for every fine-tuning run:
 
-(a) **pre-training**: a small GPT learns plain text — key-value lookups and reviews with their
-    answers, written one after another as ordinary documents, no chat template — and is saved
-    to runs/base.ckpt.npz. It knows the tasks, but not the chat format.
+(a) **pre-training**: a small GPT learns plain text — synthetic reviews, each under a
+    reference line, with the question and the label on the lines after it, written one after
+    another as ordinary documents, no chat template — and is saved to runs/base.ckpt.npz. It
+    learns the hidden rule that labels a review, but not the chat format: given a chat prompt
+    it does not answer and stop.
 (b) **SFT** (supervised fine-tuning): the base model, with the four chat tokens added to its
     tokenizer and embedding, trains on conversations — a user turn holding the question and an
     assistant turn holding the answer — with the loss on the assistant's tokens only.
 (c) **the ablation**: the same run with the loss on every token, user turns included.
-(d) **LoRA**: the same run again, the base frozen, rank-r adapters on chosen Linear layers.
+(d) **LoRA**: the same run again, the base frozen, rank-r adapters on chosen Linear layers
+    (and the chat tokens' embedding rows, which the base never had).
 
 The user turns are noisy on purpose: each starts with a reference code of random letters, as
-real prompts carry pasted logs and boilerplate. Nothing can predict those letters, so a loss on
-every token spends its gradient on noise; the assistant-only loss ignores them. Every stage is
+real prompts carry pasted ids, logs and boilerplate. Nothing can predict those letters (nor
+which opinion words a review happens to use), so a loss on every token spends most of its
+gradient on noise, while the assistant-only loss puts all of it on the answer. Every stage is
 evaluated on held-out questions (never in the fine-tuning pool) by exact match: greedy decoding
 from the chat prompt, stopped at <|end|>; the reply must be the answer and nothing else.
 
@@ -86,7 +90,7 @@ def build_parser():
         "--eval-examples", type=flags.positive_int, default=256, help="held-out questions"
     )
     g = p.add_argument_group("pre-training (a)")
-    g.add_argument("--pretrain-steps", type=flags.positive_int, default=300, help="steps")
+    g.add_argument("--pretrain-steps", type=flags.positive_int, default=400, help="steps")
     g.add_argument("--pretrain-lr", type=flags.finite_positive_float, default=3e-3, help="peak lr")
     g.add_argument(
         "--pretrain-examples",
@@ -95,7 +99,7 @@ def build_parser():
         help="task examples written as plain text",
     )
     g = p.add_argument_group("fine-tuning (b, c, d)")
-    g.add_argument("--steps", type=flags.positive_int, default=300, help="steps of each run")
+    g.add_argument("--steps", type=flags.positive_int, default=250, help="steps of each run")
     g.add_argument("--batch-size", type=flags.positive_int, default=32, help="sequences per step")
     g.add_argument("--lr", type=flags.finite_positive_float, default=1e-3, help="full SFT peak lr")
     g.add_argument(
@@ -153,8 +157,8 @@ def build_parser():
 
 
 def plain_text(examples, rng, noise_chars: int) -> str:
-    """Pre-training documents: each question (with its reference line), a newline, its
-    answer, a blank line — the tasks as a web page might hold them, no chat template."""
+    """Pre-training documents: each question with its reference line, its answer on the next
+    line, a blank line — the tasks as a web page might hold them, no chat template."""
     return "".join(f"{user_turn(e, rng, noise_chars)}\n{e.target}\n\n" for e in examples)
 
 
@@ -192,12 +196,22 @@ def batch(fmt: ChatFormat, convs, all_tokens: bool) -> tuple[np.ndarray, np.ndar
 # ---- training --------------------------------------------------------------------------------
 
 
-def adamw(params, lr):
-    """AdamW over `params`: decay on matrices only (nanoGPT's grouping), none on vectors."""
-    decay = [p for p in params if p.ndim >= 2]
-    rest = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}]
-    return AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95))
+def adamw(params, lr, lr_of: dict | None = None):
+    """AdamW over `params`: decay on matrices only (nanoGPT's grouping), none on vectors; each
+    group remembers its peak lr (`lr_of[id(p)]` where given, else `lr`)."""
+    groups = {}
+    for p in params:
+        peak = (lr_of or {}).get(id(p), lr)
+        decay = 0.1 if p.ndim >= 2 else 0.0
+        groups.setdefault((peak, decay), []).append(p)
+    return AdamW(
+        [
+            {"params": ps, "lr": peak, "peak": peak, "weight_decay": d}
+            for (peak, d), ps in groups.items()
+        ],
+        lr=lr,
+        betas=(0.9, 0.95),
+    )
 
 
 def pretrain(model, ids: np.ndarray, args) -> list[float]:
@@ -224,18 +238,18 @@ def pretrain(model, ids: np.ndarray, args) -> list[float]:
     return losses
 
 
-def finetune(model, fmt, pool, args, *, lr, all_tokens=False, label="sft"):
+def finetune(model, fmt, pool, args, *, lr, all_tokens=False, label="sft", lr_of=None):
     """`args.steps` of AdamW on the trainable parameters, batches drawn from `pool` by a
     generator seeded alike for every run, so the runs see the same conversations in the same
     order. → (losses, optimizer)."""
     params = trainable_parameters(model)
-    opt = adamw(params, lr)
+    opt = adamw(params, lr, lr_of)
     rng, losses, t0 = np.random.default_rng(args.seed + 1), [], time.perf_counter()
     warm = max(1, args.steps // 20)
     model.train()
     for step in range(args.steps):
         for g in opt.param_groups:
-            g["lr"] = warmup_cosine(step, lr, warm, args.steps, lr / 10)
+            g["lr"] = warmup_cosine(step, g["peak"], warm, args.steps, g["peak"] / 10)
         pick = rng.integers(len(pool), size=args.batch_size)
         x, y = batch(fmt, [pool[i] for i in pick], all_tokens)
         _, loss = model(x, y)
@@ -425,9 +439,18 @@ def main(argv=None):
     )
     # the chat tokens are new: under a frozen embedding their rows would stay the mean-resizing
     # guess, so their rows train too (PEFT's trainable_token_indices)
-    train_new_token_rows(lora_model, len(fmt.special_ids))
+    rows = train_new_token_rows(lora_model, len(fmt.special_ids))
     lora_trainable = sum(p.numel() for p in trainable_parameters(lora_model))
-    lora_losses, lora_opt = finetune(lora_model, fmt, pool, args, lr=args.lora_lr, label="lora")
+    # the adapters at LoRA's rate; the token rows are ordinary weights, at full SFT's rate
+    lora_losses, lora_opt = finetune(
+        lora_model,
+        fmt,
+        pool,
+        args,
+        lr=args.lora_lr,
+        label="lora",
+        lr_of={id(rows.new_rows): args.lr},
+    )
     lora_acc, per_task["lora"] = evaluate(lora_model)
     merge_lora(lora_model)
     merged_acc, _ = evaluate(lora_model)

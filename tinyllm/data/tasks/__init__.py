@@ -4,5 +4,7 @@ and in-context rule induction with held-out rules. Start with base.py (Example, 
 """
 
 from tinyllm.data.tasks.base import Example, Mixture, Task
+from tinyllm.data.tasks.lookup import KeyValueLookup
+from tinyllm.data.tasks.reviews import ReviewSentiment
 
-__all__ = ["Example", "Mixture", "Task"]
+__all__ = ["Example", "KeyValueLookup", "Mixture", "ReviewSentiment", "Task"]
