@@ -80,7 +80,7 @@ def build_parser():
     g.add_argument(
         "--noise-chars",
         type=flags.nonnegative_int,
-        default=32,
+        default=64,
         help="random letters that open each user turn (0: clean prompts)",
     )
     g.add_argument(
