@@ -106,6 +106,12 @@ def build_parser():
         "--grad-clip", type=flags.grad_clip, default=1.0, help="global gradient-norm limit"
     )
     g.add_argument("--log-interval", type=flags.positive_int, default=20, help="steps per line")
+    g.add_argument(
+        "--init-chat-rows",
+        choices=("mean", "plain"),
+        default="mean",
+        help="new token rows: the old rows' mean, or the plain-text separators they replace",
+    )
     g = p.add_argument_group("LoRA (d)")
     g.add_argument("--lora-rank", type=flags.positive_int, default=4, help="rank r")
     g.add_argument(
@@ -330,13 +336,27 @@ def by_task(hits, examples) -> dict:
     }
 
 
-def copy_model(base: GPT, fmt: ChatFormat, seed: int) -> GPT:
-    """A fresh copy of `base` with rows for the chat tokens (Hugging Face's mean resizing: the
-    old rows' mean plus N(0, 0.02²) noise, drawn from `seed`), so every fine-tuning run starts
-    from the very same weights."""
+def copy_model(base: GPT, fmt: ChatFormat, seed: int, init: str = "mean") -> GPT:
+    """A fresh copy of `base` with rows for the chat tokens, drawn from `seed`, so every
+    fine-tuning run starts from the very same weights.
+
+    `init="mean"` is Hugging Face's mean resizing: each new row is the old rows' mean plus
+    N(0, 0.02²) noise. `init="plain"` starts each row from the embedding of the plain-text
+    token that played its part in the pre-training documents (plus the same noise): a turn
+    opens where a document did, after a blank line; the assistant's header stands where the
+    newline before an answer stood; <|end|> where the blank line after it."""
+    tok = fmt.tokenizer
     model = GPT(base.config)
     model.load_state_dict(base.state_dict())
-    model.resize_token_embeddings(fmt.tokenizer.vocab_size, generator=np.random.default_rng(seed))
+    model.resize_token_embeddings(tok.vocab_size, generator=np.random.default_rng(seed))
+    blank, newline = tok.encode_ordinary("\n\n"), tok.encode_ordinary("\n")
+    if init == "plain" and len(blank) == 1 and len(newline) == 1:
+        w = model.transformer.wte.weight.data
+        mean = w[: base.config.vocab_size].mean(axis=0)
+        like = {**{fmt.header_ids[r]: blank[0] for r in ("system", "user")},
+                fmt.header_ids["assistant"]: newline[0], fmt.end_of_turn_id: blank[0]}  # fmt: skip
+        for new, old in like.items():
+            w[new] += w[old] - mean
     return model
 
 
@@ -397,7 +417,7 @@ def main(argv=None):
         base, tok, [c[0]["content"] for c in tests], held_out, max_new
     )
     print(f"    base model on plain-text prompts (first line scored): accuracy {plain:.3f}")
-    before = copy_model(base, fmt, args.seed)
+    before = copy_model(base, fmt, args.seed, args.init_chat_rows)
     results["before"], per_task["before"] = evaluate(before)
     print(f"    base model on the chat prompt: exact match {results['before']:.3f}")
 
@@ -405,7 +425,7 @@ def main(argv=None):
     runs = {}
     for name, all_tokens in (("assistant-only", False), ("all-tokens", True)):
         print(f"({'b' if not all_tokens else 'c'}) full SFT, loss on {name} tokens")
-        model = copy_model(base, fmt, args.seed)
+        model = copy_model(base, fmt, args.seed, args.init_chat_rows)
         losses, opt = finetune(model, fmt, pool, args, lr=args.lr, all_tokens=all_tokens,
                                label=name)  # fmt: skip
         acc, per_task[name] = evaluate(model)
@@ -428,7 +448,7 @@ def main(argv=None):
         f"(d) LoRA SFT: r={args.lora_rank}, alpha={args.lora_alpha:g} on "
         f"{', '.join(args.lora_targets)}"
     )
-    lora_model = copy_model(base, fmt, args.seed)
+    lora_model = copy_model(base, fmt, args.seed, args.init_chat_rows)
     wrapped = apply_lora(
         lora_model,
         args.lora_targets,
