@@ -7,10 +7,9 @@
 Four stages, one program, the same data for every fine-tuning run:
 
 (a) **pre-training**: a small GPT learns plain text — synthetic reviews, each under a
-    reference line, with the question and the label on the lines after it, written one after
-    another as ordinary documents, no chat template — and is saved to runs/base.ckpt.npz. It
-    learns the hidden rule that labels a review, but not the chat format: given a chat prompt
-    it does not answer and stop.
+    reference line and followed by the question, written one after another as ordinary
+    documents, with no chat template and *no labels* — and is saved to runs/base.ckpt.npz. It
+    knows the language of the task, but neither its hidden rule nor the chat format.
 (b) **SFT** (supervised fine-tuning): the base model, with the four chat tokens added to its
     tokenizer and embedding, trains on conversations — a user turn holding the question and an
     assistant turn holding the answer — with the loss on the assistant's tokens only.
@@ -80,7 +79,7 @@ def build_parser():
     g.add_argument(
         "--noise-chars",
         type=flags.nonnegative_int,
-        default=64,
+        default=32,
         help="random letters that open each user turn (0: clean prompts)",
     )
     g.add_argument(
@@ -90,7 +89,7 @@ def build_parser():
         "--eval-examples", type=flags.positive_int, default=256, help="held-out questions"
     )
     g = p.add_argument_group("pre-training (a)")
-    g.add_argument("--pretrain-steps", type=flags.positive_int, default=400, help="steps")
+    g.add_argument("--pretrain-steps", type=flags.positive_int, default=300, help="steps")
     g.add_argument("--pretrain-lr", type=flags.finite_positive_float, default=3e-3, help="peak lr")
     g.add_argument(
         "--pretrain-examples",
@@ -99,19 +98,13 @@ def build_parser():
         help="task examples written as plain text",
     )
     g = p.add_argument_group("fine-tuning (b, c, d)")
-    g.add_argument("--steps", type=flags.positive_int, default=250, help="steps of each run")
+    g.add_argument("--steps", type=flags.positive_int, default=150, help="steps of each run")
     g.add_argument("--batch-size", type=flags.positive_int, default=32, help="sequences per step")
     g.add_argument("--lr", type=flags.finite_positive_float, default=1e-3, help="full SFT peak lr")
     g.add_argument(
         "--grad-clip", type=flags.grad_clip, default=1.0, help="global gradient-norm limit"
     )
     g.add_argument("--log-interval", type=flags.positive_int, default=20, help="steps per line")
-    g.add_argument(
-        "--init-chat-rows",
-        choices=("mean", "plain"),
-        default="mean",
-        help="new token rows: the old rows' mean, or the plain-text separators they replace",
-    )
     g = p.add_argument_group("LoRA (d)")
     g.add_argument("--lora-rank", type=flags.positive_int, default=4, help="rank r")
     g.add_argument(
@@ -163,9 +156,9 @@ def build_parser():
 
 
 def plain_text(examples, rng, noise_chars: int) -> str:
-    """Pre-training documents: each question with its reference line, its answer on the next
-    line, a blank line — the tasks as a web page might hold them, no chat template."""
-    return "".join(f"{user_turn(e, rng, noise_chars)}\n{e.target}\n\n" for e in examples)
+    """Pre-training documents: each question with its reference line, then a blank line — the
+    tasks' text as a web page might hold it, with no chat template and no answers."""
+    return "".join(f"{user_turn(e, rng, noise_chars)}\n\n" for e in examples)
 
 
 def user_turn(example, rng, noise_chars: int) -> str:
@@ -336,27 +329,13 @@ def by_task(hits, examples) -> dict:
     }
 
 
-def copy_model(base: GPT, fmt: ChatFormat, seed: int, init: str = "mean") -> GPT:
-    """A fresh copy of `base` with rows for the chat tokens, drawn from `seed`, so every
-    fine-tuning run starts from the very same weights.
-
-    `init="mean"` is Hugging Face's mean resizing: each new row is the old rows' mean plus
-    N(0, 0.02²) noise. `init="plain"` starts each row from the embedding of the plain-text
-    token that played its part in the pre-training documents (plus the same noise): a turn
-    opens where a document did, after a blank line; the assistant's header stands where the
-    newline before an answer stood; <|end|> where the blank line after it."""
-    tok = fmt.tokenizer
+def copy_model(base: GPT, fmt: ChatFormat, seed: int) -> GPT:
+    """A fresh copy of `base` with rows for the chat tokens (Hugging Face's mean resizing: the
+    old rows' mean plus N(0, 0.02²) noise, drawn from `seed`), so every fine-tuning run starts
+    from the very same weights."""
     model = GPT(base.config)
     model.load_state_dict(base.state_dict())
-    model.resize_token_embeddings(tok.vocab_size, generator=np.random.default_rng(seed))
-    blank, newline = tok.encode_ordinary("\n\n"), tok.encode_ordinary("\n")
-    if init == "plain" and len(blank) == 1 and len(newline) == 1:
-        w = model.transformer.wte.weight.data
-        mean = w[: base.config.vocab_size].mean(axis=0)
-        like = {**{fmt.header_ids[r]: blank[0] for r in ("system", "user")},
-                fmt.header_ids["assistant"]: newline[0], fmt.end_of_turn_id: blank[0]}  # fmt: skip
-        for new, old in like.items():
-            w[new] += w[old] - mean
+    model.resize_token_embeddings(fmt.tokenizer.vocab_size, generator=np.random.default_rng(seed))
     return model
 
 
@@ -417,7 +396,7 @@ def main(argv=None):
         base, tok, [c[0]["content"] for c in tests], held_out, max_new
     )
     print(f"    base model on plain-text prompts (first line scored): accuracy {plain:.3f}")
-    before = copy_model(base, fmt, args.seed, args.init_chat_rows)
+    before = copy_model(base, fmt, args.seed)
     results["before"], per_task["before"] = evaluate(before)
     print(f"    base model on the chat prompt: exact match {results['before']:.3f}")
 
@@ -425,7 +404,7 @@ def main(argv=None):
     runs = {}
     for name, all_tokens in (("assistant-only", False), ("all-tokens", True)):
         print(f"({'b' if not all_tokens else 'c'}) full SFT, loss on {name} tokens")
-        model = copy_model(base, fmt, args.seed, args.init_chat_rows)
+        model = copy_model(base, fmt, args.seed)
         losses, opt = finetune(model, fmt, pool, args, lr=args.lr, all_tokens=all_tokens,
                                label=name)  # fmt: skip
         acc, per_task[name] = evaluate(model)
@@ -448,7 +427,7 @@ def main(argv=None):
         f"(d) LoRA SFT: r={args.lora_rank}, alpha={args.lora_alpha:g} on "
         f"{', '.join(args.lora_targets)}"
     )
-    lora_model = copy_model(base, fmt, args.seed, args.init_chat_rows)
+    lora_model = copy_model(base, fmt, args.seed)
     wrapped = apply_lora(
         lora_model,
         args.lora_targets,
