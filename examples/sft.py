@@ -97,6 +97,12 @@ def build_parser():
         default=6000,
         help="task examples written as plain text",
     )
+    g.add_argument(
+        "--pretrain-labels",
+        action="store_true",
+        help="write each answer under its question in the pre-training text: the base then "
+        "knows the rule, and fine-tuning only has to teach the format",
+    )
     g = p.add_argument_group("fine-tuning (b, c, d)")
     g.add_argument("--steps", type=flags.positive_int, default=150, help="steps of each run")
     g.add_argument("--batch-size", type=flags.positive_int, default=32, help="sequences per step")
@@ -155,10 +161,14 @@ def build_parser():
 # ---- data ------------------------------------------------------------------------------------
 
 
-def plain_text(examples, rng, noise_chars: int) -> str:
-    """Pre-training documents: each question with its reference line, then a blank line — the
-    tasks' text as a web page might hold it, with no chat template and no answers."""
-    return "".join(f"{user_turn(e, rng, noise_chars)}\n\n" for e in examples)
+def plain_text(examples, rng, noise_chars: int, labels: bool = False) -> str:
+    """Pre-training documents: each question with its reference line (and, with `labels`, its
+    answer on the next line), then a blank line — the tasks' text as a web page might hold
+    it, with no chat template."""
+    return "".join(
+        f"{user_turn(e, rng, noise_chars)}\n{e.target + chr(10) if labels else ''}\n"
+        for e in examples
+    )
 
 
 def user_turn(example, rng, noise_chars: int) -> str:
@@ -359,7 +369,7 @@ def main(argv=None):
         if e.prompt not in seen:
             held_out.append(e)
             seen.add(e.prompt)
-    text = plain_text(pre, rng, args.noise_chars)
+    text = plain_text(pre, rng, args.noise_chars, args.pretrain_labels)
     tok = ByteLevelBPE().train(text, vocab_size=args.vocab_size)
     ids = np.asarray(tok.encode_ordinary(text), dtype=np.int64)
     print(
