@@ -222,6 +222,10 @@ SMALL = {
         [],
     ),  # (without torch it times tinyllm alone)
     "docs/figures.py": ([], []),
+    "examples/word2vec.py": (
+        ["--sentences", "2000", "--epochs", "1", "--stdlib-bytes", "100KB", "--curve", "500"],
+        ["--vector-size", "16"],
+    ),
 }
 # flags that get a small value when a command sets them (stop after 1 of the 2 steps)
 IF_SET = {"--stop-at": "1"}

@@ -39,7 +39,14 @@ TRAINING = [
     "mixed_precision.py",
     "quantize.py",
 ]
-OTHERS = ["generate.py", "chat.py", "scaling.py", "memory_table.py", "precision_table.py"]
+OTHERS = [
+    "generate.py",
+    "chat.py",
+    "scaling.py",
+    "memory_table.py",
+    "precision_table.py",
+    "word2vec.py",
+]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
 BASE = {
     "generate.py": ["--checkpoint", "{ckpt}"],
@@ -221,6 +228,16 @@ SPECIFIC = {
     "precision_table.py": [
         (["--n-params", "-1"], "--n-params"),
         (["--n-params", "nan"], "--n-params"),
+    ],
+    "word2vec.py": [
+        (["--sentences", "0"], "--sentences"),
+        (["--window", "0"], "--window"),
+        (["--negative", "-1"], "--negative"),
+        (["--alpha", "nan"], "--alpha"),
+        (["--sample", "-1e-3"], "--sample"),
+        (["--curve", "10,x"], "--curve"),
+        (["--stdlib-bytes", "0"], "--stdlib-bytes"),
+        (["--report", "{dir}"], "--report"),
     ],
 }
 
