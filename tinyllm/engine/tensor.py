@@ -212,6 +212,20 @@ class Tensor:
             )
         return bool(self.numpy())
 
+    def _scalar(self, kind: str):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"{kind}() of a tensor needs exactly one element, got {self.data.size} "
+                f"(shape {self.shape}); use .tolist() for many"
+            )
+        return self.numpy().item()
+
+    def __float__(self) -> float:  # float(loss), as in PyTorch
+        return float(self._scalar("float"))
+
+    def __int__(self) -> int:
+        return int(self._scalar("int"))
+
     def __hash__(self):
         # By identity, as in PyTorch: `==` is element-wise (tinyllm/ops/compare.py), so a
         # tensor is a dict key or a set member as an object, never by its values.
