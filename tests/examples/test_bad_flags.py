@@ -46,6 +46,7 @@ OTHERS = [
     "memory_table.py",
     "precision_table.py",
     "word2vec.py",
+    "rnn_vs_gpt.py",
 ]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
 BASE = {
@@ -228,6 +229,14 @@ SPECIFIC = {
     "precision_table.py": [
         (["--n-params", "-1"], "--n-params"),
         (["--n-params", "nan"], "--n-params"),
+    ],
+    "rnn_vs_gpt.py": [
+        (["--steps", "0"], "--steps"),
+        (["--lr", "nan"], "--lr"),
+        (["--lengths", "32,0"], "--lengths"),
+        (["--clip-lr", "-1"], "--clip-lr"),
+        (["--max-norm", "inf"], "--max-norm"),
+        (["--data-bytes", "0"], "--data-bytes"),
     ],
     "word2vec.py": [
         (["--sentences", "0"], "--sentences"),
