@@ -7,7 +7,7 @@
    LSTM (embedding → nn.LSTM → linear) and a GPT with the same number of parameters (±10%),
    trained on the same batches for the same number of tokens with AdamW. Reported: validation
    loss in nats per byte, tokens per second, parameters. Then the GPT goes on for
-   --gpt-steps (3× as many by default — about the LSTM's training time on two cores).
+   --gpt-steps (3× as many by default: what its higher throughput buys in a similar time).
 2. The cost of one training step (forward + backward, batch 8) as the sequence grows: the
    LSTM runs T dependent steps, one after another; the GPT runs its n_layer blocks, each one
    parallel pass over all T positions (attention's T² term grows too, but inside one
@@ -67,8 +67,7 @@ def build_parser():
         "--gpt-steps",
         type=flags.positive_int,
         default=None,
-        help="the GPT goes on to this many steps, about the LSTM's training time "
-        "(default: 3 × --steps)",
+        help="the GPT goes on to this many steps (default: 3 × --steps)",
     )
     p.add_argument("--hidden", type=flags.positive_int, default=192, help="the LSTM's H")
     p.add_argument("--data-bytes", type=flags.byte_count, default="600KB")

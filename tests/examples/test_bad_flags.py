@@ -47,6 +47,7 @@ OTHERS = [
     "precision_table.py",
     "word2vec.py",
     "rnn_vs_gpt.py",
+    "translate.py",
 ]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
 BASE = {
@@ -237,6 +238,13 @@ SPECIFIC = {
         (["--clip-lr", "-1"], "--clip-lr"),
         (["--max-norm", "inf"], "--max-norm"),
         (["--data-bytes", "0"], "--data-bytes"),
+    ],
+    "translate.py": [
+        (["--steps", "0"], "--steps"),
+        (["--lr", "inf"], "--lr"),
+        (["--models", "seq2seq,lstm"], "--models"),
+        (["--n-embd", "30"], "--n-embd"),
+        (["--eval-sentences", "0"], "--eval-sentences"),
     ],
     "word2vec.py": [
         (["--sentences", "0"], "--sentences"),

@@ -14,8 +14,8 @@ def test_rnn_vs_gpt_reports_loss_speed_and_clipping(tmp_path):
     cmd = [
         sys.executable, str(ROOT / "examples" / "rnn_vs_gpt.py"), "--steps", "4",
         "--batch-size", "4", "--seq-len", "16", "--hidden", "32", "--data-bytes", "60KB",
-        "--gpt-steps", "6", "--lengths", "16,32", "--repeats", "1", "--clip-steps", "3", "--seeds", "2",
-        "--report", str(report),
+        "--gpt-steps", "6", "--lengths", "16,32", "--repeats", "1", "--clip-steps", "3",
+        "--seeds", "2", "--report", str(report),
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
