@@ -60,7 +60,7 @@ class CharRNN(nn.Module):
 def build_parser():
     p = flags.parser(__doc__)
     p.add_argument("--steps", type=flags.positive_int, default=300, help="training steps (part 1)")
-    p.add_argument("--batch-size", type=flags.positive_int, default=16)
+    p.add_argument("--batch-size", type=flags.positive_int, default=16, help="sequences per step")
     p.add_argument("--seq-len", type=flags.positive_int, default=64, help="T in part 1")
     p.add_argument("--lr", type=flags.finite_positive_float, default=3e-3, help="AdamW (part 1)")
     p.add_argument(
@@ -70,7 +70,9 @@ def build_parser():
         help="the GPT goes on to this many steps (default: 3 × --steps)",
     )
     p.add_argument("--hidden", type=flags.positive_int, default=192, help="the LSTM's H")
-    p.add_argument("--data-bytes", type=flags.byte_count, default="600KB")
+    p.add_argument(
+        "--data-bytes", type=flags.byte_count, default="600KB", help="stdlib source to read"
+    )
     p.add_argument(
         "--lengths",
         type=flags.comma_list(flags.positive_int),
@@ -82,9 +84,11 @@ def build_parser():
     p.add_argument(
         "--clip-lr", type=flags.finite_positive_float, default=2.0, help="SGD's rate (part 3)"
     )
-    p.add_argument("--max-norm", type=flags.finite_positive_float, default=1.0)
+    p.add_argument(
+        "--max-norm", type=flags.finite_positive_float, default=1.0, help="the clip (part 3)"
+    )
     p.add_argument("--seeds", type=flags.positive_int, default=3, help="seeds of part 3")
-    p.add_argument("--seed", type=flags.nonnegative_int, default=0)
+    p.add_argument("--seed", type=flags.nonnegative_int, default=0, help="the first seed")
     p.add_argument(
         "--report",
         type=flags.writable_file,

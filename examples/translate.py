@@ -43,18 +43,27 @@ MODELS = ("seq2seq", "seq2seq_attention", "transformer")
 def build_parser():
     p = flags.parser(__doc__)
     p.add_argument("--steps", type=flags.positive_int, default=600, help="training steps per model")
-    p.add_argument("--batch-size", type=flags.positive_int, default=64)
+    p.add_argument(
+        "--batch-size", type=flags.positive_int, default=64, help="sentence pairs per step"
+    )
     p.add_argument("--lr", type=flags.finite_positive_float, default=3e-3, help="AdamW")
     p.add_argument("--hidden", type=flags.positive_int, default=128, help="the LSTMs' H")
     p.add_argument("--n-embd", type=flags.positive_int, default=80, help="the transformer's width")
-    p.add_argument("--eval-sentences", type=flags.positive_int, default=600)
+    p.add_argument(
+        "--eval-sentences",
+        type=flags.positive_int,
+        default=600,
+        help="held-out sentences scored",
+    )
     p.add_argument(
         "--models",
         type=flags.comma_list(str, choices=MODELS),
         default=list(MODELS),
         help="which models to train",
     )
-    p.add_argument("--seed", type=flags.nonnegative_int, default=0)
+    p.add_argument(
+        "--seed", type=flags.nonnegative_int, default=0, help="language, data and model seed"
+    )
     p.add_argument(
         "--report",
         type=flags.writable_file,

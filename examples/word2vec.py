@@ -57,7 +57,7 @@ def build_parser():
     p.add_argument("--vector-size", type=flags.positive_int, default=50, help="D")
     p.add_argument("--window", type=flags.positive_int, default=5, help="largest window b")
     p.add_argument("--negative", type=flags.positive_int, default=5, help="noise words K")
-    p.add_argument("--epochs", type=flags.positive_int, default=5)
+    p.add_argument("--epochs", type=flags.positive_int, default=5, help="passes over the text")
     p.add_argument(
         "--alpha",
         type=flags.finite_positive_float,
@@ -84,7 +84,9 @@ def build_parser():
         default=None,
         help="sentence counts of the learning curve (default: 1/64, 1/16, 1/4 of --sentences)",
     )
-    p.add_argument("--seed", type=flags.nonnegative_int, default=0)
+    p.add_argument(
+        "--seed", type=flags.nonnegative_int, default=0, help="grammar, text and training seed"
+    )
     p.add_argument(
         "--report",
         type=flags.writable_file,
