@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 from tinyllm import ops
-from tinyllm.engine import Tensor
+from tinyllm.engine import Tensor, policy
 from tinyllm.nn.module import Module
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -60,6 +60,7 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 def _difference(op, input: Tensor, target):
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    policy.admit(op, policy.FLOAT, [input.data])
     if _shape(target) != input.shape:
         # PyTorch broadcasts, with this warning: it is almost always a bug, e.g. (N,) vs (N, 1)
         warnings.warn(
@@ -102,6 +103,7 @@ def binary_cross_entropy_with_logits(
         raise TypeError(
             f"binary_cross_entropy_with_logits: input must be a Tensor, got {type(input).__name__}"
         )
+    policy.admit("binary_cross_entropy_with_logits", policy.FLOAT, [input.data])
     if _shape(target) != input.shape:
         raise ValueError(
             f"binary_cross_entropy_with_logits: target size {_shape(target)} must be the same "

@@ -20,7 +20,7 @@ import numbers
 
 import numpy as np
 
-from tinyllm.engine import Tensor
+from tinyllm.engine import Tensor, policy
 from tinyllm.ops.dims import numpy_aliases
 
 
@@ -114,11 +114,9 @@ def logical_not(a: Tensor) -> Tensor:
 
 
 def _reduce_bool(a: Tensor, dim, keepdim, op) -> Tensor:
-    axis = tuple(dim) if isinstance(dim, (tuple, list)) else dim
-    if axis is not None:
-        for d in axis if isinstance(axis, tuple) else (axis,):
-            if not -max(a.ndim, 1) <= d < max(a.ndim, 1):
-                raise IndexError(f"{op.__name__}: dim {d} is out of range for shape {a.shape}")
+    axis = None if dim is None else policy.dims(op.__name__, dim, a.ndim, a.shape)
+    if a.ndim == 0:
+        axis = None
     return Tensor(np.asarray(op(a.numpy(), axis=axis, keepdims=keepdim)))
 
 

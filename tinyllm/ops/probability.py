@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.engine import Function, Tensor
+from tinyllm.engine import Function, Tensor, policy
 from tinyllm.engine.flops import FlopRule, per_element, prod
 from tinyllm.ops.dims import numpy_aliases
 
@@ -36,10 +36,11 @@ def _rows(x, axis):
     """View x as (rows, size of `axis`) with that axis last; return the way back."""
     moved = np.moveaxis(x, axis, -1)
     shape = moved.shape
-    return moved.reshape(-1, shape[-1]), shape
+    return moved.reshape(int(np.prod(shape[:-1])), shape[-1]), shape  # (0 rows or 0 columns too)
 
 
 class Softmax(Function):
+    inputs, name = policy.FLOAT, "softmax"
     flops = SOFTMAX
 
     @staticmethod
@@ -59,6 +60,7 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    inputs, name = policy.FLOAT, "log_softmax"
     flops = SOFTMAX
 
     @staticmethod
@@ -77,21 +79,20 @@ class LogSoftmax(Function):
         return np.moveaxis(kernels.log_softmax_backward(y, g).reshape(shape), -1, axis)
 
 
-def _check_axis(x, axis, op):
-    if not -x.ndim <= axis < max(x.ndim, 1):
-        raise ValueError(f"{op}: axis {axis} out of range for shape {x.shape}")
-
-
 @numpy_aliases
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    _check_axis(x, dim, "softmax")
-    return Softmax.apply(x, axis=dim)
+    axis = policy.dim("softmax", dim, x.ndim, x.shape)
+    if x.ndim == 0:  # one element: softmax over it is 1
+        return softmax(x.reshape(1), 0).reshape(())
+    return Softmax.apply(x, axis=axis)
 
 
 @numpy_aliases
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    _check_axis(x, dim, "log_softmax")
-    return LogSoftmax.apply(x, axis=dim)
+    axis = policy.dim("log_softmax", dim, x.ndim, x.shape)
+    if x.ndim == 0:
+        return log_softmax(x.reshape(1), 0).reshape(())
+    return LogSoftmax.apply(x, axis=axis)
 
 
 def _per_logit(ctx, *_):
@@ -99,6 +100,7 @@ def _per_logit(ctx, *_):
 
 
 class CrossEntropy(Function):
+    inputs, name = policy.FLOAT, "cross_entropy"
     flops = FlopRule("softmax/cross-entropy", _per_logit, _per_logit)
 
     @staticmethod
@@ -214,6 +216,7 @@ def nll_loss(
     """
     _legacy_reduction("nll_loss", size_average, reduce)
     _check_reduction("nll_loss", reduction)
+    policy.admit("nll_loss", policy.FLOAT, [input.data])
     t = _index_targets("nll_loss", input, _as_array(target), ignore_index)
     c = input.shape[0] if input.ndim == 1 else input.shape[1]
     w = _class_weight("nll_loss", weight, c, _compute_dtype(input))
@@ -260,6 +263,7 @@ def cross_entropy(
     """
     _legacy_reduction("cross_entropy", size_average, reduce)
     _check_reduction("cross_entropy", reduction)
+    policy.admit("cross_entropy", policy.FLOAT, [input.data])
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(
             f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}"

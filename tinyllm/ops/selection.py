@@ -48,7 +48,7 @@ class Maximum(Function):
 
 
 def maximum(a, b) -> Tensor:
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "maximum")
     check_broadcast("maximum", a, b)
     return Maximum.apply(a, b)
 
@@ -87,7 +87,7 @@ def where(condition, a, b) -> Tensor:
     cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be boolean, got dtype {cond.dtype}")
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "where")
     try:
         np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
     except ValueError:
