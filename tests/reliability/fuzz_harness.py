@@ -104,6 +104,9 @@ class Arr:
 
     a: np.ndarray
 
+    def __post_init__(self):
+        self.a = np.asarray(self.a)  # (NumPy gives scalars for 0-d draws)
+
     def tl(self):
         return tinyllm.Tensor(self.a)
 
@@ -453,7 +456,7 @@ SPECS = [
         "maximum",
         _binary,
         lambda a, k: tinyllm.maximum(*a),
-        lambda a, k: torch.maximum(*map(_th_tensor, a)),
+        lambda a, k: torch.maximum(*_th_tensors(*a)),
     ),
     Spec("neg", _unary, lambda a, k: -a[0], lambda a, k: -a[0]),
     Spec("abs", _unary, lambda a, k: tinyllm.abs(a[0]), lambda a, k: torch.abs(a[0])),
@@ -463,7 +466,7 @@ SPECS = [
     Spec("tanh", _unary, lambda a, k: F.tanh(a[0]), lambda a, k: torch.tanh(a[0])),
     Spec("sigmoid", _unary, lambda a, k: F.sigmoid(a[0]), lambda a, k: torch.sigmoid(a[0])),
     Spec("relu", _unary, lambda a, k: F.relu(a[0]), lambda a, k: torch.relu(a[0])),
-    Spec("gelu", _unary, lambda a, k: F.gelu(a[0]), lambda a, k: TF.gelu(a[0])),
+    Spec("gelu", _unary, lambda a, k: F.gelu(a[0]), lambda a, k: _th_gelu(a[0])),
     Spec(
         "sum",
         _reduce,
@@ -523,7 +526,9 @@ SPECS = [
     Spec(
         "unsqueeze", _unsqueeze, lambda a, k: a[0].unsqueeze(**k), lambda a, k: a[0].unsqueeze(**k)
     ),
-    Spec("squeeze", _dim_unary, lambda a, k: a[0].squeeze(**k), lambda a, k: a[0].squeeze(**k)),
+    Spec(
+        "squeeze", _dim_unary, lambda a, k: a[0].squeeze(**k), lambda a, k: _th_squeeze(a[0], **k)
+    ),
     Spec(
         "transpose",
         _two_dims,
@@ -626,10 +631,26 @@ def _th_attention(q, k, v, dropout_p=0.0, is_causal=False):
     return out.to(dtype)
 
 
-def _th_tensor(x):
-    """torch.maximum wants tensors: a Python number becomes a 0-d tensor (which, like a
-    scalar, does not promote the other operand's dtype)."""
-    return x if isinstance(x, torch.Tensor) else torch.tensor(x)
+def _th_tensors(a, b):
+    """torch.maximum wants tensors: a Python number becomes a 0-d tensor of the dtype torch
+    gives the tensor ∘ that number (torch.result_type), as it does for `+`."""
+    if not isinstance(a, torch.Tensor):
+        a = torch.tensor(a, dtype=torch.result_type(b, a))
+    if not isinstance(b, torch.Tensor):
+        b = torch.tensor(b, dtype=torch.result_type(a, b))
+    return a, b
+
+
+def _th_gelu(x):
+    """PyTorch's GELU in float64, rounded to x's dtype (its float32 kernel gives NaN for +inf,
+    where GELU(x) → x)."""
+    if not x.is_floating_point():
+        raise RuntimeError("GeluKernelImpl not implemented for integers")
+    return TF.gelu(x.double()).to(x.dtype)
+
+
+def _th_squeeze(x, dim=None):
+    return x.squeeze() if dim is None else x.squeeze(dim)
 
 
 def _th_reduce(fn, a, k, empty=None):
@@ -646,8 +667,8 @@ def _dropout_ok(out, x, p) -> bool:
     if out.dtype != np.dtype(x.a.dtype) or out.shape != x.a.shape:
         return False
     y = np.asarray(out, dtype=np.float64)
-    if p == 1.0:
-        return bool(np.all(y == 0))
+    if p == 1.0:  # x · 0, as PyTorch computes it (NaN where x is not finite)
+        return bool(np.array_equal(y, x.a.astype(np.float64) * 0.0, equal_nan=True))
     want = x.a.astype(np.float64) / (1.0 - p)
     tol = 1e-2 if x.a.dtype == np.float16 else 1e-5
     near = np.isclose(y, want, rtol=tol, atol=tol, equal_nan=True)
@@ -749,8 +770,6 @@ def classify(spec: Spec, args, kwargs) -> Outcome:
         if same(got, want):
             return Outcome("correct")
         return Outcome("silent wrong", f"got {got.dtype}{got.shape}, want {want.dtype}{want.shape}")
-    if got.dtype.kind != "f":
-        return Outcome("silent wrong", f"torch refuses; got non-float {got.dtype}")
     want = None
     for ints in (True, False):  # integer ids as int64 and floats as float64; then all float64
         try:
@@ -761,11 +780,17 @@ def classify(spec: Spec, args, kwargs) -> Outcome:
             continue
     if want is None:
         return Outcome("silent wrong", f"torch refuses even in float64; got {got.dtype}{got.shape}")
+    if _kind_class(got) != _kind_class(want):  # e.g. an integer variance
+        return Outcome("silent wrong", f"torch refuses; got {got.dtype}, reference {want.dtype}")
     if spec.check is not None:
         return Outcome("correct" if spec.check(got, args, kwargs) else "silent wrong")
     if same(got, want, check_dtype=False):
         return Outcome("correct")
     return Outcome("silent wrong", f"got {got.dtype}{got.shape}, float64 ref {want.shape}")
+
+
+def _kind_class(a: np.ndarray) -> str:
+    return {"b": "bool", "i": "int", "u": "int"}.get(a.dtype.kind, "float")
 
 
 def _stricter(spec: Spec, args, kwargs, error) -> str:

@@ -17,7 +17,7 @@ declares one of four rules for its tensor inputs, chosen to be PyTorch's:
 | ANY      | computed in their dtype (int ∘ int is  | + × //, %, pow, comparisons, maximum,   |
 |          | int; int ∘ float is the float)         | clamp, where, sum, amax, sort, argmax,  |
 |          |                                        | shape ops, indexing, embedding          |
-| NUMERIC  | integers kept; bool refused            | neg, abs, relu, − (two bools)           |
+| NUMERIC  | integers kept; bool refused            | neg, abs, relu, −, argmax, topk         |
 | PROMOTE  | converted to float32 first            | exp, log, sqrt, tanh, sigmoid, / (true  |
 |          | (torch.sigmoid(int64) is float32)      | division), pow with a float exponent    |
 | FLOAT    | refused with a TypeError               | mean, var, std, softmax, log_softmax,   |
@@ -89,9 +89,8 @@ def admit(op: str, rule, arrays, tensor_mask=None):
                 else a
                 for i, a in enumerate(arrays)
             ]
-    elif rule is NUMERIC:  # constants count too: bool − 1 is fine, bool − bool is not
-        kinds = [_kind(a) for a in arrays if isinstance(a, np.ndarray)]
-        if kinds and all(k == "b" for k in kinds):
+    elif rule is NUMERIC:
+        if "b" in kinds:
             raise TypeError(f"{op}: not defined for bool tensors (convert them to int or float)")
     elif rule is SAME:
         if "b" in kinds:

@@ -66,10 +66,15 @@ def _operand(x, like: Tensor, op: str):
             dtype = np.float32
         elif dtype == np.bool_ and not isinstance(x, (bool, np.bool_)):
             dtype = np.int64
-        elif not floating and not np.can_cast(np.min_scalar_type(x), dtype):
+        elif not floating and dtype != np.bool_ and not _fits(x, dtype):
             dtype = np.int64  # an int constant too large for the tensor's integer dtype
         return np.asarray(x, dtype=dtype)
     return policy.check_real(op, policy.as_real_array(op, x, np.float32))
+
+
+def _fits(x, dtype) -> bool:
+    info = np.iinfo(dtype)
+    return info.min <= x <= info.max
 
 
 def _float_like(t: Tensor, other):
@@ -161,7 +166,6 @@ def add(a, b) -> Tensor:
 
 
 class Sub(Function):
-    inputs, name = policy.NUMERIC, "sub"
     flops = ELEMENTWISE
 
     @staticmethod
@@ -177,6 +181,8 @@ class Sub(Function):
 
 
 def sub(a, b) -> Tensor:
+    # PyTorch refuses a bool tensor on either side of − (it suggests ~ for masks)
+    policy.admit("sub", policy.NUMERIC, [x.data for x in (a, b) if isinstance(x, Tensor)])
     a, b = binary_operands(a, b, "sub")
     check_broadcast("sub", a, b)
     return Sub.apply(a, b)

@@ -84,8 +84,12 @@ class ScaledDotProductAttention(Function):
         ctx.q_shape, ctx.k_shape, ctx.v_shape = q.shape, k.shape, v.shape
         ctx.mask_shape = None if mask_bias is None else mask_bias.shape
         ctx.scale, ctx.dropout_p = scale, dropout_p
-        if dropout_p == 1.0:  # every probability dropped: zeros (not 0·inf = NaN), as PyTorch
+        if dropout_p == 1.0 or k.shape[-2] == 0:
+            # Every probability dropped, or no key to attend to: the output is zeros, as in
+            # PyTorch, and does not depend on the inputs.
+            ctx.constant = True
             return np.zeros(batch + (q.shape[-2], v.shape[-1]), dtype=np.result_type(q, v))
+        ctx.constant = False
         if dropout_p > 0.0:
             # With dropout the probabilities themselves are perturbed: keep P and the mask.
             mask_bias = _attn._with_causal(mask_bias, causal, q.shape[-2], k.shape[-2], q.dtype)
@@ -109,7 +113,7 @@ class ScaledDotProductAttention(Function):
     def backward(ctx, grad):
         q_shape, k_shape, v_shape, m_shape = ctx.q_shape, ctx.k_shape, ctx.v_shape, ctx.mask_shape
         scale, dropout_p = ctx.scale, ctx.dropout_p
-        if dropout_p == 1.0:  # the output was constant
+        if ctx.constant:
             dq, dk, dv = (np.zeros(s, grad.dtype) for s in (q_shape, k_shape, v_shape))
             ds = None if m_shape is None else np.zeros(m_shape, grad.dtype)
         elif dropout_p > 0.0:
@@ -148,6 +152,11 @@ def scaled_dot_product_attention(
     generator=None,
 ) -> Tensor:
     dropout_p = policy.probability("scaled_dot_product_attention", dropout_p, "dropout_p")
+    if not (str(q.dtype) == str(k.dtype) == str(v.dtype)):  # as PyTorch demands
+        raise TypeError(
+            f"scaled_dot_product_attention: query, key and value must have one dtype, got "
+            f"{q.dtype}, {k.dtype} and {v.dtype}"
+        )
     if (
         q.ndim < 2
         or k.ndim < 2
