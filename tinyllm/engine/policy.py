@@ -68,6 +68,16 @@ def admit(op: str, rule, arrays, tensor_mask=None):
     Only the entries `tensor_mask` marks (all by default) are tensors' data; the others are
     an op's own helper arrays (integer targets, masks) and are left alone.
     """
+    for i, a in enumerate(arrays):  # the common case: every tensor input is floating point
+        if (
+            (tensor_mask is None or tensor_mask[i])
+            and isinstance(a, np.ndarray)
+            and a.dtype.kind != "f"
+            and a.dtype.metadata is None
+        ):
+            break
+    else:
+        return arrays
     kinds = []
     for i, a in enumerate(arrays):
         if isinstance(a, np.ndarray) and (tensor_mask is None or tensor_mask[i]):

@@ -22,6 +22,8 @@ leading axes of x is folded into a single 2-D matrix product — the shape BLAS 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinyllm import kernels
@@ -133,7 +135,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        x2 = x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1])  # (N, in): leading axes folded
+        x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # (N, in): leading axes folded
         out = kernels.matmul(x2, weight.T)  # (N, out), on tinyllm's threads
         if bias is not None:
             out += bias

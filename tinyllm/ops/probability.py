@@ -22,6 +22,8 @@ last, fold the rest into rows, and call the kernel. Each costs one FLOP per logi
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinyllm import kernels
@@ -36,7 +38,7 @@ def _rows(x, axis):
     """View x as (rows, size of `axis`) with that axis last; return the way back."""
     moved = np.moveaxis(x, axis, -1)
     shape = moved.shape
-    return moved.reshape(int(np.prod(shape[:-1])), shape[-1]), shape  # (0 rows or 0 columns too)
+    return moved.reshape(math.prod(shape[:-1]), shape[-1]), shape  # (0 rows or 0 columns too)
 
 
 class Softmax(Function):
