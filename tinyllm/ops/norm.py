@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm import kernels
+from tinyllm import dtypes, kernels
 from tinyllm.engine import Function, Tensor, policy
 from tinyllm.engine.flops import per_element
+from tinyllm.ops.conversion import cast
 
 
 class LayerNorm(Function):
@@ -72,4 +73,7 @@ def layer_norm(
         if p is not None and p.shape != shape:
             raise ValueError(f"layer_norm: {name} of shape {p.shape}, expected {shape}")
     d = int(np.prod(shape))
-    return LayerNorm.apply(x, weight, bias, eps=eps, d=d)
+    out = LayerNorm.apply(x, weight, bias, eps=eps, d=d)
+    if dtypes.is_half(x.dtype) and not dtypes.same_dtype(out.dtype, x.dtype):
+        out = cast(out, x.dtype)  # half x, float32 weights: PyTorch keeps the input's dtype
+    return out

@@ -30,6 +30,8 @@ from tinyllm import kernels
 from tinyllm.engine import Function, Tensor, policy
 from tinyllm.engine.flops import FlopRule, per_element, prod
 from tinyllm.ops.dims import numpy_aliases
+from tinyllm.ops.selection import where
+from tinyllm.ops.sorting import gather
 
 SOFTMAX = per_element("softmax/cross-entropy")
 
@@ -193,13 +195,13 @@ def _reduce_rows(rows, reduction, denominator, shape):
 
 def _weighted_nll_rows(logp, t, w, ignore_index):
     """Rows of −w_t log pₜ (0 where t = ignore_index), and the weights w_t that count."""
-    n, c = logp.shape
     valid = t != ignore_index
     safe = np.where(valid, t, 0)
     w_row = np.where(valid, w[safe], 0).astype(w.dtype)  # (N,)
-    pick = np.zeros((n, c), dtype=w.dtype)
-    pick[np.arange(n), safe] = w_row  # row n: w_t at column t, zeros elsewhere
-    return -(logp * pick).sum(axis=-1), w_row, valid
+    # Read log p at each row's target (a product with a one-hot matrix would turn another
+    # class's −inf into 0·(−inf) = NaN); ignored rows are exactly 0.
+    picked = gather(logp, 1, safe[:, None]).reshape(-1)  # (N,): log p[n, tₙ]
+    return where(valid, -(picked * w_row), 0.0), w_row, valid
 
 
 def nll_loss(

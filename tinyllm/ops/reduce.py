@@ -89,13 +89,13 @@ class Max(Function):
     flops = READS_INPUT
 
     @staticmethod
-    def forward(ctx, x, axes=(), keepdims=False):
+    def forward(ctx, x, axes=(), keepdims=False, smallest=False):
         if x.size == 0 and (not axes or builtins.min(x.shape[a] for a in axes) == 0):
             raise ValueError(
                 f"amax/amin: reducing over an empty axis of a tensor of shape {x.shape} "
                 "(the maximum of nothing is undefined)"
             )
-        out = np.asarray(x.max(axis=axes, keepdims=True))
+        out = np.asarray((x.min if smallest else x.max)(axis=axes, keepdims=True))
         ctx.save_for_backward(x, out)
         ctx.in_shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims
         return out if keepdims else np.asarray(out.squeeze(axis=axes))
@@ -117,8 +117,9 @@ def amax(x: Tensor, dim=None, keepdim=False) -> Tensor:
 
 @numpy_aliases
 def amin(x: Tensor, dim=None, keepdim=False) -> Tensor:
-    """amin x = −amax(−x)."""
-    return -amax(-x, dim, keepdim)
+    """The smallest value over `dim`, amax's mirror image (torch.amin)."""
+    axes = _normalize_axes(dim, x.ndim, "amin", x.shape)
+    return Max.apply(x, axes=axes, keepdims=keepdim, smallest=True)
 
 
 class Var(Function):

@@ -17,6 +17,8 @@ these ops does arithmetic (they cost 0 FLOPs), except expand's backward, which s
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from tinyllm import dtypes
@@ -370,6 +372,12 @@ def masked_fill(x: Tensor, mask, value) -> Tensor:
     mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
     if mask.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be boolean, got dtype {mask.dtype}")
+    if isinstance(value, Tensor) and value.data.size == 1:
+        value = value.item()
+    if not isinstance(value, (numbers.Real, np.bool_)):
+        raise TypeError(f"masked_fill: value must be a real number, got {value!r}")
+    if not x.is_floating_point() and not np.isfinite(value):
+        raise ValueError(f"masked_fill: {value} cannot be stored in a {x.dtype} tensor")
     try:
         if np.broadcast_shapes(mask.shape, x.shape) != x.shape:
             raise ValueError
