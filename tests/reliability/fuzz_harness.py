@@ -799,12 +799,18 @@ def _attention_ok(out, args, kwargs) -> bool:
     """tinyllm's attention against the math, element by element: a masked key's value enters
     either as 0·v (PyTorch's math path: NaN if v is not finite) or not at all (the kernel
     skips keys beyond the causal frontier); both are accepted, nothing else."""
-    inputs = [a.th() for a in args]
-    read = _to_numpy(_th_attention(*inputs, **kwargs, read_masked=True))
+    try:
+        inputs = [a.th() for a in args]
+        read = _to_numpy(_th_attention(*inputs, **kwargs, read_masked=True))
+        exact = True
+    except RuntimeError:  # PyTorch refuses these dtypes: the math in float64
+        inputs = [a.f64() for a in args]
+        read = _to_numpy(_th_attention(*inputs, **kwargs, read_masked=True))
+        exact = False
     skip = _to_numpy(_th_attention(*inputs, **kwargs, read_masked=False))
-    if out.dtype != read.dtype or out.shape != read.shape:
+    if out.shape != read.shape or (out.dtype != read.dtype if exact else out.dtype.kind != "f"):
         return False
-    tol = _tol(out.dtype)
+    tol = _tol(out.dtype) if exact else max(_tol(out.dtype), 2e-4)
     g = out.astype(np.float64)
     near = [
         np.isclose(g, w.astype(np.float64), rtol=tol, atol=tol, equal_nan=True)

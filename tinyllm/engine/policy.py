@@ -10,34 +10,40 @@ few ops composed of other ops call `admit` once).
 dtypes. Every tensor holds bool, an integer or a float (fp16, bf16, fp32, fp64): complex and
 object arrays, strings, `None` and ragged lists are refused when a tensor is made or when a
 constant meets one (`Tensor(None)`, `Tensor([1, None, 3])`, `x * 2j`, `x + None`). Each op then
-declares one of four rules for its tensor inputs, chosen to be PyTorch's:
+follows one of five rules for its tensor inputs, chosen to be PyTorch's:
 
-| rule     | integer / bool tensor inputs           | ops                                     |
-|----------|----------------------------------------|-----------------------------------------|
-| ANY      | computed in their dtype (int ∘ int is  | + × //, %, pow, comparisons, maximum,   |
-|          | int; int ∘ float is the float)         | clamp, where, sum, amax, sort, argmax,  |
-|          |                                        | shape ops, indexing, embedding          |
-| NUMERIC  | integers kept; bool refused            | neg, abs, relu, −, argmax, topk         |
-| PROMOTE  | converted to float32 first            | exp, log, sqrt, tanh, sigmoid, / (true  |
-|          | (torch.sigmoid(int64) is float32)      | division), pow with a float exponent    |
-| FLOAT    | refused with a TypeError               | mean, var, std, softmax, log_softmax,   |
-|          |                                        | gelu, layer_norm, cross_entropy and     |
-|          |                                        | nll_loss logits, the other losses,      |
-|          |                                        | dropout, scaled_dot_product_attention   |
-| SAME     | all integer or all float; int ∘ float  | matmul, @, linear                       |
-|          | and bool refused                       |                                         |
+| rule     | integer / bool tensor inputs            | ops                                    |
+|----------|-----------------------------------------|----------------------------------------|
+| ANY      | computed in their dtype: int ∘ int is   | + × // % pow, comparisons, maximum,    |
+|          | int, int ∘ float is that float, sum of  | minimum, clamp, where, sum, amax,      |
+|          | ints is int64                           | amin, sort, max(dim), shape ops,       |
+|          |                                         | indexing, gather, embedding, any/all   |
+| NUMERIC  | integers kept; bool refused             | neg, abs, relu, − , argmax, topk       |
+| PROMOTE  | converted to float32 first              | exp, log, sqrt, tanh, sigmoid,         |
+|          | (torch.sigmoid(int64) is float32)       | / (true division)                      |
+| FLOAT    | refused: TypeError naming op and dtype  | mean, var, std, softmax, log_softmax,  |
+|          |                                         | gelu, layer_norm, cross_entropy and    |
+|          |                                         | nll_loss inputs, mse/l1/bce losses,    |
+|          |                                         | dropout, scaled_dot_product_attention  |
+| SAME     | all integer or all float; int ∘ float   | matmul, @, linear                      |
+|          | and bool refused                        |                                        |
 
-(Half-precision tensors meeting float32 compute in float32, tinyllm/dtypes.py; PyTorch's
-matmul refuses that mix, tinyllm's emulation gives the float32 product.)
-
-A rule costs one dtype-kind test per tensor input at op entry, never a pass over the elements.
+Promotion between two tensors is PyTorch's too: the float side decides (int32 ∘ float32 is
+float32, not NumPy's float64), and a 0-d tensor acts like a Python scalar — it takes the other
+operand's dtype unless its category (bool < integer < float) is higher (float32[3] ∘
+float64[] is float32). Half tensors meeting float32 compute in float32 (tinyllm/dtypes.py);
+PyTorch's matmul refuses that mix, tinyllm's emulation gives the float32 product. A rule costs
+one dtype-kind test per tensor input at op entry, never a pass over the elements; all-float
+inputs, the training case, return after that test.
 
 dims. A `dim` of a tensor with n axes is an int in [−n, n) (for n = 0, in [−1, 0], as in
-PyTorch); anything else is IndexError("<op>: Dimension out of range (expected to be in range of
-[−n, n−1], but got d)"), a repeated dim in a tuple is a RuntimeError, a non-int a TypeError.
+PyTorch); anything else is an IndexError (also a ValueError, like NumPy's AxisError) with
+PyTorch's words, "<op>: Dimension out of range (expected to be in range of [−n, n−1], but
+got d)"; a dim named twice is a RuntimeError, a non-int a TypeError.
 
-Probabilities. A dropout probability p must be a real number with 0 ≤ p ≤ 1 — NaN, ±inf, 1.5
-and −0.5 are ValueErrors. p = 1 drops everything: the result is zeros, as in PyTorch.
+Probabilities. A dropout probability p must be a real number with 0 ≤ p ≤ 1: NaN, ±inf, 1.5
+and −0.5 are ValueErrors (PyTorch's attention accepts −0.5 and NaN silently; tinyllm does not).
+p = 1 drops everything, so attention returns zeros, as PyTorch does.
 """
 
 from __future__ import annotations
