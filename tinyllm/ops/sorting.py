@@ -145,11 +145,13 @@ def argmin(x: Tensor, dim=None, keepdim=False) -> Tensor:
     return _arg_extreme(x, dim, keepdim, _first_min, "argmin")
 
 
-def _extreme_along(x: Tensor, dim, keepdim, arg, op) -> ValuesIndices:
+def _extreme_along(x: Tensor, dim, keepdim, find, op) -> ValuesIndices:
+    """max(x, dim) / min(x, dim): values and indices (bool included, as in PyTorch, which
+    refuses argmax of bool but not max)."""
     d = _dim(x, dim, op)
     if x.ndim == 0:
         return ValuesIndices(x * 1, Tensor(np.zeros((), dtype=np.int64)))
-    idx = arg(x, d, keepdim=True)
+    idx = _arg_extreme(x, d, True, find, op)
     values = gather(x, d, idx)
     if not keepdim:
         values = values.reshape(values.shape[:d] + values.shape[d + 1 :])
@@ -164,7 +166,7 @@ def max(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noq
         return maximum(x, dim)
     if dim is None:
         return amax(x)
-    return _extreme_along(x, dim, keepdim, argmax, "max")
+    return _extreme_along(x, dim, keepdim, _first_max, "max")
 
 
 def min(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001
@@ -174,7 +176,7 @@ def min(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noq
         return minimum(x, dim)
     if dim is None:
         return amin(x)
-    return _extreme_along(x, dim, keepdim, argmin, "min")
+    return _extreme_along(x, dim, keepdim, _first_min, "min")
 
 
 def _max_args(op, dim, keepdim, axis, keepdims):
