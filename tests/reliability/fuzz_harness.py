@@ -1223,6 +1223,8 @@ def main(argv=None) -> int:
     parser.add_argument("--show", type=int, default=5, help="examples to print per bad outcome")
     parser.add_argument("--per-op", action="store_true", help="print the counts of every op")
     args = parser.parse_args(argv)
+    if args.ops < 0 or args.model < 0 or args.show < 0:
+        parser.error("--ops, --model and --show must be ≥ 0")
     if torch is None:
         print("the tally needs PyTorch as its reference", file=sys.stderr)
         return 2
