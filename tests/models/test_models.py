@@ -128,7 +128,7 @@ def test_gpt_clear_errors():
         m(np.array([[1, 23]]))
     with pytest.raises(ValueError, match="-1"):
         m(np.array([[1, -1]]))
-    with pytest.raises(ValueError, match="integer"):
+    with pytest.raises(TypeError, match="integer"):
         m(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="divisible"):
         GPTConfig(n_embd=10, n_head=3)
