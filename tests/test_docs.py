@@ -406,7 +406,13 @@ def plan(cmd: Command, cache: Path) -> Plan:
         f"python …` (optionally after VAR=value): {cmd.text!r}"
     )
     if words[1:3] == ["-m", "pytest"]:
-        return Plan(pytest_paths=[w.split("::")[0] for w in words[3:] if not w.startswith("-")])
+        paths, rest = [], iter(words[3:])
+        for w in rest:
+            if w in ("-m", "-k", "-p", "--timeout", "--durations"):  # options that take a value
+                next(rest, None)
+            elif not w.startswith("-"):
+                paths.append(w.split("::")[0])
+        return Plan(pytest_paths=paths)
     script = words[1]
     assert script in SMALL, (
         f"{cmd.doc}:{cmd.line}: no small settings for {script}; add it to "
