@@ -4,34 +4,43 @@
     python examples/icl.py --seed 2 --report runs/icl.json
 
 Pre-training data is a mixture of prompted tasks (tinyllm/data/tasks): letter substitutions
-whose rule — a random permutation of six letters — is drawn afresh for every prompt, from the
-*training* rules only, beside named string transformations (reverse, sort, …). Every prompt
-holds k ∈ 0..8 demonstrations "input>output" and then a query:
+whose rule — a random permutation of the six letters a…f — is drawn afresh for every prompt,
+from the *training* rules only, beside named string transformations (rev, sort, upper, …) on
+other letters. Every substitution prompt holds k ∈ 0..8 demonstrations "input>output", then a
+query:
 
     subst
-    cab>fed
-    bdd>dcc
-    dab>            the model writes "ced" and a newline
+    c>f
+    a>e
+    d>              the model writes "f" and a newline only if a demonstration showed d
 
-Loss is the next-character cross-entropy over the whole prompt and answer. Then, for each model
-size, the script measures exact match (greedy decoding) on *held-out* rules — rules that no
-training prompt used, so nothing about them can have been memorized — at k = 0 … 8
-demonstrations. k = 0 can only be a guess; a model that learned to read the prompt climbs with
-k, up to the coverage ceiling (the fraction of queries whose letters the demonstrations show
-at all, printed beside it).
+The loss is the cross-entropy of the answer tokens (the demonstrations' inputs are random
+letters: their loss would only add noise). Then, for each model size, the script measures exact
+match (greedy decoding) on *held-out* rules — rules that no training prompt used, so nothing
+about them can have been memorized — at k = 0 … 8 demonstrations. k = 0 can only be a guess
+(1 in 6); a model that reads the prompt climbs with k, up to the ceiling of a perfect reader
+(printed beside it: a query whose letter no demonstration shows can only be guessed among the
+letters not yet used).
 
 It also shows
 
-- the attention of the head that does the reading (the *induction head*: from the query's
-  letter to the demonstration output that followed the same letter) as a text heat-map;
+- the attention of the head that does the reading (from the query to the demonstration of the
+  same letter: the lookup an induction head performs) as a text heat-map;
 - k beyond the context: prompts with 12 or 16 demonstrations do not fit the block, so the
   oldest ones are dropped, and accuracy stops rising where the context is full;
 - prompting against fine-tuning: each model, fine-tuned briefly on zero-shot prompts of one
   held-out rule, against its few-shot accuracy on that rule — and what fine-tuning on one rule
   does to its in-context reading of the others.
 
-The tokenizer is one token per character (the tasks use ~40 characters), so a demonstration's
-characters sit at fixed offsets and the effect is not blurred by BPE merges.
+Two choices make the effect appear in minutes on two cores (docs/16 shows the runs without
+them). The tokenizer is one token per character except that a demonstration "x>y" and a query
+"x>" over a…f are one token each — the merges a BPE tokenizer trained on such prompts makes
+first — so a demonstration's input and output sit in one position and one attention layer can
+look the rule up; with one token per character the lookup needs a two-layer induction circuit
+(a previous-token head feeding the lookup head), which this budget does not train. And the
+weights start at PyTorch's scales (Linear N(0, 1/fan_in), embeddings N(0, 0.3²)) instead of
+GPT-2's N(0, 0.02²), which at width 32 leaves every attention logit near zero and the model on a
+long plateau.
 """
 
 from __future__ import annotations
@@ -51,8 +60,10 @@ from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_cosine
 
 # model sizes: name → (n_layer, n_head, n_embd)
-SIZES = {"tiny": (2, 2, 16), "small": (2, 2, 32), "medium": (2, 4, 64), "large": (3, 4, 96)}
-# the named string tasks and their headers (short, so that an 8-shot prompt fits the block)
+SIZES = {"tiny": (1, 2, 8), "small": (2, 2, 16), "medium": (2, 4, 48), "large": (2, 4, 96)}
+RULE_LETTERS = "abcdef"  # the substitution alphabet
+STRING_LETTERS = "ghijkl"  # the named string tasks use other letters (no pair tokens)
+# the named string tasks and their headers
 STRING_TASKS = {
     "reverse": "rev",
     "sort": "sort",
@@ -69,23 +80,33 @@ IGNORE = -100
 SHADES = " .:-=+*#%@"
 
 
-class CharTokenizer:
-    """One id per character: padding (id 0), the two separators, letters and digits."""
+class PairTokenizer:
+    """Characters, plus one token for each demonstration "x>y" and each query "x>" with x, y in
+    RULE_LETTERS; text is split by greedy longest match (at most 3 characters a token)."""
 
     def __init__(self):
-        self.chars = PAD + NEWLINE + SEP + string.ascii_lowercase + string.ascii_uppercase
-        self.chars += string.digits + "_"
-        self.stoi = {c: i for i, c in enumerate(self.chars)}
-        self.vocab_size = len(self.chars)
+        chars = PAD + NEWLINE + SEP + string.ascii_lowercase + string.ascii_uppercase
+        chars += string.digits + "_"
+        pairs = [x + SEP + y for x in RULE_LETTERS for y in RULE_LETTERS]
+        self.tokens = list(chars) + pairs + [x + SEP for x in RULE_LETTERS]
+        self.ids = {t: i for i, t in enumerate(self.tokens)}
+        self.vocab_size = len(self.tokens)
 
     def encode(self, text: str) -> list[int]:
-        try:
-            return [self.stoi[c] for c in text]
-        except KeyError as e:
-            raise ValueError(f"CharTokenizer: no id for character {e.args[0]!r}") from None
+        out, i = [], 0
+        while i < len(text):
+            for n in (3, 2, 1):
+                piece = text[i : i + n]
+                if len(piece) == n and piece in self.ids:
+                    out.append(self.ids[piece])
+                    i += n
+                    break
+            else:
+                raise ValueError(f"PairTokenizer: no token for character {text[i]!r}")
+        return out
 
     def decode(self, ids) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
+        return "".join(self.tokens[int(i)] for i in ids)
 
 
 def build_parser():
@@ -96,7 +117,7 @@ def build_parser():
         default="small,medium",
         help=f"model sizes to train, comma-separated (n_layer, n_head, n_embd): {SIZES}",
     )
-    p.add_argument("--steps", type=flags.positive_int, default=1500, help="pre-training steps")
+    p.add_argument("--steps", type=flags.positive_int, default=800, help="pre-training steps")
     p.add_argument("--batch-size", type=flags.positive_int, default=32, help="prompts per step")
     p.add_argument("--lr", type=flags.finite_positive_float, default=3e-3, help="peak lr")
     p.add_argument(
@@ -105,14 +126,14 @@ def build_parser():
     p.add_argument(
         "--subst-weight",
         type=flags.float_in(0.0, 1.0, low_open=True),
-        default=0.7,
+        default=0.8,
         help="share of substitution prompts in the mixture (the rest: string tasks)",
     )
     p.add_argument(
         "--block-size",
-        type=flags.int_in(40, 512),
-        default=80,
-        help="context length (an 8-shot prompt is 78 characters)",
+        type=flags.int_in(16, 512),
+        default=24,
+        help="context length in tokens (an 8-shot substitution prompt and answer need 24)",
     )
     p.add_argument(
         "--eval-examples",
@@ -151,40 +172,49 @@ def build_parser():
 # ---- data: prompts → padded (x, y) batches -------------------------------------------------
 
 
+def string_task(name: str, shots) -> StringTask:
+    return StringTask(
+        name, length=2, alphabet=STRING_LETTERS, shots=shots, header=STRING_TASKS[name]
+    )
+
+
 def pretraining_mixture(subst_weight: float) -> Mixture:
-    """Substitutions on training rules plus the named string tasks, each with 0..8 shots."""
-    tasks = [SubstitutionTask(shots=(0, 8), split="train")]
-    tasks += [string_task(n, shots=(0, 8)) for n in STRING_TASKS]
+    """Substitutions on training rules (0..8 shots) plus the named string tasks (0..2 shots)."""
+    tasks = [SubstitutionTask(RULE_LETTERS, length=1, shots=(0, 8), split="train")]
+    tasks += [string_task(n, shots=(0, 2)) for n in STRING_TASKS]
     rest = (1.0 - subst_weight) / len(STRING_TASKS)
     return Mixture(tasks, [subst_weight] + [rest] * len(STRING_TASKS))
 
 
-def string_task(name: str, shots) -> StringTask:
-    return StringTask(name, length=3, alphabet="abcdef", shots=shots, header=STRING_TASKS[name])
+def heldout_task(shots, rules=None) -> SubstitutionTask:
+    return SubstitutionTask(RULE_LETTERS, length=1, shots=shots, split="heldout", rules=rules)
 
 
-def fit_prompt(example, block_size: int) -> str:
-    """The example's prompt, its oldest demonstrations dropped until prompt + target fit the
-    block (the header line is kept): what a fixed context does to a long few-shot prompt."""
+def fit_prompt(tok, example, block_size: int) -> list[int]:
+    """The prompt's token ids, its oldest demonstrations dropped (the header line kept) until
+    prompt and answer fit the block: what a fixed context does to a long few-shot prompt."""
     lines = example.prompt.split(NEWLINE)
     header, demos, query = lines[0], lines[1:-1], lines[-1]
+    room = block_size + 1 - len(tok.encode(example.target))
     while True:
-        text = NEWLINE.join([header] + demos + [query])
-        if not demos or len(text) + len(example.target) <= block_size + 1:
-            return text
+        ids = tok.encode(NEWLINE.join([header] + demos + [query]))
+        if not demos or len(ids) <= room:
+            return ids
         demos = demos[1:]
 
 
-def encode_batch(tok: CharTokenizer, texts: list[str], block_size: int):
-    """x (B, T) ids and y (B, T) next-character targets, right-padded (targets IGNORE there)."""
-    x = np.zeros((len(texts), block_size), dtype=np.int64)
-    y = np.full((len(texts), block_size), IGNORE, dtype=np.int64)
-    for i, text in enumerate(texts):
-        ids = tok.encode(text)
+def encode_batch(tok, examples, block_size: int):
+    """x (B, T) ids and y (B, T) targets: prompt and answer encoded apart (so the query token
+    never merges with its answer), the loss on the answer's tokens only, right-padded."""
+    x = np.zeros((len(examples), block_size), dtype=np.int64)
+    y = np.full((len(examples), block_size), IGNORE, dtype=np.int64)
+    for i, e in enumerate(examples):
+        p = fit_prompt(tok, e, block_size)
+        ids = p + tok.encode(e.target)
         if len(ids) > block_size + 1:
-            raise ValueError(f"a prompt of {len(ids)} characters exceeds the block {block_size}")
+            raise ValueError(f"a prompt of {len(ids)} tokens exceeds the block {block_size}")
         x[i, : len(ids) - 1] = ids[:-1]
-        y[i, : len(ids) - 1] = ids[1:]
+        y[i, len(p) - 1 : len(ids) - 1] = ids[len(p) :]
     return x, y
 
 
@@ -194,46 +224,48 @@ def encode_batch(tok: CharTokenizer, texts: list[str], block_size: int):
 def exact_match(model, tok, examples, block_size: int, batch: int = 200) -> float:
     """Mean exact-match score of greedy completions.
 
-    One forward pass per batch suffices: with the target fed in (teacher forcing), the arg-max
-    at the target's positions is the greedy decoder's output for as long as the decoder has
-    been right so far, so the completion equals the target exactly when greedy decoding would
+    One forward pass per batch suffices: with the answer fed in (teacher forcing), the arg-max
+    at the answer's positions is the greedy decoder's output for as long as the decoder has
+    been right so far, so the completion equals the answer exactly when greedy decoding would
     have produced it. The completion is then scored by the task's own `score`."""
     scores = []
     for s in range(0, len(examples), batch):
         chunk = examples[s : s + batch]
-        prompts = [fit_prompt(e, block_size) for e in chunk]
-        x, _ = encode_batch(tok, [p + e.target for p, e in zip(prompts, chunk)], block_size)
+        x, y = encode_batch(tok, chunk, block_size)
         with no_grad():
             logits, _ = model(x)
         pred = logits.data.argmax(-1)  # (B, T)
-        for i, (p, e) in enumerate(zip(prompts, chunk)):
-            start = len(p) - 1  # the position that reads the last prompt character
-            completion = tok.decode(pred[i, start : start + len(e.target)])
-            scores.append(e.score(completion))
+        for i, e in enumerate(chunk):
+            where = y[i] != IGNORE
+            scores.append(e.score(tok.decode(pred[i][where])))
     return float(np.mean(scores))
 
 
 def heldout_examples(shots: int, n: int, seed: int):
-    return SubstitutionTask(shots=shots, split="heldout").examples(n, seed)
+    return heldout_task(shots).examples(n, seed)
 
 
-def coverage(examples, block_size: int) -> float:
-    """The fraction of prompts whose query letters all appear in the demonstrations that fit
-    the context: the accuracy of a perfect reader of the prompt."""
-    hits = []
+def ceiling(tok, examples, block_size: int) -> float:
+    """The accuracy of a perfect reader of the prompt: 1 when a demonstration that fits the
+    context shows the query's letter, else a guess among the letters no demonstration used."""
+    m = len(RULE_LETTERS)
+    acc = []
     for e in examples:
-        lines = fit_prompt(e, block_size).split(NEWLINE)
-        shown = {c for line in lines[1:-1] for c in line.split(SEP)[0]}
-        hits.append(set(lines[-1][:-1]) <= shown)
-    return float(np.mean(hits))
+        text = tok.decode(fit_prompt(tok, e, block_size))
+        demos = [line.split(SEP) for line in text.split(NEWLINE)[1:-1]]
+        shown = {x: y for x, y in demos}
+        query = e.meta["query"]
+        acc.append(1.0 if query in shown else 1.0 / (m - len(shown)))
+    return float(np.mean(acc))
 
 
-# ---- the induction head ---------------------------------------------------------------------
+# ---- the lookup head --------------------------------------------------------------------------
 
 
-def attention_maps(model, ids: np.ndarray) -> list[np.ndarray]:
+def attention_maps(model, ids) -> list[np.ndarray]:
     """softmax(q kᵀ/√d + causal mask) of every layer for one sequence: (n_head, T, T) each."""
     tr = model.transformer
+    ids = np.asarray(ids)
     t = len(ids)
     maps = []
     with no_grad():
@@ -250,58 +282,54 @@ def attention_maps(model, ids: np.ndarray) -> list[np.ndarray]:
     return maps
 
 
-def induction_targets(example, prompt: str) -> list[list[int]]:
-    """For each answer letter j, the prompt positions of the demonstration outputs that show
-    π(query_j): the characters an induction head should copy from."""
-    lines = prompt.split(NEWLINE)
-    query = lines[-1][:-1]
-    pos, targets = len(lines[0]) + 1, [[] for _ in query]
-    for line in lines[1:-1]:
-        x, _ = line.split(SEP)
-        for i, c in enumerate(x):
-            for j, qc in enumerate(query):
-                if c == qc:
-                    targets[j].append(pos + len(x) + 1 + i)
-        pos += len(line) + 1
-    return targets
+def lookup_targets(tok, ids: list[int], query: str) -> list[int]:
+    """Positions of the demonstration tokens "x>y" whose input x is the query's letter: where a
+    head that reads the rule should look from the query."""
+    return [i for i, t in enumerate(ids) if len(tok.tokens[t]) == 3 and tok.tokens[t][0] == query]
 
 
-def induction_scores(model, tok, examples, block_size: int) -> np.ndarray:
-    """(n_layer, n_head): mean attention, from the position that writes answer letter j, on
-    the demonstration outputs that show the right letter (Olsson et al.'s copying pattern)."""
+def lookup_scores(model, tok, examples, block_size: int) -> np.ndarray:
+    """(n_layer, n_head): mean attention from the query token on the demonstrations of the
+    query's letter (prompts that show it at least once)."""
     c = model.config
-    total = np.zeros((c.n_layer, c.n_head))
-    count = 0
+    total, count = np.zeros((c.n_layer, c.n_head)), 0
     for e in examples:
-        prompt = fit_prompt(e, block_size)
-        ids = np.array(tok.encode(prompt + e.target[:-1]))
-        maps = attention_maps(model, ids)
-        for j, where in enumerate(induction_targets(e, prompt)):
-            if where:
-                row = len(prompt) - 1 + j  # reads ">" (j = 0) or answer letter j − 1
-                for layer, a in enumerate(maps):
-                    total[layer] += a[:, row, where].sum(-1)
-                count += 1
+        ids = fit_prompt(tok, e, block_size)
+        where = lookup_targets(tok, ids, e.meta["query"])
+        if where:
+            for layer, a in enumerate(attention_maps(model, ids)):
+                total[layer] += a[:, -1, where].sum(-1)
+            count += 1
     return total / max(count, 1)
 
 
 def heat_map(model, tok, example, block_size: int, layer: int, head: int) -> list[str]:
-    """Text heat-map of one head: a row per answer letter, a column per prompt character, the
-    shade of each cell its attention weight relative to the row's largest."""
-    prompt = fit_prompt(example, block_size)
-    ids = np.array(tok.encode(prompt + example.target[:-1]))
-    a = attention_maps(model, ids)[layer][head]
-    shown = prompt.replace(NEWLINE, "|")
-    lines = [f"{'':>10} {shown}"]
-    for j, letter in enumerate(example.answer):
-        row = a[len(prompt) - 1 + j, : len(prompt)]
-        row = row / row.max()
-        cells = "".join(SHADES[min(len(SHADES) - 1, int(v * len(SHADES)))] for v in row)
-        lines.append(f"{'writes ' + letter:>10} {cells}")
-    return lines
+    """Text heat-map of one head's attention from the query token: a column per prompt token
+    (its text above), the shade its weight relative to the largest."""
+    ids = fit_prompt(tok, example, block_size)
+    a = attention_maps(model, ids)[layer][head][-1]
+    a = a / a.max()
+    names = [tok.tokens[t].replace(NEWLINE, "|") for t in ids]
+    width = max(len(n) for n in names)
+    cells = [SHADES[min(len(SHADES) - 1, int(v * len(SHADES)))] * width for v in a]
+    return [
+        "token     " + " ".join(n.ljust(width) for n in names),
+        "attention " + " ".join(cells),
+        f"(weights {' '.join(f'{v:.2f}' for v in attention_maps(model, ids)[layer][head][-1])})",
+    ]
 
 
 # ---- training -------------------------------------------------------------------------------
+
+
+def torch_scale_init(model: GPT, rng: np.random.Generator, embedding_std: float = 0.3) -> None:
+    """Re-draw the weights at PyTorch-like scales: every Linear N(0, 1/fan_in), the token and
+    position tables N(0, embedding_std²); biases and LayerNorms stay as GPT-2 set them."""
+    for name, p in model.named_parameters():
+        if name.endswith(("wte.weight", "wpe.weight")):
+            p.data[...] = rng.normal(0.0, embedding_std, p.shape)
+        elif p.data.ndim == 2:
+            p.data[...] = rng.normal(0.0, 1.0 / np.sqrt(p.shape[1]), p.shape)
 
 
 def train(model, tok, task, steps, batch_size, lr, block_size, rng, log, log_interval, name):
@@ -312,9 +340,8 @@ def train(model, tok, task, steps, batch_size, lr, block_size, rng, log, log_int
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = warmup_cosine(step, lr, warmup, steps, lr * 0.1)
-        texts = [e.prompt + e.target for e in (task.sample(rng) for _ in range(batch_size))]
-        x, y = encode_batch(tok, texts, block_size)
-        t = int((y != IGNORE).sum(0).nonzero()[0].max()) + 1  # drop all-padding columns
+        x, y = encode_batch(tok, [task.sample(rng) for _ in range(batch_size)], block_size)
+        t = int((x != 0).sum(0).nonzero()[0].max()) + 1  # drop all-padding columns
         _, loss = model(x[:, :t], y[:, :t])
         opt.zero_grad()
         loss.backward()
@@ -323,7 +350,7 @@ def train(model, tok, task, steps, batch_size, lr, block_size, rng, log, log_int
         losses.append(loss.item())
         if log and (step % log_interval == 0 or step == steps - 1):
             log(
-                f"[{name}] step {step:5d}  loss {np.mean(losses[-log_interval:]):.3f}  "
+                f"[{name}] step {step:5d}  answer loss {np.mean(losses[-log_interval:]):.3f}  "
                 f"{time.perf_counter() - t0:6.1f} s"
             )
     return losses
@@ -331,10 +358,10 @@ def train(model, tok, task, steps, batch_size, lr, block_size, rng, log, log_int
 
 def finetune_vs_prompting(model, tok, args, rule, eval_seed, log):
     """Fine-tune a copy of `model` on zero-shot prompts of one held-out rule; → its accuracy
-    on that rule (k = 0) after 1, 2, 4, … steps, beside few-shot prompting of the base model
-    on the same rule, and both models' 8-shot accuracy on the other held-out rules."""
+    on that rule (k = 0) after 8, 16, 32, … examples, beside few-shot prompting of the base
+    model on the same rule, and both models' 8-shot accuracy on the other held-out rules."""
     n = args.eval_examples
-    one = {k: SubstitutionTask(shots=k, split="heldout", rules=[rule]) for k in (0, 2, 4, 8)}
+    one = {k: heldout_task(k, rules=[rule]) for k in (0, 1, 2, 4, 8)}
     prompted = {
         str(k): exact_match(model, tok, t.examples(n, eval_seed + k), args.block_size)
         for k, t in one.items()
@@ -345,20 +372,16 @@ def finetune_vs_prompting(model, tok, args, rule, eval_seed, log):
     tuned.load_state_dict(model.state_dict())
     opt = AdamW(param_groups_for_weight_decay(tuned, 0.0), lr=args.finetune_lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(eval_seed + 7)
-    zero_shot = one[0].examples(n, eval_seed + 1000)  # other queries than the training ones
-    curve, step = {}, 0
-    while step < args.finetune_steps:
-        texts = [
-            e.prompt + e.target
-            for e in (one[0].sample(rng) for _ in range(args.finetune_batch_size))
-        ]
-        x, y = encode_batch(tok, texts, args.block_size)
-        t = int((y != IGNORE).sum(0).nonzero()[0].max()) + 1
+    zero_shot = one[0].examples(n, eval_seed + 1000)
+    curve = {}
+    for step in range(1, args.finetune_steps + 1):
+        batch = [one[0].sample(rng) for _ in range(args.finetune_batch_size)]
+        x, y = encode_batch(tok, batch, args.block_size)
+        t = int((x != 0).sum(0).nonzero()[0].max()) + 1
         _, loss = tuned(x[:, :t], y[:, :t])
         opt.zero_grad()
         loss.backward()
         opt.step()
-        step += 1
         if step & (step - 1) == 0 or step == args.finetune_steps:  # 1, 2, 4, 8, …
             curve[str(step * args.finetune_batch_size)] = exact_match(
                 tuned, tok, zero_shot, args.block_size
@@ -387,7 +410,8 @@ def run_size(name, args, tok, log):
         n_embd=n_embd,
     )
     seed = args.seed * 1000 + sorted(SIZES).index(name)
-    model = GPT(cfg, generator=np.random.default_rng(seed))
+    model = GPT(cfg)
+    torch_scale_init(model, np.random.default_rng(seed))
     n_params = model.get_num_params()
     log(f"[{name}] {n_layer} layers, {n_head} heads, width {n_embd}: {n_params:,} params")
     t0 = time.perf_counter()
@@ -408,49 +432,46 @@ def run_size(name, args, tok, log):
     model.eval()
     eval_seed = 10_000  # the same held-out prompts for every size and seed
     n = args.eval_examples
-    acc, ceiling = {}, {}
+    acc, top = {}, {}
     for k in EVAL_SHOTS + BEYOND_SHOTS:
         exs = heldout_examples(k, n, eval_seed + k)
         acc[str(k)] = exact_match(model, tok, exs, args.block_size)
-        ceiling[str(k)] = coverage(exs, args.block_size)
+        top[str(k)] = ceiling(tok, exs, args.block_size)
     seen = {
         str(k): exact_match(
             model,
             tok,
-            SubstitutionTask(shots=k, split="train").examples(n, eval_seed + 50 + k),
+            SubstitutionTask(RULE_LETTERS, 1, k, "train").examples(n, eval_seed + 50 + k),
             args.block_size,
         )
         for k in (0, 8)
     }
     named = {
         t: exact_match(
-            model,
-            tok,
-            string_task(t, shots=0).examples(n // 4, eval_seed + 60),
-            args.block_size,
+            model, tok, string_task(t, shots=0).examples(n // 4, eval_seed + 60), args.block_size
         )
         for t in STRING_TASKS
     }
     line = "  ".join(f"{k}-shot {acc[k]:.2f}" for k in map(str, EVAL_SHOTS))
     log(f"[{name}] held-out rules: {line}")
-    scores = induction_scores(model, tok, heldout_examples(4, 40, eval_seed + 77), args.block_size)
+    scores = lookup_scores(model, tok, heldout_examples(4, 100, eval_seed + 77), args.block_size)
     layer, head = np.unravel_index(int(np.argmax(scores)), scores.shape)
     out = {
         "n_layer": n_layer,
         "n_head": n_head,
         "n_embd": n_embd,
-        "params": model.get_num_params(),
+        "params": n_params,
         "train_seconds": train_seconds,
         "final_loss": float(np.mean(losses[-50:])),
         "losses": losses,
         "accuracy_by_shots": {k: acc[k] for k in REPORT_SHOTS},
         "accuracy_by_shots_all": acc,
-        "coverage_ceiling_by_shots": ceiling,
+        "ceiling_by_shots": top,
         "accuracy_seen_rules_by_shots": seen,
         "zero_shot_named_tasks": named,
         "shots_to_half": shots_to_reach(acc, 0.5),
-        "induction_scores": scores.tolist(),
-        "induction_head": [int(layer), int(head)],
+        "lookup_attention": scores.tolist(),
+        "lookup_head": [int(layer), int(head)],
     }
     return model, out
 
@@ -459,10 +480,10 @@ def shots_to_reach(acc: dict, level: float) -> float | None:
     """The shot count where accuracy first reaches `level`, interpolated linearly between the
     evaluated shot counts; None if it never does."""
     ks = EVAL_SHOTS
+    if acc[str(ks[0])] >= level:
+        return float(ks[0])
     for a, b in zip(ks, ks[1:]):
         lo, hi = acc[str(a)], acc[str(b)]
-        if lo >= level:
-            return float(a)
         if hi >= level:
             return a + (b - a) * (level - lo) / (hi - lo)
     return None
@@ -470,18 +491,19 @@ def shots_to_reach(acc: dict, level: float) -> float | None:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    tok = CharTokenizer()
+    tok = PairTokenizer()
     report = {"config": vars(args).copy(), "sizes": {}}
+    n_train = len(SubstitutionTask(RULE_LETTERS, split="train").all_rules())
+    n_held = len(SubstitutionTask(RULE_LETTERS, split="heldout").all_rules())
     print(
-        f"in-context learning: {len(SubstitutionTask(split='train').all_rules())} training "
-        f"rules, {len(SubstitutionTask(split='heldout').all_rules())} held-out rules; "
-        f"sizes {','.join(args.sizes)}; {args.steps} steps of {args.batch_size} prompts; "
+        f"in-context learning: {n_train} training rules, {n_held} held-out rules; sizes "
+        f"{','.join(args.sizes)}; {args.steps} steps of {args.batch_size} prompts; "
         f"seed {args.seed}"
     )
     models = {}
     for name in args.sizes:
         models[name], report["sizes"][name] = run_size(name, args, tok, print)
-    held_rule = SubstitutionTask(split="heldout").all_rules()[0]
+    held_rule = SubstitutionTask(RULE_LETTERS, split="heldout").all_rules()[0]
     if args.finetune_steps:
         for name in args.sizes:
             print(f"[{name}] prompting vs fine-tuning on held-out rule {held_rule}")
@@ -495,37 +517,34 @@ def main(argv=None):
 
 def print_tables(report, models, tok, args):
     sizes = report["sizes"]
-    print("\nexact match on held-out rules (coverage ceiling: the queries the demos cover)")
-    ks = [str(k) for k in EVAL_SHOTS + BEYOND_SHOTS]
-    print(f"{'shots':>16} " + " ".join(f"{k:>5}" for k in ks))
     first = next(iter(sizes.values()))
-    print(
-        f"{'ceiling':>16} " + " ".join(f"{first['coverage_ceiling_by_shots'][k]:5.2f}" for k in ks)
-    )
+    ks = [str(k) for k in EVAL_SHOTS + BEYOND_SHOTS]
+    print("\nexact match on held-out rules by shots (ceiling: a perfect reader of the prompt)")
+    print(f"{'shots':>18} " + " ".join(f"{k:>5}" for k in ks))
+    print(f"{'ceiling':>18} " + " ".join(f"{first['ceiling_by_shots'][k]:5.2f}" for k in ks))
     for name, r in sizes.items():
-        print(
-            f"{name + ' (' + format(r['params'], ',') + ')':>16} "
-            + " ".join(f"{r['accuracy_by_shots_all'][k]:5.2f}" for k in ks)
-        )
+        label = f"{name} ({r['params']:,})"
+        print(f"{label:>18} " + " ".join(f"{r['accuracy_by_shots_all'][k]:5.2f}" for k in ks))
     print(
-        f"(k = {', '.join(map(str, BEYOND_SHOTS))}: the oldest demonstrations are dropped "
-        f"to fit the {args.block_size}-character context)"
+        f"(k = {', '.join(map(str, BEYOND_SHOTS))}: the oldest demonstrations are dropped to fit "
+        f"the {args.block_size}-token context)"
     )
     print("\nshots to reach 50% on held-out rules; rules seen in training; named tasks at k=0")
     for name, r in sizes.items():
         s = r["shots_to_half"]
         named = np.mean(list(r["zero_shot_named_tasks"].values()))
+        seen = r["accuracy_seen_rules_by_shots"]
         print(
-            f"{name:>16} {('never' if s is None else f'{s:.1f}'):>6}   seen rules 0-shot "
-            f"{r['accuracy_seen_rules_by_shots']['0']:.2f} 8-shot "
-            f"{r['accuracy_seen_rules_by_shots']['8']:.2f}   named tasks 0-shot {named:.2f}"
+            f"{name:>18} {('never' if s is None else f'{s:.1f}'):>6}   seen rules 0-shot "
+            f"{seen['0']:.2f} 8-shot {seen['8']:.2f}   named tasks 0-shot {named:.2f}"
         )
     name = list(sizes)[-1]
-    layer, head = sizes[name]["induction_head"]
-    ex = heldout_examples(4, 1, 30_000)[0]
+    layer, head = sizes[name]["lookup_head"]
+    ex = heldout_examples(6, 1, 30_000)[0]
     print(
-        f"\n[{name}] attention of layer {layer} head {head} (its induction score "
-        f"{sizes[name]['induction_scores'][layer][head]:.2f}; '|' is a newline)"
+        f"\n[{name}] attention of layer {layer} head {head} from the query "
+        f"{ex.meta['query']}> (mean weight on the query letter's demonstrations: "
+        f"{sizes[name]['lookup_attention'][layer][head]:.2f}; '|' is a newline)"
     )
     for line in heat_map(models[name], tok, ex, args.block_size, layer, head):
         print(line)
@@ -535,10 +554,10 @@ def print_tables(report, models, tok, args):
             f = r["finetune"]
             p = "  ".join(f"{k}-shot {v:.2f}" for k, v in f["prompting_accuracy_by_shots"].items())
             c = "  ".join(f"{k}: {v:.2f}" for k, v in f["finetuned_accuracy_by_examples"].items())
-            print(f"{name:>16} prompted: {p}")
-            print(f"{'':>16} fine-tuned, 0-shot, by examples seen: {c}")
+            print(f"{name:>18} prompted: {p}")
+            print(f"{'':>18} fine-tuned, 0-shot, by examples seen: {c}")
             print(
-                f"{'':>16} 8-shot on the other held-out rules: before "
+                f"{'':>18} 8-shot on the other held-out rules: before "
                 f"{f['other_rules_8_shot_before']:.2f}, after {f['other_rules_8_shot_after']:.2f}"
             )
 
