@@ -60,7 +60,7 @@ from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_cosine
 
 # model sizes: name → (n_layer, n_head, n_embd)
-SIZES = {"tiny": (1, 2, 8), "small": (2, 2, 16), "medium": (2, 4, 48), "large": (2, 4, 96)}
+SIZES = {"tiny": (1, 2, 16), "small": (2, 2, 32), "medium": (2, 4, 64), "large": (2, 4, 96)}
 RULE_LETTERS = "abcdef"  # the substitution alphabet
 STRING_LETTERS = "ghijkl"  # the named string tasks use other letters (no pair tokens)
 # the named string tasks and their headers
@@ -117,7 +117,7 @@ def build_parser():
         default="small,medium",
         help=f"model sizes to train, comma-separated (n_layer, n_head, n_embd): {SIZES}",
     )
-    p.add_argument("--steps", type=flags.positive_int, default=800, help="pre-training steps")
+    p.add_argument("--steps", type=flags.positive_int, default=1500, help="pre-training steps")
     p.add_argument("--batch-size", type=flags.positive_int, default=32, help="prompts per step")
     p.add_argument("--lr", type=flags.finite_positive_float, default=3e-3, help="peak lr")
     p.add_argument(

@@ -39,7 +39,14 @@ TRAINING = [
     "mixed_precision.py",
     "quantize.py",
 ]
-OTHERS = ["generate.py", "chat.py", "scaling.py", "memory_table.py", "precision_table.py"]
+OTHERS = [
+    "generate.py",
+    "chat.py",
+    "scaling.py",
+    "memory_table.py",
+    "precision_table.py",
+    "icl.py",
+]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
 BASE = {
     "generate.py": ["--checkpoint", "{ckpt}"],
@@ -221,6 +228,15 @@ SPECIFIC = {
     "precision_table.py": [
         (["--n-params", "-1"], "--n-params"),
         (["--n-params", "nan"], "--n-params"),
+    ],
+    "icl.py": [
+        (["--sizes", "huge"], "--sizes"),
+        (["--steps", "0"], "--steps"),
+        (["--subst-weight", "0"], "--subst-weight"),
+        (["--block-size", "8"], "--block-size"),
+        (["--finetune-lr", "nan"], "--finetune-lr"),
+        (["--eval-examples", "0"], "--eval-examples"),
+        (["--report", "{dir}"], "--report"),
     ],
 }
 

@@ -1,8 +1,8 @@
-"""examples/icl.py: its scoring, its context cropping, its attention bookkeeping, and a tiny run.
+"""examples/icl.py: its tokenizer, scoring, context cropping, ceiling, and a tiny run.
 
-Truths used: an oracle model written here from the task's definition (it predicts the
-uppercase of the query), so exact_match must score it 1.0 and score 0.0 once any one answer
-character (or the final newline) is wrong; prompts cropped and positions located by hand.
+Truths used: an oracle model written here from the task's definition (it knows the rule), so
+exact_match must score it 1.0 and 0.0 once the answer letter or its newline is wrong; token
+splits, cropped prompts and a perfect reader's accuracy worked out by hand.
 """
 
 import json
@@ -13,34 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyllm.data.tasks.strings import StringTask
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
 import icl  # noqa: E402
-
-
-class Oracle:
-    """Writes uppercase(query) and a newline after the prompt's last '>'; `wrong` spoils the
-    prediction of one answer character (0, 1, …; len(answer) is the newline)."""
-
-    def __init__(self, tok, wrong=None):
-        self.tok, self.wrong = tok, wrong
-
-    def __call__(self, x):
-        b, t = x.shape
-        logits = np.zeros((b, t, self.tok.vocab_size))
-        for i in range(b):
-            text = self.tok.decode(x[i]).rstrip("\0")
-            gt = text.rindex(">")
-            query = text[text.rindex("\n", 0, gt) + 1 : gt]
-            answer = query.upper() + "\n"
-            for j, ch in enumerate(answer):
-                if gt + j < t:
-                    c = "z" if j == self.wrong else ch
-                    logits[i, gt + j, self.tok.stoi[c]] = 1.0
-        return FakeTensor(logits), None
 
 
 class FakeTensor:
@@ -48,43 +24,86 @@ class FakeTensor:
         self.data = data
 
 
-@pytest.mark.parametrize("shots", [0, 3])
+class Oracle:
+    """Predicts, at every position, the true next token of the example it was built for;
+    `wrong` = j spoils the j-th answer token (0: the letter, 1: the newline)."""
+
+    def __init__(self, tok, examples, wrong=None):
+        self.tok, self.wrong = tok, wrong
+        self.rows = {}
+        for e in examples:
+            p = tok.encode(e.prompt)
+            ids = p + tok.encode(e.answer) + tok.encode("\n")  # the answer as the task states it
+            self.rows[tuple(ids[:-1])] = (ids[1:], len(p) - 1)
+
+    def __call__(self, x):
+        b, t = x.shape
+        logits = np.zeros((b, t, self.tok.vocab_size))
+        for i in range(b):
+            row = [int(v) for v in x[i]]
+            key = tuple(row[: max(k for k in range(t + 1) if all(row[:k]))])  # up to padding
+            nxt, start = self.rows[key]
+            for j, tid in enumerate(nxt):
+                if j - start == self.wrong:
+                    tid = self.tok.ids["a"] if tid != self.tok.ids["a"] else self.tok.ids["b"]
+                logits[i, j, tid] = 1.0
+        return FakeTensor(logits), None
+
+
+def test_pair_tokenizer_by_hand():
+    tok = icl.PairTokenizer()
+    ids = tok.encode("subst\nc>f\nd>")
+    assert [tok.tokens[i] for i in ids] == ["s", "u", "b", "s", "t", "\n", "c>f", "\n", "d>"]
+    assert tok.decode(ids) == "subst\nc>f\nd>"
+    assert [tok.tokens[i] for i in tok.encode("gh>hg")] == ["g", "h", ">", "h", "g"]
+    with pytest.raises(ValueError, match="no token for character"):
+        tok.encode("é")
+
+
+@pytest.mark.parametrize("shots", [0, 3, 8])
 def test_exact_match_scores_greedy_completions(shots):
-    tok = icl.CharTokenizer()
-    examples = StringTask("uppercase", length=(1, 4), shots=shots).examples(12, seed=0)
-    assert icl.exact_match(Oracle(tok), tok, examples, 80, batch=5) == 1.0
-    for wrong in (0, 1):
-        assert icl.exact_match(Oracle(tok, wrong), tok, examples[:1], 80) == 0.0
-    # a completion that does not end its line after the answer is not an exact match
-    n = len(examples[0].answer)
-    assert icl.exact_match(Oracle(tok, n), tok, examples[:1], 80) == 0.0
+    tok = icl.PairTokenizer()
+    examples = icl.heldout_task(shots).examples(12, seed=0)
+    assert icl.exact_match(Oracle(tok, examples), tok, examples, 24, batch=5) == 1.0
+    for wrong in (0, 1):  # a wrong letter, or no newline after the right one
+        assert icl.exact_match(Oracle(tok, examples, wrong), tok, examples, 24) == 0.0
 
 
-def test_fit_prompt_drops_the_oldest_demonstrations():
-    ex = icl.SubstitutionTask(shots=16, split="heldout").examples(1, seed=0)[0]
+def test_fit_prompt_keeps_the_newest_demonstrations():
+    tok = icl.PairTokenizer()
+    ex = icl.heldout_task(16).examples(1, seed=0)[0]
     lines = ex.prompt.split("\n")
-    fitted = icl.fit_prompt(ex, 80)
-    kept = fitted.split("\n")
-    assert len(fitted) + len(ex.target) <= 81  # x holds all but the last character
+    ids = icl.fit_prompt(tok, ex, 24)
+    kept = tok.decode(ids).split("\n")
+    # 6 header tokens + 2 per demonstration + the query + 2 answer tokens ≤ 25 → 8 demonstrations
+    assert len(ids) == 6 + 2 * 8 + 1
     assert kept[0] == "subst" and kept[-1] == lines[-1]
-    assert kept[1:-1] == lines[len(lines) - len(kept) + 1 : -1]  # the newest demonstrations
-    assert len(kept) - 2 == 8  # 6 + 8·8 + 4 + 4 = 78 ≤ 81 < 86 with a ninth line
-    assert icl.fit_prompt(ex, 200) == ex.prompt
+    assert kept[1:-1] == lines[-9:-1]
+    assert icl.fit_prompt(tok, ex, 100) == tok.encode(ex.prompt)
 
 
-def test_induction_targets_by_hand():
-    ex = icl.SubstitutionTask(shots=0).examples(1, seed=0)[0]  # only used for its target
-    prompt = "subst\nabc>def\ncaa>fdd\nab>"
-    # query "ab": 'a' shown at input positions 6 and 15, 16 → outputs at 10, 19, 20
-    #             'b' shown at 7 → output at 11
-    assert icl.induction_targets(ex, prompt) == [[10, 19, 20], [11]]
-    assert prompt[10] == "d" and prompt[11] == "e" and prompt[19] == prompt[20] == "d"
+def test_ceiling_by_hand():
+    tok = icl.PairTokenizer()
+    task = icl.heldout_task(2)
+    ex = task.examples(40, seed=1)
+    expected = []
+    for e in ex:  # a perfect reader: right if shown, else a guess among the unused letters
+        demos = dict(line.split(">") for line in e.prompt.split("\n")[1:-1])
+        expected.append(1.0 if e.meta["query"] in demos else 1 / (6 - len(demos)))
+    assert icl.ceiling(tok, ex, 24) == pytest.approx(np.mean(expected))
+    assert icl.ceiling(tok, icl.heldout_task(0).examples(5, seed=0), 24) == pytest.approx(1 / 6)
+
+
+def test_lookup_targets_by_hand():
+    tok = icl.PairTokenizer()
+    ids = tok.encode("subst\nc>f\nd>a\nc>f\nc>")
+    assert icl.lookup_targets(tok, ids, "c") == [6, 10]
 
 
 def test_shots_to_reach_interpolates():
-    acc = {str(k): v for k, v in zip(icl.EVAL_SHOTS, [0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9])}
+    acc = {str(k): v for k, v in zip(icl.EVAL_SHOTS, [0.1, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9])}
     assert icl.shots_to_reach(acc, 0.5) == pytest.approx(2.5)
-    assert icl.shots_to_reach(acc, 0.0) == 0.0
+    assert icl.shots_to_reach(acc, 0.05) == 0.0
     assert icl.shots_to_reach(acc, 0.95) is None
 
 
@@ -103,8 +122,7 @@ def test_tiny_run_writes_a_report_of_the_right_shape(tmp_path):
         acc = size["accuracy_by_shots"]
         assert list(acc) == ["0", "1", "2", "4", "8"]
         assert all(0.0 <= v <= 1.0 for v in acc.values())
-        assert all(0.0 <= v <= 1.0 for v in size["coverage_ceiling_by_shots"].values())
+        assert all(0.0 <= v <= 1.0 for v in size["ceiling_by_shots"].values())
         assert len(size["losses"]) == 3 and all(np.isfinite(size["losses"]))
-        ft = size["finetune"]
-        assert list(ft["finetuned_accuracy_by_examples"]) == ["8", "16"]
+        assert list(size["finetune"]["finetuned_accuracy_by_examples"]) == ["8", "16"]
         assert size["params"] > 0

@@ -38,7 +38,7 @@ SPLITS = ("train", "heldout")
 
 
 def rule_split(alphabet: str, image: str, heldout_every: int = 5) -> str:
-    """"train" or "heldout": the split of the rule that maps alphabet[i] to image[i]."""
+    """The split ("train" or "heldout") of the rule that maps alphabet[i] to image[i]."""
     digest = hashlib.sha256(f"{alphabet}:{image}".encode()).digest()
     return "heldout" if int.from_bytes(digest[:8], "big") % heldout_every == 0 else "train"
 
@@ -90,8 +90,7 @@ class SubstitutionTask(Task):
                     )
                 if self.split_of(r) != split:
                     raise ValueError(
-                        f"SubstitutionTask: rule {r!r} is a {self.split_of(r)} rule, "
-                        f"not {split}"
+                        f"SubstitutionTask: rule {r!r} is a {self.split_of(r)} rule, not {split}"
                     )
             if not rules:
                 raise ValueError("SubstitutionTask: rules, when given, must not be empty")
