@@ -115,7 +115,7 @@ def test_tiny_run_writes_a_report_of_the_right_shape(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "exact match on held-out rules" in proc.stdout
-    assert "attention of layer" in proc.stdout
+    assert "attention from the query token" in proc.stdout
     r = json.loads(report.read_text())
     assert list(r["sizes"]) == ["tiny", "small"]
     for size in r["sizes"].values():
@@ -126,3 +126,29 @@ def test_tiny_run_writes_a_report_of_the_right_shape(tmp_path):
         assert len(size["losses"]) == 3 and all(np.isfinite(size["losses"]))
         assert list(size["finetune"]["finetuned_accuracy_by_examples"]) == ["8", "16"]
         assert size["params"] > 0
+
+
+def test_attention_maps_are_the_ones_the_model_uses():
+    """Each layer's map, applied to that layer's values and projected, gives the layer's own
+    attention output (so the heat-map shows what the model computes)."""
+    from tinyllm.engine import no_grad
+    from tinyllm.models import GPT, GPTConfig
+
+    tok = icl.PairTokenizer()
+    cfg = GPTConfig(block_size=24, vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=16)
+    model = GPT(cfg)
+    icl.torch_scale_init(model, np.random.default_rng(0))
+    ids = np.array(tok.encode("subst\nc>f\na>b\nc>"))
+    maps = icl.attention_maps(model, ids)
+    tr, t = model.transformer, len(ids)
+    with no_grad():
+        x = tr.wte(ids[None]) + tr.wpe(np.arange(t))
+        for block, a in zip(tr.h, maps):
+            h = block.ln_1(x)
+            v = block.attn.c_attn(h).data.reshape(t, 3, 2, 8)[:, 2].transpose(1, 0, 2)
+            merged = (a @ v).transpose(1, 0, 2).reshape(1, t, 16)
+            want = block.attn(h).data
+            got = merged @ block.attn.c_proj.weight.data.T + block.attn.c_proj.bias.data
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+            assert np.allclose(np.triu(a, 1), 0) and np.allclose(a.sum(-1), 1)
+            x = block(x)
