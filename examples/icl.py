@@ -85,11 +85,13 @@ class PairTokenizer:
     """Characters, plus one token for each demonstration "x>y" and each query "x>" with x, y in
     RULE_LETTERS; text is split by greedy longest match (at most 3 characters a token)."""
 
-    def __init__(self):
+    def __init__(self, pairs: bool = True):
         chars = PAD + NEWLINE + SEP + string.ascii_lowercase + string.ascii_uppercase
         chars += string.digits + "_"
-        pairs = [x + SEP + y for x in RULE_LETTERS for y in RULE_LETTERS]
-        self.tokens = list(chars) + pairs + [x + SEP for x in RULE_LETTERS]
+        self.tokens = list(chars)
+        if pairs:  # (pairs=False: one token per character, the ablation)
+            self.tokens += [x + SEP + y for x in RULE_LETTERS for y in RULE_LETTERS]
+            self.tokens += [x + SEP for x in RULE_LETTERS]
         self.ids = {t: i for i, t in enumerate(self.tokens)}
         self.vocab_size = len(self.tokens)
 
@@ -131,10 +133,24 @@ def build_parser():
         help="share of substitution prompts in the mixture (the rest: string tasks)",
     )
     p.add_argument(
+        "--tokens",
+        choices=["pairs", "chars"],
+        default="pairs",
+        help="pairs: a demonstration 'x>y' is one token; chars: one token per character",
+    )
+    p.add_argument(
+        "--init",
+        choices=["torch", "gpt2"],
+        default="torch",
+        help="initial weight scales: PyTorch-like (Linear 1/fan_in, embeddings 0.3²) or "
+        "GPT-2's N(0, 0.02²)",
+    )
+    p.add_argument(
         "--block-size",
         type=flags.int_in(16, 512),
-        default=24,
-        help="context length in tokens (an 8-shot substitution prompt and answer need 24)",
+        default=None,
+        help="context length in tokens (default: what an 8-shot substitution prompt and its "
+        "answer need, 24 with pair tokens, 42 with characters)",
     )
     p.add_argument(
         "--eval-examples",
@@ -410,8 +426,9 @@ def run_size(name, args, tok, log):
         n_embd=n_embd,
     )
     seed = args.seed * 1000 + sorted(SIZES).index(name)
-    model = GPT(cfg)
-    torch_scale_init(model, np.random.default_rng(seed))
+    model = GPT(cfg, generator=np.random.default_rng(seed))  # GPT-2's scales
+    if args.init == "torch":
+        torch_scale_init(model, np.random.default_rng(seed))
     n_params = model.get_num_params()
     log(f"[{name}] {n_layer} layers, {n_head} heads, width {n_embd}: {n_params:,} params")
     t0 = time.perf_counter()
@@ -491,7 +508,9 @@ def shots_to_reach(acc: dict, level: float) -> float | None:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    tok = PairTokenizer()
+    tok = PairTokenizer(pairs=args.tokens == "pairs")
+    if args.block_size is None:
+        args.block_size = 24 if args.tokens == "pairs" else 42
     report = {"config": vars(args).copy(), "sizes": {}}
     n_train = len(SubstitutionTask(RULE_LETTERS, split="train").all_rules())
     n_held = len(SubstitutionTask(RULE_LETTERS, split="heldout").all_rules())

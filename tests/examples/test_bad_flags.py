@@ -234,6 +234,7 @@ SPECIFIC = {
         (["--steps", "0"], "--steps"),
         (["--subst-weight", "0"], "--subst-weight"),
         (["--block-size", "8"], "--block-size"),
+        (["--tokens", "bytes"], "--tokens"),
         (["--finetune-lr", "nan"], "--finetune-lr"),
         (["--eval-examples", "0"], "--eval-examples"),
         (["--report", "{dir}"], "--report"),

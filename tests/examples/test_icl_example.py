@@ -58,6 +58,8 @@ def test_pair_tokenizer_by_hand():
     assert [tok.tokens[i] for i in tok.encode("gh>hg")] == ["g", "h", ">", "h", "g"]
     with pytest.raises(ValueError, match="no token for character"):
         tok.encode("é")
+    chars = icl.PairTokenizer(pairs=False)  # the ablation: one token per character
+    assert [chars.tokens[i] for i in chars.encode("c>f\nd>")] == ["c", ">", "f", "\n", "d", ">"]
 
 
 @pytest.mark.parametrize("shots", [0, 3, 8])
