@@ -306,18 +306,21 @@ def lookup_targets(tok, ids: list[int], query: str) -> list[int]:
 
 
 def lookup_scores(model, tok, examples, block_size: int) -> np.ndarray:
-    """(n_layer, n_head): mean attention from the query token on the demonstrations of the
-    query's letter (prompts that show it at least once)."""
+    """(n_layer, n_head, letters): mean attention from the query token on the demonstrations of
+    the query's letter, per query letter (prompts that show it at least once). Heads may share
+    the work, each reading some of the letters."""
     c = model.config
-    total, count = np.zeros((c.n_layer, c.n_head)), 0
+    m = len(RULE_LETTERS)
+    total, count = np.zeros((c.n_layer, c.n_head, m)), np.zeros(m)
     for e in examples:
         ids = fit_prompt(tok, e, block_size)
         where = lookup_targets(tok, ids, e.meta["query"])
         if where:
+            j = RULE_LETTERS.index(e.meta["query"])
             for layer, a in enumerate(attention_maps(model, ids)):
-                total[layer] += a[:, -1, where].sum(-1)
-            count += 1
-    return total / max(count, 1)
+                total[layer, :, j] += a[:, -1, where].sum(-1)
+            count[j] += 1
+    return total / np.maximum(count, 1)
 
 
 def heat_map(model, tok, example, block_size: int, layer: int, head: int) -> list[str]:
@@ -471,8 +474,9 @@ def run_size(name, args, tok, log):
     }
     line = "  ".join(f"{k}-shot {acc[k]:.2f}" for k in map(str, EVAL_SHOTS))
     log(f"[{name}] held-out rules: {line}")
-    scores = lookup_scores(model, tok, heldout_examples(4, 100, eval_seed + 77), args.block_size)
-    layer, head = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    by_letter = lookup_scores(model, tok, heldout_examples(4, 300, eval_seed + 77), args.block_size)
+    scores = by_letter.mean(-1)  # (n_layer, n_head)
+    layer, head, letter = np.unravel_index(int(np.argmax(by_letter)), by_letter.shape)
     out = {
         "n_layer": n_layer,
         "n_head": n_head,
@@ -488,7 +492,9 @@ def run_size(name, args, tok, log):
         "zero_shot_named_tasks": named,
         "shots_to_75": shots_to_reach(acc, REACH),
         "lookup_attention": scores.tolist(),
+        "lookup_attention_by_letter": by_letter.tolist(),
         "lookup_head": [int(layer), int(head)],
+        "lookup_letter": RULE_LETTERS[int(letter)],
     }
     return model, out
 
@@ -562,15 +568,25 @@ def print_tables(report, models, tok, args):
         )
     name = list(sizes)[-1]
     layer, head = sizes[name]["lookup_head"]
-    scores = np.array(sizes[name]["lookup_attention"])
+    letter = sizes[name]["lookup_letter"]
+    by_letter = np.array(sizes[name]["lookup_attention_by_letter"])
     print(
-        f"\n[{name}] attention from the query token on the demonstrations of its letter, per "
-        "head (mean over 100 held-out 4-shot prompts):"
+        f"\n[{name}] attention from the query token on the demonstrations of its letter "
+        f"(mean over held-out 4-shot prompts), per head and query letter {RULE_LETTERS}:"
     )
-    for i, row in enumerate(scores):
-        print(f"  layer {i}: " + "  ".join(f"head {j} {v:.2f}" for j, v in enumerate(row)))
-    print(f"layer {layer} head {head} on three held-out 6-shot prompts ('|' is a newline):")
-    for ex in heldout_examples(6, 3, 30_000):
+    for i, heads in enumerate(by_letter):
+        for j, row in enumerate(heads):
+            print(f"  layer {i} head {j}: " + " ".join(f"{v:.2f}" for v in row))
+    print(
+        f"layer {layer} head {head} on three held-out 6-shot prompts whose query is {letter}> "
+        "('|' is a newline):"
+    )
+    shown = [
+        e
+        for e in heldout_examples(6, 200, 30_000)
+        if e.meta["query"] == letter and lookup_targets(tok, fit_prompt(tok, e, 10**6), letter)
+    ]
+    for ex in shown[:3]:
         for line in heat_map(models[name], tok, ex, args.block_size, layer, head):
             print(line)
     if "finetune" in first:
