@@ -33,9 +33,8 @@ It also shows
   does to its in-context reading of the others.
 
 Two choices make the effect appear in minutes on two cores (`--tokens chars` and `--init gpt2`
-undo them; docs/16 shows those runs
-). The tokenizer is one token per character except that a demonstration "x>y" and a query
-"x>" over a…f are one token each — the merges a BPE tokenizer trained on such prompts makes
+undo them; docs/16 shows those runs). The tokenizer is one token per character except that a
+demonstration "x>y" and a query "x>" over a…f are one token each — the merges a BPE tokenizer trained on such prompts makes
 first — so a demonstration's input and output sit in one position and one attention layer can
 look the rule up; with one token per character the lookup needs a two-layer induction circuit
 (a previous-token head feeding the lookup head), which this budget does not train. And the
