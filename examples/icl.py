@@ -35,13 +35,12 @@ It also shows
 Two choices make the effect appear in minutes on two cores (`--tokens chars` and `--init gpt2`
 undo them; docs/16 shows those runs). The tokenizer is one token per character except that a
 demonstration "x>y" and a query "x>" over a…f are one token each — the merges a BPE tokenizer
-trained on such prompts makes first — so a demonstration's input and output sit in one
-position and one attention layer can look the rule up; with one token per character the
-lookup needs a two-layer induction circuit (a previous-token head feeding the lookup head),
-which this budget does not train. And the
-weights start at PyTorch's scales (Linear N(0, 1/fan_in), embeddings N(0, 0.3²)) instead of
-GPT-2's N(0, 0.02²), which at width 32 leaves every attention logit near zero and the model on a
-long plateau.
+trained on such prompts makes first — so a demonstration's input and output sit in one position
+and one attention layer can look the rule up; with one token per character the lookup needs a
+two-layer induction circuit (a previous-token head feeding the lookup head), which this budget
+does not train. And the weights start at PyTorch's scales (Linear N(0, 1/fan_in), embeddings
+N(0, 0.3²)) instead of GPT-2's N(0, 0.02²), which at width 32 leaves every attention logit near
+zero and the model on a long plateau.
 """
 
 from __future__ import annotations
