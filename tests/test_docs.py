@@ -192,6 +192,10 @@ SMALL = {
         [],
     ),  # (--table ignores them)
     "examples/memory_table.py": ([], []),
+    "examples/icl.py": (
+        ["--steps", "3", "--eval-examples", "8", "--finetune-steps", "2", "--sizes", "tiny,small"],
+        [],
+    ),
     "examples/precision_table.py": ([], []),
     "benchmarks/collectives.py": (["--max-bytes", "4KiB", "--iters", "2", "--warmup", "1"], []),
     "benchmarks/tokenizer.py": (

@@ -48,6 +48,7 @@ OTHERS = [
     "word2vec.py",
     "rnn_vs_gpt.py",
     "translate.py",
+    "icl.py",
 ]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
 BASE = {
@@ -254,6 +255,16 @@ SPECIFIC = {
         (["--sample", "-1e-3"], "--sample"),
         (["--curve", "10,x"], "--curve"),
         (["--stdlib-bytes", "0"], "--stdlib-bytes"),
+        (["--report", "{dir}"], "--report"),
+    ],
+    "icl.py": [
+        (["--sizes", "huge"], "--sizes"),
+        (["--steps", "0"], "--steps"),
+        (["--subst-weight", "0"], "--subst-weight"),
+        (["--block-size", "8"], "--block-size"),
+        (["--tokens", "bytes"], "--tokens"),
+        (["--finetune-lr", "nan"], "--finetune-lr"),
+        (["--eval-examples", "0"], "--eval-examples"),
         (["--report", "{dir}"], "--report"),
     ],
 }

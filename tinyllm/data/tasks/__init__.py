@@ -4,5 +4,7 @@ and in-context rule induction with held-out rules. Start with base.py (Example, 
 """
 
 from tinyllm.data.tasks.base import Example, Mixture, Task
+from tinyllm.data.tasks.induction import SubstitutionTask
+from tinyllm.data.tasks.strings import StringTask
 
-__all__ = ["Example", "Mixture", "Task"]
+__all__ = ["Example", "Mixture", "Task", "StringTask", "SubstitutionTask"]
