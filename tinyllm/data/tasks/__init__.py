@@ -3,6 +3,7 @@ scratchpad), string transformations, key-value lookup, review classification by 
 and in-context rule induction with held-out rules. Start with base.py (Example, Task, Mixture).
 """
 
+from tinyllm.data.tasks.arithmetic import Arithmetic
 from tinyllm.data.tasks.base import Example, Mixture, Task
 
-__all__ = ["Example", "Mixture", "Task"]
+__all__ = ["Arithmetic", "Example", "Mixture", "Task"]
