@@ -39,7 +39,14 @@ TRAINING = [
     "mixed_precision.py",
     "quantize.py",
 ]
-OTHERS = ["generate.py", "chat.py", "scaling.py", "memory_table.py", "precision_table.py"]
+OTHERS = [
+    "generate.py",
+    "chat.py",
+    "scaling.py",
+    "memory_table.py",
+    "precision_table.py",
+    "test_time_scaling.py",
+]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
 BASE = {
     "generate.py": ["--checkpoint", "{ckpt}"],
@@ -221,6 +228,19 @@ SPECIFIC = {
     "precision_table.py": [
         (["--n-params", "-1"], "--n-params"),
         (["--n-params", "nan"], "--n-params"),
+    ],
+    "test_time_scaling.py": [
+        (["--samples", "48"], "--samples"),
+        (["--samples", "0"], "--samples"),
+        (["--max-digits", "0"], "--max-digits"),
+        (["--max-digits", "3", "--scaling-digits", "4"], "--scaling-digits"),
+        (["--temperature", "0"], "--temperature"),
+        (["--lr", "nan"], "--lr"),
+        (["--grad-clip", "-1"], "--grad-clip"),
+        (["--n-embd", "30"], "--n-embd"),
+        (["--eval-per-digit", "0"], "--eval-per-digit"),
+        (["--report", "{dir}"], "--report"),
+        (["--checkpoint", "/proc/tinyllm.ckpt.npz"], "--checkpoint"),
     ],
 }
 
