@@ -3,13 +3,16 @@
     python examples/test_time_scaling.py                       # about 5 minutes on 2 cores
     python examples/test_time_scaling.py --seed 1 --report runs/tts.json
 
-Two GPTs of the same size are trained from scratch, with the same seed, steps and questions,
-on addition of 1 to 5 digits (tinyllm/data/tasks/arithmetic.py). One is taught to answer
-directly ("345+912=1257"); the other to work the columns out first, least significant first,
-and then answer ("345+912=5+2+0=07 4+1+0=05 3+9+0=12 answer: 1257"). The tokenizer is
-byte-level with no merges — one token per character — so both see digits the same way and the
-chain of thought costs one forward pass per character it writes. Only the answer tokens (and
-the working, for the scratchpad model) are targets; the question's tokens are not.
+Two GPTs of the same size are trained from scratch, from the same initial weights and the
+same stream of questions, on addition of 1 to 5 digits (tinyllm/data/tasks/arithmetic.py). One
+is taught to work the columns out first, least significant first, and then answer
+("345+912=5+2+0=07 4+1+0=05 3+9+0=12 answer: 1257"); the other to answer directly
+("345+912=1257"). A direct example is about a quarter as long, so by default the direct model
+takes more steps, until it has processed as many tokens as the scratchpad model — the same
+training compute, 6·N·tokens FLOPs (`--direct-budget steps` gives it the same steps instead).
+The tokenizer is byte-level with no merges — one token per character — so both see digits the
+same way and the chain of thought costs one forward pass per character it writes. Only the
+answer tokens (and the working, for the scratchpad model) are targets; the question's are not.
 
 Part 1 decodes greedily and reports the exact-match accuracy per digit count for each model
 (`cot_accuracy_by_digits`, `direct_accuracy_by_digits`). The direct model must carry through
@@ -75,6 +78,13 @@ def build_parser():
     )
     g.add_argument(
         "--log-interval", type=flags.positive_int, default=100, help="steps between progress lines"
+    )
+    g.add_argument(
+        "--direct-budget",
+        choices=("tokens", "steps"),
+        default="tokens",
+        help="train the direct model on as many tokens as the scratchpad model (the same "
+        "training compute) or for as many steps (the same questions)",
     )
     g.add_argument(
         "--max-digits",
@@ -180,17 +190,28 @@ def make_batch(examples, tok) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def train(label: str, task: Arithmetic, cfg: GPTConfig, tok, args) -> tuple[GPT, dict]:
-    """args.steps of AdamW on questions drawn from `task`; → (model, {losses, seconds})."""
+def direct_steps_for_tokens(tokens: int, task: Arithmetic, tok, args) -> int:
+    """Steps of `--batch-size` direct questions that process `tokens` tokens, the mean batch
+    length measured on 200 batches of another seed."""
+    rng = np.random.default_rng(args.seed + 3 * EVAL_SEED_OFFSET)
+    sizes = [
+        make_batch([task.sample(rng) for _ in range(args.batch_size)], tok)[0].size
+        for _ in range(200)
+    ]
+    return max(1, round(tokens / float(np.mean(sizes))))
+
+
+def train(label: str, task: Arithmetic, cfg: GPTConfig, tok, args, steps: int) -> tuple[GPT, dict]:
+    """`steps` of AdamW on questions drawn from `task`; → (model, {losses, tokens, seconds})."""
     tinyllm.manual_seed(args.seed)  # both models start from the same weights
     model = GPT(cfg)
     opt = AdamW(
         param_groups_for_weight_decay(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.95)
     )
     rng = np.random.default_rng(args.seed)  # both models see the same questions
-    losses, t0 = [], time.perf_counter()
-    for step in range(args.steps):
-        lr = warmup_cosine(step, args.lr, args.warmup, args.steps, args.lr * 0.1)
+    losses, tokens, t0 = [], 0, time.perf_counter()
+    for step in range(steps):
+        lr = warmup_cosine(step, args.lr, args.warmup, steps, args.lr * 0.1)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = make_batch([task.sample(rng) for _ in range(args.batch_size)], tok)
@@ -200,13 +221,19 @@ def train(label: str, task: Arithmetic, cfg: GPTConfig, tok, args) -> tuple[GPT,
         clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         losses.append(loss.item())
-        if step % args.log_interval == 0 or step == args.steps - 1:
+        tokens += x.size
+        if step % args.log_interval == 0 or step == steps - 1:
             print(
                 f"{label:6s} step {step:5d} | loss {loss.item():.4f} | lr {lr:.2e} | "
                 f"{time.perf_counter() - t0:6.1f} s",
                 flush=True,
             )
-    return model, {"losses": losses, "seconds": time.perf_counter() - t0}
+    return model, {
+        "steps": steps,
+        "losses": losses,
+        "tokens": tokens,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def max_new_tokens(task: Arithmetic, digits: int) -> int:
@@ -276,14 +303,23 @@ def main(argv=None):
     print(
         f"GPT {cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}E block {cfg.block_size}, "
         f"{GPT(cfg).num_parameters():,} parameters; addition of 1-{args.max_digits} digits, "
-        f"{args.steps} steps of {args.batch_size} questions, seed {args.seed}",
+        f"{args.steps} steps of {args.batch_size} questions (scratchpad), seed {args.seed}",
         flush=True,
     )
     report = {"config": cfg.to_dict(), "seed": args.seed, "steps": args.steps}
     models = {}
-    for label, cot in variants.items():
-        task = Arithmetic((1, args.max_digits), scratchpad=cot)
-        models[label], report[f"{label}_training"] = train(label, task, cfg, tok, args)
+    task = Arithmetic((1, args.max_digits), scratchpad=True)
+    models["cot"], report["cot_training"] = train("cot", task, cfg, tok, args, args.steps)
+    task = Arithmetic((1, args.max_digits), scratchpad=False)
+    steps = args.steps
+    if args.direct_budget == "tokens":  # the same training compute: 6·N·tokens FLOPs
+        steps = direct_steps_for_tokens(report["cot_training"]["tokens"], task, tok, args)
+    print(
+        f"direct model: {steps} steps ({args.direct_budget}: the scratchpad model's "
+        f"{report['cot_training']['tokens']:,} tokens in {args.steps} steps)",
+        flush=True,
+    )
+    models["direct"], report["direct_training"] = train("direct", task, cfg, tok, args, steps)
     t0 = time.perf_counter()
     for label, cot in variants.items():
         acc = accuracy_by_digits(
@@ -322,7 +358,11 @@ def main(argv=None):
             root, ext = root[: -len(".ckpt")], ".ckpt" + ext
         for label, path in (("cot", args.checkpoint), ("direct", f"{root}-direct{ext}")):
             save_checkpoint(
-                path, models[label], step=args.steps, config=cfg.to_dict(), tokenizer=tok
+                path,
+                models[label],
+                step=report[f"{label}_training"]["steps"],
+                config=cfg.to_dict(),
+                tokenizer=tok,
             )
             print(f"{label} model saved to {path}")
     common.write_report(args.report, report)
