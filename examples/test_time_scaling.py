@@ -43,7 +43,7 @@ import numpy as np
 import tinyllm
 from tinyllm.checkpoint import save_checkpoint
 from tinyllm.data import ByteLevelBPE
-from tinyllm.data.tasks.arithmetic import Arithmetic
+from tinyllm.data.tasks import Arithmetic, Mixture, Task
 from tinyllm.evaluation import majority_at_k, mean_pass_at_k, sample_completions
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_cosine
@@ -85,6 +85,12 @@ def build_parser():
         default="tokens",
         help="train the direct model on as many tokens as the scratchpad model (the same "
         "training compute) or for as many steps (the same questions)",
+    )
+    g.add_argument(
+        "--digit-weights",
+        choices=("uniform", "linear"),
+        default="uniform",
+        help="how often each digit count is trained: equally, or in proportion to the digits",
     )
     g.add_argument(
         "--max-digits",
@@ -169,6 +175,16 @@ def build_parser():
     return p
 
 
+def training_task(args, scratchpad: bool) -> Task:
+    """Questions of 1 to --max-digits digits; with `--digit-weights linear` a d-digit question
+    is drawn d times as often as a 1-digit one (the long sequences' positions get more
+    training), otherwise every digit count equally often."""
+    if args.digit_weights == "uniform":
+        return Arithmetic((1, args.max_digits), scratchpad=scratchpad)
+    tasks = [Arithmetic(d, scratchpad=scratchpad) for d in range(1, args.max_digits + 1)]
+    return Mixture(tasks, weights=[float(d) for d in range(1, args.max_digits + 1)])
+
+
 def block_size_for(max_digits: int) -> int:
     """The longest scratchpad sequence: the prompt 'a+b=' (2d + 2), d steps of 8 characters
     and their spaces, ' answer: ' and d + 1 digits and the newline, rounded up to 8."""
@@ -190,7 +206,7 @@ def make_batch(examples, tok) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def direct_steps_for_tokens(tokens: int, task: Arithmetic, tok, args) -> int:
+def direct_steps_for_tokens(tokens: int, task: Task, tok, args) -> int:
     """Steps of `--batch-size` direct questions that process `tokens` tokens, the mean batch
     length measured on 200 batches of another seed."""
     rng = np.random.default_rng(args.seed + 3 * EVAL_SEED_OFFSET)
@@ -201,7 +217,7 @@ def direct_steps_for_tokens(tokens: int, task: Arithmetic, tok, args) -> int:
     return max(1, round(tokens / float(np.mean(sizes))))
 
 
-def train(label: str, task: Arithmetic, cfg: GPTConfig, tok, args, steps: int) -> tuple[GPT, dict]:
+def train(label: str, task: Task, cfg: GPTConfig, tok, args, steps: int) -> tuple[GPT, dict]:
     """`steps` of AdamW on questions drawn from `task`; → (model, {losses, tokens, seconds})."""
     tinyllm.manual_seed(args.seed)  # both models start from the same weights
     model = GPT(cfg)
@@ -308,9 +324,9 @@ def main(argv=None):
     )
     report = {"config": cfg.to_dict(), "seed": args.seed, "steps": args.steps}
     models = {}
-    task = Arithmetic((1, args.max_digits), scratchpad=True)
+    task = training_task(args, scratchpad=True)
     models["cot"], report["cot_training"] = train("cot", task, cfg, tok, args, args.steps)
-    task = Arithmetic((1, args.max_digits), scratchpad=False)
+    task = training_task(args, scratchpad=False)
     steps = args.steps
     if args.direct_budget == "tokens":  # the same training compute: 6·N·tokens FLOPs
         steps = direct_steps_for_tokens(report["cot_training"]["tokens"], task, tok, args)
