@@ -55,10 +55,10 @@ EVAL_SEED_OFFSET = 1000  # held-out questions come from other seeds than the tra
 def build_parser():
     p = flags.parser(__doc__)
     g = p.add_argument_group("training (both models)")
-    g.add_argument("--steps", type=flags.positive_int, default=1000, help="optimizer steps")
+    g.add_argument("--steps", type=flags.positive_int, default=2000, help="optimizer steps")
     g.add_argument("--batch-size", type=flags.positive_int, default=32, help="questions per step")
     g.add_argument(
-        "--lr", type=flags.finite_positive_float, default=1e-2, help="peak learning rate"
+        "--lr", type=flags.finite_positive_float, default=5e-3, help="peak learning rate"
     )
     g.add_argument("--warmup", type=flags.nonnegative_int, default=50, help="linear warmup steps")
     g.add_argument(
@@ -135,7 +135,7 @@ def build_parser():
     e.add_argument(
         "--temperature",
         type=flags.finite_positive_float,
-        default=1.0,
+        default=2.0,
         help="sampling temperature of test-time scaling",
     )
     e.add_argument(
