@@ -24,7 +24,10 @@ digits it samples `--samples` completions each at `--temperature` (one batched g
 chunk, the KV cache serving all samples at once — tinyllm/evaluation.py), and reports for
 N = 1, 2, 4, … `pass_at_k` (unbiased, Chen et al. 2021: solved if any of N samples is right) and
 `majority_at_k` (self-consistency, Wang et al. 2022: the most frequent of N answers), for the
-scratchpad model and (`direct_pass_at_k`, `direct_majority_at_k`) for the direct one.
+scratchpad model and (`direct_pass_at_k`, `direct_majority_at_k`) for the direct one. The
+default temperature is 2: the trained scratchpad model is almost never wrong at temperature 1,
+which leaves votes nothing to correct; at 2 a single sample often goes wrong somewhere in its
+working, in a different place each time, which is the situation majority voting is for.
 
 `--checkpoint PATH` saves the scratchpad model with its tokenizer (and the direct model beside
 it, as PATH with `-direct` before the extension).
