@@ -46,7 +46,7 @@ import numpy as np
 import tinyllm
 from tinyllm.checkpoint import save_checkpoint
 from tinyllm.data import ByteLevelBPE
-from tinyllm.data.tasks import Arithmetic, Mixture, Task
+from tinyllm.data.tasks import Arithmetic, Task
 from tinyllm.evaluation import majority_at_k, mean_pass_at_k, sample_completions
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import AdamW, clip_grad_norm_, param_groups_for_weight_decay, warmup_cosine
@@ -88,12 +88,6 @@ def build_parser():
         default="tokens",
         help="train the direct model on as many tokens as the scratchpad model (the same "
         "training compute) or for as many steps (the same questions)",
-    )
-    g.add_argument(
-        "--digit-weights",
-        choices=("uniform", "linear"),
-        default="uniform",
-        help="how often each digit count is trained: equally, or in proportion to the digits",
     )
     g.add_argument(
         "--max-digits",
@@ -176,16 +170,6 @@ def build_parser():
         return None
 
     return p
-
-
-def training_task(args, scratchpad: bool) -> Task:
-    """Questions of 1 to --max-digits digits; with `--digit-weights linear` a d-digit question
-    is drawn d times as often as a 1-digit one (the long sequences' positions get more
-    training), otherwise every digit count equally often."""
-    if args.digit_weights == "uniform":
-        return Arithmetic((1, args.max_digits), scratchpad=scratchpad)
-    tasks = [Arithmetic(d, scratchpad=scratchpad) for d in range(1, args.max_digits + 1)]
-    return Mixture(tasks, weights=[float(d) for d in range(1, args.max_digits + 1)])
 
 
 def block_size_for(max_digits: int) -> int:
@@ -327,9 +311,9 @@ def main(argv=None):
     )
     report = {"config": cfg.to_dict(), "seed": args.seed, "steps": args.steps}
     models = {}
-    task = training_task(args, scratchpad=True)
+    task = Arithmetic((1, args.max_digits), scratchpad=True)
     models["cot"], report["cot_training"] = train("cot", task, cfg, tok, args, args.steps)
-    task = training_task(args, scratchpad=False)
+    task = Arithmetic((1, args.max_digits), scratchpad=False)
     steps = args.steps
     if args.direct_budget == "tokens":  # the same training compute: 6·N·tokens FLOPs
         steps = direct_steps_for_tokens(report["cot_training"]["tokens"], task, tok, args)
