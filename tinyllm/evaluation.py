@@ -16,8 +16,9 @@ whether at least one is right:
 
     pass@k = 1 − C(n − c, k) / C(n, k)           (0 ≤ c ≤ n, 1 ≤ k ≤ n)
 
-averaged over questions. Binomials of n = 200 overflow floats; the ratio is a product of k
-factors, each in [0, 1], which never does:
+averaged over questions. The binomials themselves outgrow floats (C(2000, 1000) ≈ 10⁶⁰⁰, the
+largest float64 is about 10³⁰⁸); their ratio is a product of c factors, each in [0, 1], which
+never does:
 
     C(n − c, k) / C(n, k) = Π_{i = n−c+1}^{n} (1 − k / i)        (= 0 when n − c < k)
 
