@@ -226,6 +226,19 @@ SMALL = {
         [],
     ),  # (without torch it times tinyllm alone)
     "docs/figures.py": ([], []),
+    "examples/rnn_vs_gpt.py": (
+        ["--steps", "2", "--gpt-steps", "2", "--data-bytes", "40KB", "--lengths", "16,32"]
+        + ["--repeats", "1", "--clip-steps", "2", "--seeds", "1"],
+        ["--batch-size", "4", "--seq-len", "16", "--hidden", "16"],
+    ),
+    "examples/translate.py": (
+        ["--steps", "2", "--eval-sentences", "20"],
+        ["--batch-size", "8", "--hidden", "16", "--n-embd", "16"],
+    ),
+    "examples/word2vec.py": (
+        ["--sentences", "2000", "--epochs", "1", "--stdlib-bytes", "100KB", "--curve", "500"],
+        ["--vector-size", "16"],
+    ),
 }
 # flags that get a small value when a command sets them (stop after 1 of the 2 steps)
 IF_SET = {"--stop-at": "1"}

@@ -46,6 +46,9 @@ OTHERS = [
     "memory_table.py",
     "precision_table.py",
     "test_time_scaling.py",
+    "word2vec.py",
+    "rnn_vs_gpt.py",
+    "translate.py",
 ]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
 BASE = {
@@ -241,6 +244,31 @@ SPECIFIC = {
         (["--eval-per-digit", "0"], "--eval-per-digit"),
         (["--report", "{dir}"], "--report"),
         (["--checkpoint", "/proc/tinyllm.ckpt.npz"], "--checkpoint"),
+    ],
+    "rnn_vs_gpt.py": [
+        (["--steps", "0"], "--steps"),
+        (["--lr", "nan"], "--lr"),
+        (["--lengths", "32,0"], "--lengths"),
+        (["--clip-lr", "-1"], "--clip-lr"),
+        (["--max-norm", "inf"], "--max-norm"),
+        (["--data-bytes", "0"], "--data-bytes"),
+    ],
+    "translate.py": [
+        (["--steps", "0"], "--steps"),
+        (["--lr", "inf"], "--lr"),
+        (["--models", "seq2seq,lstm"], "--models"),
+        (["--n-embd", "30"], "--n-embd"),
+        (["--eval-sentences", "0"], "--eval-sentences"),
+    ],
+    "word2vec.py": [
+        (["--sentences", "0"], "--sentences"),
+        (["--window", "0"], "--window"),
+        (["--negative", "-1"], "--negative"),
+        (["--alpha", "nan"], "--alpha"),
+        (["--sample", "-1e-3"], "--sample"),
+        (["--curve", "10,x"], "--curve"),
+        (["--stdlib-bytes", "0"], "--stdlib-bytes"),
+        (["--report", "{dir}"], "--report"),
     ],
 }
 
