@@ -191,6 +191,10 @@ SMALL = {
         ["--budgets", "1e8,1e9", "--data-bytes", DATA_BYTES, "--cache-dir", "{cache}"],
         [],
     ),  # (--table ignores them)
+    "examples/test_time_scaling.py": (
+        ["--steps", "2", "--eval-per-digit", "2", "--questions", "2", "--samples", "4"],
+        ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--max-digits", "2"],
+    ),
     "examples/memory_table.py": ([], []),
     "examples/icl.py": (
         ["--steps", "3", "--eval-examples", "8", "--finetune-steps", "2", "--sizes", "tiny,small"],

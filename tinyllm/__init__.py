@@ -25,6 +25,7 @@ each room uses only the rooms listed before it (import-linter checks it: pyproje
     precision/      number formats, int8 quantization, fake quantization (QAT), loss scaling,
                     mixed precision
     accounting/     parameters, FLOPs (formulas and a counter), MFU, ZeRO memory, Chinchilla
+    evaluation.py   exact match, pass@k (unbiased), majority vote over sampled answers
 
 Simulated multi-GPU training (DDP, ZeRO, tensor / pipeline / 3D parallelism) is the separate
 package `sim`, built on this one; tinyllm never imports it.

@@ -45,6 +45,7 @@ OTHERS = [
     "scaling.py",
     "memory_table.py",
     "precision_table.py",
+    "test_time_scaling.py",
     "word2vec.py",
     "rnn_vs_gpt.py",
     "translate.py",
@@ -231,6 +232,19 @@ SPECIFIC = {
     "precision_table.py": [
         (["--n-params", "-1"], "--n-params"),
         (["--n-params", "nan"], "--n-params"),
+    ],
+    "test_time_scaling.py": [
+        (["--samples", "48"], "--samples"),
+        (["--samples", "0"], "--samples"),
+        (["--max-digits", "0"], "--max-digits"),
+        (["--max-digits", "3", "--scaling-digits", "4"], "--scaling-digits"),
+        (["--temperature", "0"], "--temperature"),
+        (["--lr", "nan"], "--lr"),
+        (["--grad-clip", "-1"], "--grad-clip"),
+        (["--n-embd", "30"], "--n-embd"),
+        (["--eval-per-digit", "0"], "--eval-per-digit"),
+        (["--report", "{dir}"], "--report"),
+        (["--checkpoint", "/proc/tinyllm.ckpt.npz"], "--checkpoint"),
     ],
     "rnn_vs_gpt.py": [
         (["--steps", "0"], "--steps"),
