@@ -176,13 +176,7 @@ def build_parser():
     p.add_argument(
         "--log-interval", type=flags.positive_int, default=100, help="steps between progress lines"
     )
-    p.add_argument(
-        "--report",
-        type=flags.writable_file,
-        default=None,
-        metavar="PATH",
-        help="write a JSON report here (default: none)",
-    )
+    flags.add_report(p)
     return p
 
 

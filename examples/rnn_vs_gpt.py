@@ -89,12 +89,7 @@ def build_parser():
     )
     p.add_argument("--seeds", type=flags.positive_int, default=3, help="seeds of part 3")
     p.add_argument("--seed", type=flags.nonnegative_int, default=0, help="the first seed")
-    p.add_argument(
-        "--report",
-        type=flags.writable_file,
-        default=None,
-        help="write a JSON report here (default: none)",
-    )
+    flags.add_report(p)
     return p
 
 

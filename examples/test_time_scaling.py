@@ -148,13 +148,7 @@ def build_parser():
         metavar="PATH",
         help="save the scratchpad model here (and the direct one beside it; default: none)",
     )
-    p.add_argument(
-        "--report",
-        type=flags.writable_file,
-        default=None,
-        metavar="PATH",
-        help="write a JSON report here (default: none)",
-    )
+    flags.add_report(p)
 
     @p.add_check
     def consistent(args):

@@ -64,12 +64,7 @@ def build_parser():
     p.add_argument(
         "--seed", type=flags.nonnegative_int, default=0, help="language, data and model seed"
     )
-    p.add_argument(
-        "--report",
-        type=flags.writable_file,
-        default=None,
-        help="write a JSON report here (default: none)",
-    )
+    flags.add_report(p)
     p.add_check(lambda a: "--n-embd must be divisible by 4 (heads)" if a.n_embd % 4 else None)
     return p
 

@@ -87,12 +87,7 @@ def build_parser():
     p.add_argument(
         "--seed", type=flags.nonnegative_int, default=0, help="grammar, text and training seed"
     )
-    p.add_argument(
-        "--report",
-        type=flags.writable_file,
-        default=None,
-        help="write a JSON report here (default: none)",
-    )
+    flags.add_report(p)
     return p
 
 
