@@ -124,13 +124,7 @@ def add_common_args(
         default=2_000_000,
         help="bytes of the corpus to read",
     )
-    g.add_argument(
-        "--report",
-        type=flags.writable_file,
-        default=None,
-        metavar="PATH",
-        help="write a JSON report here (default: none)",
-    )
+    flags.add_report(g)
     g.add_argument(
         "--cache-dir",
         type=flags.writable_dir,

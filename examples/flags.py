@@ -357,3 +357,14 @@ def writable_dir(text: str) -> str:
         raise argparse.ArgumentTypeError(f"is a file, not a directory: {text}")
     _creatable_directory(text, path)
     return path
+
+
+def add_report(parser) -> None:
+    """The `--report PATH` flag every example shares: where to write its JSON report."""
+    parser.add_argument(
+        "--report",
+        type=writable_file,
+        default=None,
+        metavar="PATH",
+        help="write a JSON report here (default: none)",
+    )

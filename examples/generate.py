@@ -85,13 +85,7 @@ def build_parser():
     p.add_argument("--seed", type=flags.nonnegative_int, default=1337, help="seed of the sampling")
     p.add_argument("--eos", action="store_true", help="stop a row once it emits <|endoftext|>")
     p.add_argument("--no-cache", action="store_true", help="decode without the KV cache")
-    p.add_argument(
-        "--report",
-        type=flags.writable_file,
-        default=None,
-        metavar="PATH",
-        help="write a JSON report here (default: none)",
-    )
+    flags.add_report(p)
     g = p.add_argument_group("tokenizer (only for checkpoints that store none)")
     g.add_argument(
         "--tokenizer",

@@ -197,7 +197,15 @@ SMALL = {
         ["--budgets", "1e8,1e9", "--data-bytes", DATA_BYTES, "--cache-dir", "{cache}"],
         [],
     ),  # (--table ignores them)
+    "examples/test_time_scaling.py": (
+        ["--steps", "2", "--eval-per-digit", "2", "--questions", "2", "--samples", "4"],
+        ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--max-digits", "2"],
+    ),
     "examples/memory_table.py": ([], []),
+    "examples/icl.py": (
+        ["--steps", "3", "--eval-examples", "8", "--finetune-steps", "2", "--sizes", "tiny,small"],
+        [],
+    ),
     "examples/precision_table.py": ([], []),
     "benchmarks/collectives.py": (["--max-bytes", "4KiB", "--iters", "2", "--warmup", "1"], []),
     "benchmarks/tokenizer.py": (
@@ -228,6 +236,19 @@ SMALL = {
         [],
     ),  # (without torch it times tinyllm alone)
     "docs/figures.py": ([], []),
+    "examples/rnn_vs_gpt.py": (
+        ["--steps", "2", "--gpt-steps", "2", "--data-bytes", "40KB", "--lengths", "16,32"]
+        + ["--repeats", "1", "--clip-steps", "2", "--seeds", "1"],
+        ["--batch-size", "4", "--seq-len", "16", "--hidden", "16"],
+    ),
+    "examples/translate.py": (
+        ["--steps", "2", "--eval-sentences", "20"],
+        ["--batch-size", "8", "--hidden", "16", "--n-embd", "16"],
+    ),
+    "examples/word2vec.py": (
+        ["--sentences", "2000", "--epochs", "1", "--stdlib-bytes", "100KB", "--curve", "500"],
+        ["--vector-size", "16"],
+    ),
 }
 # flags that get a small value when a command sets them (stop after 1 of the 2 steps)
 IF_SET = {"--stop-at": "1"}
@@ -399,7 +420,13 @@ def plan(cmd: Command, cache: Path) -> Plan:
         f"python …` (optionally after VAR=value): {cmd.text!r}"
     )
     if words[1:3] == ["-m", "pytest"]:
-        return Plan(pytest_paths=[w.split("::")[0] for w in words[3:] if not w.startswith("-")])
+        paths, rest = [], iter(words[3:])
+        for w in rest:
+            if w in ("-m", "-k", "-p", "--timeout", "--durations"):  # options that take a value
+                next(rest, None)
+            elif not w.startswith("-"):
+                paths.append(w.split("::")[0])
+        return Plan(pytest_paths=paths)
     script = words[1]
     assert script in SMALL, (
         f"{cmd.doc}:{cmd.line}: no small settings for {script}; add it to "

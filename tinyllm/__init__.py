@@ -16,14 +16,16 @@ each room uses only the rooms listed before it (import-linter checks it: pyproje
                     blocks; nn.functional
     optim/          SGD, Adam, AdamW, learning-rate schedules, gradient clipping
     data/           byte-level BPE (pre-splitting, training, encoding), corpora, batches for
-                    causal LM, masked LM and span corruption
+                    causal LM, masked LM and span corruption, the chat format, tasks with
+                    exact answers, a synthetic language with known word classes
     generate.py     decoding: greedy, temperature, top-k, top-p, KV cache
-    models/         GPT (decoder-only), BERT (encoder-only), T5 (encoder-decoder)
+    models/         GPT (decoder-only), BERT (encoder-only), T5 (encoder-decoder); word2vec
     checkpoint.py   saving and loading models and optimizers without pickle
     serialization.py  tinyllm.save / tinyllm.load: tensors in dicts and lists, without pickle
     precision/      number formats, int8 quantization, fake quantization (QAT), loss scaling,
                     mixed precision
     accounting/     parameters, FLOPs (formulas and a counter), MFU, ZeRO memory, Chinchilla
+    evaluation.py   exact match, pass@k (unbiased), majority vote over sampled answers
 
 Simulated multi-GPU training (DDP, ZeRO, tensor / pipeline / 3D parallelism) is the separate
 package `sim`, built on this one; tinyllm never imports it.

@@ -383,6 +383,8 @@ def promote_inputs(arrays, from_tensor):
 
 def store_output(out, dtype):
     """An op's float32 result rounded into `dtype`'s storage (non-float results kept)."""
+    if isinstance(out, np.generic):  # NumPy returns scalars from ops on 0-d arrays
+        out = np.asarray(out)
     if not isinstance(out, np.ndarray) or out.dtype.kind != "f":
         return out
     return to_storage(out, dtype)

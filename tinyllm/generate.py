@@ -36,11 +36,13 @@ block_size tokens (as nanoGPT does) and, since every position then shifts, the c
 from __future__ import annotations
 
 import codecs
+import math
+import numbers
 import sys
 
 import numpy as np
 
-from tinyllm.engine import Tensor, no_grad
+from tinyllm.engine import Tensor, no_grad, policy
 from tinyllm.runtime.random import generator_or_default
 
 # ---- logits processing (on NumPy arrays, float64 for stable sorting/cumsum) ----------------
@@ -108,17 +110,48 @@ def process_scores(scores, tokens, mask, do_sample, temperature, top_k, top_p, r
     return scores
 
 
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+
+
 def _check_options(max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty):
-    if max_new_tokens < 0:
-        raise ValueError(f"generate: max_new_tokens must be ≥ 0, got {max_new_tokens}")
-    if do_sample and temperature <= 0:
-        raise ValueError(f"generate: temperature must be > 0 when sampling, got {temperature}")
-    if top_k is not None and top_k <= 0:
-        raise ValueError(f"generate: top_k must be a positive integer, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
-    if repetition_penalty <= 0:
-        raise ValueError(f"generate: repetition_penalty must be > 0, got {repetition_penalty}")
+    """Every decoding option checked before any work: types, ranges, and NaN / inf."""
+    if not _is_int(max_new_tokens) or max_new_tokens < 0:
+        raise ValueError(f"generate: max_new_tokens must be an int ≥ 0, got {max_new_tokens!r}")
+    if not isinstance(do_sample, (bool, np.bool_)):
+        raise TypeError(f"generate: do_sample must be True or False, got {do_sample!r}")
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"generate: temperature must be a finite number ≥ 0, got {temperature!r}")
+    if do_sample and temperature == 0:
+        raise ValueError("generate: temperature must be > 0 when sampling, got 0")
+    if top_k is not None and (not _is_int(top_k) or top_k <= 0):
+        raise ValueError(f"generate: top_k must be a positive integer, got {top_k!r}")
+    if top_p is not None and (not _is_real(top_p) or not 0.0 < top_p <= 1.0):
+        raise ValueError(f"generate: top_p must be in (0, 1], got {top_p!r}")
+    if (
+        not _is_real(repetition_penalty)
+        or not math.isfinite(repetition_penalty)
+        or repetition_penalty <= 0
+    ):
+        raise ValueError(
+            f"generate: repetition_penalty must be a finite number > 0, got {repetition_penalty!r}"
+        )
+
+
+def _check_ids_in_vocab(eos, pad, vocab_size) -> None:
+    """End and padding ids must be tokens the model can emit."""
+    if eos is not None and (eos >= vocab_size).any():
+        raise ValueError(
+            f"generate: eos_token_id {eos.tolist()} is outside the vocabulary [0, {vocab_size})"
+        )
+    if pad is not None and (not _is_int(pad) or not 0 <= pad < vocab_size):
+        raise ValueError(
+            f"generate: pad_token_id must be a token id in [0, {vocab_size}), got {pad!r}"
+        )
 
 
 def eos_ids(eos_token_id) -> np.ndarray | None:
@@ -248,7 +281,7 @@ def generate(
 
     _check_options(max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty)
     as_tensor = isinstance(idx, Tensor)
-    idx = np.asarray(idx.data if as_tensor else idx)
+    idx = policy.integer_ids("generate", idx)
     if isinstance(attention_mask, Tensor):
         attention_mask = attention_mask.data
     if idx.ndim == 1:
@@ -265,6 +298,13 @@ def generate(
     rng = np.random.default_rng(seed) if seed is not None else generator_or_default(generator)
     eos = eos_ids(eos_token_id)
     pad = (None if eos is None else int(eos[0])) if pad_token_id is None else pad_token_id
+    _check_ids_in_vocab(eos, pad, model.config.vocab_size)
+    if idx.min() < 0 or idx.max() >= model.config.vocab_size:
+        bad = idx[(idx < 0) | (idx >= model.config.vocab_size)].flat[0]
+        raise ValueError(
+            f"generate: prompt token id {int(bad)} is outside the vocabulary "
+            f"[0, {model.config.vocab_size})"
+        )
     block = model.config.block_size
     state = {"caches": None}
     padded = bool((mask == 0).any())

@@ -46,6 +46,11 @@ OTHERS = [
     "scaling.py",
     "memory_table.py",
     "precision_table.py",
+    "test_time_scaling.py",
+    "word2vec.py",
+    "rnn_vs_gpt.py",
+    "translate.py",
+    "icl.py",
 ]
 # flags these scripts need to get as far as the flag under test (argparse: the last one wins)
 BASE = {
@@ -242,6 +247,54 @@ SPECIFIC = {
     "precision_table.py": [
         (["--n-params", "-1"], "--n-params"),
         (["--n-params", "nan"], "--n-params"),
+    ],
+    "test_time_scaling.py": [
+        (["--samples", "48"], "--samples"),
+        (["--samples", "0"], "--samples"),
+        (["--max-digits", "0"], "--max-digits"),
+        (["--max-digits", "3", "--scaling-digits", "4"], "--scaling-digits"),
+        (["--temperature", "0"], "--temperature"),
+        (["--lr", "nan"], "--lr"),
+        (["--grad-clip", "-1"], "--grad-clip"),
+        (["--n-embd", "30"], "--n-embd"),
+        (["--eval-per-digit", "0"], "--eval-per-digit"),
+        (["--report", "{dir}"], "--report"),
+        (["--checkpoint", "/proc/tinyllm.ckpt.npz"], "--checkpoint"),
+    ],
+    "rnn_vs_gpt.py": [
+        (["--steps", "0"], "--steps"),
+        (["--lr", "nan"], "--lr"),
+        (["--lengths", "32,0"], "--lengths"),
+        (["--clip-lr", "-1"], "--clip-lr"),
+        (["--max-norm", "inf"], "--max-norm"),
+        (["--data-bytes", "0"], "--data-bytes"),
+    ],
+    "translate.py": [
+        (["--steps", "0"], "--steps"),
+        (["--lr", "inf"], "--lr"),
+        (["--models", "seq2seq,lstm"], "--models"),
+        (["--n-embd", "30"], "--n-embd"),
+        (["--eval-sentences", "0"], "--eval-sentences"),
+    ],
+    "word2vec.py": [
+        (["--sentences", "0"], "--sentences"),
+        (["--window", "0"], "--window"),
+        (["--negative", "-1"], "--negative"),
+        (["--alpha", "nan"], "--alpha"),
+        (["--sample", "-1e-3"], "--sample"),
+        (["--curve", "10,x"], "--curve"),
+        (["--stdlib-bytes", "0"], "--stdlib-bytes"),
+        (["--report", "{dir}"], "--report"),
+    ],
+    "icl.py": [
+        (["--sizes", "huge"], "--sizes"),
+        (["--steps", "0"], "--steps"),
+        (["--subst-weight", "0"], "--subst-weight"),
+        (["--block-size", "8"], "--block-size"),
+        (["--tokens", "bytes"], "--tokens"),
+        (["--finetune-lr", "nan"], "--finetune-lr"),
+        (["--eval-examples", "0"], "--eval-examples"),
+        (["--report", "{dir}"], "--report"),
     ],
 }
 

@@ -128,7 +128,7 @@ def test_gpt_clear_errors():
         m(np.array([[1, 23]]))
     with pytest.raises(ValueError, match="-1"):
         m(np.array([[1, -1]]))
-    with pytest.raises(ValueError, match="integer"):
+    with pytest.raises(TypeError, match="integer"):
         m(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="divisible"):
         GPTConfig(n_embd=10, n_head=3)
@@ -388,10 +388,8 @@ def test_t5_learns_to_copy():
     """A 2+2-layer T5 learns to copy 4 tokens over 6 symbols in 350 steps.
 
     Copying needs the decoder's cross-attention to line up output position t with input
-    position t. The loss first sits on a plateau near log 6 ≈ 1.8 (the model knows only the
-    symbol frequencies) for ~150-250 steps, then drops once that alignment forms. The same
-    architecture written in PyTorch shows the same plateau (it reaches loss 0.05 after
-    260-350 steps at this batch size, over four seeds), so the plateau is the task's, not a bug."""
+    position t; the loss starts near log 6 ≈ 1.8 (the symbol frequencies only) and must fall
+    far below it, and greedy decoding with the KV cache must then copy."""
     V, L = 8, 4
     m = T5(t5_config(vocab_size=V, n_embd=32, block_size=8), generator=np.random.default_rng(0))
     opt = AdamW(m.parameters(), lr=3e-3, weight_decay=0.0)
@@ -404,8 +402,37 @@ def test_t5_learns_to_copy():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert np.mean(losses[5:15]) > 1.6  # the plateau: symbol frequencies only
+    assert np.mean(losses[:5]) > 1.4  # about log 6: nothing learned yet
     assert np.mean(losses[-10:]) < 0.25, np.round(losses[::25], 3)
     test = data.integers(2, V, (64, L))
     out = m.generate(test, L)  # greedy, with the KV cache
     assert (out[:, 1:] == test).mean() > 0.9
+
+
+def test_t5_learns_to_reverse_where_gpt2_init_cannot():
+    """Reversal needs position-to-position cross-attention. With T5's initialization (N(0, 1)
+    embeddings, N(0, 1/fan_in) weights) a 2+2-layer T5 learns it in 150 steps; with the same
+    model's weights re-drawn at GPT-2's N(0, 0.02), the blocks add almost nothing to the
+    std-1 residual stream and the loss stays at log 17, the symbol frequencies."""
+
+    def train(gpt2_init: bool) -> float:
+        cfg = t5_config(vocab_size=20, n_embd=32, block_size=16)
+        m = T5(cfg, generator=np.random.default_rng(0))
+        if gpt2_init:
+            g = np.random.default_rng(1)
+            for name, p in m.named_parameters():
+                if p.ndim == 2 and name != "shared.weight":
+                    p.data[...] = g.normal(0.0, 0.02, p.shape)
+        opt = AdamW(m.parameters(), lr=3e-3, weight_decay=0.0)
+        data, losses = np.random.default_rng(0), []
+        for _ in range(150):
+            x = data.integers(3, 20, (32, 8))
+            _, loss = m(x, labels=x[:, ::-1].copy())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return float(np.mean(losses[-10:]))
+
+    assert train(gpt2_init=False) < 0.5
+    assert train(gpt2_init=True) > 2.5  # log 17 = 2.83

@@ -42,7 +42,7 @@ import functools
 
 import numpy as np
 
-from tinyllm.engine import hooks, versions
+from tinyllm.engine import hooks, policy, versions
 from tinyllm.engine.adjoints import add_adjoint
 
 # ---- grad mode ------------------------------------------------------------------------------
@@ -130,11 +130,15 @@ class Function:
 
     `flops` declares what the op costs (tinyllm/engine/flops.py); the FLOP counter reads it.
     `returns_view = True` says forward may return a view of its first input, which then shares
-    that input's version counter (tinyllm/engine/versions.py).
+    that input's version counter (tinyllm/engine/versions.py). `inputs` names the dtype rule
+    its tensor inputs must satisfy (ANY, NUMERIC, PROMOTE, FLOAT or SAME of
+    tinyllm/engine/policy.py), checked here before forward runs.
     """
 
     flops = None
     returns_view = False  # forward may return a view of its first input (reshape, slicing)
+    inputs = policy.ANY  # the dtype rule for tensor inputs (tinyllm/engine/policy.py)
+    name = None  # the op's public name, for error messages (default: the class name)
 
     @staticmethod
     def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
@@ -156,6 +160,9 @@ class Function:
             else:
                 arrays.append(a)
                 needs.append(False)
+        if cls.inputs is not None:  # one dtype-kind test per tensor input
+            mask = [isinstance(a, Tensor) for a in args]
+            arrays = policy.admit(cls.name or cls.__name__, cls.inputs, arrays, mask)
         record = _grad_enabled and any(needs)
         ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         if record:

@@ -34,22 +34,28 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import dtypes
-from tinyllm.engine import autograd, hooks
+from tinyllm.engine import autograd, hooks, policy
 from tinyllm.engine.device import CPU
 from tinyllm.engine.versions import VersionCounter
 
 
-def _to_array(data, dtype=None) -> np.ndarray:
-    """NumPy array for `data`: lists and Python scalars become float32 (unless `dtype`)."""
+def _to_array(data, dtype=None, op="Tensor") -> np.ndarray:
+    """NumPy array for `data`: lists and Python scalars become float32 (unless `dtype`).
+
+    Complex, object and string data, None and ragged lists are refused (tinyllm/engine/policy.py).
+    """
     if isinstance(data, Tensor):
         data = data.data
     if hasattr(dtype, "encode"):  # tinyllm.bfloat16: round float32 values into bit patterns
-        return dtype.encode(_to_array(data, np.float32))
+        return dtype.encode(_to_array(data, np.float32, op))
     if isinstance(data, np.ndarray):
+        policy.check_real(op, data)
         return data if dtype is None else data.astype(dtype, copy=False)
     if isinstance(data, np.generic):
-        return np.asarray(data, dtype=dtype)
-    return np.asarray(data, dtype=dtype if dtype is not None else dtypes.DEFAULT_DTYPE)
+        return policy.check_real(op, np.asarray(data, dtype=dtype))
+    if dtype is None:
+        dtype = dtypes.DEFAULT_DTYPE
+    return policy.check_real(op, policy.as_real_array(op, data, dtype))
 
 
 class Size(tuple):
@@ -211,6 +217,20 @@ class Tensor:
                 "is ambiguous: use .any() or .all()"
             )
         return bool(self.numpy())
+
+    def _scalar(self, kind: str):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"{kind}() of a tensor needs exactly one element, got {self.data.size} "
+                f"(shape {self.shape}); use .tolist() for many"
+            )
+        return self.numpy().item()
+
+    def __float__(self) -> float:  # float(loss), as in PyTorch
+        return float(self._scalar("float"))
+
+    def __int__(self) -> int:
+        return int(self._scalar("int"))
 
     def __hash__(self):
         # By identity, as in PyTorch: `==` is element-wise (tinyllm/ops/compare.py), so a

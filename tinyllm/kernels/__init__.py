@@ -42,6 +42,7 @@ from tinyllm.kernels import embedding as _emb
 from tinyllm.kernels import gelu as _gelu
 from tinyllm.kernels import layernorm as _ln
 from tinyllm.kernels import softmax as _sm
+from tinyllm.kernels import word2vec as _w2v
 from tinyllm.runtime.threads import blas_threads, num_threads, parallel_for
 
 BACKENDS = ("numba", "numpy")
@@ -216,6 +217,13 @@ def matmul_pair(a1, b1, a2, b2):
     with blas_threads(1):
         parallel_for(2, one, 2)
     return out[0], out[1]
+
+
+def sgns_train(w_in, w_out, inputs, offsets, targets, noise, lr) -> float:
+    """word2vec's negative-sampling SGD over a batch of examples, in place (kernels/word2vec.py)."""
+    if _fast(w_in) and w_out.dtype == w_in.dtype:
+        return _w2v.sgns_train_numba(w_in, w_out, inputs, offsets, targets, noise, lr)
+    return _w2v.sgns_train_reference(w_in, w_out, inputs, offsets, targets, noise, lr)
 
 
 def warmup(dtypes=(np.float32,)) -> None:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from tinyllm import ops
-from tinyllm.engine import Tensor
+from tinyllm.engine import Tensor, policy
 from tinyllm.generate import generate
 from tinyllm.nn.attention import KVCache, cached_causal_mask, merge_heads
 from tinyllm.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
@@ -220,10 +220,10 @@ class GPT(Module):
           log-likelihood and Hugging Face's `GPT2LMHeadModel` all need every position, and
           `logits[:, -1]` is the last one. (tinyllm.generate takes the last row itself.)
         """
-        idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
-        if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
+        idx = policy.integer_ids("GPT.forward", idx)
+        if idx.ndim != 2 or idx.shape[1] == 0:
             raise ValueError(
-                f"GPT.forward: idx must be an integer array (batch, time), got "
+                f"GPT.forward: idx must be a non-empty integer array (batch, time), got "
                 f"shape {idx.shape} dtype {idx.dtype}"
             )
         b, t = idx.shape

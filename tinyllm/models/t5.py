@@ -18,6 +18,11 @@ Layout (tinyllm's names):  shared (V, E) embedding for both sides, tied to lm_he
 encoder.h.i EncoderBlock; encoder.ln_f; decoder.h.i DecoderBlock (self_attn, cross_attn, mlp);
 decoder.ln_f.
 
+Initialization is T5's own: the shared embedding N(0, 1), every weight matrix N(0, 1/fan_in).
+With std-1 embeddings in the residual stream, blocks started at GPT-2's N(0, 0.02) would add
+almost nothing to it — a small model then cannot even learn to reverse a sequence — while
+fan-in scaling makes each block's output as large as its input from the first step.
+
 Simplifications vs T5, stated plainly: positions come from the original paper's fixed
 sinusoidal table instead of T5's learned relative-position buckets; LayerNorm with bias
 instead of RMSNorm; GELU instead of ReLU. The tied output layer scales the decoder output by
@@ -89,8 +94,8 @@ class T5(Module):
                 p.data[...] = 1 if name.endswith("weight") else 0
             elif name.endswith("bias"):
                 p.data[...] = 0
-            else:
-                std = 1.0 if name == "shared.weight" else 0.02
+            else:  # T5's initialization: N(0, 1) embeddings, N(0, 1/fan_in) weights
+                std = 1.0 if name == "shared.weight" else p.shape[1] ** -0.5
                 p.data[...] = g.normal(0.0, std, p.shape)
 
     def _embed(self, ids, offset=0):

@@ -19,7 +19,7 @@ import numpy as np
 
 from tinyllm import ops
 from tinyllm.dtypes import DEFAULT_DTYPE
-from tinyllm.engine import Tensor
+from tinyllm.engine import Tensor, policy
 from tinyllm.nn.module import Module, Parameter, check_device
 from tinyllm.runtime.random import generator_or_default
 
@@ -119,9 +119,7 @@ class LayerNorm(Module):
 class Dropout(Module):
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: probability must be in [0, 1], got {p}")
-        self.p = p
+        self.p = policy.probability("Dropout", p)  # a float in [0, 1]; NaN is refused
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.dropout(x, self.p, self.training)

@@ -28,8 +28,8 @@ import warnings
 
 import numpy as np
 
-from tinyllm import ops
-from tinyllm.engine import Tensor
+from tinyllm import dtypes, ops
+from tinyllm.engine import Tensor, policy
 from tinyllm.nn.module import Module
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -57,9 +57,37 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss
 
 
+def _target(op, input: Tensor, target):
+    """The target ready to meet the input: a floating target tensor must have the input's
+    dtype (PyTorch's losses disagree on what a mixed pair gives, so tinyllm asks for one
+    dtype); integer and bool targets become the input's dtype."""
+    if isinstance(target, Tensor) and target.is_floating_point():
+        if str(target.dtype) != str(input.dtype):
+            raise TypeError(
+                f"{op}: input ({input.dtype}) and target ({target.dtype}) must have the same "
+                "floating dtype; cast one of them"
+            )
+        return target
+    if isinstance(target, (Tensor, np.ndarray)) and not dtypes.is_float_storage(
+        target.data.dtype if isinstance(target, Tensor) else target.dtype
+    ):
+        values = target.data if isinstance(target, Tensor) else target
+        return Tensor(values.astype(np.float32)).to(input.dtype)
+    return target
+
+
 def _difference(op, input: Tensor, target):
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    policy.admit(op, policy.FLOAT, [input.data])
+    target = _target(op, input, target)
+    try:
+        np.broadcast_shapes(input.shape, _shape(target))
+    except ValueError:
+        raise ValueError(
+            f"{op}: input of shape {input.shape} and target of shape {_shape(target)} do not "
+            "broadcast"
+        ) from None
     if _shape(target) != input.shape:
         # PyTorch broadcasts, with this warning: it is almost always a bug, e.g. (N,) vs (N, 1)
         warnings.warn(
@@ -102,6 +130,8 @@ def binary_cross_entropy_with_logits(
         raise TypeError(
             f"binary_cross_entropy_with_logits: input must be a Tensor, got {type(input).__name__}"
         )
+    policy.admit("binary_cross_entropy_with_logits", policy.FLOAT, [input.data])
+    target = _target("binary_cross_entropy_with_logits", input, target)
     if _shape(target) != input.shape:
         raise ValueError(
             f"binary_cross_entropy_with_logits: target size {_shape(target)} must be the same "

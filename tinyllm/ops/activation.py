@@ -19,13 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.engine import Function, Tensor
+from tinyllm.engine import Function, Tensor, policy
 from tinyllm.engine.flops import per_element
 
 ACTIVATION = per_element("activation")
 
 
 class Tanh(Function):
+    inputs, name = policy.PROMOTE, "tanh"
     flops = ACTIVATION
 
     @staticmethod
@@ -45,6 +46,7 @@ def tanh(x: Tensor) -> Tensor:
 
 
 class Sigmoid(Function):
+    inputs, name = policy.PROMOTE, "sigmoid"
     flops = ACTIVATION
 
     @staticmethod
@@ -67,6 +69,7 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 class ReLU(Function):
+    inputs, name = policy.NUMERIC, "relu"
     flops = ACTIVATION
 
     @staticmethod
@@ -94,6 +97,7 @@ class GELU(Function):
     The work is done by tinyllm.kernels.gelu (numba, with a NumPy reference beside it).
     """
 
+    inputs, name = policy.FLOAT, "gelu"
     flops = ACTIVATION
 
     @staticmethod

@@ -39,46 +39,91 @@ import numbers
 
 import numpy as np
 
-from tinyllm.engine import Function, Tensor, unbroadcast
+from tinyllm import dtypes
+from tinyllm.engine import Function, Tensor, policy, unbroadcast
 from tinyllm.engine.flops import per_element
+from tinyllm.ops.conversion import cast
 
 ELEMENTWISE = per_element("elementwise")
 
 
-def _operand(x, like: Tensor):
-    """A non-Tensor operand as an array: scalars take the dtype of the tensor they meet."""
+def _operand(x, like: Tensor, op: str):
+    """A non-Tensor operand as an array: scalars take the dtype of the tensor they meet.
+
+    A float scalar meeting an integer or bool tensor is float32 (PyTorch's default float); an
+    int scalar meeting a bool tensor is int64. None, complex numbers, strings and ragged lists
+    are refused (tinyllm/engine/policy.py)."""
     if isinstance(x, Tensor):
         return x
     if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, (numbers.Number, np.generic)):
+        return policy.check_real(op, x)
+    if isinstance(x, (numbers.Number, np.generic)) and not isinstance(
+        x, (complex, np.complexfloating)
+    ):
         dtype = like.dtype
-        if not np.issubdtype(dtype, np.floating) and isinstance(x, (float, np.floating)):
+        floating = like.is_floating_point()
+        if not floating and isinstance(x, (float, np.floating)):
             dtype = np.float32
+        elif dtype == np.bool_ and not isinstance(x, (bool, np.bool_)):
+            dtype = np.int64
+        elif not floating and dtype != np.bool_ and not _fits(x, dtype):
+            dtype = np.int64  # an int constant too large for the tensor's integer dtype
         return np.asarray(x, dtype=dtype)
-    return np.asarray(x, dtype=np.float32)
+    return policy.check_real(op, policy.as_real_array(op, x, np.float32))
+
+
+def _fits(x, dtype) -> bool:
+    info = np.iinfo(dtype)
+    return info.min <= x <= info.max
 
 
 def _float_like(t: Tensor, other):
-    """An integer tensor meeting a float operand becomes that float dtype first, so that
-    int64 ∘ float32 gives float32 (as in PyTorch), not NumPy's float64."""
-    if not np.issubdtype(t.dtype, np.floating) and np.issubdtype(
-        np.result_type(other), np.floating
-    ):
-        return Tensor(t.data.astype(np.result_type(other)))
+    """An integer or bool tensor meeting a float operand becomes that float dtype first, so
+    that int64 ∘ float32 gives float32 (as in PyTorch), not NumPy's float64. (A half tensor
+    operand passes its storage dtype, which the half rules of tinyllm/dtypes.py decode.)"""
+    if t.is_floating_point():
+        return t
+    other_dtype = other.data.dtype if isinstance(other, Tensor) else np.asarray(other).dtype
+    if dtypes.is_half_storage(other_dtype):  # the int values rounded into that half format
+        return Tensor(
+            dtypes.to_storage(t.data.astype(np.float32), dtypes.logical_dtype(other_dtype))
+        )
+    if other_dtype.kind == "f":
+        return Tensor(t.data.astype(other_dtype))
     return t
 
 
-def binary_operands(a, b):
+def _category(t: Tensor) -> int:
+    return 2 if t.is_floating_point() else 0 if t.dtype == np.bool_ else 1
+
+
+def _zero_dim_follows(t: Tensor, other: Tensor) -> Tensor:
+    """PyTorch's rule for a 0-d tensor meeting a tensor with axes: like a Python scalar, it
+    takes the other's dtype when its category (bool < integer < float) is not higher, so
+    float32[3] ∘ float64[] is float32 and float16[3] ∘ float32[] is float16. (A
+    differentiable cast: the 0-d tensor still receives its gradient.)"""
+    if t.ndim or not other.ndim or dtypes.same_dtype(t.dtype, other.dtype):
+        return t
+    if _category(t) > _category(other):
+        return t
+    return cast(t, other.dtype)
+
+
+def binary_operands(a, b, op: str = "binary op"):
     """(a, b) ready for a binary op: at least one is a Tensor; constants take its dtype, an
     integer tensor meeting a float becomes that float (see above)."""
     if isinstance(a, Tensor):
-        b = _operand(b, a)
+        b = _operand(b, a, op)
+        if isinstance(b, Tensor):
+            a, b = _zero_dim_follows(a, b), _zero_dim_follows(b, a)
+            return _float_like(a, b), _float_like(b, a)
         return _float_like(a, b), b
     if isinstance(b, Tensor):
-        a = _operand(a, b)
+        a = _operand(a, b, op)
         return a, _float_like(b, a)
-    raise TypeError(f"expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
+    raise TypeError(
+        f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}"
+    )
 
 
 def _shape(x):
@@ -115,7 +160,7 @@ class Add(Function):
 
 
 def add(a, b) -> Tensor:
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "add")
     check_broadcast("add", a, b)
     return Add.apply(a, b)
 
@@ -136,7 +181,9 @@ class Sub(Function):
 
 
 def sub(a, b) -> Tensor:
-    a, b = binary_operands(a, b)
+    # PyTorch refuses a bool tensor on either side of − (it suggests ~ for masks)
+    policy.admit("sub", policy.NUMERIC, [x.data for x in (a, b) if isinstance(x, Tensor)])
+    a, b = binary_operands(a, b, "sub")
     check_broadcast("sub", a, b)
     return Sub.apply(a, b)
 
@@ -160,7 +207,7 @@ class Mul(Function):
 
 
 def mul(a, b) -> Tensor:
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "mul")
     check_broadcast("mul", a, b)
     return Mul.apply(a, b)
 
@@ -183,7 +230,7 @@ class Div(Function):
 
 
 def div(a, b) -> Tensor:
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "div")
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(b.dtype, np.floating)):
         # true division of integers gives the default float dtype (float32), as in PyTorch
         a, b = (
@@ -219,7 +266,14 @@ class Pow(Function):
 
 
 def pow(a, b) -> Tensor:  # noqa: A001 - PyTorch's name
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "pow")
+    if not any(
+        dtypes.is_float_storage(np.asarray(x.data if isinstance(x, Tensor) else x).dtype)
+        for x in (a, b)
+    ):
+        exponent = b.data if isinstance(b, Tensor) else np.asarray(b)
+        if np.any(exponent < 0):
+            raise ValueError("pow: integers to negative integer powers are not allowed")
     check_broadcast("pow", a, b)
     return Pow.apply(a, b)
 
@@ -250,7 +304,7 @@ class FloorDivide(Function):
 
 def floor_divide(a, b) -> Tensor:
     """⌊a / b⌋ element-wise (Python's `//`, torch.floor_divide)."""
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "floor_divide")
     check_broadcast("floor_divide", a, b)
     _integer_zero_divisor("floor_divide", a, b)
     return FloorDivide.apply(a, b)
@@ -275,7 +329,7 @@ class Remainder(Function):
 
 def remainder(a, b) -> Tensor:
     """a − b·⌊a / b⌋ element-wise: the sign of the divisor (Python's `%`, torch.remainder)."""
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "remainder")
     check_broadcast("remainder", a, b)
     _integer_zero_divisor("remainder", a, b)
     return Remainder.apply(a, b)
@@ -287,6 +341,7 @@ def remainder(a, b) -> Tensor:
 
 
 class Neg(Function):
+    inputs, name = policy.NUMERIC, "neg"
     flops = ELEMENTWISE
 
     @staticmethod
@@ -303,6 +358,7 @@ def neg(x: Tensor) -> Tensor:
 
 
 class Exp(Function):
+    inputs, name = policy.PROMOTE, "exp"
     flops = ELEMENTWISE
 
     @staticmethod
@@ -322,6 +378,7 @@ def exp(x: Tensor) -> Tensor:
 
 
 class Log(Function):
+    inputs, name = policy.PROMOTE, "log"
     flops = ELEMENTWISE
 
     @staticmethod
@@ -340,6 +397,7 @@ def log(x: Tensor) -> Tensor:
 
 
 class Sqrt(Function):
+    inputs, name = policy.PROMOTE, "sqrt"
     flops = ELEMENTWISE
 
     @staticmethod
@@ -359,6 +417,7 @@ def sqrt(x: Tensor) -> Tensor:
 
 
 class Abs(Function):
+    inputs, name = policy.NUMERIC, "abs"
     flops = ELEMENTWISE
 
     @staticmethod

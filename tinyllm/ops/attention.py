@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.engine import Function, Tensor, unbroadcast
+from tinyllm.engine import Function, Tensor, policy, unbroadcast
 from tinyllm.engine.flops import FlopRule, prod
 from tinyllm.kernels import attention as _attn
 from tinyllm.runtime.random import generator_or_default
@@ -66,7 +66,13 @@ def _sdpa_backward_flops(ctx, out_size):
     return 2 * batch * l * s * (recompute + 2 * e + 2 * ev), batch * l * s
 
 
+def _inverse_keep(dropout_p, dtype):
+    """1/(1 − p), the rescaling of the kept probabilities (p < 1; p = 1 is handled apart)."""
+    return np.asarray(1 / (1 - dropout_p), dtype=dtype)
+
+
 class ScaledDotProductAttention(Function):
+    inputs, name = policy.FLOAT, "scaled_dot_product_attention"
     flops = FlopRule("attention", _sdpa_forward_flops, _sdpa_backward_flops)
 
     @staticmethod
@@ -78,6 +84,12 @@ class ScaledDotProductAttention(Function):
         ctx.q_shape, ctx.k_shape, ctx.v_shape = q.shape, k.shape, v.shape
         ctx.mask_shape = None if mask_bias is None else mask_bias.shape
         ctx.scale, ctx.dropout_p = scale, dropout_p
+        if dropout_p == 1.0 or k.shape[-2] == 0:
+            # Every probability dropped, or no key to attend to: the output is zeros, as in
+            # PyTorch, and does not depend on the inputs.
+            ctx.constant = True
+            return np.zeros(batch + (q.shape[-2], v.shape[-1]), dtype=np.result_type(q, v))
+        ctx.constant = False
         if dropout_p > 0.0:
             # With dropout the probabilities themselves are perturbed: keep P and the mask.
             mask_bias = _attn._with_causal(mask_bias, causal, q.shape[-2], k.shape[-2], q.dtype)
@@ -87,7 +99,7 @@ class ScaledDotProductAttention(Function):
                 s = s + mask_bias
             p = np.exp(s - lse[..., None])
             keep = generator.random(p.shape, dtype=np.float32) >= dropout_p
-            pd = p * keep / np.asarray(1 - dropout_p, dtype=q.dtype)
+            pd = p * keep * _inverse_keep(dropout_p, q.dtype)
             out = np.matmul(pd, vb)
             ctx.save_for_backward(qb, kb, vb, p, keep)
             ctx.causal = False
@@ -101,10 +113,13 @@ class ScaledDotProductAttention(Function):
     def backward(ctx, grad):
         q_shape, k_shape, v_shape, m_shape = ctx.q_shape, ctx.k_shape, ctx.v_shape, ctx.mask_shape
         scale, dropout_p = ctx.scale, ctx.dropout_p
-        if dropout_p > 0.0:
+        if ctx.constant:
+            dq, dk, dv = (np.zeros(s, grad.dtype) for s in (q_shape, k_shape, v_shape))
+            ds = None if m_shape is None else np.zeros(m_shape, grad.dtype)
+        elif dropout_p > 0.0:
             qb, kb, vb, p, keep = ctx.saved_tensors
             sc = np.asarray(scale, dtype=qb.dtype)
-            inv = np.asarray(1 / (1 - dropout_p), dtype=qb.dtype)
+            inv = _inverse_keep(dropout_p, qb.dtype)
             pd = p * keep * inv
             dv = np.matmul(np.swapaxes(pd, -1, -2), grad)
             dpd = np.matmul(grad, np.swapaxes(vb, -1, -2))
@@ -136,6 +151,12 @@ def scaled_dot_product_attention(
     scale: float | None = None,
     generator=None,
 ) -> Tensor:
+    dropout_p = policy.probability("scaled_dot_product_attention", dropout_p, "dropout_p")
+    if not (str(q.dtype) == str(k.dtype) == str(v.dtype)):  # as PyTorch demands
+        raise TypeError(
+            f"scaled_dot_product_attention: query, key and value must have one dtype, got "
+            f"{q.dtype}, {k.dtype} and {v.dtype}"
+        )
     if (
         q.ndim < 2
         or k.ndim < 2
@@ -179,8 +200,8 @@ def scaled_dot_product_attention(
             bias = attn_mask if bias is None else attn_mask + bias
         else:
             bias = add if bias is None else bias + add
-    if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
+    if scale is None:  # (head size 0: every score is 0 whatever the scale)
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
     gen = generator_or_default(generator) if dropout_p > 0 else None
     return ScaledDotProductAttention.apply(
         q, k, v, bias, scale=scale, causal=causal, dropout_p=dropout_p, generator=gen

@@ -20,7 +20,7 @@ import numbers
 
 import numpy as np
 
-from tinyllm.engine import Tensor
+from tinyllm.engine import Tensor, policy
 from tinyllm.ops.dims import numpy_aliases
 
 
@@ -34,8 +34,12 @@ def _operand(b):
 
 def _compare(a: Tensor, b, op, name) -> Tensor:
     other = _operand(b)
-    if other is None:
+    if other is None or isinstance(other, (complex, np.complexfloating)):
         raise TypeError(f"{name}: cannot compare a Tensor with {type(b).__name__}")
+    if isinstance(other, (list, tuple)):
+        other = policy.as_real_array(name, other)
+    elif isinstance(other, np.ndarray):
+        policy.check_real(name, other)
     try:
         return Tensor(op(a.numpy(), other))
     except ValueError:
@@ -114,12 +118,12 @@ def logical_not(a: Tensor) -> Tensor:
 
 
 def _reduce_bool(a: Tensor, dim, keepdim, op) -> Tensor:
-    axis = tuple(dim) if isinstance(dim, (tuple, list)) else dim
-    if axis is not None:
-        for d in axis if isinstance(axis, tuple) else (axis,):
-            if not -max(a.ndim, 1) <= d < max(a.ndim, 1):
-                raise IndexError(f"{op.__name__}: dim {d} is out of range for shape {a.shape}")
-    return Tensor(np.asarray(op(a.numpy(), axis=axis, keepdims=keepdim)))
+    axis = None if dim is None else policy.dims(op.__name__, dim, a.ndim, a.shape)
+    if a.ndim == 0:
+        axis = None
+    out = np.asarray(op(a.numpy(), axis=axis, keepdims=keepdim))
+    # PyTorch's one exception: any/all of a uint8 tensor is uint8 (0/1), not bool
+    return Tensor(out.astype(np.uint8) if a.dtype == np.uint8 else out)
 
 
 @numpy_aliases

@@ -18,7 +18,7 @@ import numpy as np
 
 from tinyllm import dtypes
 from tinyllm.dtypes import DEFAULT_DTYPE
-from tinyllm.engine import Tensor
+from tinyllm.engine import Tensor, policy
 from tinyllm.engine.device import check_device
 from tinyllm.runtime.random import generator_or_default
 
@@ -41,6 +41,8 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     `torch.Tensor(data)`, always makes floats)."""
     check_device(device, "tensor")
     copy_dtype = dtype
+    if not isinstance(data, (np.ndarray, Tensor)):
+        policy.as_real_array("tensor", data)  # None, ragged lists, complex: a clear error
     if dtype is None and not isinstance(data, (np.ndarray, Tensor)):
         copy_dtype = _python_dtype(data)
     if dtypes.is_half(dtype) or (isinstance(data, Tensor) and dtypes.is_half(data.dtype)):

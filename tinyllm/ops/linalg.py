@@ -22,10 +22,12 @@ leading axes of x is folded into a single 2-D matrix product — the shape BLAS 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.engine import Function, Tensor, unbroadcast
+from tinyllm.engine import Function, Tensor, policy, unbroadcast
 from tinyllm.engine.flops import FlopRule, prod
 
 
@@ -55,6 +57,7 @@ def _matmul_backward_flops(ctx, out_size):
 
 
 class MatMul(Function):
+    inputs, name = policy.SAME, "matmul"
     flops = FlopRule("matmul", _matmul_forward_flops, _matmul_backward_flops)
 
     @staticmethod
@@ -127,11 +130,12 @@ def _linear_backward_flops(ctx, out_size):
 
 
 class Linear(Function):
+    inputs, name = policy.SAME, "linear"
     flops = FlopRule("linear", _linear_forward_flops, _linear_backward_flops)
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        x2 = x.reshape(-1, x.shape[-1])  # (N, in): every leading axis folded into one
+        x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # (N, in): leading axes folded
         out = kernels.matmul(x2, weight.T)  # (N, out), on tinyllm's threads
         if bias is not None:
             out += bias

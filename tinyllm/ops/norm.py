@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm import kernels
-from tinyllm.engine import Function, Tensor
+from tinyllm import dtypes, kernels
+from tinyllm.engine import Function, Tensor, policy
 from tinyllm.engine.flops import per_element
+from tinyllm.ops.conversion import cast
 
 
 class LayerNorm(Function):
+    inputs, name = policy.FLOAT, "layer_norm"
     flops = per_element("layer norm")
 
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, eps=1e-5, d=1):
-        x2 = x.reshape(-1, d)
+        # (rows, D); with D = 0 there is nothing to normalize and the result is empty
+        x2 = x.reshape(x.size // d if d else 0, d)
         w = None if weight is None else weight.reshape(d)
         b = None if bias is None else bias.reshape(d)
-        y, mean, rstd = kernels.layer_norm_forward(x2, w, b, eps)
+        if x2.size == 0:
+            y = np.empty(x2.shape, x.dtype)
+            mean = rstd = np.empty(x2.shape[0], x.dtype)
+        else:
+            y, mean, rstd = kernels.layer_norm_forward(x2, w, b, eps)
         ctx.save_for_backward(x2, w, mean, rstd)
         ctx.shapes = (
             x.shape,
@@ -36,7 +43,11 @@ class LayerNorm(Function):
         x2, w, mean, rstd = ctx.saved_tensors
         x_shape, w_shape, b_shape = ctx.shapes
         g2 = grad.reshape(x2.shape)
-        dx, dw, db = kernels.layer_norm_backward(x2, w, mean, rstd, g2)
+        if x2.size == 0:  # no rows or no features: every gradient is empty or zero
+            dx, dw = np.zeros(x2.shape, grad.dtype), np.zeros(x2.shape[1], grad.dtype)
+            db = dw
+        else:
+            dx, dw, db = kernels.layer_norm_backward(x2, w, mean, rstd, g2)
         nx, nw, nb = ctx.needs_input_grad
         return (
             dx.reshape(x_shape) if nx else None,
@@ -62,4 +73,7 @@ def layer_norm(
         if p is not None and p.shape != shape:
             raise ValueError(f"layer_norm: {name} of shape {p.shape}, expected {shape}")
     d = int(np.prod(shape))
-    return LayerNorm.apply(x, weight, bias, eps=eps, d=d)
+    out = LayerNorm.apply(x, weight, bias, eps=eps, d=d)
+    if dtypes.is_half(x.dtype) and not dtypes.same_dtype(out.dtype, x.dtype):
+        out = cast(out, x.dtype)  # half x, float32 weights: PyTorch keeps the input's dtype
+    return out

@@ -22,12 +22,16 @@ last, fold the rest into rows, and call the kernel. Each costs one FLOP per logi
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinyllm import kernels
-from tinyllm.engine import Function, Tensor
+from tinyllm.engine import Function, Tensor, policy
 from tinyllm.engine.flops import FlopRule, per_element, prod
 from tinyllm.ops.dims import numpy_aliases
+from tinyllm.ops.selection import where
+from tinyllm.ops.sorting import gather
 
 SOFTMAX = per_element("softmax/cross-entropy")
 
@@ -36,10 +40,11 @@ def _rows(x, axis):
     """View x as (rows, size of `axis`) with that axis last; return the way back."""
     moved = np.moveaxis(x, axis, -1)
     shape = moved.shape
-    return moved.reshape(-1, shape[-1]), shape
+    return moved.reshape(math.prod(shape[:-1]), shape[-1]), shape  # (0 rows or 0 columns too)
 
 
 class Softmax(Function):
+    inputs, name = policy.FLOAT, "softmax"
     flops = SOFTMAX
 
     @staticmethod
@@ -59,6 +64,7 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    inputs, name = policy.FLOAT, "log_softmax"
     flops = SOFTMAX
 
     @staticmethod
@@ -77,21 +83,20 @@ class LogSoftmax(Function):
         return np.moveaxis(kernels.log_softmax_backward(y, g).reshape(shape), -1, axis)
 
 
-def _check_axis(x, axis, op):
-    if not -x.ndim <= axis < max(x.ndim, 1):
-        raise ValueError(f"{op}: axis {axis} out of range for shape {x.shape}")
-
-
 @numpy_aliases
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    _check_axis(x, dim, "softmax")
-    return Softmax.apply(x, axis=dim)
+    axis = policy.dim("softmax", dim, x.ndim, x.shape)
+    if x.ndim == 0:  # one element: softmax over it is 1
+        return softmax(x.reshape(1), 0).reshape(())
+    return Softmax.apply(x, axis=axis)
 
 
 @numpy_aliases
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    _check_axis(x, dim, "log_softmax")
-    return LogSoftmax.apply(x, axis=dim)
+    axis = policy.dim("log_softmax", dim, x.ndim, x.shape)
+    if x.ndim == 0:
+        return log_softmax(x.reshape(1), 0).reshape(())
+    return LogSoftmax.apply(x, axis=axis)
 
 
 def _per_logit(ctx, *_):
@@ -99,6 +104,7 @@ def _per_logit(ctx, *_):
 
 
 class CrossEntropy(Function):
+    inputs, name = policy.FLOAT, "cross_entropy"
     flops = FlopRule("softmax/cross-entropy", _per_logit, _per_logit)
 
     @staticmethod
@@ -189,13 +195,13 @@ def _reduce_rows(rows, reduction, denominator, shape):
 
 def _weighted_nll_rows(logp, t, w, ignore_index):
     """Rows of −w_t log pₜ (0 where t = ignore_index), and the weights w_t that count."""
-    n, c = logp.shape
     valid = t != ignore_index
     safe = np.where(valid, t, 0)
     w_row = np.where(valid, w[safe], 0).astype(w.dtype)  # (N,)
-    pick = np.zeros((n, c), dtype=w.dtype)
-    pick[np.arange(n), safe] = w_row  # row n: w_t at column t, zeros elsewhere
-    return -(logp * pick).sum(axis=-1), w_row, valid
+    # Read log p at each row's target (a product with a one-hot matrix would turn another
+    # class's −inf into 0·(−inf) = NaN); ignored rows are exactly 0.
+    picked = gather(logp, 1, safe[:, None]).reshape(-1)  # (N,): log p[n, tₙ]
+    return where(valid, -(picked * w_row), 0.0), w_row, valid
 
 
 def nll_loss(
@@ -214,6 +220,7 @@ def nll_loss(
     """
     _legacy_reduction("nll_loss", size_average, reduce)
     _check_reduction("nll_loss", reduction)
+    policy.admit("nll_loss", policy.FLOAT, [input.data])
     t = _index_targets("nll_loss", input, _as_array(target), ignore_index)
     c = input.shape[0] if input.ndim == 1 else input.shape[1]
     w = _class_weight("nll_loss", weight, c, _compute_dtype(input))
@@ -260,6 +267,7 @@ def cross_entropy(
     """
     _legacy_reduction("cross_entropy", size_average, reduce)
     _check_reduction("cross_entropy", reduction)
+    policy.admit("cross_entropy", policy.FLOAT, [input.data])
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(
             f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}"

@@ -21,9 +21,11 @@ A reduction costs one FLOP per element it reads, in each pass.
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
-from tinyllm.engine import Function, Tensor
+from tinyllm.engine import Function, Tensor, policy
 from tinyllm.engine.flops import FlopRule, prod
 from tinyllm.ops.arithmetic import sqrt
 from tinyllm.ops.dims import numpy_aliases
@@ -36,16 +38,11 @@ def _reads_input(ctx, *_):
 READS_INPUT = FlopRule("reduction", _reads_input, _reads_input)
 
 
-def _normalize_axes(axis, ndim, op):
+def _normalize_axes(axis, ndim, op, shape=None):
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    out = []
-    for a in axes:
-        if not -ndim <= a < (ndim or 1):  # (`max` is shadowed by the op below)
-            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
-        out.append(a % ndim if ndim else 0)
-    return tuple(sorted(set(out)))
+    axes = policy.dims(op, axis, ndim, shape)  # range-checked, no repeats
+    return axes if ndim else ()
 
 
 def _expand_back(grad, in_shape, axes, keepdims):
@@ -64,7 +61,9 @@ class Sum(Function):
     @staticmethod
     def forward(ctx, x, axes=(), keepdims=False):
         ctx.in_shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims
-        return np.asarray(x.sum(axis=axes, keepdims=keepdims))
+        # integers and bools sum in int64, as in PyTorch (NumPy would give uint64 for uint8)
+        acc = None if x.dtype.kind == "f" or x.dtype.metadata is not None else np.int64
+        return np.asarray(x.sum(axis=axes, keepdims=keepdims, dtype=acc))
 
     @staticmethod
     def backward(ctx, grad):
@@ -74,26 +73,29 @@ class Sum(Function):
 
 @numpy_aliases
 def sum(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001 - PyTorch's name
-    return Sum.apply(x, axes=_normalize_axes(dim, x.ndim, "sum"), keepdims=keepdim)
+    return Sum.apply(x, axes=_normalize_axes(dim, x.ndim, "sum", x.shape), keepdims=keepdim)
 
 
 @numpy_aliases
 def mean(x: Tensor, dim=None, keepdim=False) -> Tensor:
-    axes = _normalize_axes(dim, x.ndim, "mean")
+    """Σ x / n over `dim`; the mean of nothing is NaN, as in PyTorch."""
+    policy.admit("mean", policy.FLOAT, [x.data])
+    axes = _normalize_axes(dim, x.ndim, "mean", x.shape)
     n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-    if n == 0:
-        raise ValueError(f"mean: reducing over an empty axis of a tensor of shape {x.shape}")
-    return sum(x, axes, keepdim) * (1.0 / n)
+    return sum(x, axes, keepdim) * (1.0 / n if n else float("nan"))
 
 
 class Max(Function):
     flops = READS_INPUT
 
     @staticmethod
-    def forward(ctx, x, axes=(), keepdims=False):
-        if x.size == 0:
-            raise ValueError(f"amax/amin: empty tensor of shape {x.shape}")
-        out = np.asarray(x.max(axis=axes, keepdims=True))
+    def forward(ctx, x, axes=(), keepdims=False, smallest=False):
+        if x.size == 0 and (not axes or builtins.min(x.shape[a] for a in axes) == 0):
+            raise ValueError(
+                f"amax/amin: reducing over an empty axis of a tensor of shape {x.shape} "
+                "(the maximum of nothing is undefined)"
+            )
+        out = np.asarray((x.min if smallest else x.max)(axis=axes, keepdims=True))
         ctx.save_for_backward(x, out)
         ctx.in_shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims
         return out if keepdims else np.asarray(out.squeeze(axis=axes))
@@ -110,39 +112,39 @@ class Max(Function):
 @numpy_aliases
 def amax(x: Tensor, dim=None, keepdim=False) -> Tensor:
     """The largest value over `dim`; tied maxima share the gradient evenly (torch.amax)."""
-    return Max.apply(x, axes=_normalize_axes(dim, x.ndim, "amax"), keepdims=keepdim)
+    return Max.apply(x, axes=_normalize_axes(dim, x.ndim, "amax", x.shape), keepdims=keepdim)
 
 
 @numpy_aliases
 def amin(x: Tensor, dim=None, keepdim=False) -> Tensor:
-    """amin x = −amax(−x)."""
-    return -amax(-x, dim, keepdim)
+    """The smallest value over `dim`, amax's mirror image (torch.amin)."""
+    axes = _normalize_axes(dim, x.ndim, "amin", x.shape)
+    return Max.apply(x, axes=axes, keepdims=keepdim, smallest=True)
 
 
 class Var(Function):
+    inputs, name = policy.FLOAT, "var"
     flops = READS_INPUT
 
     @staticmethod
     def forward(ctx, x, axes=(), keepdims=False, correction=1):
         n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-        denom = n - correction
-        if denom <= 0:
-            raise ValueError(
-                f"var: {n} elements with correction={correction} leaves no degrees "
-                f"of freedom (shape {x.shape}, axes {axes})"
+        # No degrees of freedom left (n ≤ correction): 0/0 = NaN, as in PyTorch.
+        denom = np.asarray(max(n - correction, 0), dtype=x.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centered = x - (x.sum(axis=axes, keepdims=True) / np.asarray(n, x.dtype))
+            ctx.save_for_backward(centered)
+            ctx.in_shape, ctx.axes, ctx.keepdims, ctx.denom = x.shape, axes, keepdims, denom
+            return np.asarray(
+                (centered * centered).sum(axis=axes, keepdims=keepdims) / denom, dtype=x.dtype
             )
-        centered = x - x.mean(axis=axes, keepdims=True)
-        ctx.save_for_backward(centered)
-        ctx.in_shape, ctx.axes, ctx.keepdims, ctx.denom = x.shape, axes, keepdims, denom
-        return np.asarray(
-            (centered * centered).sum(axis=axes, keepdims=keepdims) / denom, dtype=x.dtype
-        )
 
     @staticmethod
     def backward(ctx, grad):
         (centered,) = ctx.saved_tensors
         g = _expand_back(grad, centered.shape, ctx.axes, ctx.keepdims)
-        return (g * centered * (2.0 / ctx.denom)).astype(centered.dtype, copy=False)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (g * centered * (2.0 / ctx.denom)).astype(centered.dtype, copy=False)
 
 
 def _correction(op, unbiased, correction):
@@ -159,16 +161,17 @@ def _correction(op, unbiased, correction):
 @numpy_aliases
 def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
     """Σ (x − mean)² / (n − correction) over `dim` (PyTorch's torch.var; correction=1 default)."""
+    return _var(x, dim, keepdim, _correction("var", unbiased, correction), "var")
+
+
+def _var(x, dim, keepdim, correction, op):
     return Var.apply(
-        x,
-        axes=_normalize_axes(dim, x.ndim, "var"),
-        keepdims=keepdim,
-        correction=_correction("var", unbiased, correction),
+        x, axes=_normalize_axes(dim, x.ndim, op, x.shape), keepdims=keepdim, correction=correction
     )
 
 
 @numpy_aliases
 def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
     """√var over `dim` (PyTorch's torch.std), differentiated through var and sqrt."""
-    correction = _correction("std", unbiased, correction)
-    return sqrt(var(x, dim, keepdim=keepdim, correction=correction))
+    policy.admit("std", policy.FLOAT, [x.data])
+    return sqrt(_var(x, dim, keepdim, _correction("std", unbiased, correction), "std"))

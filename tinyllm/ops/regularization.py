@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.engine import Function, Tensor
+from tinyllm.engine import Function, Tensor, policy
 from tinyllm.engine.flops import per_element
 from tinyllm.runtime.random import generator_or_default
 
 
 class Dropout(Function):
+    inputs, name = policy.FLOAT, "dropout"
     flops = per_element("elementwise")
 
     @staticmethod
@@ -39,8 +40,8 @@ class Dropout(Function):
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: probability must be in [0, 1], got {p}")
+    p = policy.probability("dropout", p)
+    policy.admit("dropout", policy.FLOAT, [x.data])
     if not training or p == 0.0:
         return x
     if p == 1.0:

@@ -22,45 +22,46 @@ output element in both passes.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from tinyllm.engine import Function, Tensor, unbroadcast
-from tinyllm.ops.arithmetic import ELEMENTWISE, binary_operands, check_broadcast, neg
+from tinyllm.ops.arithmetic import ELEMENTWISE, binary_operands, check_broadcast
 
 
 class Maximum(Function):
     flops = ELEMENTWISE
 
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx, a, b, smallest=False):
         ctx.save_for_backward(a, b)
-        return np.maximum(a, b)
+        ctx.smallest = smallest
+        return np.minimum(a, b) if smallest else np.maximum(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         # Ties split the gradient evenly between the two inputs (PyTorch's convention).
-        wa = (a > b) + 0.5 * (a == b)
+        wa = ((a < b) if ctx.smallest else (a > b)) + 0.5 * (a == b)
         ga = unbroadcast((grad * wa).astype(grad.dtype), a.shape) if na else None
         gb = unbroadcast((grad * (1 - wa)).astype(grad.dtype), b.shape) if nb else None
         return ga, gb
 
 
 def maximum(a, b) -> Tensor:
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "maximum")
     check_broadcast("maximum", a, b)
     return Maximum.apply(a, b)
 
 
 def minimum(a, b) -> Tensor:
-    """min(a, b) = −max(−a, −b)."""
-    return neg(
-        maximum(
-            neg(a) if isinstance(a, Tensor) else -np.asarray(a),
-            neg(b) if isinstance(b, Tensor) else -np.asarray(b),
-        )
-    )
+    """min(a, b), the mirror image of maximum (not −max(−a, −b): negation wraps unsigned
+    integers and is not defined for bool)."""
+    a, b = binary_operands(a, b, "minimum")
+    check_broadcast("minimum", a, b)
+    return Maximum.apply(a, b, smallest=True)
 
 
 class Where(Function):
@@ -87,7 +88,7 @@ def where(condition, a, b) -> Tensor:
     cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be boolean, got dtype {cond.dtype}")
-    a, b = binary_operands(a, b)
+    a, b = binary_operands(a, b, "where")
     try:
         np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
     except ValueError:
@@ -104,9 +105,9 @@ class Clamp(Function):
     @staticmethod
     def forward(ctx, x, lo=None, hi=None):
         # Bounds take x's dtype: a NumPy float64 bound must not upcast a float32 tensor.
-        dt = x.dtype if np.issubdtype(x.dtype, np.floating) else None
-        lo = None if lo is None else np.asarray(lo, dtype=dt)
-        hi = None if hi is None else np.asarray(hi, dtype=dt)
+        dt = x.dtype  # (clamp made an integer x float32 if a bound is a float)
+        lo = None if lo is None else np.asarray(lo).astype(dt)
+        hi = None if hi is None else np.asarray(hi).astype(dt)
         ctx.save_for_backward(x)
         ctx.bounds = (lo, hi)
         return np.clip(x, lo, hi)
@@ -124,6 +125,19 @@ class Clamp(Function):
 
 
 def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
+    """x limited to [min, max] (either may be None, not both). Bounds are numbers; an integer
+    tensor with a float bound is clamped as float32, as in PyTorch."""
+    if min is None and max is None:
+        raise RuntimeError("clamp: at least one of min and max must be given")
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and (
+            isinstance(bound, (bool, np.bool_)) or not isinstance(bound, numbers.Real)
+        ):
+            raise TypeError(f"clamp: {name} must be a number or None, got {bound!r}")
+    if not x.is_floating_point() and any(isinstance(b, (float, np.floating)) for b in (min, max)):
+        x = Tensor(x.data.astype(np.float32))
+    elif x.dtype == np.bool_:
+        x = Tensor(x.data.astype(np.int64))
     return Clamp.apply(x, lo=min, hi=max)
 
 

@@ -17,10 +17,14 @@ these ops does arithmetic (they cost 0 FLOPs), except expand's backward, which s
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from tinyllm.engine import Function, ScatterGrad, Tensor, unbroadcast
+from tinyllm import dtypes
+from tinyllm.engine import Function, ScatterGrad, Tensor, policy, unbroadcast
 from tinyllm.engine.flops import MOVES_DATA, FlopRule, free, prod
+from tinyllm.ops.conversion import cast
 from tinyllm.ops.dims import numpy_aliases
 
 
@@ -73,9 +77,14 @@ def _resolve_shape(in_shape, shape):
 
 def flatten(x: Tensor, start_dim=0, end_dim=-1) -> Tensor:
     nd = x.ndim
+    s, e = _axis(start_dim, nd, "flatten", x.shape), _axis(end_dim, nd, "flatten", x.shape)
     if nd == 0:
         return reshape(x, 1)
-    s, e = start_dim % nd, end_dim % nd
+    if s > e:
+        raise RuntimeError(
+            f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+            f"for a tensor of shape {x.shape}"
+        )
     shape = x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :]
     return reshape(x, shape)
 
@@ -96,19 +105,22 @@ class Permute(Function):
 
 def permute(x: Tensor, *dims) -> Tensor:
     dims = _shape_arg(dims)
-    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
-        raise ValueError(
-            f"permute: dims {dims} are not a permutation of the {x.ndim} axes of "
-            f"a tensor of shape {x.shape}"
+    if len(dims) != x.ndim:
+        raise RuntimeError(
+            f"permute: dims {dims} name {len(dims)} axes, but the tensor of shape {x.shape} "
+            f"has {x.ndim}"
         )
-    return Permute.apply(x, dims=tuple(d % x.ndim for d in dims))
+    axes = tuple(policy.dim("permute", d, x.ndim, x.shape) for d in dims)
+    if len(set(axes)) != len(axes):
+        raise RuntimeError(f"permute: dims {dims} repeat an axis of a tensor of shape {x.shape}")
+    return Permute.apply(x, dims=axes)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     nd = x.ndim
-    for d in (dim0, dim1):
-        if not -nd <= d < nd:
-            raise ValueError(f"transpose: dim {d} out of range for shape {x.shape}")
+    dim0, dim1 = _axis(dim0, nd, "transpose", x.shape), _axis(dim1, nd, "transpose", x.shape)
+    if nd == 0:
+        return x
     dims = list(range(nd))
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return Permute.apply(x, dims=tuple(dims))
@@ -149,10 +161,8 @@ def expand(x: Tensor, *shape) -> Tensor:
 
 
 def _axis(axis: int, ndim: int, op: str, shape) -> int:
-    """`axis` in [−ndim, ndim) as a non-negative index, or a ValueError naming the op."""
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"{op}: axis {axis} out of range for a tensor of shape {shape}")
-    return axis % ndim
+    """`axis` in [−ndim, ndim) as a non-negative index, or PyTorch's IndexError naming the op."""
+    return policy.dim(op, axis, ndim, shape)
 
 
 @numpy_aliases
@@ -162,10 +172,7 @@ def squeeze(x: Tensor, dim=None) -> Tensor:
     if dim is None:
         shape = tuple(s for s in x.shape if s != 1)
     else:
-        axes = {
-            _axis(a, max(x.ndim, 1), "squeeze", x.shape)
-            for a in ((dim,) if isinstance(dim, (int, np.integer)) else dim)
-        }
+        axes = set(policy.dims("squeeze", dim, x.ndim, x.shape))
         shape = tuple(s for i, s in enumerate(x.shape) if not (i in axes and s == 1))
     return reshape(x, shape)
 
@@ -211,21 +218,39 @@ class Concatenate(Function):
 
 
 def _as_tensors(xs, op):
+    if isinstance(xs, Tensor) or not isinstance(xs, (list, tuple)):
+        raise TypeError(f"{op}: expected a list or tuple of tensors, got {type(xs).__name__}")
     xs = list(xs)
     if not xs:
         raise ValueError(f"{op}: expected a non-empty sequence of tensors")
-    return [x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=xs[0].dtype)) for x in xs]
+    first = xs[0].dtype if isinstance(xs[0], Tensor) else None
+    xs = [x if isinstance(x, Tensor) else Tensor(x, dtype=first) for x in xs]
+    if len({str(x.dtype) for x in xs}) > 1:  # PyTorch's promotion, not NumPy's
+        target = _common_dtype([x.dtype for x in xs])
+        xs = [x if dtypes.same_dtype(x.dtype, target) else cast(x, target) for x in xs]
+    return xs
+
+
+def _common_dtype(dts):
+    """The dtype torch.cat gives tensors of these dtypes: the floats decide when there are
+    any (float32 ∘ int64 is float32; two different halves give float32), else NumPy's rule."""
+    floats = [d for d in dts if dtypes.is_half(d) or np.dtype(d).kind == "f"]
+    if not floats:
+        return np.result_type(*dts)
+    full = [np.dtype(d) for d in floats if not dtypes.is_half(d)]
+    if full:
+        return np.result_type(*full)
+    return floats[0] if all(dtypes.same_dtype(d, floats[0]) for d in floats) else np.float32
 
 
 @numpy_aliases
 def concatenate(tensors, dim: int = 0) -> Tensor:
-    axis = dim
     tensors = _as_tensors(tensors, "concatenate")
     ref = tensors[0].shape
     nd = len(ref)
-    if not -nd <= axis < nd:
-        raise ValueError(f"concatenate: axis {axis} out of range for shape {ref}")
-    axis %= nd
+    if nd == 0:
+        raise ValueError("concatenate: zero-dimensional tensors cannot be concatenated")
+    axis = policy.dim("concatenate", dim, nd, ref)
     for t in tensors[1:]:
         if t.ndim != nd or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != axis):
             raise ValueError(
@@ -347,6 +372,12 @@ def masked_fill(x: Tensor, mask, value) -> Tensor:
     mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
     if mask.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be boolean, got dtype {mask.dtype}")
+    if isinstance(value, Tensor) and value.data.size == 1:
+        value = value.item()
+    if not isinstance(value, (numbers.Real, np.bool_)):
+        raise TypeError(f"masked_fill: value must be a real number, got {value!r}")
+    if not x.is_floating_point() and not np.isfinite(value):
+        raise ValueError(f"masked_fill: {value} cannot be stored in a {x.dtype} tensor")
     try:
         if np.broadcast_shapes(mask.shape, x.shape) != x.shape:
             raise ValueError

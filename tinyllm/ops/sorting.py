@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinyllm.engine import Function, Tensor
+from tinyllm.engine import Function, Tensor, policy
 from tinyllm.engine.flops import MOVES_DATA
 from tinyllm.ops.dims import numpy_aliases
 from tinyllm.ops.reduce import amax, amin
@@ -48,12 +48,7 @@ class ValuesIndices(NamedTuple):
 
 
 def _dim(x: Tensor, dim: int, op: str) -> int:
-    nd = builtins.max(x.ndim, 1)  # (max and min are the ops below)
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
-        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
-    if not -nd <= dim < nd:
-        raise IndexError(f"{op}: dim {dim} is out of range for a tensor of shape {x.shape}")
-    return int(dim) % nd
+    return policy.dim(op, dim, x.ndim, x.shape)
 
 
 def _along(index: np.ndarray, dim: int) -> tuple:
@@ -105,8 +100,10 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
 
 
 def _arg_extreme(x: Tensor, dim, keepdim, find, op) -> Tensor:
-    if x.data.size == 0:
-        raise ValueError(f"{op}: cannot take {op} of an empty tensor of shape {x.shape}")
+    if x.data.size == 0 and (dim is None or x.ndim == 0 or x.shape[_dim(x, dim, op)] == 0):
+        raise ValueError(
+            f"{op}: cannot take {op} over an empty axis of a tensor of shape {x.shape}"
+        )
     values = x.numpy()
     if dim is None:
         flat = find(values.reshape(-1))
@@ -137,20 +134,24 @@ def _first_min(a, axis=None):
 @numpy_aliases
 def argmax(x: Tensor, dim=None, keepdim=False) -> Tensor:
     """Index of the first largest element: of the flattened tensor (dim=None) or along dim."""
+    policy.admit("argmax", policy.NUMERIC, [x.data])  # (PyTorch: not for bool)
     return _arg_extreme(x, dim, keepdim, _first_max, "argmax")
 
 
 @numpy_aliases
 def argmin(x: Tensor, dim=None, keepdim=False) -> Tensor:
     """Index of the first smallest element: of the flattened tensor (dim=None) or along dim."""
+    policy.admit("argmin", policy.NUMERIC, [x.data])
     return _arg_extreme(x, dim, keepdim, _first_min, "argmin")
 
 
-def _extreme_along(x: Tensor, dim, keepdim, arg, op) -> ValuesIndices:
+def _extreme_along(x: Tensor, dim, keepdim, find, op) -> ValuesIndices:
+    """max(x, dim) / min(x, dim): values and indices (bool included, as in PyTorch, which
+    refuses argmax of bool but not max)."""
     d = _dim(x, dim, op)
     if x.ndim == 0:
         return ValuesIndices(x * 1, Tensor(np.zeros((), dtype=np.int64)))
-    idx = arg(x, d, keepdim=True)
+    idx = _arg_extreme(x, d, True, find, op)
     values = gather(x, d, idx)
     if not keepdim:
         values = values.reshape(values.shape[:d] + values.shape[d + 1 :])
@@ -165,7 +166,7 @@ def max(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noq
         return maximum(x, dim)
     if dim is None:
         return amax(x)
-    return _extreme_along(x, dim, keepdim, argmax, "max")
+    return _extreme_along(x, dim, keepdim, _first_max, "max")
 
 
 def min(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001
@@ -175,7 +176,7 @@ def min(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noq
         return minimum(x, dim)
     if dim is None:
         return amin(x)
-    return _extreme_along(x, dim, keepdim, argmin, "min")
+    return _extreme_along(x, dim, keepdim, _first_min, "min")
 
 
 def _max_args(op, dim, keepdim, axis, keepdims):
@@ -210,9 +211,9 @@ def _sort_indices(a: np.ndarray, dim: int, descending: bool) -> np.ndarray:
 
 def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False):
     """(values, indices) sorted along `dim` (PyTorch's torch.sort; always stable here)."""
+    d = _dim(x, dim, "sort")
     if x.ndim == 0:
         return ValuesIndices(x * 1, Tensor(np.zeros((), dtype=np.int64)))
-    d = _dim(x, dim, "sort")
     idx = _sort_indices(x.numpy(), d, bool(descending)).astype(np.int64)
     return ValuesIndices(gather(x, d, idx), Tensor(idx))
 
@@ -228,6 +229,7 @@ def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = 
     Always returned in sorted order (largest first, or smallest first), which is also a valid
     answer when `sorted=False`.
     """
+    policy.admit("topk", policy.NUMERIC, [x.data])  # (PyTorch: not for bool)
     d = _dim(x, dim, "topk")
     n = x.shape[d] if x.ndim else 1
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 <= k <= n:

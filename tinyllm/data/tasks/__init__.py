@@ -3,8 +3,20 @@ scratchpad), string transformations, key-value lookup, review classification by 
 and in-context rule induction with held-out rules. Start with base.py (Example, Task, Mixture).
 """
 
+from tinyllm.data.tasks.arithmetic import Arithmetic
 from tinyllm.data.tasks.base import Example, Mixture, Task
+from tinyllm.data.tasks.induction import SubstitutionTask
 from tinyllm.data.tasks.lookup import KeyValueLookup
 from tinyllm.data.tasks.reviews import ReviewSentiment
+from tinyllm.data.tasks.strings import StringTask
 
-__all__ = ["Example", "KeyValueLookup", "Mixture", "ReviewSentiment", "Task"]
+__all__ = [
+    "Arithmetic",
+    "Example",
+    "KeyValueLookup",
+    "Mixture",
+    "ReviewSentiment",
+    "StringTask",
+    "SubstitutionTask",
+    "Task",
+]
