@@ -182,6 +182,12 @@ SMALL = {
         ],
         ["--batch-size", "4"],
     ),
+    "examples/sft.py": (
+        ["--pretrain-steps", "2", "--pretrain-examples", "60", "--steps", "2"]
+        + ["--train-examples", "40", "--eval-examples", "4", "--log-interval", "1"],
+        ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--vocab-size", "300"]
+        + ["--batch-size", "4", "--noise-chars", "8"],
+    ),
     "examples/train_zero.py": (_TRAIN + ["--sample-tokens", "4", "--compare-steps", "1"], _SIM),
     "examples/train_ddp.py": (_TRAIN + ["--sample-tokens", "4"], _SIM),
     "examples/train_3d.py": (_TRAIN + ["--sample-tokens", "4"], _SIM),

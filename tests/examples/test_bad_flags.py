@@ -42,6 +42,7 @@ TRAINING = [
 OTHERS = [
     "generate.py",
     "chat.py",
+    "sft.py",
     "scaling.py",
     "memory_table.py",
     "precision_table.py",
@@ -209,6 +210,20 @@ SPECIFIC = {
         (["--seed", "-1"], "--seed"),
         (["--checkpoint", "{missing}"], "--checkpoint"),
         (["--checkpoint", "{dir}"], "--checkpoint"),
+    ],
+    "sft.py": [
+        (["--opinions", "2"], "--opinions"),
+        (["--keys", "0"], "--keys"),
+        (["--lora-rank", "0"], "--lora-rank"),
+        (["--lora-alpha", "nan"], "--lora-alpha"),
+        (["--lora-dropout", "1"], "--lora-dropout"),
+        (["--lora-targets", "attn.q_proj"], "--lora-targets"),
+        (["--lr", "inf"], "--lr"),
+        (["--steps", "0"], "--steps"),
+        (["--n-embd", "30"], "--n-embd"),
+        (["--vocab-size", "259"], "--vocab-size"),
+        (["--checkpoint", "{dir}"], "--checkpoint"),
+        (["--report", "/proc/tinyllm/report.json"], "--report"),
     ],
     "scaling.py": [
         (["--min-exp", "20", "--max-exp", "18"], "--min-exp"),

@@ -8,6 +8,7 @@ init.py         initialization: normal_, xavier_*, kaiming_*, trunc_normal_, cal
 utils.py        clip_grad_norm_, clip_grad_value_, parameters_to_vector, vector_to_parameters
 positional.py   sinusoidal (fixed) and learned positional encodings
 attention.py    MultiHeadAttention (self / causal / cross), KVCache
+lora.py         LoRALinear, apply_lora, merge_lora: low-rank adapters on frozen Linears
 rnn.py          RNN, LSTM, GRU and their cells: the recurrence before attention
 transformer.py  FeedForward, EncoderBlock, DecoderBlock, Encoder, Decoder
 functional.py   the functional ops (tinyllm.nn.functional ≈ torch.nn.functional)
@@ -31,6 +32,7 @@ from tinyllm.nn.layers import (
     Softmax,
     Tanh,
 )
+from tinyllm.nn.lora import LoRALinear, apply_lora, lora_state_dict, merge_lora
 from tinyllm.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from tinyllm.nn.positional import (
     LearnedPositionalEmbedding,

@@ -6,6 +6,17 @@ and in-context rule induction with held-out rules. Start with base.py (Example, 
 from tinyllm.data.tasks.arithmetic import Arithmetic
 from tinyllm.data.tasks.base import Example, Mixture, Task
 from tinyllm.data.tasks.induction import SubstitutionTask
+from tinyllm.data.tasks.lookup import KeyValueLookup
+from tinyllm.data.tasks.reviews import ReviewSentiment
 from tinyllm.data.tasks.strings import StringTask
 
-__all__ = ["Arithmetic", "Example", "Mixture", "StringTask", "SubstitutionTask", "Task"]
+__all__ = [
+    "Arithmetic",
+    "Example",
+    "KeyValueLookup",
+    "Mixture",
+    "ReviewSentiment",
+    "StringTask",
+    "SubstitutionTask",
+    "Task",
+]
