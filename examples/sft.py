@@ -129,6 +129,13 @@ def build_parser():
         default=",".join(LINEARS),
         help="Linear layers that get adapters",
     )
+    g.add_argument(
+        "--lora-freeze-embedding",
+        action="store_true",
+        help="freeze the tied token embedding in the LoRA run except the chat tokens' rows "
+        "(by default it trains, PEFT's modules_to_save: a base pre-trained without labels "
+        "has not learned which words the hidden rule counts)",
+    )
     g = p.add_argument_group("files")
     g.add_argument(
         "--base-checkpoint",
@@ -448,7 +455,9 @@ def main(argv=None):
     )
     # the chat tokens are new: under a frozen embedding their rows would stay the mean-resizing
     # guess, so their rows train too (PEFT's trainable_token_indices)
-    rows = train_new_token_rows(lora_model, len(fmt.special_ids))
+    rows = train_new_token_rows(
+        lora_model, len(fmt.special_ids), train_old=not args.lora_freeze_embedding
+    )
     lora_trainable = sum(p.numel() for p in trainable_parameters(lora_model))
     # the adapters at LoRA's rate; the token rows are ordinary weights, at full SFT's rate
     lora_losses, lora_opt = finetune(
@@ -458,7 +467,7 @@ def main(argv=None):
         args,
         lr=args.lora_lr,
         label="lora",
-        lr_of={id(rows.new_rows): args.lr},
+        lr_of={id(rows.new_rows): args.lr, id(rows.base.weight): args.lr},
     )
     lora_acc, per_task["lora"] = evaluate(lora_model)
     merge_lora(lora_model)
@@ -521,6 +530,7 @@ def main(argv=None):
                 "rank": args.lora_rank,
                 "alpha": args.lora_alpha,
                 "targets": list(args.lora_targets),
+                "train_embedding": not args.lora_freeze_embedding,
                 "wrapped_layers": wrapped,
             },
             "full": ledger["full"],

@@ -14,7 +14,7 @@ TINY = [
     "--pretrain-steps", "4", "--pretrain-examples", "60", "--steps", "3",
     "--train-examples", "40", "--eval-examples", "6", "--batch-size", "4",
     "--noise-chars", "8", "--log-interval", "2", "--lora-rank", "2",
-    "--lora-targets", "attn.c_attn,mlp.c_fc",
+    "--lora-targets", "attn.c_attn,mlp.c_fc", "--lora-freeze-embedding",
 ]  # fmt: skip
 
 

@@ -164,3 +164,21 @@ def test_new_token_rows_train_alone_and_merge_back_tied():
     assert model.lm_head.weight is model.transformer.wte.weight  # still tied
     np.testing.assert_allclose(model.transformer.wte.weight.data[-3:], rows.new_rows.data)
     np.testing.assert_allclose(model(x)[0].data, adapted, rtol=1e-5, atol=1e-6)
+
+
+def test_train_old_rows_gives_the_whole_tied_table_the_full_models_gradient():
+    """With train_old (PEFT's modules_to_save for the embedding), every row of the tied table
+    gets the gradient the plain model gives its embedding: input lookup plus output head."""
+    model, ref = _gpt(), _gpt()
+    x = np.random.default_rng(0).integers(0, 40, (2, 8))
+    apply_lora(model, ("c_attn",), r=2, alpha=2, generator=np.random.default_rng(1))
+    rows = train_new_token_rows(model, 3, train_old=True)
+    _, loss = model(x, x)
+    loss.backward()
+    _, ref_loss = ref(x, x)
+    ref_loss.backward()
+    full = ref.transformer.wte.weight.grad  # B = 0: the adapted model computes the same function
+    np.testing.assert_allclose(model.transformer.wte.base.weight.grad[:-3], full[:-3], atol=1e-6)
+    np.testing.assert_allclose(rows.new_rows.grad, full[-3:], atol=1e-6)
+    base = model.transformer.wte.base.weight
+    assert any(p is base for p in trainable_parameters(model))

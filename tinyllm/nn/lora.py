@@ -124,13 +124,14 @@ class NewTokenRows(Module):
     `table()` is the full (V, E) matrix [frozen; new] as a Tensor, so the gradient reaches the
     new rows only; the tied head (`TiedHead`) multiplies by the same table."""
 
-    def __init__(self, embedding, n_new: int):
+    def __init__(self, embedding, n_new: int, train_old: bool = False):
         super().__init__()
         v = embedding.weight.shape[0]
         if isinstance(n_new, bool) or not isinstance(n_new, int) or not 0 < n_new <= v:
             raise ValueError(f"NewTokenRows: n_new must be an int in [1, {v}], got {n_new!r}")
         self.base = embedding
-        embedding.requires_grad_(False)
+        self.train_old = bool(train_old)  # PEFT's modules_to_save for the embedding: all rows
+        embedding.requires_grad_(self.train_old)
         self.n_old = v - n_new
         self.new_rows = Parameter(embedding.weight.data[self.n_old :].copy())
 
@@ -139,7 +140,10 @@ class NewTokenRows(Module):
         return self.base.weight
 
     def table(self) -> Tensor:
-        old = Tensor(self.base.weight.data[: self.n_old])  # a constant: no gradient
+        if self.train_old:  # the old rows train too, through the same table
+            old = self.base.weight[: self.n_old]
+        else:
+            old = Tensor(self.base.weight.data[: self.n_old])  # a constant: no gradient
         return ops.concatenate([old, self.new_rows], dim=0)  # (V, E)
 
     def forward(self, ids) -> Tensor:
@@ -161,14 +165,18 @@ class TiedHead(Module):
 
 
 def train_new_token_rows(
-    model: Module, n_new: int, embedding: str = "transformer.wte", head: str = "lm_head"
+    model: Module,
+    n_new: int,
+    embedding: str = "transformer.wte",
+    head: str = "lm_head",
+    train_old: bool = False,
 ) -> NewTokenRows:
     """Make the last `n_new` rows of the model's tied embedding trainable (everything else of
-    it frozen), for the input lookup and the output head alike."""
+    it frozen, unless `train_old`), for the input lookup and the output head alike."""
     old = model.get_submodule(embedding)
     if getattr(model.get_submodule(head), "weight", None) is not old.weight:
         raise ValueError(f"train_new_token_rows: {head} is not tied to {embedding}")
-    rows = NewTokenRows(old, n_new)
+    rows = NewTokenRows(old, n_new, train_old=train_old)
     original_head = model.get_submodule(head)
     _replace(model, embedding, rows)
     _replace(model, head, TiedHead(rows))
