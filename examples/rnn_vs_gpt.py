@@ -33,6 +33,7 @@ from common import write_report
 import tinyllm
 import tinyllm.nn.functional as F
 from tinyllm import nn
+from tinyllm.accounting.params import gpt_param_formula
 from tinyllm.data.corpus import stdlib_text
 from tinyllm.models import GPT, GPTConfig
 from tinyllm.optim import SGD, AdamW
@@ -116,7 +117,7 @@ def matched_gpt(target: int, block: int, seed: int) -> GPT:
         config = GPTConfig(
             vocab_size=VOCAB, block_size=block, n_layer=2, n_head=4, n_embd=width, dropout=0.0
         )
-        n = 2 * 12 * width**2 + (VOCAB + block) * width + 2 * 13 * width + 2 * width
+        n = gpt_param_formula(config).total
         if best is None or abs(n - target) < abs(best[0] - target):
             best = (n, config)
     return GPT(best[1], generator=np.random.default_rng(seed))

@@ -31,7 +31,7 @@ import numpy as np
 from common import write_report
 
 from tinyllm.data.corpus import stdlib_text
-from tinyllm.data.word_grammar import WordGrammar
+from tinyllm.data.word_grammar import COUNTRIES, WordGrammar
 from tinyllm.models.word2vec import Word2Vec, analogy_accuracy, neighbour_class_precision
 
 IDENTIFIER_GROUPS = {
@@ -132,8 +132,6 @@ def text_scatter(points: dict, width: int = 64, height: int = 20) -> str:
 
 
 def projection(model, grammar) -> str:
-    from tinyllm.data.word_grammar import COUNTRIES
-
     words = [w for row in COUNTRIES for w in row[:2]]
     u = model.unit_vectors()[[model.key_to_index[w] for w in words]]
     centred = u - u.mean(axis=0)

@@ -70,8 +70,9 @@ class Seq2Seq(nn.Module):
             self.v = nn.Linear(a, 1, bias=False)
         self.out = nn.Linear(hidden + context, target_vocab)
 
-    def encode(self, src, src_mask=None):
-        """Encoder states (B, S, H) and the final (h, c) that starts the decoder."""
+    def encode(self, src):
+        """Encoder states (B, S, H) and the final (h, c) that starts the decoder (sources are
+        left-padded, so the last step is every sentence's last word)."""
         src = np.asarray(src)
         if src.ndim != 2 or src.dtype.kind not in "iu":
             raise ValueError(f"Seq2Seq: src must be (batch, time) integer ids, got {src.shape}")
@@ -99,7 +100,7 @@ class Seq2Seq(nn.Module):
         return self.out(read), (h, c), alpha
 
     def _memory(self, src, src_mask):
-        states, state = self.encode(src, src_mask)
+        states, state = self.encode(src)
         pad = None if src_mask is None else np.asarray(src_mask) == 0
         keys = self.U(states) if self.attention else None
         return (states, keys, pad), state
